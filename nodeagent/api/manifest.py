@@ -1,0 +1,186 @@
+"""From manifest bytes to validated, defaulted static pods with their identity.
+
+    load_manifest(b"...", origin="/etc/kubernetes/manifests/web.yaml", source="file", node_name="n1")
+        -> ManifestResult(pods=[StaticPod(...)], problems=[...], warnings=[...])
+
+A file is all or nothing for its caller: `problems` lists every error of every pod in it, each with
+where it sits and its field path.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from nodeagent.api.decode import DecodeError, RawPod, decode_manifest
+from nodeagent.api.fielderrors import duplicate, from_validation_error, invalid
+from nodeagent.api.identity import (
+    CONFIG_HASH,
+    CONFIG_SOURCE,
+    DEFAULT_NAMESPACE,
+    config_hash,
+    static_pod_name,
+)
+from nodeagent.api.model import Pod
+from nodeagent.api.names import dns1123_subdomain
+from nodeagent.api.resources import QOSClass, qos_class
+from nodeagent.api.unknown import find_unknown_fields
+from nodeagent.api.validation import validate_pod
+from nodeagent.errors import FieldError
+
+SourceKind = Literal["file", "http"]
+
+
+@dataclass(frozen=True, slots=True)
+class StaticPod:
+    """A pod ready to run: defaulted, named for this node, with its UID and where it came from."""
+
+    pod: Pod
+    source: SourceKind
+    origin: str  # the file path, or the URL without credentials
+    config_hash: str
+    qos: QOSClass
+
+    @property
+    def uid(self) -> str:
+        return self.pod.metadata.uid or ""
+
+    @property
+    def name(self) -> str:
+        return self.pod.metadata.name or ""
+
+    @property
+    def namespace(self) -> str:
+        return self.pod.metadata.namespace or DEFAULT_NAMESPACE
+
+    @property
+    def key(self) -> str:
+        """namespace/name: what identifies a pod to users and to the conflict rules."""
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An error or warning, with where in the file it is ('document 2, items[0]' or '')."""
+
+    where: str
+    error: FieldError
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.error}" if self.where else str(self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestResult:
+    pods: list[StaticPod] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def load_manifest(content: bytes, *, origin: str, source: SourceKind, node_name: str) -> ManifestResult:
+    try:
+        decoded = decode_manifest(content)
+    except DecodeError as exc:
+        return ManifestResult(problems=[Problem("", FieldError("", str(exc)))])
+    result = ManifestResult(warnings=[Problem("", FieldError("", w)) for w in decoded.warnings])
+    seen: dict[str, str] = {}
+    for raw in decoded.pods:
+        where = raw.locate(decoded.documents)
+        pod, errors, warnings = parse_pod(raw)
+        result.warnings.extend(Problem(where, w) for w in warnings)
+        if pod is None or errors:
+            result.problems.extend(Problem(where, e) for e in errors)
+            continue
+        static = make_static(pod, raw, origin=origin, source=source, node_name=node_name)
+        name_errors = [invalid("metadata.name", static.name, p) for p in dns1123_subdomain(static.name)]
+        if static.key in seen:
+            name_errors.append(duplicate("metadata.name", pod.metadata.name))
+        seen[static.key] = where
+        if name_errors:
+            result.problems.extend(Problem(where, e) for e in name_errors)
+            continue
+        result.pods.append(static)
+    return result
+
+
+def parse_pod(raw: RawPod) -> tuple[Pod | None, list[FieldError], list[FieldError]]:
+    """(pod, errors, warnings) for one decoded pod object.
+
+    Fields of the wrong type are reported, then left out so that the rest is still validated:
+    every error in one pass, none hidden behind another.
+    """
+    data = raw.data
+    typed: list[FieldError] = []
+    for attempt in range(3):
+        try:
+            pod = Pod.model_validate(data)
+            break
+        except ValidationError as exc:
+            found = from_validation_error(exc)
+            typed += [error for _, error in found]
+            data = copy.deepcopy(data) if attempt == 0 else data
+            # A bad list item becomes {} first, so that indexes stay true; if the list holds
+            # scalars, {} is wrong too, and then the item goes.
+            for parts, _ in sorted(found, key=lambda f: f[0], reverse=True):
+                _remove(data, parts, drop_items=attempt > 0)
+    else:
+        return None, _unique(typed), []
+    bad = {error.path for error in typed}
+    semantic = [e for e in validate_pod(pod) if not any(_related(e.path, b) for b in bad)]
+    return pod, _unique(typed) + semantic, find_unknown_fields(pod)
+
+
+def _remove(data: Any, parts: tuple[str | int, ...], *, drop_items: bool) -> None:
+    for part in parts[:-1]:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    last = parts[-1] if parts else None
+    if isinstance(data, dict) and last in data:
+        del data[last]
+    elif isinstance(data, list) and isinstance(last, int) and last < len(data):
+        if drop_items:
+            del data[last]
+        else:
+            data[last] = {}
+
+
+def _unique(errors: list[FieldError]) -> list[FieldError]:
+    """The first error for each path: later attempts only repeat what the first one found."""
+    first: dict[str, FieldError] = {}
+    for error in errors:
+        first.setdefault(error.path, error)
+    return list(first.values())
+
+
+def _related(path: str, bad: str) -> bool:
+    return path == bad or path.startswith((bad + ".", bad + "[")) or bad.startswith((path + ".", path + "["))
+
+
+def make_static(pod: Pod, raw: RawPod, *, origin: str, source: SourceKind, node_name: str) -> StaticPod:
+    """Name the pod for this node and give it the kubelet's UID and config annotations."""
+    digest = config_hash(raw.data, node_name=node_name, source=source, origin=origin)
+    meta = pod.metadata
+    annotations = {**(meta.annotations or {}), CONFIG_HASH: digest, CONFIG_SOURCE: source}
+    named = pod.model_copy(
+        update={
+            "metadata": meta.model_copy(
+                update={
+                    "name": static_pod_name(meta.name or "", node_name),
+                    "namespace": meta.namespace or DEFAULT_NAMESPACE,
+                    "uid": meta.uid or digest,
+                    "annotations": annotations,
+                }
+            ),
+            "spec": pod.spec.model_copy(update={"node_name": node_name}),
+        }
+    )
+    return StaticPod(pod=named, source=source, origin=origin, config_hash=digest, qos=qos_class(pod))

@@ -1,0 +1,137 @@
+"""Load YAML documents as plain data with PyYAML's C parser: safely, and faster than yaml.safe_load.
+
+PyYAML's C loader still resolves and constructs every node in Python. Manifests are mostly plain
+strings, maps and lists, so those are resolved and built here in one tight pass; anything else
+(numbers, booleans, nulls, merge keys) goes to PyYAML's SafeConstructor. On top of safe_load:
+
+- only plain data: a tag that would build anything else (`!!python/...`, `!!binary`, `!!set`,
+  custom tags) is refused; timestamps stay strings, as Kubernetes' YAML reader sees them;
+- duplicate keys are reported, not silently overwritten;
+- a document that contains itself, and one whose aliases expand past a budget of nodes (an alias
+  bomb), are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+MAX_EXPANDED_NODES = 500_000
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+# A plain scalar can be other than a string only if it starts with one of these.
+_MAYBE_NOT_STR = frozenset("yYnNtTfFoO~0123456789+-.<=")
+
+
+class YAMLLoadError(ValueError):
+    """A document that is not plain data, or that expands beyond reason."""
+
+
+class _Loader(yaml.CSafeLoader):
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in _MAYBE_NOT_STR)):
+            return _STR
+        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return,no-untyped-call]
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    assert isinstance(node, yaml.ScalarNode)
+    return loader.construct_scalar(node)
+
+
+def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise YAMLLoadError(f"line {node.start_mark.line + 1}: tag {node.tag} is not allowed in a manifest")
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
+_Loader.add_constructor(None, _refuse)  # any tag SafeLoader has no constructor for
+
+
+def load_documents(text: str, warnings: list[str]) -> Iterator[Any]:
+    """Each document of `text` as plain Python data; duplicate keys are appended to `warnings`."""
+    loader = _Loader(text)
+    may_alias = "*" in text  # without an alias nothing can expand, and the count is skipped
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            if may_alias and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+                raise YAMLLoadError(
+                    f"document expands to more than {MAX_EXPANDED_NODES} nodes through aliases (alias bomb?)")
+            yield _Builder(loader, warnings).build(node)
+    finally:
+        loader.dispose()
+
+
+class _Builder:
+    """Nodes to data; a shared (aliased) node is built once and shared, as PyYAML does."""
+
+    def __init__(self, loader: _Loader, warnings: list[str]) -> None:
+        self.loader = loader
+        self.warnings = warnings
+        self.built: dict[int, Any] = {}
+        self.building: set[int] = set()
+
+    def build(self, node: yaml.Node) -> Any:
+        if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+            return node.value
+        key = id(node)
+        if key in self.built:
+            return self.built[key]
+        if key in self.building:
+            raise YAMLLoadError(f"line {node.start_mark.line + 1}: an alias refers to the node that contains it")
+        self.building.add(key)
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP and not _has_merge(node):
+            value: Any = self._mapping(node)
+        elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            value = [self.build(child) for child in node.value]
+        else:
+            value = self.loader.construct_object(node, deep=True)
+        self.building.discard(key)
+        self.built[key] = value
+        return value
+
+    def _mapping(self, node: yaml.MappingNode) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.build(key_node)
+            try:
+                duplicate = key in mapping
+            except TypeError:
+                raise YAMLLoadError(f"line {key_node.start_mark.line + 1}: a key must be a string") from None
+            if duplicate:
+                self.warnings.append(f"line {key_node.start_mark.line + 1}: duplicate field {key!r}")
+            mapping[key] = self.build(value_node)
+        return mapping
+
+
+def _has_merge(node: yaml.MappingNode) -> bool:
+    return any(key.tag == _MERGE for key, _ in node.value)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes as aliases would expand them, each shared node counted once and then reused."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 1  # a node that contains itself counts once here; the builder refuses it
+    size = 1
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    for child in children:
+        size += _expanded_size(child, sizes)
+        if size > MAX_EXPANDED_NODES:
+            break
+    sizes[id(node)] = size
+    return size

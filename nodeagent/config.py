@@ -1,0 +1,196 @@
+"""The configuration file: a KubeletConfiguration, plus nodeagent's own fields under `nodeagent:`.
+
+Field names, types, units and defaults are the kubelet's, so an existing kubelet config works as it
+is. Unknown fields are reported (once, by whoever loads the file); invalid values raise ConfigError
+naming the field path.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from nodeagent.api.fielderrors import from_validation_error
+from nodeagent.api.model import QuantityField
+from nodeagent.api.names import dns1123_subdomain
+from nodeagent.api.unknown import find_unknown_fields
+from nodeagent.errors import ConfigError, FieldError
+from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
+
+DEFAULT_CONFIG_PATH = "/etc/nodeagent/nodeagent.yaml"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration_ns(raw: object) -> int:
+    """A Go duration string ("20s", "1m30s", "100ms") in nanoseconds."""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError('must be a duration such as "20s" or "100ms"')
+    if raw == "0":
+        return 0
+    position = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(raw):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _NS_PER_UNIT[match.group(2)]
+        position = match.end()
+    if position != len(raw):
+        raise ValueError(f'invalid duration "{raw}": must be a duration such as "20s" or "100ms"')
+    return round(total)
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration_ns)]
+
+
+class _ConfigModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_alias=True, validate_by_name=False, serialize_by_alias=True,
+        extra="allow", frozen=True, strict=True, arbitrary_types_allowed=True,
+    )
+
+
+class MemorySwapConfig(_ConfigModel):
+    swap_behavior: str = ""
+
+    @field_validator("swap_behavior")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ("", "NoSwap", "LimitedSwap"):
+            raise ValueError(f'Unsupported value: "{value}": supported values: "NoSwap", "LimitedSwap"')
+        return value
+
+
+class NodeAgentConfig(_ConfigModel):
+    """Fields the kubelet does not have."""
+
+    runtime: str = "process"
+    node_name: str | None = None
+    state_dir: str = "/var/lib/nodeagent"
+    socket: str = "/run/nodeagent/nodeagent.sock"
+    socket_group: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in ("process", "runc", "cri"):
+            raise ValueError(f'Unsupported value: "{value}": supported values: "cri", "process", "runc"')
+        return value
+
+    @field_validator("node_name")
+    @classmethod
+    def _valid_node_name(cls, value: str | None) -> str | None:
+        if value is not None and (problems := dns1123_subdomain(value.lower())):
+            raise ValueError(f'Invalid value: "{value}": {problems[0]}')
+        return value
+
+
+class KubeletConfig(_ConfigModel):
+    api_version: str = "kubelet.config.k8s.io/v1beta1"
+    kind: str = "KubeletConfiguration"
+    static_pod_path: str = "/etc/kubernetes/manifests"
+    static_pod_url: str | None = Field(default=None, alias="staticPodURL")
+    static_pod_url_header: dict[str, list[str]] | None = Field(default=None, alias="staticPodURLHeader")
+    file_check_frequency: Duration = 20 * 10**9
+    http_check_frequency: Duration = 20 * 10**9
+    cgroup_driver: str | None = None
+    cgroup_root: str = "/"
+    cgroups_per_qos: bool = Field(default=True, alias="cgroupsPerQOS")
+    fail_swap_on: bool = True
+    memory_swap: MemorySwapConfig = MemorySwapConfig()
+    cpu_cfs_quota: bool = Field(default=True, alias="cpuCFSQuota")
+    cpu_cfs_quota_period: Duration = Field(default=100 * 10**6, alias="cpuCFSQuotaPeriod")
+    pod_pids_limit: int = -1
+    max_pods: int = 110
+    system_reserved: dict[str, QuantityField] | None = None
+    kube_reserved: dict[str, QuantityField] | None = None
+    eviction_hard: dict[str, str] | None = None
+    enforce_node_allocatable: list[str] = ["pods"]
+    container_runtime_endpoint: str = "unix:///run/containerd/containerd.sock"
+    feature_gates: dict[str, bool] | None = None
+    memory_throttling_factor: float = 0.9
+    pod_logs_dir: str | None = None
+    nodeagent: NodeAgentConfig = NodeAgentConfig()
+
+    @field_validator("cgroup_driver")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("cgroupfs", "systemd"):
+            raise ValueError(f'Unsupported value: "{value}": supported values: "cgroupfs", "systemd"')
+        return value
+
+    @field_validator("cgroup_root")
+    @classmethod
+    def _absolute_root(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f'Invalid value: "{value}": must be an absolute cgroup path without ".."')
+        return value
+
+    @field_validator("cpu_cfs_quota_period")
+    @classmethod
+    def _period_range(cls, value: int) -> int:
+        if not 1_000_000 <= value <= 1_000_000_000:
+            raise ValueError("must be between 1ms and 1s, inclusive")
+        return value
+
+    @property
+    def node_name(self) -> str:
+        return (self.nodeagent.node_name or socket.gethostname()).lower()
+
+    @property
+    def pod_logs_path(self) -> str:
+        return self.pod_logs_dir or f"{self.nodeagent.state_dir}/logs/pods"
+
+    def swap_behavior(self) -> SwapBehavior:
+        return SwapBehavior.LIMITED_SWAP if self.memory_swap.swap_behavior == "LimitedSwap" else SwapBehavior.NO_SWAP
+
+    def plan_settings(self, *, cgroup_version: int, cgroup_driver: CgroupDriverName) -> PlanSettings:
+        return PlanSettings(
+            cgroup_version=cgroup_version,
+            cgroup_driver=cgroup_driver,
+            cgroup_root=self.cgroup_root,
+            cgroups_per_qos=self.cgroups_per_qos,
+            cpu_cfs_quota=self.cpu_cfs_quota,
+            cpu_cfs_quota_period_us=self.cpu_cfs_quota_period // 1000,
+            pod_pids_limit=self.pod_pids_limit,
+            swap_behavior=self.swap_behavior(),
+            memory_qos=bool((self.feature_gates or {}).get("MemoryQoS")),
+            memory_throttling_factor=self.memory_throttling_factor,
+        )
+
+
+def parse_config(data: Any, source: str) -> tuple[KubeletConfig, list[FieldError]]:
+    """(config, warnings about unknown fields), or ConfigError with every invalid field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [FieldError("", "must be a mapping (a KubeletConfiguration)")])
+    try:
+        config = KubeletConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [error for _, error in from_validation_error(exc)]) from None
+    return config, [
+        FieldError(w.path, w.message + " (not used by nodeagent)") for w in find_unknown_fields(config)
+    ]
+
+
+def load_config(path: str | None) -> tuple[KubeletConfig, list[FieldError]]:
+    """Read the file at `path`; None means the embedded defaults."""
+    if path is None:
+        return parse_config({}, "<defaults>")
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(path, [FieldError("", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [FieldError("", f"invalid YAML: {exc}")]) from None
+    return parse_config(data, path)

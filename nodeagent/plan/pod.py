@@ -1,0 +1,213 @@
+"""Plan a pod's cgroups as the kubelet would: pod level, then each container, with oom_score_adj.
+
+Pure: no filesystem, clock or globals. nodeagent.cgroups applies a ResourcePlan.
+
+    plan_pod(static_pod, node, settings)
+      -> ResourcePlan(pod=CgroupPlan("pod", "/kubepods/burstable/pod<uid>", {"cpu.shares": "2", ...}),
+                      containers=(CgroupPlan("container", ".../<name>", {...}, oom_score_adj=968), ...))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nodeagent.api.manifest import StaticPod
+from nodeagent.api.model import Container
+from nodeagent.api.quantity import Quantity
+from nodeagent.api.resources import CPU, MEMORY, QOSClass, milli, pod_limits, pod_requests, whole
+from nodeagent.plan import formulas, paths
+from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig, render
+from nodeagent.plan.settings import CgroupDriverName, NodeInfo, PlanSettings, SwapBehavior
+
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupPlan:
+    """One cgroup: where it is and what its files get, in write order."""
+
+    level: str  # "node", "qos", "pod" or "container"
+    path: str  # as the driver spells it, from the root of the hierarchy
+    files: dict[str, str] = field(default_factory=dict)
+    container: str | None = None
+    oom_score_adj: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"level": self.level}
+        if self.container is not None:
+            out["container"] = self.container
+        out["path"] = self.path
+        out["files"] = dict(self.files)
+        if self.oom_score_adj is not None:
+            out["oomScoreAdj"] = self.oom_score_adj
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePlan:
+    name: str
+    namespace: str
+    uid: str
+    qos: QOSClass
+    cgroup_version: int
+    cgroup_driver: CgroupDriverName
+    pod: CgroupPlan | None  # None without per-pod cgroups (cgroupsPerQOS: false)
+    containers: tuple[CgroupPlan, ...]
+
+    def container(self, name: str) -> CgroupPlan:
+        return next(plan for plan in self.containers if plan.container == name)
+
+    def to_json(self) -> dict[str, object]:
+        cgroups = ([self.pod] if self.pod else []) + list(self.containers)
+        return {
+            "pod": {"name": self.name, "namespace": self.namespace, "uid": self.uid, "qosClass": self.qos.value},
+            "cgroupVersion": self.cgroup_version,
+            "cgroupDriver": self.cgroup_driver.value,
+            "cgroups": [c.to_json() for c in cgroups],
+        }
+
+
+def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> ResourcePlan:
+    per_pod = settings.cgroups_per_qos
+    pod_plan = None
+    parent = paths.node_name(settings)
+    if per_pod:
+        name = paths.pod_name(pod.uid, pod.qos, settings)
+        pod_plan = CgroupPlan("pod", paths.spell(name, settings.cgroup_driver),
+                              render(pod_resources(pod, settings), settings.cgroup_version))
+        parent = name
+    containers = []
+    for container in pod.pod.all_containers():
+        leaf = paths.container_leaf(pod.uid, container.name or "", driver=settings.cgroup_driver, per_pod=per_pod)
+        config = container_resources(pod, container, node, settings)
+        containers.append(CgroupPlan(
+            "container",
+            paths.spell(parent, settings.cgroup_driver).rstrip("/") + "/" + leaf,
+            render(config, settings.cgroup_version),
+            container=container.name,
+            oom_score_adj=oom_score_adj(pod, container, node),
+        ))
+    return ResourcePlan(name=pod.name, namespace=pod.namespace, uid=pod.uid, qos=pod.qos,
+                        cgroup_version=settings.cgroup_version, cgroup_driver=settings.cgroup_driver,
+                        pod=pod_plan, containers=tuple(containers))
+
+
+def pod_resources(pod: StaticPod, settings: PlanSettings) -> ResourceConfig:
+    """kubelet ResourceConfigForPod: what the pod cgroup gets for its QoS class."""
+    requests = pod_requests(pod.pod)
+    limits = pod_limits(pod.pod)
+    containers = pod.pod.all_containers()
+    cpu_limits_everywhere = all(_limit(c, CPU) for c in containers)
+    memory_limits_everywhere = all(_limit(c, MEMORY) for c in containers)
+
+    shares = formulas.milli_cpu_to_shares(milli(requests, CPU))
+    quota = formulas.milli_cpu_to_quota(milli(limits, CPU), settings.cpu_cfs_quota_period_us)
+    if not settings.cpu_cfs_quota:
+        quota = UNLIMITED
+    period = settings.cpu_cfs_quota_period_us
+    pids = settings.pod_pids_limit if settings.pod_pids_limit > 0 else None
+    memory_min = None
+    if settings.memory_qos and settings.cgroup_version == 2:
+        memory_min = whole(requests, MEMORY) or None
+
+    if pod.qos is QOSClass.GUARANTEED:
+        return ResourceConfig(cpu_shares=shares, cpu_quota_us=quota, cpu_period_us=period,
+                              memory_bytes=whole(limits, MEMORY), pids_max=pids, memory_min_bytes=memory_min)
+    if pod.qos is QOSClass.BURSTABLE:
+        return ResourceConfig(
+            cpu_shares=shares,
+            cpu_quota_us=quota if cpu_limits_everywhere else None,
+            cpu_period_us=period if cpu_limits_everywhere else None,
+            memory_bytes=whole(limits, MEMORY) if memory_limits_everywhere else None,
+            pids_max=pids,
+            memory_min_bytes=memory_min,
+        )
+    return ResourceConfig(cpu_shares=formulas.MIN_SHARES, pids_max=pids, memory_min_bytes=memory_min)
+
+
+def container_resources(
+    pod: StaticPod, container: Container, node: NodeInfo, settings: PlanSettings
+) -> ResourceConfig:
+    """kubelet generateLinuxContainerResources: cpu, memory and swap of one container's cgroup."""
+    request_cpu = _request(container, CPU)
+    limit_cpu = _limit(container, CPU)
+    shares = formulas.milli_cpu_to_shares(
+        limit_cpu.milli_value() if request_cpu is None and limit_cpu is not None
+        else (request_cpu.milli_value() if request_cpu else 0)
+    )
+    quota = period = None
+    if settings.cpu_cfs_quota:
+        period = settings.cpu_cfs_quota_period_us
+        quota = formulas.milli_cpu_to_quota(limit_cpu.milli_value() if limit_cpu else 0, period)
+    limit = _limit(container, MEMORY)
+    memory = limit.value() if limit else None
+    memsw, swap = _swap(pod, container, memory, node, settings)
+    memory_min = memory_high = None
+    if settings.memory_qos and settings.cgroup_version == 2:
+        memory_min, memory_high = _memory_qos(container, memory, node, settings)
+    return ResourceConfig(
+        cpu_shares=shares, cpu_quota_us=quota, cpu_period_us=period, memory_bytes=memory,
+        memsw_bytes=memsw, swap_max_bytes=swap, memory_min_bytes=memory_min, memory_high_bytes=memory_high,
+        memory_oom_group=True if settings.cgroup_version == 2 else None,
+    )
+
+
+def _swap(
+    pod: StaticPod, container: Container, memory: int | None, node: NodeInfo, settings: PlanSettings
+) -> tuple[int | None, int | None]:
+    """(v1 memsw total, v2 swap) for a container: NoSwap unless LimitedSwap applies to it.
+
+    The kubelet never gives swap to static pods; here every pod is static, so only pods with a
+    critical priority class keep that rule.
+    """
+    request = _request(container, MEMORY)
+    limited = (
+        settings.swap_behavior is SwapBehavior.LIMITED_SWAP
+        and pod.pod.spec.priority_class_name not in CRITICAL_PRIORITY_CLASSES
+        and pod.qos is QOSClass.BURSTABLE
+        and (request is not None or memory is not None)
+        and (request.value() if request else 0) != (memory or 0)
+    )
+    if not limited:
+        if settings.cgroup_version == 2:
+            return None, 0
+        return memory, None
+    swap = formulas.limited_swap_bytes(request.value() if request else 0, node.memory_bytes, node.swap_bytes)
+    if settings.cgroup_version == 2:
+        return None, swap
+    return (memory + swap if memory else UNLIMITED), None
+
+
+def _memory_qos(
+    container: Container, memory: int | None, node: NodeInfo, settings: PlanSettings
+) -> tuple[int | None, int | None]:
+    request = _request(container, MEMORY)
+    request_bytes = request.value() if request else 0
+    memory_min = request_bytes or None
+    if request_bytes == (memory or 0):
+        return memory_min, None  # Guaranteed-like containers are not throttled
+    ceiling = memory or node.pod_memory_bytes
+    if ceiling <= 0:
+        return memory_min, None
+    high = formulas.memory_high_bytes(request_bytes, ceiling, settings.memory_throttling_factor, settings.page_size)
+    return memory_min, high if high > request_bytes else None
+
+
+def oom_score_adj(pod: StaticPod, container: Container, node: NodeInfo) -> int:
+    """kubelet GetContainerOOMScoreAdjust."""
+    if pod.pod.spec.priority_class_name == "system-node-critical" or pod.qos is QOSClass.GUARANTEED:
+        return formulas.GUARANTEED_OOM_SCORE_ADJ
+    if pod.qos is QOSClass.BESTEFFORT:
+        return formulas.BESTEFFORT_OOM_SCORE_ADJ
+    request = _request(container, MEMORY)
+    return formulas.burstable_oom_score_adj(request.value() if request else 0, node.memory_bytes)
+
+
+def _request(container: Container, resource: str) -> Quantity | None:
+    value = (container.resources.requests or {}).get(resource)
+    return value if value is not None and not value.is_zero() else None
+
+
+def _limit(container: Container, resource: str) -> Quantity | None:
+    value = (container.resources.limits or {}).get(resource)
+    return value if value is not None and not value.is_zero() else None

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian packages, Python packages in .venv), then run the checks
+# and the whole test suite. Run as root on Debian: the integration tests use real cgroups.
+#   sudo scripts/test.sh [pytest arguments]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+# Debian packages the tests use; installed only when missing.
+packages=(stress)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+scripts/venv.sh test
+venv="$root/.venv/bin"
+echo "== ruff" >&2
+"$venv/ruff" check nodeagent tests bench
+echo "== mypy" >&2
+"$venv/mypy" nodeagent
+echo "== import contracts" >&2
+"$venv/lint-imports"
+echo "== pytest" >&2
+exec "$venv/pytest" "$@"

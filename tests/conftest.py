@@ -1,0 +1,29 @@
+"""Shared fixtures: the examples from the Kubernetes docs, and a loader for manifests in tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodeagent.api.manifest import StaticPod, load_manifest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_pod(text: str | bytes, *, node_name: str = "node1", origin: str = "/m/pod.yaml") -> StaticPod:
+    """Exactly one valid pod from a manifest, or the test fails with the problems."""
+    content = text.encode() if isinstance(text, str) else text
+    result = load_manifest(content, origin=origin, source="file", node_name=node_name)
+    assert result.ok, [str(p) for p in result.problems]
+    assert len(result.pods) == 1
+    return result.pods[0]
+
+
+def example(name: str) -> bytes:
+    return (EXAMPLES / name).read_bytes()
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES

@@ -1,0 +1,95 @@
+import json
+import time
+
+import pytest
+
+from nodeagent.api.decode import MAX_MANIFEST_BYTES, DecodeError, decode_manifest
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"containers": []}}
+
+
+def test_yaml_pod() -> None:
+    decoded = decode_manifest(b"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n")
+    assert [p.data["metadata"]["name"] for p in decoded.pods] == ["a"]
+
+
+def test_json_pod() -> None:
+    decoded = decode_manifest(json.dumps(POD).encode())
+    assert decoded.pods[0].data == POD
+
+
+def test_pod_list_and_v1_list() -> None:
+    for kind in ("PodList", "List"):
+        body = {"apiVersion": "v1", "kind": kind, "items": [POD, {**POD, "metadata": {"name": "b"}}]}
+        decoded = decode_manifest(json.dumps(body).encode())
+        assert [(p.where, p.data["metadata"]["name"]) for p in decoded.pods] == [("items[0]", "a"), ("items[1]", "b")]
+
+
+def test_podlist_items_may_omit_kind() -> None:
+    body = {"kind": "PodList", "items": [{"metadata": {"name": "a"}}]}
+    assert len(decode_manifest(json.dumps(body).encode()).pods) == 1
+
+
+def test_v1_list_of_something_else_is_refused() -> None:
+    body = {"kind": "List", "items": [{"kind": "Service"}]}
+    with pytest.raises(DecodeError, match=r"items\[0\] is 'Service', not a Pod"):
+        decode_manifest(json.dumps(body).encode())
+
+
+def test_multi_document_yaml_skips_empty_documents() -> None:
+    text = b"---\nkind: Pod\nmetadata: {name: a}\n---\n---\nkind: Pod\nmetadata: {name: b}\n"
+    decoded = decode_manifest(text)
+    assert [(p.document, p.data["metadata"]["name"]) for p in decoded.pods] == [(1, "a"), (3, "b")]
+    assert decoded.pods[1].locate(decoded.documents) == "document 3"
+
+
+def test_timestamps_stay_strings() -> None:
+    decoded = decode_manifest(b"kind: Pod\nmetadata: {name: a, creationTimestamp: 2024-01-02T03:04:05Z}\n")
+    assert decoded.pods[0].data["metadata"]["creationTimestamp"] == "2024-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"x" * (MAX_MANIFEST_BYTES + 1), "larger than 10 MiB"),
+        (b"\x7fELF\x02\x01\x01\x00\x00", "binary data"),
+        (b"\xff\xfe\xfa garbage", "not UTF-8"),
+        (b"!!python/object/apply:os.system ['touch /tmp/pwned']", "is not allowed"),
+        (b"kind: Pod\nx: !!python/name:os.system\n", "is not allowed"),
+        (b"kind: Pod\nx: !!binary aGVsbG8=\n", "is not allowed"),
+        (b"kind: Pod\nx: !!set {a, b}\n", "is not allowed"),
+        (b"kind: Deployment\n", "kind 'Deployment' is not a Pod"),
+        (b"metadata: {name: a}\n", "kind is missing"),
+        (b"- a\n- b\n", "is a list, not an object"),
+        (b"kind: Pod\n  bad: [\n", "invalid YAML"),
+        (b'{"kind": "Pod",', "invalid JSON"),
+        (b"[" * 100000, "invalid JSON|nests too deeply"),
+    ],
+    ids=["too-big", "elf", "not-utf8", "python-apply", "python-name", "binary-tag", "set-tag", "deployment",
+         "no-kind", "list", "bad-yaml", "bad-json", "deep-json"],
+)
+def test_refused_with_a_clear_message(content: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_manifest(content)
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    started = time.monotonic()
+    with pytest.raises(DecodeError, match="alias bomb"):
+        decode_manifest(("kind: Pod\n" + "\n".join(lines)).encode())
+    assert time.monotonic() - started < 1.0
+
+
+def test_ordinary_aliases_work() -> None:
+    text = b"kind: Pod\nmetadata: {name: a, labels: &l {x: y}, annotations: *l}\n"
+    assert decode_manifest(text).pods[0].data["metadata"]["annotations"] == {"x": "y"}
+
+
+def test_duplicate_keys_are_warned_about() -> None:
+    decoded = decode_manifest(b"kind: Pod\nmetadata: {name: a}\nmetadata: {name: b}\n")
+    assert decoded.warnings == ["line 3: duplicate field 'metadata'"]
