@@ -2,8 +2,12 @@ import json
 import time
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nodeagent.api.decode import MAX_MANIFEST_BYTES, DecodeError, decode_manifest
+from nodeagent.api.yamlload import load_documents
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"containers": []}}
 
@@ -93,3 +97,33 @@ def test_ordinary_aliases_work() -> None:
 def test_duplicate_keys_are_warned_about() -> None:
     decoded = decode_manifest(b"kind: Pod\nmetadata: {name: a}\nmetadata: {name: b}\n")
     assert decoded.warnings == ["line 3: duplicate field 'metadata'"]
+
+
+# Plain data survives a round trip through PyYAML's dumper and our loader exactly as through
+# yaml.safe_load: the fast builder changes speed, not meaning.
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
+_data = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                     max_leaves=30)
+
+
+@given(_data)
+def test_loader_agrees_with_safe_load(data: object) -> None:
+    text = yaml.safe_dump(data)
+    assert list(load_documents(text, [])) == [yaml.safe_load(text)]
+
+
+def test_merge_keys_follow_yaml() -> None:
+    text = "base: &b {x: 1, y: 2}\nm: {<<: *b, y: 3}\nn: {<<: [*b, {z: 4}]}\n"
+    assert list(load_documents(text, [])) == [yaml.safe_load(text)]
+
+
+def test_a_node_that_contains_itself_is_refused() -> None:
+    with pytest.raises(DecodeError, match="contains it"):
+        decode_manifest(b"kind: Pod\nmetadata: &m {name: a, self: *m}\n")
+
+
+def test_unknown_local_tags_are_refused() -> None:
+    with pytest.raises(DecodeError, match="!custom is not allowed"):
+        decode_manifest(b"kind: Pod\nmetadata: !custom {name: a}\n")
