@@ -163,6 +163,7 @@ class KubeletConfig(_ConfigModel):
             swap_behavior=self.swap_behavior(),
             memory_qos=bool((self.feature_gates or {}).get("MemoryQoS")),
             memory_throttling_factor=self.memory_throttling_factor,
+            enforce_node_allocatable="pods" in self.enforce_node_allocatable,
         )
 
 

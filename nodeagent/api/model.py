@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from nodeagent.api.quantity import Quantity, parse_quantity
@@ -40,7 +49,8 @@ IntOrString = int | str
 
 
 class K8sModel(BaseModel):
-    """Base: camelCase names only, strict types, immutable, unknown fields kept for warnings."""
+    """Base: camelCase names only, strict types, immutable, unknown fields kept for warnings
+    (and left out when the model is written back out, as an API server drops them)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -52,6 +62,14 @@ class K8sModel(BaseModel):
         strict=True,
         arbitrary_types_allowed=True,
     )
+
+    @model_serializer(mode="wrap")
+    def _without_unknown_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.model_extra and isinstance(data, dict):
+            for key in self.model_extra:
+                data.pop(key, None)
+        return data
 
 
 class ObjectMeta(K8sModel):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import click
 
+from nodeagent.cli.commands import describe, events, get, logs, top
 from nodeagent.cli.plan import plan
+from nodeagent.cli.run import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +19,8 @@ def cli() -> None:
     """nodeagent: the kubelet's job for static pods, without a control plane."""
 
 
-cli.add_command(plan)
+for command in (run, get, describe, logs, events, top, plan):
+    cli.add_command(command)
 
 
 def main() -> None:

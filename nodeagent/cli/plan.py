@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from nodeagent.api.manifest import ManifestResult, load_manifest
-from nodeagent.api.quantity import parse_quantity
-from nodeagent.cgroups.detect import choose_driver, detect_layout
 from nodeagent.cli.output import fail, print_data
-from nodeagent.config import KubeletConfig, load_config
-from nodeagent.errors import ConfigError, QuantityError
-from nodeagent.node import node_info, read_node_info
-from nodeagent.plan.pod import ResourcePlan, plan_pod
-from nodeagent.plan.settings import CgroupDriverName, NodeInfo, PlanSettings, SwapBehavior
+
+if TYPE_CHECKING:  # the model and planner load only when `plan` runs: other commands start faster
+    from nodeagent.api.manifest import ManifestResult
+    from nodeagent.config import KubeletConfig
+    from nodeagent.plan.pod import ResourcePlan
+    from nodeagent.plan.settings import NodeInfo, PlanSettings
 
 
 @click.command()
@@ -37,6 +36,10 @@ def plan(
     swap_behavior: str | None, node_name: str | None, output: str,
 ) -> None:
     """Show the cgroups, files and values (and oom_score_adj) the kubelet would give MANIFEST's pods."""
+    from nodeagent.config import load_config
+    from nodeagent.errors import ConfigError
+    from nodeagent.plan.pod import plan_pod
+
     try:
         config, _ = load_config(config_path)
     except ConfigError as exc:
@@ -60,6 +63,9 @@ def plan(
 
 def _settings(config: KubeletConfig, version: str | None, driver: str | None, root: str | None,
               swap: str | None) -> PlanSettings:
+    from nodeagent.cgroups.detect import choose_driver, detect_layout
+    from nodeagent.plan.settings import CgroupDriverName, SwapBehavior
+
     chosen_driver = driver or choose_driver(config.cgroup_driver)[0]
     settings = config.plan_settings(
         cgroup_version=int(version) if version else detect_layout().version,
@@ -75,6 +81,10 @@ def _settings(config: KubeletConfig, version: str | None, driver: str | None, ro
 
 
 def _node(config: KubeletConfig, cpu: str | None, memory: str | None, swap: str | None) -> NodeInfo:
+    from nodeagent.api.quantity import parse_quantity
+    from nodeagent.errors import QuantityError
+    from nodeagent.node import node_info, read_node_info
+
     here = read_node_info(config)
     try:
         return node_info(
@@ -89,6 +99,8 @@ def _node(config: KubeletConfig, cpu: str | None, memory: str | None, swap: str 
 
 
 def _load(manifest: str, node_name: str) -> ManifestResult:
+    from nodeagent.api.manifest import load_manifest
+
     try:
         if manifest == "-":
             content = sys.stdin.buffer.read()

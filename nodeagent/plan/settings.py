@@ -50,3 +50,4 @@ class PlanSettings:
     memory_qos: bool = False
     memory_throttling_factor: float = 0.9
     page_size: int = 4096
+    enforce_node_allocatable: bool = True  # enforceNodeAllocatable has "pods"

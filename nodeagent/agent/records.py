@@ -1,0 +1,64 @@
+"""What nodeagent knows of each container: the state Kubernetes reports, kept as frozen records.
+
+    Waiting(ContainerCreating) --start--> Running --exit--> Terminated
+        ^                                                       |
+        +---- restart (maybe after CrashLoopBackOff) -----------+
+
+Records change only by replacement (dataclasses.replace); the status API derives everything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+
+class State(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class Termination:
+    exit_code: int
+    reason: str  # OOMKilled, Completed, Error
+    started_at: dt.datetime | None
+    finished_at: dt.datetime
+    container_id: str | None
+    message: str | None = None
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    name: str
+    image: str
+    init: bool
+    state: State = State.WAITING
+    reason: str | None = "ContainerCreating"  # the waiting reason
+    message: str | None = None
+    started_at: dt.datetime | None = None  # while running
+    container_id: str | None = None
+    pid: int | None = None
+    restart_count: int = 0
+    terminated: Termination | None = None  # while terminated
+    last_termination: Termination | None = None
+    ready: bool = False
+
+
+def termination_reason(exit_code: int, oom_killed: bool) -> str:
+    """Kubernetes' words for an exit: OOMKilled from the cgroup's counter, else by exit code."""
+    if oom_killed:
+        return "OOMKilled"
+    return "Completed" if exit_code == 0 else "Error"
+
+
+def should_restart(restart_policy: str, exit_code: int) -> bool:
+    """ShouldContainerBeRestarted for an exited container."""
+    if restart_policy == "Never":
+        return False
+    if restart_policy == "OnFailure":
+        return exit_code != 0
+    return True

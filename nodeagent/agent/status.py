@@ -1,0 +1,178 @@
+"""A pod's status, derived from its container records as the kubelet derives it; and the v1 Pod JSON.
+
+Pure: the records, the pod and a few facts in, a `v1 Pod` dict out.
+
+    pod_phase(spec, init_records, app_records) -> "Pending" | "Running" | "Succeeded" | "Failed"
+    pod_json(static_pod, records, facts)       -> {"apiVersion": "v1", "kind": "Pod", ...}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodeagent.agent.records import ContainerRecord, State, Termination
+from nodeagent.api.manifest import StaticPod
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    created_at: dt.datetime
+    host_ip: str
+    pod_ip: str
+    start_time: dt.datetime | None = None
+    terminating_since: dt.datetime | None = None
+    reason: str | None = None  # pod-level, e.g. OutOfmemory while not admitted
+    message: str | None = None
+    transitions: dict[str, dt.datetime] = field(default_factory=dict)  # condition type -> last change
+
+
+def rfc3339(when: dt.datetime | None) -> str | None:
+    return None if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_phase(restart_policy: str, init: list[ContainerRecord], app: list[ContainerRecord]) -> str:
+    """kubelet getPhase, for regular init containers."""
+    pending_init = failed_init = 0
+    for record in init:
+        if record.state is State.RUNNING:
+            pending_init += 1
+        elif record.state is State.TERMINATED:
+            assert record.terminated is not None
+            failed_init += record.terminated.exit_code != 0
+        elif record.last_termination is not None:
+            failed_init += record.last_termination.exit_code != 0
+        else:
+            pending_init += 1
+    running = waiting = stopped = succeeded = 0
+    for record in app:
+        if record.state is State.RUNNING:
+            running += 1
+        elif record.state is State.TERMINATED:
+            assert record.terminated is not None
+            stopped += 1
+            succeeded += record.terminated.exit_code == 0
+        elif record.last_termination is not None:
+            stopped += 1
+        else:
+            waiting += 1
+    if failed_init and restart_policy == "Never":
+        return "Failed"
+    if pending_init or waiting:
+        return "Pending"
+    if running:
+        return "Running"
+    if stopped:
+        if restart_policy == "Always":
+            return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        if restart_policy == "Never":
+            return "Failed"
+        return "Running"
+    return "Pending"
+
+
+Condition = tuple[str, bool, str | None, str | None]
+
+
+def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: str) -> list[Condition]:
+    """(type, status, reason, message) for Initialized, Ready, ContainersReady and PodScheduled."""
+    incomplete = [r.name for r in init if not _completed(r)]
+    unready = [r.name for r in app if not r.ready]
+    found: list[Condition] = []
+    if incomplete:
+        found.append(("Initialized", False, "ContainersNotInitialized",
+                      f"containers with incomplete status: [{' '.join(incomplete)}]"))
+    else:
+        found.append(("Initialized", True, None, None))
+    ready: tuple[bool, str | None, str | None]
+    if phase == "Succeeded" or (phase == "Failed" and not any(r.state is State.RUNNING for r in app)):
+        ready = (False, "PodCompleted", None)
+    elif unready:
+        ready = (False, "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]")
+    else:
+        ready = (True, None, None)
+    found.append(("Ready", *ready))
+    found.append(("ContainersReady", *ready))
+    found.append(("PodScheduled", True, None, None))
+    return found
+
+
+def _completed(record: ContainerRecord) -> bool:
+    return record.state is State.TERMINATED and record.terminated is not None and record.terminated.exit_code == 0
+
+
+def container_status(record: ContainerRecord) -> dict[str, Any]:
+    status: dict[str, Any] = {"name": record.name, "state": _state(record), "lastState": {}}
+    if record.last_termination is not None:
+        status["lastState"] = {"terminated": _terminated(record.last_termination)}
+    status.update(ready=record.ready, restartCount=record.restart_count, image=record.image, imageID="")
+    if record.container_id:
+        status["containerID"] = record.container_id
+    status["started"] = record.state is State.RUNNING
+    return status
+
+
+def _state(record: ContainerRecord) -> dict[str, Any]:
+    if record.state is State.RUNNING:
+        return {"running": {"startedAt": rfc3339(record.started_at)}}
+    if record.state is State.TERMINATED and record.terminated is not None:
+        return {"terminated": _terminated(record.terminated)}
+    waiting: dict[str, Any] = {}
+    if record.reason:
+        waiting["reason"] = record.reason
+    if record.message:
+        waiting["message"] = record.message
+    return {"waiting": waiting}
+
+
+def _terminated(termination: Termination) -> dict[str, Any]:
+    out: dict[str, Any] = {"exitCode": termination.exit_code, "reason": termination.reason}
+    if termination.signal:
+        out["signal"] = termination.signal
+    if termination.message:
+        out["message"] = termination.message
+    out["startedAt"] = rfc3339(termination.started_at)
+    out["finishedAt"] = rfc3339(termination.finished_at)
+    if termination.container_id:
+        out["containerID"] = termination.container_id
+    return out
+
+
+def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) -> dict[str, Any]:
+    """The pod as a `v1 Pod`, status included."""
+    init = [r for r in records if r.init]
+    app = [r for r in records if not r.init]
+    phase = pod_phase(pod.pod.spec.restart_policy, init, app)
+    metadata: dict[str, Any] = pod.pod.metadata.model_dump(by_alias=True, exclude_none=True)
+    metadata["creationTimestamp"] = rfc3339(facts.created_at)
+    if facts.terminating_since is not None:
+        metadata["deletionTimestamp"] = rfc3339(facts.terminating_since)
+        metadata["deletionGracePeriodSeconds"] = pod.pod.spec.termination_grace_period_seconds
+    status: dict[str, Any] = {"phase": phase}
+    if facts.reason:
+        status["reason"] = facts.reason
+    if facts.message:
+        status["message"] = facts.message
+    status["conditions"] = [
+        {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None,
+         "lastTransitionTime": rfc3339(facts.transitions.get(kind, facts.created_at)),
+         **({"reason": reason} if reason else {}), **({"message": message} if message else {})}
+        for kind, ok, reason, message in conditions(init, app, phase)
+    ]
+    status.update(hostIP=facts.host_ip, hostIPs=[{"ip": facts.host_ip}])
+    if facts.start_time is not None:
+        status.update(podIP=facts.pod_ip, podIPs=[{"ip": facts.pod_ip}], startTime=rfc3339(facts.start_time))
+    if init:
+        status["initContainerStatuses"] = [container_status(r) for r in init]
+    status["containerStatuses"] = [container_status(r) for r in app]
+    status["qosClass"] = pod.qos.value
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": pod.pod.spec.model_dump(by_alias=True, exclude_none=True),
+        "status": status,
+    }

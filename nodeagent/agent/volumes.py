@@ -1,0 +1,160 @@
+"""Pod volumes on the node: emptyDir under the state directory, hostPath checked by its type.
+
+    <stateDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>   (tmpfs when medium: Memory)
+
+An emptyDir lives as long as the pod: across container restarts, removed with the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+
+from nodeagent.api.manifest import StaticPod
+from nodeagent.api.model import Container, Volume
+from nodeagent.errors import NodeAgentError
+from nodeagent.runtime.base import Mount
+
+EMPTY_DIR = "kubernetes.io~empty-dir"
+
+
+class VolumeError(NodeAgentError):
+    """A volume that cannot be set up; the message is the kubelet's FailedMount wording."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodVolumes:
+    pod_dir: str
+    paths: dict[str, str]  # volume name -> host path
+
+    def mounts(self, container: Container) -> tuple[Mount, ...]:
+        found = []
+        for mount in container.volume_mounts or []:
+            source = self.paths[mount.name or ""]
+            if mount.sub_path:
+                source = os.path.join(source, mount.sub_path)
+            found.append(Mount(source, mount.mount_path or "", mount.read_only))
+        return tuple(found)
+
+
+def pod_dir(state_dir: str, uid: str) -> str:
+    return os.path.join(state_dir, "pods", uid)
+
+
+async def set_up(state_dir: str, pod: StaticPod) -> PodVolumes:
+    directory = pod_dir(state_dir, pod.uid)
+    paths: dict[str, str] = {}
+    for volume in pod.pod.spec.volumes or []:
+        paths[volume.name or ""] = await _set_up_one(directory, volume)
+    return PodVolumes(directory, paths)
+
+
+async def _set_up_one(directory: str, volume: Volume) -> str:
+    name = volume.name or ""
+    if volume.empty_dir is not None:
+        path = os.path.join(directory, "volumes", EMPTY_DIR, name)
+        os.makedirs(path, mode=0o777, exist_ok=True)
+        os.chmod(path, 0o777)  # as the kubelet: any container user may write its emptyDir
+        if volume.empty_dir.medium == "Memory" and not os.path.ismount(path):
+            options = "mode=0777"
+            if volume.empty_dir.size_limit is not None:
+                options += f",size={volume.empty_dir.size_limit.value()}"
+            await _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", path)
+        return path
+    assert volume.host_path is not None and volume.host_path.path
+    check_host_path(name, volume.host_path.path, volume.host_path.type)
+    return volume.host_path.path
+
+
+def check_host_path(name: str, path: str, kind: str) -> None:
+    """hostPath types as the kubelet checks them; *OrCreate creates what is missing."""
+    prefix = f'MountVolume.SetUp failed for volume "{name}" : hostPath type check failed: {path}'
+    if kind == "DirectoryOrCreate" and not os.path.exists(path):
+        os.makedirs(path, mode=0o755)
+    elif kind == "FileOrCreate" and not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "a"):
+            pass
+    if kind == "":
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VolumeError(f"{prefix} does not exist") from None
+    wanted = {
+        "DirectoryOrCreate": (stat.S_ISDIR, "a directory"), "Directory": (stat.S_ISDIR, "a directory"),
+        "FileOrCreate": (stat.S_ISREG, "a file"), "File": (stat.S_ISREG, "a file"),
+        "Socket": (stat.S_ISSOCK, "a socket file"), "CharDevice": (stat.S_ISCHR, "a character device"),
+        "BlockDevice": (stat.S_ISBLK, "a block device"),
+    }
+    check, words = wanted[kind]
+    if not check(mode):
+        raise VolumeError(f"{prefix} is not {words}")
+
+
+async def tear_down(state_dir: str, uid: str) -> None:
+    """Unmount memory-backed emptyDirs and remove the pod's directory."""
+    directory = pod_dir(state_dir, uid)
+    empty_dirs = os.path.join(directory, "volumes", EMPTY_DIR)
+    if os.path.isdir(empty_dirs):
+        for entry in os.scandir(empty_dirs):
+            if os.path.ismount(entry.path):
+                await _run("umount", entry.path)
+    await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+async def _run(*argv: str) -> None:
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.PIPE)
+    _, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise VolumeError(f"{' '.join(argv)}: {stderr.decode(errors='replace').strip()}")
+
+
+MOUNT_POINTS_FILE = "mountpoints"
+
+
+def ensure_mount_points(directory: str, mounts: tuple[Mount, ...]) -> None:
+    """For host-process containers: create missing mount targets on the host, and note each one in
+    the pod's directory so that it is removed with the pod (or after a crash, on the next start)."""
+    created = []
+    for mount in mounts:
+        target = mount.container_path
+        if os.path.lexists(target):
+            continue
+        missing = []
+        parent = target
+        while not os.path.lexists(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        if os.path.isdir(mount.host_path):
+            os.makedirs(target, mode=0o755)
+        else:
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            with open(target, "a"):
+                pass
+        created.extend(missing)
+    if created:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, MOUNT_POINTS_FILE), "a") as handle:
+            handle.writelines(f"{path}\n" for path in created)
+
+
+def remove_mount_points(directory: str) -> None:
+    """Remove what ensure_mount_points created, deepest first, and only if still empty."""
+    try:
+        with open(os.path.join(directory, MOUNT_POINTS_FILE)) as handle:
+            created = [line.rstrip("\n") for line in handle if line.strip()]
+    except FileNotFoundError:
+        return
+    for path in sorted(set(created), key=len, reverse=True):
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            elif os.path.isfile(path) and os.path.getsize(path) == 0:
+                os.unlink(path)
+        except OSError:
+            pass  # no longer empty: something else uses it now

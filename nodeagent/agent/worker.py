@@ -1,0 +1,353 @@
+"""One pod's life on the node, as the kubelet's pod worker lives it.
+
+    set up (pod cgroup, volumes)
+      -> init containers, one after the other, each to completion (restarted on failure unless Never)
+      -> app containers, each under a supervisor: start, wait, restart per restartPolicy with back-off
+      -> (finished pods stay listed until their manifest goes)
+    stop(): every running container gets SIGTERM, SIGKILL after the grace period; then tear down.
+
+A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
+kill. Records change only through _update(), which also tells the agent that the status changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nodeagent.agent import backoff, volumes
+from nodeagent.agent.clock import Clock
+from nodeagent.agent.env import PodAddresses, command_line, container_env
+from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
+from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
+from nodeagent.agent.status import PodFacts, pod_json
+from nodeagent.api.manifest import StaticPod
+from nodeagent.api.model import Container
+from nodeagent.cgroups.driver import CgroupDriver
+from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.plan.pod import ResourcePlan, plan_pod
+from nodeagent.plan.settings import NodeInfo, PlanSettings
+from nodeagent.runtime.base import ContainerExit, ContainerSpec, RunningContainer, Runtime
+from nodeagent.runtime.logs import container_log_path, pod_log_dir
+
+log = logging.getLogger(__name__)
+
+MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGracePeriodInSeconds)
+SETUP_RETRY_SECONDS = (1.0, 30.0)
+
+
+@dataclass(frozen=True)
+class NodeServices:
+    """What every pod worker shares."""
+
+    runtime: Runtime
+    cgroups: CgroupDriver
+    events: EventRecorder
+    clock: Clock
+    node: NodeInfo
+    settings: PlanSettings
+    state_dir: str
+    logs_dir: str
+    addresses: PodAddresses
+    on_change: Callable[[], None]
+
+
+class PodWorker:
+    def __init__(self, pod: StaticPod, services: NodeServices) -> None:
+        self.pod = pod
+        self.services = services
+        self.plan: ResourcePlan = plan_pod(pod, services.node, services.settings)
+        self.created_at = services.clock.now()
+        self.start_time: dt.datetime | None = None
+        self.terminating_since: dt.datetime | None = None
+        self.records: dict[str, ContainerRecord] = {}
+        has_init = bool(pod.pod.spec.init_containers)
+        for container in pod.pod.spec.init_containers or []:
+            self.records[container.name or ""] = ContainerRecord(
+                container.name or "", container.image or "", init=True, reason="PodInitializing")
+        for container in pod.pod.spec.containers or []:
+            self.records[container.name or ""] = ContainerRecord(
+                container.name or "", container.image or "", init=False,
+                reason="PodInitializing" if has_init else "ContainerCreating")
+        self.transitions: dict[str, dt.datetime] = {}
+        self.volumes: volumes.PodVolumes | None = None
+        self._running: dict[str, RunningContainer] = {}
+        self._backoff: dict[str, backoff.Backoff] = {}
+        self._finished_monotonic: dict[str, float] = {}
+        self._ready = False
+        self._stopping = asyncio.Event()
+        self.done = asyncio.Event()
+
+    # -- what others read -------------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        return self.pod.key
+
+    def to_json(self) -> dict[str, Any]:
+        facts = PodFacts(created_at=self.created_at, host_ip=self.services.addresses.host_ip,
+                         pod_ip=self.services.addresses.pod_ip, start_time=self.start_time,
+                         terminating_since=self.terminating_since, transitions=self.transitions)
+        return pod_json(self.pod, list(self.records.values()), facts)
+
+    def object_ref(self, container: str | None = None) -> ObjectRef:
+        field_path = ""
+        if container is not None:
+            group = "initContainers" if self.records[container].init else "containers"
+            field_path = f"spec.{group}{{{container}}}"
+        return ObjectRef("Pod", self.pod.name, self.pod.namespace, self.pod.uid, field_path)
+
+    @property
+    def pod_label(self) -> str:
+        """format.Pod: name_namespace(uid), as the kubelet names pods in messages."""
+        return f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})"
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Terminate the pod: its manifest is gone or changed."""
+        if self.terminating_since is None:
+            self.terminating_since = self.services.clock.now()
+            self.services.on_change()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        try:
+            life = asyncio.create_task(self._live(), name=f"pod {self.key}")
+            try:
+                await self._stopping.wait()
+                await self._terminate_containers()
+                await life
+            finally:
+                if not life.done():
+                    life.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await life
+            await self._tear_down()
+        finally:
+            self.done.set()
+
+    async def _live(self) -> None:
+        if not await self._set_up():
+            return
+        if await self._run_init_containers():
+            await self._run_app_containers()
+
+    async def _set_up(self) -> bool:
+        """Pod cgroup and volumes, retried (FailedMount) until they work or the pod is stopped."""
+        delay = SETUP_RETRY_SECONDS[0]
+        while not self._stopping.is_set():
+            try:
+                if self.plan.pod is not None:
+                    await self.services.cgroups.apply([self.plan.pod])
+                self.volumes = await volumes.set_up(self.services.state_dir, self.pod)
+            except (NodeAgentError, OSError) as exc:
+                reason = "FailedMount" if isinstance(exc, volumes.VolumeError) else "FailedCreatePodSandBox"
+                self.services.events.record(self.object_ref(), WARNING, reason, str(exc))
+                if await self._sleep_or_stop(delay):
+                    return False
+                delay = min(delay * 2, SETUP_RETRY_SECONDS[1])
+                continue
+            self.start_time = self.services.clock.now()
+            self.services.on_change()
+            return True
+        return False
+
+    async def _run_init_containers(self) -> bool:
+        """True when every init container has completed; False if the pod failed or is stopping."""
+        policy = "Never" if self.pod.pod.spec.restart_policy == "Never" else "OnFailure"
+        for container in self.pod.pod.spec.init_containers or []:
+            last = await self._supervise(container, policy)
+            if last is None or last.exit_code != 0:
+                return False
+        self._transition("Initialized")
+        for container in self.pod.pod.spec.containers or []:
+            self._update(container.name or "", reason="ContainerCreating")
+        return True
+
+    async def _run_app_containers(self) -> None:
+        policy = self.pod.pod.spec.restart_policy
+        async with asyncio.TaskGroup() as group:
+            for container in self.pod.pod.spec.containers or []:
+                group.create_task(self._supervise(container, policy), name=f"{self.key}/{container.name}")
+
+    async def _supervise(self, container: Container, policy: str) -> ContainerExit | None:
+        """Run a container until it should not be restarted (or the pod stops); its last exit."""
+        name = container.name or ""
+        last: ContainerExit | None = None
+        while not self._stopping.is_set():
+            if name in self._finished_monotonic and await self._back_off(name):
+                return last
+            try:
+                running = await self._start(container)
+            except RuntimeStartError as exc:
+                self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
+                self.services.events.record(self.object_ref(name), WARNING, "Failed", f"Error: {exc.message}")
+                self._finished_monotonic[name] = self.services.clock.monotonic()
+                continue
+            last = await self._watch(name, running)
+            if not should_restart(policy, last.exit_code):
+                return last
+        return last
+
+    async def _back_off(self, name: str) -> bool:
+        """Wait out the crash-loop back-off if it applies; True if the pod stopped meanwhile."""
+        finished = self._finished_monotonic[name]
+        entry = self._backoff.get(name)
+        now = self.services.clock.monotonic()
+        if backoff.in_backoff(entry, finished, now):
+            assert entry is not None
+            self._update(name, state=State.WAITING, reason="CrashLoopBackOff",
+                         message=f"back-off {backoff.describe(entry.seconds)} restarting failed container={name} "
+                                 f"pod={self.pod_label}")
+            self.services.events.record(self.object_ref(name), WARNING, "BackOff",
+                                        f"Back-off restarting failed container {name} in pod {self.pod_label}")
+            if await self._sleep_or_stop(backoff.remaining(entry, finished, now)):
+                return True
+        self._backoff[name] = backoff.next_backoff(entry, finished)
+        return False
+
+    async def _start(self, container: Container) -> RunningContainer:
+        name = container.name or ""
+        record = self.records[name]
+        attempt = record.restart_count + (1 if name in self._finished_monotonic else 0)
+        spec = self._container_spec(container, attempt)
+        services = self.services
+        await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left
+        await services.cgroups.apply([spec.cgroup])
+        if services.runtime.host_mount_points and spec.mounts:
+            volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
+        try:
+            running = await services.runtime.start(spec)
+        except RuntimeStartError:
+            await services.cgroups.remove([spec.cgroup.path])
+            raise
+        self._running[name] = running
+        previous = record.terminated or record.last_termination
+        self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
+                     container_id=running.container_id, pid=running.pid, restart_count=attempt,
+                     terminated=None, last_termination=previous, ready=True)
+        services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
+        services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
+        if self._stopping.is_set():
+            running.signal(signal.SIGTERM)  # stopped while it was starting
+        return running
+
+    async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
+        exit_ = await running.wait()
+        self._running.pop(name, None)
+        self._finished_monotonic[name] = self.services.clock.monotonic()
+        reason = termination_reason(exit_.exit_code, exit_.oom_killed)
+        termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=running.started_at,
+                                  finished_at=exit_.finished_at, container_id=running.container_id,
+                                  signal=exit_.signal)
+        self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
+                     terminated=termination, ready=False)
+        if exit_.oom_killed:
+            victim = f"Killed process {exit_.oom_victim}" if exit_.oom_victim else "a process was killed"
+            self.services.events.record(
+                self.object_ref(name), WARNING, "OOMKilling",
+                f"Memory cgroup out of memory: {victim} in container {name} of pod {self.pod_label}")
+        try:
+            await self.services.cgroups.remove([self.plan.container(name).path])
+        except NodeAgentError as exc:
+            log.warning("pod=%s container=%s: removing its cgroup: %s", self.key, name, exc)
+        return exit_
+
+    def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
+        services = self.services
+        name = container.name or ""
+        env = container_env(self.pod, container, services.addresses, services.node.pod_cpu_millis,
+                            services.node.pod_memory_bytes)
+        command, args = command_line(container, env)
+        pod_security = self.pod.pod.spec.security_context
+        security = container.security_context
+        user = security.run_as_user if security and security.run_as_user is not None else (
+            pod_security.run_as_user if pod_security else None)
+        group = security.run_as_group if security and security.run_as_group is not None else (
+            pod_security.run_as_group if pod_security else None)
+        groups = tuple(pod_security.supplemental_groups or []) if pod_security else ()
+        if pod_security and pod_security.fs_group is not None:
+            groups = (*groups, pod_security.fs_group)
+        cgroup = self.plan.container(name)
+        assert self.volumes is not None
+        return ContainerSpec(
+            pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
+            attempt=attempt, image=container.image or "", command=command, args=args, env=env,
+            working_dir=container.working_dir, run_as_user=user, run_as_group=group, supplemental_groups=groups,
+            mounts=self.volumes.mounts(container), cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
+            log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
+                                        attempt),
+            hostname=self.pod.pod.spec.hostname or self.pod.name,
+        )
+
+    async def _terminate_containers(self) -> None:
+        """SIGTERM to every running container, SIGKILL to those alive after the grace period."""
+        grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
+        running = dict(self._running)
+        for name, container in running.items():
+            self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
+            container.signal(signal.SIGTERM)
+        deadline = self.services.clock.monotonic() + grace
+        while self._running and self.services.clock.monotonic() < deadline:
+            await self.services.clock.sleep(0.05)
+        for container in list(self._running.values()):
+            container.kill()
+
+    async def _tear_down(self) -> None:
+        services = self.services
+        paths = [c.path for c in self.plan.containers] + ([self.plan.pod.path] if self.plan.pod else [])
+        try:
+            await services.cgroups.remove(paths)
+        except NodeAgentError as exc:
+            log.error("pod=%s: removing its cgroups: %s", self.key, exc)
+        directory = volumes.pod_dir(services.state_dir, self.pod.uid)
+        volumes.remove_mount_points(directory)
+        await volumes.tear_down(services.state_dir, self.pod.uid)
+        log_dir = pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid)
+        await asyncio.to_thread(shutil.rmtree, log_dir, True)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep, or less if the pod is stopped; True if it was."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    def _update(self, name: str, **changes: Any) -> None:
+        before = self.records[name]
+        after = replace(before, **changes)
+        self.records[name] = after
+        if after.state is not before.state or after.reason != before.reason:
+            log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,
+                     _label(before), _label(after), _reason(after))
+        self._note_conditions()
+        self.services.on_change()
+
+    def _transition(self, condition: str) -> None:
+        self.transitions[condition] = self.services.clock.now()
+
+    def _note_conditions(self) -> None:
+        ready = all(r.ready for r in self.records.values() if not r.init)
+        if ready != self._ready:
+            self._ready = ready
+            self._transition("Ready")
+            self._transition("ContainersReady")
+
+
+def _label(record: ContainerRecord) -> str:
+    return record.state.value.capitalize()
+
+
+def _reason(record: ContainerRecord) -> str:
+    if record.state is State.TERMINATED and record.terminated is not None:
+        return f"{record.terminated.reason} exitCode={record.terminated.exit_code}"
+    return record.reason or "-"

@@ -1,0 +1,216 @@
+"""The client commands: get, describe, logs, events, top. Each talks to the agent only over its socket.
+
+Exit codes: 0 done, 1 the agent is not answering or the pod is not found (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from nodeagent.cli.client import AgentClient, ApiError, pod_url, socket_path
+from nodeagent.cli.describe import describe_pod
+from nodeagent.cli.kubectl import age, pod_ready, pod_restarts, pod_status_word
+from nodeagent.cli.output import fail, print_data, table
+from nodeagent.errors import AgentUnavailableError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+OUTPUTS = click.Choice(["wide", "json", "yaml"])
+
+
+def with_agent(command: Callable[P, R]) -> Callable[P, R]:
+    """Adds --socket and turns an absent agent or an API error into one line and exit 1."""
+
+    @click.option("--socket", "socket_option", help="The agent's socket (default: $NODEAGENT_SOCKET, the "
+                                                     "configured one, /run/nodeagent/nodeagent.sock).")
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (AgentUnavailableError, ApiError) as exc:
+            fail(str(exc))
+            raise  # unreachable: fail() exits
+
+    return wrapper
+
+
+def client(socket_option: str | None) -> AgentClient:
+    return AgentClient(socket_path(socket_option))
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def resolve(pods: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
+    """NAMESPACE/NAME, a NAME (any namespace), or the manifest's name without the node suffix: the pod
+    that alone matches."""
+    namespace, _, name = wanted.rpartition("/")
+
+    def named(pod: dict[str, Any]) -> bool:
+        return bool(pod["metadata"]["name"] == name and (not namespace or pod["metadata"]["namespace"] == namespace))
+
+    def short(pod: dict[str, Any]) -> bool:
+        node = pod.get("spec", {}).get("nodeName", "").lower()
+        return bool(pod["metadata"]["name"] == f"{name}-{node}"
+                    and (not namespace or pod["metadata"]["namespace"] == namespace))
+
+    for test in (named, short):
+        found = [pod for pod in pods if test(pod)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            names = ", ".join(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in found)
+            fail(f'pod "{wanted}" is ambiguous: {names}; say NAMESPACE/NAME')
+    fail(f'pods "{wanted}" not found')
+    raise AssertionError  # unreachable
+
+
+def find_pod(agent: AgentClient, wanted: str) -> dict[str, Any]:
+    return resolve(agent.pods(), wanted)
+
+
+def pod_rows(pods: list[dict[str, Any]], wide: bool, all_namespaces: bool) -> str:
+    headers = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if wide:
+        headers += ["IP", "NODE", "QOS", "SOURCE"]
+    if all_namespaces:
+        headers.insert(0, "NAMESPACE")
+    moment = now()
+    rows = []
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status", {})
+        row = [meta["name"], pod_ready(pod), pod_status_word(pod), pod_restarts(pod, moment),
+               age(meta.get("creationTimestamp"), moment)]
+        if wide:
+            row += [status.get("podIP", "<none>"), pod.get("spec", {}).get("nodeName", "<none>"),
+                    status.get("qosClass", ""), meta.get("annotations", {}).get("kubernetes.io/config.source", "")]
+        if all_namespaces:
+            row.insert(0, meta["namespace"])
+        rows.append(row)
+    return table(headers, rows)
+
+
+@click.group()
+def get() -> None:
+    """Display pods (kubectl get)."""
+
+
+@get.command("pods")
+@click.option("-o", "--output", type=OUTPUTS)
+@click.option("-n", "--namespace", help="Only pods in this namespace.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Show the NAMESPACE column.")
+@with_agent
+def get_pods(output: str | None, namespace: str | None, all_namespaces: bool, socket_option: str | None) -> None:
+    """NAME READY STATUS RESTARTS AGE of every pod (wide: + IP, NODE, QOS, SOURCE)."""
+    pods = client(socket_option).pods()
+    if namespace:
+        pods = [p for p in pods if p["metadata"]["namespace"] == namespace]
+    if output in ("json", "yaml"):
+        print_data({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": ""}, "items": pods},
+                   output)
+    elif not pods:
+        click.echo("No resources found", err=True)
+    else:
+        click.echo(pod_rows(pods, output == "wide", all_namespaces))
+
+
+@get.command("pod")
+@click.argument("name")
+@click.option("-o", "--output", type=OUTPUTS)
+@with_agent
+def get_pod(name: str, output: str | None, socket_option: str | None) -> None:
+    """One pod, by NAME or NAMESPACE/NAME."""
+    pod = find_pod(client(socket_option), name)
+    if output in ("json", "yaml"):
+        print_data(pod, output)
+    else:
+        click.echo(pod_rows([pod], output == "wide", False))
+
+
+@click.group()
+def describe() -> None:
+    """Show details of a pod (kubectl describe)."""
+
+
+@describe.command("pod")
+@click.argument("name")
+@with_agent
+def describe_pod_command(name: str, socket_option: str | None) -> None:
+    """Spec summary, container states, cgroup paths and values, events."""
+    agent = client(socket_option)
+    pod = find_pod(agent, name)
+    meta = pod["metadata"]
+    events = [e for e in agent.events() if e.get("involvedObject", {}).get("uid") == meta.get("uid")]
+    cgroups = agent.get(pod_url(meta["namespace"], meta["name"]).replace("/api/v1/", "/nodeagent/v1/") + "/cgroups")
+    click.echo(describe_pod(pod, events, cgroups, now()))
+
+
+@click.command()
+@click.argument("pod")
+@click.option("-c", "--container", help="Default: the only container.")
+@click.option("-p", "--previous", is_flag=True, help="The previous instance of the container.")
+@click.option("-f", "--follow", is_flag=True, help="Stream until the container stops.")
+@click.option("--timestamps", is_flag=True)
+@with_agent
+def logs(pod: str, container: str | None, previous: bool, follow: bool, timestamps: bool,
+         socket_option: str | None) -> None:
+    """Print a container's logs (kubectl logs)."""
+    agent = client(socket_option) if not follow else AgentClient(socket_path(socket_option), timeout=None)
+    found = find_pod(agent, pod)
+    query = {"previous": str(previous).lower(), "follow": str(follow).lower(), "timestamps": str(timestamps).lower()}
+    if container:
+        query["container"] = container
+    meta = found["metadata"]
+    out = sys.stdout.buffer
+    for chunk in agent.stream(pod_url(meta["namespace"], meta["name"]) + "/log", **query):
+        out.write(chunk)
+        out.flush()
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]))
+@with_agent
+def events(output: str | None, socket_option: str | None) -> None:
+    """List events (kubectl events): LAST SEEN TYPE REASON OBJECT MESSAGE."""
+    items = client(socket_option).events()
+    if output:
+        print_data({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": ""}, "items": items},
+                   output)
+        return
+    if not items:
+        click.echo("No events found", err=True)
+        return
+    moment = now()
+    rows = [[age(e.get("lastTimestamp"), moment), e.get("type", ""), e.get("reason", ""),
+             f"{e['involvedObject'].get('kind', '').lower()}/{e['involvedObject'].get('name', '')}",
+             e.get("message", "") + (f" (x{e['count']})" if e.get("count", 1) > 1 else "")] for e in items]
+    click.echo(table(["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], rows))
+
+
+@click.group()
+def top() -> None:
+    """CPU and memory use, from the cgroups (kubectl top)."""
+
+
+@top.command("pods")
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]))
+@with_agent
+def top_pods(output: str | None, socket_option: str | None) -> None:
+    """NAME CPU(cores) MEMORY(bytes) per pod."""
+    metrics = client(socket_option).get("/apis/metrics.k8s.io/v1beta1/pods")
+    if output:
+        print_data(metrics, output)
+        return
+    rows = []
+    for item in metrics["items"]:
+        cpu = sum(int(c["usage"]["cpu"].rstrip("n")) for c in item["containers"])
+        memory = sum(int(c["usage"]["memory"].rstrip("Ki")) for c in item["containers"])
+        rows.append([item["metadata"]["name"], f"{cpu // 1_000_000}m", f"{memory // 1024}Mi"])
+    click.echo(table(["NAME", "CPU(cores)", "MEMORY(bytes)"], rows) if rows else "No pods running")

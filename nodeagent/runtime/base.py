@@ -1,0 +1,79 @@
+"""What the agent asks of a container runtime: start a container from a spec, then watch it.
+
+The agent sees only these types; nodeagent.runtime.factory picks the implementation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nodeagent.plan.pod import CgroupPlan
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    host_path: str
+    container_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Everything a runtime needs to start one attempt of one container."""
+
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    name: str
+    attempt: int  # the container's restart count
+    image: str
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    working_dir: str | None
+    run_as_user: int | None
+    run_as_group: int | None
+    supplemental_groups: tuple[int, ...]
+    mounts: tuple[Mount, ...]
+    cgroup: CgroupPlan
+    oom_score_adj: int | None
+    log_path: str
+    hostname: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExit:
+    exit_code: int
+    finished_at: dt.datetime
+    oom_killed: bool
+    signal: int | None = None
+    oom_victim: str | None = None  # "stress (pid 8261)", when the kernel log names it
+
+
+class RunningContainer(Protocol):
+    """One started container attempt."""
+
+    container_id: str  # "<runtime>://<id>", as Kubernetes shows it
+    pid: int
+    started_at: dt.datetime
+
+    async def wait(self) -> ContainerExit:
+        """Until the container has exited (all its processes) and its logs are flushed."""
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the container's main process."""
+
+    def kill(self) -> None:
+        """SIGKILL every process of the container."""
+
+
+class Runtime(Protocol):
+    name: str
+    host_mount_points: bool  # volumes are mounted over paths of the host (the process runtime)
+
+    async def start(self, spec: ContainerSpec) -> RunningContainer:
+        """Start the container; RuntimeStartError (with Kubernetes' reason) when it cannot."""

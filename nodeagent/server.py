@@ -1,0 +1,212 @@
+"""The status API: Kubernetes-shaped JSON over a Unix socket (aiohttp), read by the CLI and by scripts.
+
+    GET /api/v1/pods                                       v1 PodList
+    GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
+    GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=
+    GET /api/v1/events                                     v1 EventList
+    GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
+    GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
+    GET /healthz
+
+The socket is 0600, or 0660 for a configured group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import grp
+import json
+import logging
+import os
+from typing import Any
+
+from aiohttp import web
+
+from nodeagent.agent.events import EventRecorder
+from nodeagent.agent.pods import PodManager
+from nodeagent.agent.records import State
+from nodeagent.agent.status import rfc3339
+from nodeagent.agent.worker import PodWorker
+from nodeagent.cgroups.driver import CgroupDriver
+from nodeagent.errors import NodeAgentError
+from nodeagent.runtime.logs import container_log_path, parse_line
+from nodeagent.usage import UsageSampler
+
+log = logging.getLogger(__name__)
+
+FOLLOW_POLL_SECONDS = 0.2
+
+
+def status_error(code: int, reason: str, message: str) -> web.Response:
+    """A `v1 Status`, as the API server answers errors."""
+    body = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "message": message, "reason": reason,
+            "code": code}
+    return web.json_response(body, status=code)
+
+
+class StatusServer:
+    def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, *, node_name: str,
+                 logs_dir: str, socket_path: str, socket_group: str | None) -> None:
+        self.pods = pods
+        self.events = events
+        self.cgroups = cgroups
+        self.node_name = node_name
+        self.logs_dir = logs_dir
+        self.socket_path = socket_path
+        self.socket_group = socket_group
+        self.sampler = UsageSampler(cgroups)
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/api/v1/pods", self.list_pods)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log)
+        app.router.add_get("/api/v1/events", self.list_events)
+        app.router.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
+        app.router.add_get("/nodeagent/v1/namespaces/{namespace}/pods/{name}/cgroups", self.pod_cgroups)
+        return app
+
+    async def start(self) -> None:
+        os.makedirs(os.path.dirname(self.socket_path), mode=0o755, exist_ok=True)
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # left by an agent that did not stop cleanly
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        old_umask = os.umask(0o177)
+        try:
+            await web.UnixSite(self._runner, self.socket_path).start()
+        finally:
+            os.umask(old_umask)
+        if self.socket_group:
+            os.chown(self.socket_path, 0, grp.getgrnam(self.socket_group).gr_gid)
+            os.chmod(self.socket_path, 0o660)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+
+    # -- handlers ---------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def list_pods(self, request: web.Request) -> web.Response:
+        items = [worker.to_json() for worker in self.pods.pods()]
+        return _json({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": ""}, "items": items})
+
+    def _worker(self, request: web.Request) -> PodWorker | web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        worker = self.pods.find(namespace, name)
+        if worker is None:
+            return status_error(404, "NotFound", f'pods "{name}" not found')
+        return worker
+
+    async def get_pod(self, request: web.Request) -> web.Response:
+        worker = self._worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        return _json(worker.to_json())
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        items = [event.to_json(self.node_name) for event in self.events.events()]
+        return _json({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": ""}, "items": items})
+
+    async def pod_metrics(self, request: web.Request) -> web.Response:
+        workers = self.pods.pods()
+        rates = await self.sampler.rates([plan.path for w in workers for plan in w.plan.containers])
+        now = rfc3339(datetime.datetime.now(datetime.UTC))
+        items = []
+        for worker in workers:
+            containers = [{"name": plan.container, "usage": rates[plan.path].usage_json()}
+                          for plan in worker.plan.containers if plan.path in rates]
+            if containers:
+                window = max(rates[plan.path].window_seconds for plan in worker.plan.containers if plan.path in rates)
+                items.append({"metadata": {"name": worker.pod.name, "namespace": worker.pod.namespace},
+                              "timestamp": now, "window": f"{window:.3f}s", "containers": containers})
+        return _json({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "metadata": {},
+                      "items": items})
+
+    async def pod_cgroups(self, request: web.Request) -> web.Response:
+        worker = self._worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        plans = ([worker.plan.pod] if worker.plan.pod else []) + list(worker.plan.containers)
+        out = []
+        for plan in plans:
+            data = plan.to_json()
+            data["kernel"] = await asyncio.to_thread(self._kernel_values, plan.path, list(plan.files))
+            out.append(data)
+        return _json({"cgroupVersion": self.cgroups.version, "cgroupDriver": self.cgroups.name, "cgroups": out})
+
+    def _kernel_values(self, path: str, names: list[str]) -> dict[str, str | None]:
+        """What the kernel holds now for each planned file (None where the cgroup is absent)."""
+        values: dict[str, str | None] = {}
+        for name in names:
+            try:
+                values[name] = self.cgroups.read(path, name).strip()
+            except NodeAgentError:
+                values[name] = None
+        return values
+
+    async def pod_log(self, request: web.Request) -> web.StreamResponse:
+        worker = self._worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        query = request.query
+        names = [r.name for r in worker.records.values()]
+        container = query.get("container") or (names[-1] if len(worker.pod.pod.spec.containers or []) == 1 else "")
+        if container not in worker.records:
+            if not container:
+                app = [r.name for r in worker.records.values() if not r.init]
+                return status_error(400, "BadRequest", f"a container name must be specified for pod "
+                                                       f"{worker.pod.name}, choose one of: {app}")
+            return status_error(400, "BadRequest", f"container {container} is not valid for pod {worker.pod.name}")
+        record = worker.records[container]
+        previous = query.get("previous") in ("true", "1")
+        attempt = record.restart_count - 1 if previous else record.restart_count
+        path = container_log_path(self.logs_dir, worker.pod.namespace, worker.pod.name, worker.pod.uid, container,
+                                  attempt)
+        if attempt < 0 or not os.path.exists(path):
+            which = "previous terminated container" if previous else "container"
+            return status_error(400, "BadRequest", f'{which} "{container}" in pod "{worker.pod.name}" not found')
+        timestamps = query.get("timestamps") in ("true", "1")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        follow = query.get("follow") in ("true", "1") and not previous
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            while True:
+                chunk = handle.read()
+                if chunk:
+                    await response.write(render_log(chunk, timestamps).encode())
+                still_this_instance = (record.restart_count == worker.records[container].restart_count
+                                       and worker.records[container].state is State.RUNNING)
+                if not follow or not still_this_instance:
+                    if follow:
+                        await response.write(render_log(handle.read(), timestamps).encode())
+                    break
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        await response.write_eof()
+        return response
+
+
+def render_log(text: str, timestamps: bool) -> str:
+    """CRI records back to the container's output (partial records joined), as `kubectl logs` shows it."""
+    out: list[str] = []
+    for line in text.splitlines():
+        parsed = parse_line(line)
+        if parsed is None:
+            continue
+        stamp, _, partial, content = parsed
+        prefix = f"{stamp} " if timestamps and (not out or out[-1].endswith("\n")) else ""
+        out.append(prefix + content + ("" if partial else "\n"))
+    return "".join(out)
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(text=json.dumps(data), content_type="application/json")

@@ -1,0 +1,140 @@
+"""The file source: static pod manifests in staticPodPath (a directory, or a single file).
+
+watchdog marks the directory dirty; after a short debounce the whole directory is read again, and
+also every fileCheckFrequency. A file whose content hash has not changed is not parsed again.
+Read: `*.yaml`, `*.yml`, `*.json`, not starting with `.` (editor swap files, `.bak` and `~` copies
+never match), regular files only, at most 10 MiB, no recursion, in file name order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from nodeagent.api.decode import MAX_MANIFEST_BYTES
+from nodeagent.api.manifest import ManifestResult, Problem, load_manifest
+from nodeagent.errors import FieldError
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".yaml", ".yml", ".json")
+DEBOUNCE_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    path: str
+    digest: str
+    result: ManifestResult
+
+
+def is_manifest_name(name: str) -> bool:
+    return not name.startswith(".") and name.endswith(EXTENSIONS)
+
+
+class FileSource:
+    def __init__(self, path: str, *, node_name: str, frequency_seconds: float) -> None:
+        self.path = path
+        self.node_name = node_name
+        self.frequency_seconds = frequency_seconds
+        self._cache: dict[str, ManifestFile] = {}
+        self._missing_reported = False
+
+    def candidates(self) -> list[str]:
+        if os.path.isfile(self.path):
+            return [self.path]
+        try:
+            names = sorted(os.listdir(self.path))
+        except FileNotFoundError:
+            if not self._missing_reported:
+                log.warning("staticPodPath %s does not exist: no file pods until it does", self.path)
+                self._missing_reported = True
+            return []
+        except OSError as exc:
+            log.error("reading staticPodPath %s: %s", self.path, exc.strerror)
+            return []
+        self._missing_reported = False
+        return [os.path.join(self.path, name) for name in names if is_manifest_name(name)]
+
+    def scan(self) -> list[ManifestFile]:
+        """Every manifest file as it is now, in name order (blocking: run it in a thread)."""
+        found = []
+        for path in self.candidates():
+            manifest = self._read(path)
+            if manifest is not None:
+                found.append(manifest)
+        self._cache = {m.path: m for m in found}
+        return found
+
+    def _read(self, path: str) -> ManifestFile | None:
+        try:
+            with open(path, "rb") as handle:
+                if not os.path.isfile(path):
+                    return None
+                content = handle.read(MAX_MANIFEST_BYTES + 1)
+        except FileNotFoundError:
+            return None  # removed while we listed
+        except OSError as exc:
+            failed = ManifestResult(problems=[Problem("", FieldError("", f"cannot read: {exc.strerror}"))])
+            return ManifestFile(path, "", failed)
+        digest = hashlib.sha256(content).hexdigest()
+        cached = self._cache.get(path)
+        if cached is not None and cached.digest == digest:
+            return cached
+        result = load_manifest(content, origin=path, source="file", node_name=self.node_name)
+        return ManifestFile(path, digest, result)
+
+    async def run(self, on_scan: Callable[[list[ManifestFile]], Awaitable[None]]) -> None:
+        """Scan now, then on every change (debounced) and every fileCheckFrequency, until cancelled."""
+        loop = asyncio.get_running_loop()
+        dirty = asyncio.Event()
+        watcher = _Watcher(self.path, lambda: loop.call_soon_threadsafe(dirty.set))
+        try:
+            while True:
+                watcher.ensure_started()
+                await on_scan(await asyncio.to_thread(self.scan))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(dirty.wait(), self.frequency_seconds)
+                await asyncio.sleep(DEBOUNCE_SECONDS)  # a burst of events is one change
+                dirty.clear()
+        finally:
+            watcher.stop()
+
+
+class _Watcher(FileSystemEventHandler):
+    """watchdog as a dirty signal only: what changed is found by reading the directory again."""
+
+    def __init__(self, path: str, notify: Callable[[], object]) -> None:
+        self.path = path
+        self.notify = notify
+        self.observer: Observer | None = None  # type: ignore[valid-type]
+
+    def ensure_started(self) -> None:
+        if self.observer is not None:
+            return
+        directory = self.path if os.path.isdir(self.path) else os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            return  # the periodic re-list notices when it appears
+        observer = Observer()
+        observer.schedule(self, directory, recursive=False)
+        observer.daemon = True
+        observer.start()
+        self.observer = observer
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("opened", "closed_no_write"):
+            self.notify()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=2)
+            self.observer = None
