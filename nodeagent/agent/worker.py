@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGracePeriodInSeconds)
 SETUP_RETRY_SECONDS = (1.0, 30.0)
+START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,11 @@ class PodWorker:
             try:
                 running = await self._start(container)
             except RuntimeStartError as exc:
+                # Nothing ran, so no crash loop: the kubelet keeps the reason and retries its sync later.
                 self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
                 self.services.events.record(self.object_ref(name), WARNING, "Failed", f"Error: {exc.message}")
-                self._finished_monotonic[name] = self.services.clock.monotonic()
+                if await self._sleep_or_stop(START_RETRY_SECONDS):
+                    return last
                 continue
             last = await self._watch(name, running)
             if not should_restart(policy, last.exit_code):

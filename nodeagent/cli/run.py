@@ -35,7 +35,8 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("aiohttp.access", "watchdog", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
 @click.command()

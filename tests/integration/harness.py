@@ -1,0 +1,168 @@
+"""A real nodeagent daemon for a test: its own manifest directory, state directory, socket and cgroupRoot.
+
+Everything it creates is removed afterwards, pods included (the agent leaves pods running when it
+stops, as on a real node), even when the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from nodeagent.cgroups.detect import detect_layout
+from nodeagent.cgroups.driver import CgroupfsDriver
+from nodeagent.cgroups.fs1 import V1Hierarchy
+from nodeagent.cgroups.fs2 import V2Hierarchy
+from nodeagent.cli.client import AgentClient, ApiError
+
+T = TypeVar("T")
+NODE = "testnode"
+
+
+def cgroup_driver() -> CgroupfsDriver:
+    layout = detect_layout()
+    if layout.version == 2:
+        assert layout.v2_mount is not None
+        return CgroupfsDriver(V2Hierarchy(layout.v2_mount))
+    return CgroupfsDriver(V1Hierarchy(layout.v1_mounts))
+
+
+def wait_for(check: Callable[[], T | None], *, timeout: float = 15.0, what: str = "condition",
+             interval: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (ApiError, KeyError, IndexError, OSError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
+
+
+class AgentHarness:
+    def __init__(self, root: Path, extra_config: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.manifests = root / "manifests"
+        self.state = root / "state"
+        self.socket = root / "nodeagent.sock"
+        self.log_path = root / "agent.log"
+        self.config_path = root / "config.yaml"
+        self.cgroup_root = f"/nodeagent-test-{secrets.token_hex(4)}"
+        self.manifests.mkdir()
+        config: dict[str, Any] = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            "staticPodPath": str(self.manifests), "fileCheckFrequency": "2s", "cgroupRoot": self.cgroup_root,
+            "cgroupDriver": "cgroupfs",
+            "nodeagent": {"stateDir": str(self.state), "socket": str(self.socket), "nodeName": NODE,
+                          "logLevel": "DEBUG"},
+        }
+        for key, value in (extra_config or {}).items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = AgentClient(str(self.socket))
+        self.cgroups = cgroup_driver()
+
+    # -- the daemon ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)],
+                                        stdout=log, stderr=log)
+        log.close()
+        wait_for(lambda: self.socket.exists() and self.client.get("/api/v1/pods"), what="the agent's API",
+                 timeout=20)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def clean_up(self) -> None:
+        """Stop the agent, then kill and remove everything under the test's cgroupRoot and state."""
+        self.stop()
+        try:
+            self.cgroups._remove_all([self.cgroup_root])
+        finally:
+            for line in Path("/proc/self/mounts").read_text().splitlines():
+                target = line.split()[1]
+                if target.startswith(str(self.root)):
+                    subprocess.run(["umount", "-l", target], check=False)
+
+    def agent_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- manifests ----------------------------------------------------------------------------------
+
+    def write(self, name: str, text: str) -> Path:
+        """Write a manifest atomically (a dot file renamed into place), as careful tools do."""
+        temporary = self.manifests / f".{name}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, self.manifests / name)
+        return self.manifests / name
+
+    def remove(self, name: str) -> None:
+        (self.manifests / name).unlink()
+
+    # -- what the agent says ------------------------------------------------------------------------
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self.client.pods()
+
+    def pod(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return self.client.pod(namespace, f"{name}-{NODE}")
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.client.events()
+
+    def container_status(self, name: str, container: str, namespace: str = "default") -> dict[str, Any]:
+        pod = self.pod(name, namespace)
+        statuses = pod["status"].get("initContainerStatuses", []) + pod["status"]["containerStatuses"]
+        return next(s for s in statuses if s["name"] == container)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "nodeagent", *args, "--socket", str(self.socket)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"nodeagent {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    def cgroup_path(self, name: str, container: str | None = None, namespace: str = "default") -> str:
+        pod = self.pod(name, namespace)
+        plan = self.client.get(f"/nodeagent/v1/namespaces/{namespace}/pods/{name}-{NODE}/cgroups")
+        for cgroup in plan["cgroups"]:
+            if cgroup.get("container") == container:
+                return str(cgroup["path"])
+        raise KeyError(f"no cgroup for {container} in {pod['metadata']['name']}")
+
+    def kernel(self, path: str, file: str) -> str:
+        return self.cgroups.read(path, file).strip()
+
+    def procs(self, path: str) -> list[int]:
+        return self.cgroups.procs(path)
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, indent=1)
