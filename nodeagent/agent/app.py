@@ -19,6 +19,7 @@ from nodeagent.agent.clock import Clock, SystemClock
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.pods import PodManager
+from nodeagent.agent.store import PodStore
 from nodeagent.agent.worker import NodeServices
 from nodeagent.api.manifest import StaticPod
 from nodeagent.cgroups.detect import choose_driver, detect_layout
@@ -71,7 +72,7 @@ def make_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: Kerne
     if config.nodeagent.runtime != "process":
         raise StartError(f"nodeagent.runtime {config.nodeagent.runtime} is not available in this version of "
                          "nodeagent: set nodeagent.runtime: process")
-    return ProcessRuntime(cgroups, kernel_log)
+    return ProcessRuntime(cgroups, config.nodeagent.state_dir, kernel_log)
 
 
 def host_address() -> str:
@@ -87,8 +88,10 @@ class Agent:
     config: KubeletConfig
     clock: Clock = field(default_factory=SystemClock)
     on_change: Callable[[], None] = lambda: None
+    on_ready: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
+        os.makedirs(self.config.nodeagent.state_dir, mode=0o700, exist_ok=True)
         self.kernel_log = KernelLog()
         self.cgroups = make_cgroup_driver(self.config)
         self.runtime = make_runtime(self.config, self.cgroups, self.kernel_log)
@@ -101,12 +104,14 @@ class Agent:
             settings=self.config.plan_settings(cgroup_version=self.cgroups.version, cgroup_driver=driver),
             state_dir=self.config.nodeagent.state_dir, logs_dir=self.config.pod_logs_path,
             addresses=PodAddresses(host_ip=address, pod_ip=address), on_change=self._changed,
+            persist=lambda worker: self.pods.persist(worker),
         )
-        self.pods = PodManager(self.services)
+        self.pods = PodManager(self.services, PodStore(self.config.nodeagent.state_dir))
         self.node_name = self.config.node_name
         self._last_good: dict[str, list[StaticPod]] = {}
         self._reported: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
+        self._first_sync = asyncio.Event()
 
     def _changed(self) -> None:
         self.on_change()
@@ -125,14 +130,23 @@ class Agent:
                               socket_group=self.config.nodeagent.socket_group)
         await server.start()
         await self.pods.start()
+        old_bundles = self.pods.bundles()
+        restored = self.pods.restore()
         source = FileSource(self.config.static_pod_path, node_name=self.node_name,
                             frequency_seconds=self.config.file_check_frequency / 1e9)
         reading = asyncio.create_task(source.run(self._on_files), name="file source")
-        log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, manifests in %s, API on %s",
-                 self.node_name, self.runtime.name, self.cgroups.version, self.cgroups.name,
-                 self.config.static_pod_path, self.config.nodeagent.socket)
+        stopping = asyncio.create_task(self._stop.wait())
         try:
-            stopping = asyncio.create_task(self._stop.wait())
+            first = asyncio.create_task(self._first_sync.wait())
+            await asyncio.wait({first, stopping, reading}, return_when=asyncio.FIRST_COMPLETED)
+            if first.done():
+                await self.pods.clean_orphans(old_bundles)
+                log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, %d pods (%d restored), "
+                         "manifests in %s, API on %s", self.node_name, self.runtime.name, self.cgroups.version,
+                         self.cgroups.name, len(self.pods.workers), restored, self.config.static_pod_path,
+                         self.config.nodeagent.socket)
+                self.on_ready()
+            first.cancel()
             done, _ = await asyncio.wait({stopping, reading}, return_when=asyncio.FIRST_COMPLETED)
             if reading in done:
                 reading.result()  # the source failed: let the error stop the agent
@@ -141,6 +155,7 @@ class Agent:
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
+            stopping.cancel()
             await self.pods.close()
             await server.stop()
             self.kernel_log.close()
@@ -152,6 +167,7 @@ class Agent:
         self._last_good = desired.last_good
         self._report(desired.problems)
         await self.pods.sync(desired.pods)
+        self._first_sync.set()
 
     def _report(self, problems: list[SourceProblem]) -> None:
         """An event for each problem when it appears, not again at every re-read."""

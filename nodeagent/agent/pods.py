@@ -1,7 +1,9 @@
 """The pods on this node: one worker per desired pod, started, replaced and stopped as the sources say.
 
-    sync(desired) -> workers for new UIDs start, workers whose UID is gone stop;
-                     the node's QoS cgroups follow the set of pods.
+    restore()       -> workers rebuilt from the state directory, their containers adopted
+    sync(desired)   -> workers for new UIDs start, workers whose UID is gone stop;
+                       the node's QoS cgroups follow the set of pods
+    clean_orphans() -> pod cgroups, container bundles and pod directories nobody owns are removed
 
 Like the kubelet, two pods of one name never run at once: a changed manifest's new pod waits until
 the old one has terminated.
@@ -11,21 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 from collections.abc import Iterable
 
+from nodeagent.agent import volumes
+from nodeagent.agent.snapshot import restore, snapshot
+from nodeagent.agent.store import PodStore
 from nodeagent.agent.worker import NodeServices, PodWorker
 from nodeagent.api.manifest import StaticPod
+from nodeagent.api.resources import QOSClass
 from nodeagent.errors import NodeAgentError
+from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
 
 log = logging.getLogger(__name__)
 
 
+
 class PodManager:
-    def __init__(self, services: NodeServices) -> None:
+    def __init__(self, services: NodeServices, store: PodStore) -> None:
         self.services = services
+        self.store = store
         self.workers: dict[str, PodWorker] = {}  # by UID, terminating ones included
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def persist(self, worker: PodWorker) -> None:
+        try:
+            self.store.save(worker.pod.uid, snapshot(worker))
+        except OSError as exc:
+            log.error("pod=%s: saving its state: %s", worker.key, exc)
 
     def pods(self) -> list[PodWorker]:
         return sorted(self.workers.values(), key=lambda w: (w.pod.namespace, w.pod.name, w.created_at))
@@ -38,24 +55,39 @@ class PodManager:
     async def start(self) -> None:
         await self._apply_node_cgroups([])
 
+    def restore(self) -> int:
+        """Workers for the pods the state directory knows; their containers are adopted as they run."""
+        for state in self.store.load_all():
+            worker = restore(state, self.services)
+            if worker is None or worker.pod.uid in self.workers:
+                continue
+            self._launch(worker)
+            log.info("pod=%s uid=%s: restored from the state directory", worker.key, worker.pod.uid)
+        return len(self.workers)
+
     async def sync(self, desired: Iterable[StaticPod]) -> None:
         wanted = {pod.uid: pod for pod in desired}
         for uid, worker in list(self.workers.items()):
             if uid not in wanted and worker.terminating_since is None:
                 log.info("pod=%s uid=%s: manifest removed or changed, stopping", worker.key, uid)
                 worker.stop()
+            elif uid not in wanted:
+                worker.stop()  # restored while terminating: finish the job
         await self._apply_node_cgroups(wanted.values())
         for uid, pod in wanted.items():
             if uid not in self.workers:
-                worker = PodWorker(pod, self.services)
-                self.workers[uid] = worker
-                self._tasks[uid] = asyncio.create_task(self._run(worker), name=f"worker {pod.key}")
+                self._launch(PodWorker(pod, self.services))
                 log.info("pod=%s uid=%s: new (source %s %s)", pod.key, uid, pod.source, pod.origin)
         self.services.on_change()
 
+    def _launch(self, worker: PodWorker) -> None:
+        self.workers[worker.pod.uid] = worker
+        self._tasks[worker.pod.uid] = asyncio.create_task(self._run(worker), name=f"worker {worker.key}")
+
     async def _run(self, worker: PodWorker) -> None:
         try:
-            earlier = [w for w in self.workers.values() if w.key == worker.key and w is not worker]
+            earlier = [w for w in self.workers.values() if w.key == worker.key and w is not worker
+                       and w.terminating_since is not None]
             for other in earlier:
                 await other.done.wait()
             await worker.run()
@@ -72,9 +104,63 @@ class PodManager:
         except NodeAgentError as exc:
             log.error("updating the QoS cgroups: %s", exc)
 
+    def bundles(self) -> set[str]:
+        """The container bundles on disk now (taken before any worker starts, to tell old from new)."""
+        directory = os.path.join(self.services.state_dir, "containers")
+        return set(os.listdir(directory)) if os.path.isdir(directory) else set()
+
+    async def clean_orphans(self, old_bundles: set[str]) -> None:
+        """Remove what nobody owns any more: pod cgroups of unknown UIDs under our cgroupRoot, pod
+        directories without a pod, and old container bundles no pod refers to (with their exit files)."""
+        known = set(self.workers)
+        settings = self.services.settings
+        parents = [paths.node_name(settings)]
+        if settings.cgroups_per_qos:
+            parents += [paths.qos_name(QOSClass.BURSTABLE, settings), paths.qos_name(QOSClass.BESTEFFORT, settings)]
+        cgroups = self.services.cgroups
+        for parent in parents:
+            spelled = paths.spell(parent, settings.cgroup_driver)
+            for child in cgroups.children(spelled):
+                if _names_a_pod(child) and not any(_belongs(child, uid) for uid in known):
+                    log.warning("removing the cgroup %s/%s: it belongs to no known pod", spelled, child)
+                    try:
+                        await cgroups.remove([f"{spelled.rstrip('/')}/{child}"])
+                    except NodeAgentError as exc:
+                        log.error("removing an orphaned cgroup: %s", exc)
+        for uid in self.store.known_uids() - known:
+            directory = volumes.pod_dir(self.services.state_dir, uid)
+            log.warning("removing %s: it belongs to no known pod", directory)
+            volumes.remove_mount_points(directory)
+            await volumes.tear_down(self.services.state_dir, uid)
+        state_dir = self.services.state_dir
+        for entry in sorted(old_bundles - self.referenced_bundles()):
+            log.info("removing the container bundle %s: no pod refers to it", entry)
+            shutil.rmtree(os.path.join(state_dir, "containers", entry), ignore_errors=True)
+            exit_file = os.path.join(state_dir, "exits", entry)
+            if os.path.exists(exit_file):
+                os.unlink(exit_file)
+
+    def referenced_bundles(self) -> set[str]:
+        found = set()
+        for worker in self.workers.values():
+            for saved in [*worker.adoptable.values(), *(r.saved() for r in worker.running.values())]:
+                if "ociId" in saved:
+                    found.add(str(saved["ociId"]))
+        return found
+
     async def close(self) -> None:
         """Stop watching pods without stopping them: the agent is going away, its pods are not."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _names_a_pod(child: str) -> bool:
+    """pod<uid> (cgroupfs), <parent>-pod<uid>.slice (systemd), pod<uid>-<container> (no QoS cgroups)."""
+    return child.startswith("pod") or (child.endswith(".slice") and "-pod" in child)
+
+
+def _belongs(child: str, uid: str) -> bool:
+    systemd = uid.replace("-", "_")
+    return (child == f"pod{uid}" or child.startswith(f"pod{uid}-") or child.endswith(f"-pod{systemd}.slice"))

@@ -48,10 +48,12 @@ class ContainerRecord:
     ready: bool = False
 
 
-def termination_reason(exit_code: int, oom_killed: bool) -> str:
+def termination_reason(exit_code: int, oom_killed: bool, unknown: bool = False) -> str:
     """Kubernetes' words for an exit: OOMKilled from the cgroup's counter, else by exit code."""
     if oom_killed:
         return "OOMKilled"
+    if unknown:
+        return "ContainerStatusUnknown"
     return "Completed" if exit_code == 0 else "Error"
 
 

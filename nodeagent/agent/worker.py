@@ -7,7 +7,8 @@
     stop(): every running container gets SIGTERM, SIGKILL after the grace period; then tear down.
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
-kill. Records change only through _update(), which also tells the agent that the status changed.
+kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
+takes the same containers back: same IDs, restart counts, last states and back-off timers.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class NodeServices:
     logs_dir: str
     addresses: PodAddresses
     on_change: Callable[[], None]
+    persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
 
 
 class PodWorker:
@@ -79,11 +81,14 @@ class PodWorker:
                 reason="PodInitializing" if has_init else "ContainerCreating")
         self.transitions: dict[str, dt.datetime] = {}
         self.volumes: volumes.PodVolumes | None = None
-        self._running: dict[str, RunningContainer] = {}
-        self._backoff: dict[str, backoff.Backoff] = {}
-        self._finished_monotonic: dict[str, float] = {}
+        self.running: dict[str, RunningContainer] = {}
+        self.backoff: dict[str, backoff.Backoff] = {}
+        self.finished_monotonic: dict[str, float] = {}
+        self.adoptable: dict[str, dict[str, Any]] = {}  # saved running containers, from before a restart
         self._ready = False
         self._stopping = asyncio.Event()
+        self._save_scheduled = False
+        self._torn_down = False
         self.done = asyncio.Event()
 
     # -- what others read -------------------------------------------------------------------------
@@ -116,7 +121,7 @@ class PodWorker:
         """Terminate the pod: its manifest is gone or changed."""
         if self.terminating_since is None:
             self.terminating_since = self.services.clock.now()
-            self.services.on_change()
+            self._changed()
         self._stopping.set()
 
     async def run(self) -> None:
@@ -156,8 +161,9 @@ class PodWorker:
                     return False
                 delay = min(delay * 2, SETUP_RETRY_SECONDS[1])
                 continue
-            self.start_time = self.services.clock.now()
-            self.services.on_change()
+            if self.start_time is None:
+                self.start_time = self.services.clock.now()
+                self._changed()
             return True
         return False
 
@@ -165,12 +171,17 @@ class PodWorker:
         """True when every init container has completed; False if the pod failed or is stopping."""
         policy = "Never" if self.pod.pod.spec.restart_policy == "Never" else "OnFailure"
         for container in self.pod.pod.spec.init_containers or []:
+            record = self.records[container.name or ""]
+            if record.state is State.TERMINATED and record.terminated and record.terminated.exit_code == 0:
+                continue  # completed before an agent restart
             last = await self._supervise(container, policy)
             if last is None or last.exit_code != 0:
                 return False
         self._transition("Initialized")
         for container in self.pod.pod.spec.containers or []:
-            self._update(container.name or "", reason="ContainerCreating")
+            name = container.name or ""
+            if self.records[name].reason == "PodInitializing":
+                self._update(name, reason="ContainerCreating")
         return True
 
     async def _run_app_containers(self) -> None:
@@ -182,9 +193,11 @@ class PodWorker:
     async def _supervise(self, container: Container, policy: str) -> ContainerExit | None:
         """Run a container until it should not be restarted (or the pod stops); its last exit."""
         name = container.name or ""
-        last: ContainerExit | None = None
+        last = await self._resume(container)
+        if last is not None and not should_restart(policy, last.exit_code):
+            return last
         while not self._stopping.is_set():
-            if name in self._finished_monotonic and await self._back_off(name):
+            if name in self.finished_monotonic and await self._back_off(name):
                 return last
             try:
                 running = await self._start(container)
@@ -200,10 +213,30 @@ class PodWorker:
                 return last
         return last
 
+    async def _resume(self, container: Container) -> ContainerExit | None:
+        """After an agent restart: take the container back, or learn how it ended meanwhile."""
+        name = container.name or ""
+        record = self.records[name]
+        saved = self.adoptable.pop(name, None)
+        if saved is not None:
+            spec = self._container_spec(container, record.restart_count)
+            outcome = await self.services.runtime.adopt(spec, saved)
+            if isinstance(outcome, ContainerExit):
+                log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
+                         outcome.exit_code)
+                return await self._record_exit(name, outcome, record.started_at, record.container_id)
+            self.running[name] = outcome
+            log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
+            return await self._watch(name, outcome)
+        if record.state is State.TERMINATED and record.terminated is not None:
+            ended = record.terminated
+            return ContainerExit(ended.exit_code, ended.finished_at, oom_killed=ended.reason == "OOMKilled")
+        return None
+
     async def _back_off(self, name: str) -> bool:
         """Wait out the crash-loop back-off if it applies; True if the pod stopped meanwhile."""
-        finished = self._finished_monotonic[name]
-        entry = self._backoff.get(name)
+        finished = self.finished_monotonic[name]
+        entry = self.backoff.get(name)
         now = self.services.clock.monotonic()
         if backoff.in_backoff(entry, finished, now):
             assert entry is not None
@@ -214,16 +247,16 @@ class PodWorker:
                                         f"Back-off restarting failed container {name} in pod {self.pod_label}")
             if await self._sleep_or_stop(backoff.remaining(entry, finished, now)):
                 return True
-        self._backoff[name] = backoff.next_backoff(entry, finished)
+        self.backoff[name] = backoff.next_backoff(entry, finished)
         return False
 
     async def _start(self, container: Container) -> RunningContainer:
         name = container.name or ""
         record = self.records[name]
-        attempt = record.restart_count + (1 if name in self._finished_monotonic else 0)
+        attempt = record.restart_count + (1 if record.container_id is not None else 0)
         spec = self._container_spec(container, attempt)
         services = self.services
-        await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left
+        await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
         await services.cgroups.apply([spec.cgroup])
         if services.runtime.host_mount_points and spec.mounts:
             volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
@@ -232,7 +265,7 @@ class PodWorker:
         except RuntimeStartError:
             await services.cgroups.remove([spec.cgroup.path])
             raise
-        self._running[name] = running
+        self.running[name] = running
         previous = record.terminated or record.last_termination
         self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
                      container_id=running.container_id, pid=running.pid, restart_count=attempt,
@@ -245,12 +278,17 @@ class PodWorker:
 
     async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
         exit_ = await running.wait()
-        self._running.pop(name, None)
-        self._finished_monotonic[name] = self.services.clock.monotonic()
-        reason = termination_reason(exit_.exit_code, exit_.oom_killed)
-        termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=running.started_at,
-                                  finished_at=exit_.finished_at, container_id=running.container_id,
-                                  signal=exit_.signal)
+        return await self._record_exit(name, exit_, running.started_at, running.container_id)
+
+    async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
+                           container_id: str | None) -> ContainerExit:
+        self.running.pop(name, None)
+        elapsed = (self.services.clock.now() - exit_.finished_at).total_seconds()
+        self.finished_monotonic[name] = self.services.clock.monotonic() - max(elapsed, 0.0)
+        reason = termination_reason(exit_.exit_code, exit_.oom_killed, exit_.unknown)
+        message = "The container could not be located when the pod was terminated" if exit_.unknown else None
+        termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
+                                  finished_at=exit_.finished_at, container_id=container_id, message=message)
         self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
                      terminated=termination, ready=False)
         if exit_.oom_killed:
@@ -280,12 +318,12 @@ class PodWorker:
         if pod_security and pod_security.fs_group is not None:
             groups = (*groups, pod_security.fs_group)
         cgroup = self.plan.container(name)
-        assert self.volumes is not None
+        mounts = self.volumes.mounts(container) if self.volumes is not None else ()
         return ContainerSpec(
             pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,
             working_dir=container.working_dir, run_as_user=user, run_as_group=group, supplemental_groups=groups,
-            mounts=self.volumes.mounts(container), cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
+            mounts=mounts, cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
             log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
                                         attempt),
             hostname=self.pod.pod.spec.hostname or self.pod.name,
@@ -294,14 +332,13 @@ class PodWorker:
     async def _terminate_containers(self) -> None:
         """SIGTERM to every running container, SIGKILL to those alive after the grace period."""
         grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-        running = dict(self._running)
-        for name, container in running.items():
+        for name, container in dict(self.running).items():
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
             container.signal(signal.SIGTERM)
         deadline = self.services.clock.monotonic() + grace
-        while self._running and self.services.clock.monotonic() < deadline:
+        while self.running and self.services.clock.monotonic() < deadline:
             await self.services.clock.sleep(0.05)
-        for container in list(self._running.values()):
+        for container in list(self.running.values()):
             container.kill()
 
     async def _tear_down(self) -> None:
@@ -311,6 +348,8 @@ class PodWorker:
             await services.cgroups.remove(paths)
         except NodeAgentError as exc:
             log.error("pod=%s: removing its cgroups: %s", self.key, exc)
+            return  # keep the state: the next agent start tries again
+        self._torn_down = True
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         volumes.remove_mount_points(directory)
         await volumes.tear_down(services.state_dir, self.pod.uid)
@@ -327,23 +366,34 @@ class PodWorker:
 
     def _update(self, name: str, **changes: Any) -> None:
         before = self.records[name]
+        if changes.get("state") is State.WAITING and before.terminated is not None:
+            changes.update(terminated=None, last_termination=before.terminated)  # waiting to restart
         after = replace(before, **changes)
         self.records[name] = after
         if after.state is not before.state or after.reason != before.reason:
             log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,
                      _label(before), _label(after), _reason(after))
-        self._note_conditions()
-        self.services.on_change()
-
-    def _transition(self, condition: str) -> None:
-        self.transitions[condition] = self.services.clock.now()
-
-    def _note_conditions(self) -> None:
         ready = all(r.ready for r in self.records.values() if not r.init)
         if ready != self._ready:
             self._ready = ready
             self._transition("Ready")
             self._transition("ContainersReady")
+        self._changed()
+
+    def _transition(self, condition: str) -> None:
+        self.transitions[condition] = self.services.clock.now()
+
+    def _changed(self) -> None:
+        """Tell the agent, and save the state once this turn of the event loop is over."""
+        self.services.on_change()
+        if not self._save_scheduled:
+            self._save_scheduled = True
+            asyncio.get_running_loop().call_soon(self._save)
+
+    def _save(self) -> None:
+        self._save_scheduled = False
+        if not self._torn_down:
+            self.services.persist(self)
 
 
 def _label(record: ContainerRecord) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from nodeagent.plan.pod import CgroupPlan
 
@@ -50,8 +50,8 @@ class ContainerExit:
     exit_code: int
     finished_at: dt.datetime
     oom_killed: bool
-    signal: int | None = None
     oom_victim: str | None = None  # "stress (pid 8261)", when the kernel log names it
+    unknown: bool = False  # the runtime lost track of it: the exit code is a guess (137)
 
 
 class RunningContainer(Protocol):
@@ -70,6 +70,9 @@ class RunningContainer(Protocol):
     def kill(self) -> None:
         """SIGKILL every process of the container."""
 
+    def saved(self) -> dict[str, Any]:
+        """What to store so that the runtime can adopt this container after an agent restart."""
+
 
 class Runtime(Protocol):
     name: str
@@ -77,3 +80,6 @@ class Runtime(Protocol):
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         """Start the container; RuntimeStartError (with Kubernetes' reason) when it cannot."""
+
+    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+        """Take back a container started before an agent restart: still running, or how it ended."""

@@ -1,46 +1,73 @@
 """The `process` runtime: containers as host processes, each in its own cgroup, session and mounts.
 
-A container starts as a small POSIX shell launcher (fixed text; values only ever arrive as
-arguments) that waits on its stdin until the agent has moved it into its cgroups and set its
-oom_score_adj, then bind-mounts the volumes in a private mount namespace, drops to the container's
-user and execs the command. So the command's first instruction already runs in its cgroup.
+Each container runs under conmon (nodeagent.runtime.conmon), with nodeagent's own minimal "OCI
+runtime" behind it: `create` starts a shell that waits on a FIFO in the bundle; the agent moves that
+process into its cgroups, sets its oom_score_adj and opens the FIFO; then the shell bind-mounts the
+volumes in a private mount namespace, drops to the container's user and execs the command. So the
+command's first instruction already runs in its cgroup, and conmon keeps its stdio, logs and exit code
+whether or not the agent is running.
 
-    agent --spawn--> [unshare -m] sh launcher (blocked)  --attach cgroup, oom_score_adj, "go"-->
-    mounts, cd, [setpriv], exec command
+    conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run  (waits on <bundle>/start)
+    agent: attach to cgroup, oom_score_adj, write "go" -> mounts, cd, [setpriv], exec command
 
-The agent watches the process through a pidfd, copies its output into CRI-format logs and decides
-OOM kills from the cgroup's counters. cgroup v1 has no memory.oom.group, so when the kernel
-OOM-kills one process of a container the agent kills the rest, as v2 does with oom.group = 1.
+cgroup v1 has no memory.oom.group, so when the kernel OOM-kills one process of a container the agent
+kills the rest, as v2 does with oom.group = 1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
+import errno
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
-import subprocess
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.cgroups.oom import OOMWatch
 from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.runtime import conmon
 from nodeagent.runtime.base import ContainerExit, ContainerSpec, RunningContainer
-from nodeagent.runtime.logs import StreamSplitter
+from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RELEASE_TIMEOUT_SECONDS = 5.0
+OOM_RECHECKS = 50
+PREFIX = "process://"
+
+# The OCI runtime face conmon talks to. Only `create` is needed: the agent starts, signals and removes.
+OCI_RUNTIME = r"""#!/bin/sh
+# nodeagent process runtime: what conmon calls as its OCI runtime. Written by nodeagent; do not edit.
+set -eu
+command=$1
+shift
+case "$command" in
+create)
+  bundle=. pidfile=
+  while [ $# -gt 1 ]; do
+    case "$1" in
+      --bundle) bundle=$2; shift 2 ;;
+      --pid-file) pidfile=$2; shift 2 ;;
+      *) shift ;;
+    esac
+  done
+  setsid /bin/sh "$bundle/run" &
+  echo $! > "$pidfile"
+  ;;
+*) echo "nodeagent process runtime: $command is not supported" >&2; exit 1 ;;
+esac
+"""
 # $1 workdir, $2 uid, $3 gid, $4 groups ("" = none), $5 mount count, then (source target ro|rw)...,
-# then the command. Nothing here is ever built from a manifest: values come in as arguments.
+# then the command. Nothing here is built from a manifest: values only come in as arguments.
 LAUNCHER = r"""
-read -r go || exit 125
-exec </dev/null
 workdir=$1 uid=$2 gid=$3 groups=$4 n=$5
 shift 5
 while [ "$n" -gt 0 ]; do
@@ -56,8 +83,6 @@ if [ -n "$uid" ]; then
 fi
 exec "$@"
 """
-EXIT_GRACE_SECONDS = 2.0
-OOM_RECHECKS = 50
 
 
 def now() -> dt.datetime:
@@ -66,47 +91,61 @@ def now() -> dt.datetime:
 
 class ProcessRuntime:
     name = "process"
-
     host_mount_points = True  # volumes are bind-mounted over paths of the host's own tree
 
-    def __init__(self, cgroups: CgroupDriver, kernel_log: KernelLog | None = None) -> None:
+    def __init__(self, cgroups: CgroupDriver, state_dir: str, kernel_log: KernelLog | None = None) -> None:
         self.cgroups = cgroups
         self.kernel_log = kernel_log
+        self.layout = conmon.ConmonLayout(state_dir)
+        self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
         self._oom_adj_warned = False
+        os.makedirs(os.path.dirname(self.oci_runtime), mode=0o755, exist_ok=True)
+        temporary = f"{self.oci_runtime}.tmp"
+        with open(temporary, "w") as handle:
+            handle.write(OCI_RUNTIME)
+        os.chmod(temporary, 0o755)
+        os.replace(temporary, self.oci_runtime)
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         env = container_env(spec)
         argv = launcher_argv(spec, env)
+        oci_id = secrets.token_hex(32)
+        bundle = self.layout.bundle(oci_id)
+        os.makedirs(bundle, mode=0o700)
+        os.mkfifo(os.path.join(bundle, "start"), 0o600)
+        with open(os.path.join(bundle, "run"), "w") as handle:
+            handle.write(run_script(bundle, env, argv))
         os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
-        log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        go_read, go_write = os.pipe2(os.O_CLOEXEC)
-        out_read, out_write = os.pipe2(os.O_CLOEXEC)
-        err_read, err_write = os.pipe2(os.O_CLOEXEC)
         try:
-            process = subprocess.Popen(
-                argv, stdin=go_read, stdout=out_write, stderr=err_write, env=env, cwd="/",
-                start_new_session=True, close_fds=True,
-            )
-        except OSError as exc:
-            for fd in (log_fd, go_read, go_write, out_read, out_write, err_read, err_write):
-                os.close(fd)
-            raise RuntimeStartError("RunContainerError", f"starting the launcher: {exc.strerror}") from exc
-        for fd in (go_read, out_write, err_write):
-            os.close(fd)
-        container = ProcessContainer(spec, process.pid, self.cgroups, self.kernel_log, log_fd, out_read, err_read)
+            monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.oci_runtime,
+                                           name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
+                                           log_path=spec.log_path)
+        except RuntimeStartError:
+            conmon.remove(self.layout, oci_id)
+            raise
+        container = ProcessContainer(self, spec, monitored, now())
         try:
-            self.cgroups.attach(spec.cgroup.path, process.pid)
-            self._set_oom_score_adj(process.pid, spec.oom_score_adj)
-            container.watch_oom()
-            os.write(go_write, b"go\n")
+            self.cgroups.attach(spec.cgroup.path, monitored.container.pid)
+            self._set_oom_score_adj(monitored.container.pid, spec.oom_score_adj)
+            container.watch()
+            await release(bundle)
         except (OSError, NodeAgentError) as exc:
             container.kill()
             await container.wait()
             raise RuntimeStartError("RunContainerError", f"preparing the process: {exc}") from exc
-        finally:
-            os.close(go_write)
         container.started_at = now()
         return container
+
+    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+        """Take a container back after an agent restart: watch it if it runs, else say how it ended."""
+        monitored = conmon.Monitored(saved["ociId"], ProcessIdentity.from_json(saved["conmon"]),
+                                     ProcessIdentity.from_json(saved["container"]))
+        started_at = dt.datetime.fromisoformat(saved["startedAt"])
+        container = ProcessContainer(self, spec, monitored, started_at)
+        if monitored.conmon.alive():
+            container.watch()
+            return container
+        return await container.wait()
 
     def _set_oom_score_adj(self, pid: int, value: int | None) -> None:
         """Set it; where the kernel refuses (no CAP_SYS_RESOURCE for a negative value), keep the
@@ -127,12 +166,30 @@ class ProcessRuntime:
                 self._oom_adj_warned = True
 
 
+async def release(bundle: str) -> None:
+    """Open the start FIFO for writing (once the launcher waits on it) and say go."""
+    path = os.path.join(bundle, "start")
+    deadline = asyncio.get_running_loop().time() + RELEASE_TIMEOUT_SECONDS
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.001)  # the launcher has not opened its end yet
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+
+
 def container_env(spec: ContainerSpec) -> dict[str, str]:
     """The container's environment: PATH and HOSTNAME as a container runtime gives them, then the pod's."""
     return {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname, **spec.env}
 
 
-def launcher_argv(spec: ContainerSpec, env: dict[str, str]) -> list[str]:
+def launcher_argv(spec: ContainerSpec, env: Mapping[str, str]) -> list[str]:
     """The launcher's command line, or RuntimeStartError for what would fail to start anyway."""
     if not spec.command:
         raise RuntimeStartError(
@@ -156,123 +213,114 @@ def launcher_argv(spec: ContainerSpec, env: dict[str, str]) -> list[str]:
             str(len(spec.mounts)), *mounts, *command]
 
 
+def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:
+    """The bundle's `run`: wait for the agent's go, then exec the launcher in a clean environment.
+    Every value is shell-quoted, so no manifest text is ever read as shell syntax."""
+    start = shlex.quote(os.path.join(bundle, "start"))
+    assignments = " ".join(shlex.quote(f"{key}={value}") for key, value in env.items())
+    command = " ".join(shlex.quote(part) for part in argv)
+    return f"read -r go < {start} || exit 125\nexec env -i {assignments} {command}\n"
+
+
 class ProcessContainer:
-    """A started process: its exit through a pidfd, its output into the log, its OOM kills."""
+    """A container under conmon: its exit through conmon's pidfd and exit file, its OOM kills."""
 
-    def __init__(self, spec: ContainerSpec, pid: int, cgroups: CgroupDriver, kernel_log: KernelLog | None,
-                 log_fd: int, out_fd: int, err_fd: int) -> None:
+    def __init__(self, runtime: ProcessRuntime, spec: ContainerSpec, monitored: conmon.Monitored,
+                 started_at: dt.datetime) -> None:
+        self.runtime = runtime
         self.spec = spec
-        self.pid = pid
-        self.container_id = f"process://{secrets.token_hex(32)}"
-        self.started_at = now()
-        self._cgroups = cgroups
-        self._kernel_log = kernel_log
+        self.monitored = monitored
+        self.container_id = PREFIX + monitored.container_id
+        self.pid = monitored.container.pid
+        self.started_at = started_at
         self._loop = asyncio.get_running_loop()
-        self._log_fd = log_fd
-        self._exited: asyncio.Future[tuple[int, dt.datetime]] = self._loop.create_future()
-        self._streams_open = 2
-        self._streams_done = asyncio.Event()
+        self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
         self._oom_watch: OOMWatch | None = None
-        self._oom_baseline = cgroups.oom_kills(spec.cgroup.path)
-        self._pidfd = os.pidfd_open(pid)
-        self._loop.add_reader(self._pidfd, self._on_exit)
-        for fd, stream in ((out_fd, "stdout"), (err_fd, "stderr")):
-            os.set_blocking(fd, False)
-            self._loop.add_reader(fd, self._pump(fd, StreamSplitter(stream)))
+        self._pidfd: int | None = None
 
-    def watch_oom(self) -> None:
-        self._oom_watch = self._cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
+    def saved(self) -> dict[str, Any]:
+        """What the agent stores to take this container back after a restart."""
+        return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
+                "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
+
+    def watch(self) -> None:
+        self._pidfd = self.monitored.conmon.pidfd()
+        if self._pidfd is None:
+            self._exited.set_result(now())
+        else:
+            self._loop.add_reader(self._pidfd, self._conmon_exited)
+        try:
+            self._oom_watch = self.runtime.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
+        except NodeAgentError as exc:
+            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
+
+    def _conmon_exited(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        if not self._exited.done():
+            self._exited.set_result(now())
 
     def _on_oom_event(self, rechecks: int = OOM_RECHECKS) -> None:
         """v1 signals the OOM before the kill lands in the counter: look again for a few ms."""
         if self._exited.done():
             return
         try:
-            killed = self._cgroups.oom_kills(self.spec.cgroup.path) > self._oom_baseline
+            killed = self.runtime.cgroups.oom_kills(self.spec.cgroup.path) > 0
         except NodeAgentError:
             return  # the cgroup is going away
         if not killed:
             if rechecks > 0:
                 self._loop.call_later(0.002, self._on_oom_event, rechecks - 1)
             return
-        if self._cgroups.version == 1:
+        if self.runtime.cgroups.version == 1:
             log.info("container=%s pod=%s/%s: OOM kill in its cgroup, killing the rest of it (oom.group)",
                      self.spec.name, self.spec.pod_namespace, self.spec.pod_name)
             self.kill()
 
-    def _pump(self, fd: int, splitter: StreamSplitter) -> Callable[[], None]:
-        def readable() -> None:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                chunk = b""
-            if chunk:
-                self._write_log(splitter.feed(chunk, now()))
-                return
-            self._write_log(splitter.finish(now()))
-            self._loop.remove_reader(fd)
-            os.close(fd)
-            self._streams_open -= 1
-            if self._streams_open == 0:
-                self._streams_done.set()
-        return readable
-
-    def _write_log(self, records: bytes) -> None:
-        if records:
-            try:
-                os.write(self._log_fd, records)
-            except OSError as exc:
-                log.warning("container=%s: writing its log: %s", self.spec.name, exc.strerror)
-
-    def _on_exit(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 255 << 8
-        if pid == 0:
-            return
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        if not self._exited.done():
-            self._exited.set_result((status, now()))
-
     async def wait(self) -> ContainerExit:
-        status, finished_at = await asyncio.shield(self._exited)
-        # The container is its main process: what it leaves behind goes with it.
-        self.kill()
-        try:
-            await asyncio.wait_for(self._streams_done.wait(), EXIT_GRACE_SECONDS)
-        except TimeoutError:
-            log.warning("container=%s: output still open %.0fs after exit", self.spec.name, EXIT_GRACE_SECONDS)
-        self._close()
-        oom_killed = self._cgroups.oom_kills(self.spec.cgroup.path) > self._oom_baseline
-        victim = None
-        if oom_killed and self._kernel_log is not None:
-            found = self._kernel_log.victim_in(self.spec.cgroup.path)
-            victim = found.describe() if found else None
-        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        exit_code = 128 + signum if signum else os.WEXITSTATUS(status)
-        return ContainerExit(exit_code=exit_code, finished_at=finished_at, oom_killed=oom_killed, signal=signum,
-                             oom_victim=victim)
-
-    def _close(self) -> None:
+        if self._pidfd is None and not self._exited.done():
+            self._exited.set_result(now())  # never watched: conmon is gone already
+        detected = await asyncio.shield(self._exited)
+        layout = self.runtime.layout
+        code = conmon.read_exit_code(layout, self.monitored.container_id)
+        finished_at = _mtime(layout.exit_file(self.monitored.container_id)) or detected
+        self.kill()  # the container is its main process: what it leaves behind goes with it
         if self._oom_watch is not None:
             self._oom_watch.close()
             self._oom_watch = None
-        if self._log_fd >= 0:
-            os.close(self._log_fd)
-            self._log_fd = -1
+        cgroups = self.runtime.cgroups
+        try:
+            oom_killed = cgroups.exists(self.spec.cgroup.path) and cgroups.oom_kills(self.spec.cgroup.path) > 0
+        except NodeAgentError:
+            oom_killed = False
+        victim = None
+        if oom_killed and self.runtime.kernel_log is not None:
+            found = self.runtime.kernel_log.victim_in(self.spec.cgroup.path)
+            victim = found.describe() if found else None
+        conmon.remove(layout, self.monitored.container_id)
+        if code is None:  # conmon itself was killed: nothing knows how the container ended
+            return ContainerExit(exit_code=137, finished_at=finished_at, oom_killed=oom_killed, unknown=True)
+        return ContainerExit(exit_code=code, finished_at=finished_at, oom_killed=oom_killed, oom_victim=victim)
 
     def signal(self, signum: int) -> None:
-        if not self._exited.done():
-            with contextlib.suppress(ProcessLookupError):
+        if not self._exited.done() and self.monitored.container.alive():
+            try:
                 os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         try:
-            self._cgroups.kill(self.spec.cgroup.path)
+            self.runtime.cgroups.kill(self.spec.cgroup.path)
         except NodeAgentError as exc:
             log.debug("container=%s: killing its cgroup: %s", self.spec.name, exc)
+
+
+def _mtime(path: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(os.stat(path).st_mtime, dt.UTC)
+    except FileNotFoundError:
+        return None

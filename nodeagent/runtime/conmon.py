@@ -1,0 +1,140 @@
+"""Containers under conmon, the monitor CRI-O uses: stdio, CRI logs and the exit code outlive the agent.
+
+    agent --spawn--> conmon --double fork--> conmon (subreaper, setsid)
+                                  |-- `<runtime> create --bundle B --pid-file P <id>` -> container pid
+                                  |-- holds the container's stdout/stderr, writes CRI-format logs
+                                  `-- on exit: <exitDir>/<id> = exit code, then exits itself
+    conmon reports the container pid on _OCI_SYNCPIPE ({"data": pid} or {"data": -1, "message": ...}).
+
+The agent watches conmon's pid with a pidfd (it is not the agent's child), so an agent restart loses
+nothing: a running conmon is watched again, a finished one has left its exit file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+
+from nodeagent.errors import RuntimeStartError
+from nodeagent.runtime.procinfo import ProcessIdentity
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConmonLayout:
+    """Where conmon keeps its files, under the agent's state directory."""
+
+    state_dir: str
+
+    @property
+    def exit_dir(self) -> str:
+        return os.path.join(self.state_dir, "exits")
+
+    @property
+    def socket_dir(self) -> str:
+        return os.path.join(self.state_dir, "sockets")
+
+    def bundle(self, container_id: str) -> str:
+        return os.path.join(self.state_dir, "containers", container_id)
+
+    def exit_file(self, container_id: str) -> str:
+        return os.path.join(self.exit_dir, container_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Monitored:
+    """A container started under conmon: the processes to watch, checked by their start times."""
+
+    container_id: str
+    conmon: ProcessIdentity
+    container: ProcessIdentity
+
+
+def find_conmon() -> str:
+    path = shutil.which("conmon") or next((p for p in ("/usr/bin/conmon", "/usr/libexec/podman/conmon")
+                                           if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise RuntimeStartError("RunContainerError", "conmon is not installed (Debian: apt-get install conmon)")
+    return path
+
+
+async def spawn(layout: ConmonLayout, *, container_id: str, name: str, runtime: str, log_path: str,
+                runtime_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Monitored:
+    """Start conmon for a created bundle; returns once the runtime's `create` gave the container pid."""
+    bundle = layout.bundle(container_id)
+    for directory in (layout.exit_dir, layout.socket_dir):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    argv = [find_conmon(), "--api-version", "1", "-c", container_id, "-u", container_id, "-n", name,
+            "-r", runtime, "-b", bundle, "-p", os.path.join(bundle, "pidfile"),
+            "-P", os.path.join(bundle, "conmon.pid"), "-l", f"k8s-file:{log_path}",
+            "--exit-dir", layout.exit_dir, "--socket-dir-path", layout.socket_dir, "--log-level", "warning"]
+    for arg in runtime_args:
+        argv += ["--runtime-arg", arg]
+    sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, pass_fds=(sync_write,), cwd=bundle, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {}), "_OCI_SYNCPIPE": str(sync_write)})
+    except OSError as exc:
+        os.close(sync_read)
+        os.close(sync_write)
+        raise RuntimeStartError("RunContainerError", f"starting conmon: {exc.strerror}") from exc
+    os.close(sync_write)
+    try:
+        _, stderr = await process.communicate()  # conmon's first process exits once it has forked
+        message = await asyncio.wait_for(asyncio.to_thread(_read_sync, sync_read), SYNC_TIMEOUT_SECONDS)
+    finally:
+        os.close(sync_read)
+    data = message.get("data", -1)
+    pid = data if isinstance(data, int) else -1
+    if pid <= 0:
+        detail = str(message.get("message") or stderr.decode(errors="replace")).strip() or "unknown error"
+        raise RuntimeStartError("RunContainerError", detail)
+    with open(os.path.join(bundle, "conmon.pid")) as handle:
+        conmon_pid = int(handle.read().strip())
+    return Monitored(container_id, ProcessIdentity.of(conmon_pid), ProcessIdentity.of(pid))
+
+
+def _read_sync(fd: int) -> dict[str, object]:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        parsed = json.loads(data or b"{}")
+    except ValueError:
+        return {"data": -1, "message": f"conmon said {data!r}"}
+    return parsed if isinstance(parsed, dict) else {"data": -1}
+
+
+def read_exit_code(layout: ConmonLayout, container_id: str) -> int | None:
+    """The container's exit code as conmon recorded it, None if it left none."""
+    try:
+        with open(layout.exit_file(container_id)) as handle:
+            text = handle.read().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        code = int(text)
+    except ValueError:
+        return None
+    return code if code >= 0 else None
+
+
+def remove(layout: ConmonLayout, container_id: str) -> None:
+    shutil.rmtree(layout.bundle(container_id), ignore_errors=True)
+    for path in (layout.exit_file(container_id), os.path.join(layout.socket_dir, container_id)):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
