@@ -30,7 +30,7 @@ from nodeagent.agent.status import rfc3339
 from nodeagent.agent.worker import PodWorker
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
-from nodeagent.runtime.logs import container_log_path, parse_line
+from nodeagent.runtime.logs import LogRenderer, container_log_path
 from nodeagent.usage import UsageSampler
 
 log = logging.getLogger(__name__)
@@ -175,37 +175,21 @@ class StatusServer:
         if attempt < 0 or not os.path.exists(path):
             which = "previous terminated container" if previous else "container"
             return status_error(400, "BadRequest", f'{which} "{container}" in pod "{worker.pod.name}" not found')
-        timestamps = query.get("timestamps") in ("true", "1")
+        renderer = LogRenderer(timestamps=query.get("timestamps") in ("true", "1"))
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await response.prepare(request)
         follow = query.get("follow") in ("true", "1") and not previous
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, "rb") as handle:
             while True:
-                chunk = handle.read()
-                if chunk:
-                    await response.write(render_log(chunk, timestamps).encode())
-                still_this_instance = (record.restart_count == worker.records[container].restart_count
-                                       and worker.records[container].state is State.RUNNING)
-                if not follow or not still_this_instance:
-                    if follow:
-                        await response.write(render_log(handle.read(), timestamps).encode())
+                await response.write(renderer.feed(handle.read()))
+                current = worker.records[container]
+                same_instance = current.restart_count == record.restart_count and current.state is State.RUNNING
+                if not follow or not same_instance:
+                    await response.write(renderer.feed(handle.read()) + renderer.finish())
                     break
                 await asyncio.sleep(FOLLOW_POLL_SECONDS)
         await response.write_eof()
         return response
-
-
-def render_log(text: str, timestamps: bool) -> str:
-    """CRI records back to the container's output (partial records joined), as `kubectl logs` shows it."""
-    out: list[str] = []
-    for line in text.splitlines():
-        parsed = parse_line(line)
-        if parsed is None:
-            continue
-        stamp, _, partial, content = parsed
-        prefix = f"{stamp} " if timestamps and (not out or out[-1].endswith("\n")) else ""
-        out.append(prefix + content + ("" if partial else "\n"))
-    return "".join(out)
 
 
 def _json(data: Any) -> web.Response:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, EnvVar, ResourceFieldSelector
+from nodeagent.plan.settings import NodeInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,24 +38,23 @@ def expand(text: str, values: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def container_env(pod: StaticPod, container: Container, addresses: PodAddresses,
-                  node_cpu_millis: int, node_memory_bytes: int) -> dict[str, str]:
+def container_env(pod: StaticPod, container: Container, addresses: PodAddresses, node: NodeInfo) -> dict[str, str]:
     env: dict[str, str] = {}
     for var in container.env or []:
         assert var.name is not None  # validated
-        env[var.name] = _value(var, env, pod, container, addresses, node_cpu_millis, node_memory_bytes)
+        env[var.name] = _value(var, env, pod, container, addresses, node)
     return env
 
 
 def _value(var: EnvVar, env: Mapping[str, str], pod: StaticPod, container: Container, addresses: PodAddresses,
-           node_cpu_millis: int, node_memory_bytes: int) -> str:
+           node: NodeInfo) -> str:
     source = var.value_from
     if source is None:
         return expand(var.value or "", env)
     if source.field_ref is not None:
         return field_value(source.field_ref.field_path or "", pod, addresses)
     if source.resource_field_ref is not None:
-        return resource_value(source.resource_field_ref, pod, container, node_cpu_millis, node_memory_bytes)
+        return resource_value(source.resource_field_ref, pod, container, node)
     return ""
 
 
@@ -77,9 +77,8 @@ def field_value(path: str, pod: StaticPod, addresses: PodAddresses) -> str:
     return ""
 
 
-def resource_value(ref: ResourceFieldSelector, pod: StaticPod, container: Container,
-                   node_cpu_millis: int, node_memory_bytes: int) -> str:
-    """limits.* default to what the node can give when the container sets none, as in Kubernetes."""
+def resource_value(ref: ResourceFieldSelector, pod: StaticPod, container: Container, node: NodeInfo) -> str:
+    """limits.* default to the node's allocatable amount when the container sets none, as in Kubernetes."""
     target = container
     if ref.container_name:
         target = next((c for c in pod.pod.all_containers() if c.name == ref.container_name), container)
@@ -88,9 +87,10 @@ def resource_value(ref: ResourceFieldSelector, pod: StaticPod, container: Contai
     quantity = values.get(resource)
     divisor = ref.divisor
     if resource == "cpu":
-        milli = quantity.milli_value() if quantity is not None else (node_cpu_millis if kind == "limits" else 0)
+        milli = quantity.milli_value() if quantity is not None else (node.pod_cpu_millis if kind == "limits" else 0)
         return str(math.ceil(milli / (divisor.milli_value() if divisor else 1000)))
-    amount = quantity.value() if quantity is not None else (node_memory_bytes if kind == "limits" else 0)
+    allocatable = node.pod_memory_bytes if resource == "memory" else node.ephemeral_storage_bytes
+    amount = quantity.value() if quantity is not None else (allocatable if kind == "limits" else 0)
     return str(math.ceil(amount / (divisor.value() if divisor else 1)))
 
 

@@ -116,7 +116,8 @@ def restore(state: dict[str, Any], services: NodeServices) -> PodWorker | None:
                 continue
             worker.records[name] = _record(saved["record"])
             if saved["backoff"] is not None:
-                worker.backoff[name] = Backoff(saved["backoff"]["seconds"], as_monotonic(saved["backoff"]["lastUpdate"]))
+                entry = saved["backoff"]
+                worker.backoff[name] = Backoff(entry["seconds"], as_monotonic(entry["lastUpdate"]))
             if saved["finishedAt"] is not None:
                 worker.finished_monotonic[name] = as_monotonic(saved["finishedAt"])
             if saved["running"] is not None:

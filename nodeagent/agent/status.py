@@ -82,14 +82,16 @@ def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: s
     incomplete = [r.name for r in init if not _completed(r)]
     unready = [r.name for r in app if not r.ready]
     found: list[Condition] = []
-    if incomplete:
+    if phase == "Succeeded":
+        found.append(("Initialized", True, "PodCompleted", None))
+    elif incomplete:
         found.append(("Initialized", False, "ContainersNotInitialized",
                       f"containers with incomplete status: [{' '.join(incomplete)}]"))
     else:
         found.append(("Initialized", True, None, None))
     ready: tuple[bool, str | None, str | None]
-    if phase == "Succeeded" or (phase == "Failed" and not any(r.state is State.RUNNING for r in app)):
-        ready = (False, "PodCompleted", None)
+    if phase in ("Succeeded", "Failed"):
+        ready = (False, "PodCompleted" if phase == "Succeeded" else "PodFailed", None)
     elif unready:
         ready = (False, "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]")
     else:

@@ -247,7 +247,7 @@ class PodWorker:
                                         f"Back-off restarting failed container {name} in pod {self.pod_label}")
             if await self._sleep_or_stop(backoff.remaining(entry, finished, now)):
                 return True
-        self.backoff[name] = backoff.next_backoff(entry, finished)
+        self.backoff[name] = backoff.next_backoff(entry, finished, self.services.clock.monotonic())
         return False
 
     async def _start(self, container: Container) -> RunningContainer:
@@ -305,8 +305,7 @@ class PodWorker:
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services
         name = container.name or ""
-        env = container_env(self.pod, container, services.addresses, services.node.pod_cpu_millis,
-                            services.node.pod_memory_bytes)
+        env = container_env(self.pod, container, services.addresses, services.node)
         command, args = command_line(container, env)
         pod_security = self.pod.pod.spec.security_context
         security = container.security_context

@@ -24,6 +24,7 @@ from nodeagent.api.model import (
     Probe,
     ResourceRequirements,
 )
+from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.errors import FieldError
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -36,12 +37,15 @@ FIELD_REF_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "metad
 RESOURCE_REF_NAMES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
                       "requests.memory", "requests.ephemeral-storage")
 STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+CPU_DIVISORS = ("1m", "1")
+BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
 STATIC_POD_ONLY = "static pods run without an API server"
 
 
 def validate_containers(spec: PodSpec, volume_names: set[str]) -> list[FieldError]:
     errors: list[FieldError] = []
     seen: set[str] = set()
+    names = {c.name for c in [*(spec.init_containers or []), *(spec.containers or [])] if c.name}
     groups = (("spec.initContainers", spec.init_containers or []), ("spec.containers", spec.containers or []))
     for field, containers in groups:
         for index, container in enumerate(containers):
@@ -52,12 +56,13 @@ def validate_containers(spec: PodSpec, volume_names: set[str]) -> list[FieldErro
                 seen.add(container.name)
             errors += validate_container(container, path, volume_names=volume_names,
                                          host_network=spec.host_network,
-                                         is_init=field == "spec.initContainers")
+                                         is_init=field == "spec.initContainers", container_names=names)
     return errors
 
 
 def validate_container(
-    container: Container, path: str, *, volume_names: set[str], host_network: bool, is_init: bool
+    container: Container, path: str, *, volume_names: set[str], host_network: bool, is_init: bool,
+    container_names: set[str],
 ) -> list[FieldError]:
     errors: list[FieldError] = []
     if not container.name:
@@ -75,7 +80,7 @@ def validate_container(
         errors.append(forbidden(f"{path}.envFrom", f"a static pod may not reference configmaps or secrets "
                                                     f"({STATIC_POD_ONLY})"))
     for index, env in enumerate(container.env or []):
-        errors += _validate_env(env, f"{path}.env[{index}]")
+        errors += _validate_env(env, f"{path}.env[{index}]", container_names)
     errors += _validate_ports(container, path, host_network)
     errors += validate_resources(container.resources, f"{path}.resources")
     errors += _validate_mounts(container, path, volume_names)
@@ -99,7 +104,7 @@ def validate_container(
     return errors
 
 
-def _validate_env(env: EnvVar, path: str) -> list[FieldError]:
+def _validate_env(env: EnvVar, path: str, container_names: set[str]) -> list[FieldError]:
     errors: list[FieldError] = []
     if not env.name:
         errors.append(required(f"{path}.name"))
@@ -131,10 +136,22 @@ def _validate_env(env: EnvVar, path: str) -> list[FieldError]:
         elif ref.resource not in RESOURCE_REF_NAMES:
             errors.append(unsupported(f"{path}.valueFrom.resourceFieldRef.resource", ref.resource,
                                       RESOURCE_REF_NAMES))
-        if ref.divisor is not None and ref.divisor.amount <= 0:
-            errors.append(invalid(f"{path}.valueFrom.resourceFieldRef.divisor", str(ref.divisor),
-                                  "must be greater than 0"))
+        if ref.divisor is not None and ref.resource in RESOURCE_REF_NAMES:
+            errors += _validate_divisor(ref.resource, ref.divisor, f"{path}.valueFrom.resourceFieldRef.divisor")
+        if ref.container_name and ref.container_name not in container_names:
+            errors.append(invalid(f"{path}.valueFrom.resourceFieldRef.containerName", ref.container_name,
+                                  "must be the name of a container in the pod"))
     return errors
+
+
+def _validate_divisor(resource: str, divisor: Quantity, path: str) -> list[FieldError]:
+    """Kubernetes allows only these divisors (validContainerResourceDivisorFor*)."""
+    allowed = CPU_DIVISORS if resource.endswith(".cpu") else BYTE_DIVISORS
+    if any(parse_quantity(choice) == divisor for choice in allowed):
+        return []
+    kind = resource.split(".", 1)[1]
+    return [invalid(path, str(divisor), f"only divisor's values {', '.join(allowed)} are supported with the "
+                                        f"{kind} resource")]
 
 
 def _validate_field_ref(field_path: str | None, path: str) -> list[FieldError]:

@@ -12,7 +12,11 @@ from typing import Any
 def parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def human_duration(seconds: float) -> str:
@@ -95,7 +99,7 @@ def pod_status_word(pod: dict[str, Any]) -> str:
         if reason == "Completed" and has_running:
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
             reason = "Running" if ready else "NotReady"
-    if pod.get("metadata", {}).get("deletionTimestamp"):
+    if pod.get("metadata", {}).get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
         reason = "Terminating"
     return str(reason)
 

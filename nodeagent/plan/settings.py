@@ -25,6 +25,7 @@ class NodeInfo:
     swap_bytes: int = 0
     allocatable_cpu_millis: int | None = None
     allocatable_memory_bytes: int | None = None
+    ephemeral_storage_bytes: int = 0  # allocatable, for the downward API
 
     @property
     def pod_cpu_millis(self) -> int:

@@ -1,18 +1,19 @@
-"""Container logs in the CRI format, in the kubelet's layout.
+"""Container logs in the CRI format, in the kubelet's layout, and rendered back as `kubectl logs` shows them.
 
     <podLogsDir>/<namespace>_<pod>_<uid>/<container>/<restartCount>.log
     2016-10-06T00:17:09.669794202Z stdout F the line
-    2016-10-06T00:17:09.669794202Z stderr P part of a line longer than 16 KiB
+    2016-10-06T00:17:09.669794202+00:00 stderr P a piece of a long line
 
-`P` marks a piece of a line longer than 16 KiB, `F` the end of a line (or of the output).
+conmon writes them; `P` marks a piece of a line, `F` the end of one. Records are bytes: a piece may
+end inside a UTF-8 character, so pieces are joined before anything is decoded.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+import re
 
-MAX_LINE = 16 * 1024
+_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 
 
 def pod_log_dir(logs_root: str, namespace: str, name: str, uid: str) -> str:
@@ -23,49 +24,47 @@ def container_log_path(logs_root: str, namespace: str, name: str, uid: str, cont
     return os.path.join(pod_log_dir(logs_root, namespace, name, uid), container, f"{attempt}.log")
 
 
-def timestamp(now: dt.datetime) -> str:
-    """RFC 3339 with nanoseconds, as the CRI writes it (Python has microseconds: zero-padded)."""
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-
-
-class StreamSplitter:
-    """Cuts a byte stream into CRI log records; feed() chunks, finish() at end of stream."""
-
-    def __init__(self, stream: str) -> None:
-        self.stream = stream.encode()
-        self.pending = b""
-
-    def feed(self, chunk: bytes, now: dt.datetime) -> bytes:
-        data = self.pending + chunk
-        stamp = timestamp(now).encode()
-        out = []
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            end = len(data) if newline < 0 else newline
-            if end - start > MAX_LINE:
-                out.append(b"%s %s P %s\n" % (stamp, self.stream, data[start:start + MAX_LINE]))
-                start += MAX_LINE
-            elif newline >= 0:
-                out.append(b"%s %s F %s\n" % (stamp, self.stream, data[start:newline]))
-                start = newline + 1
-            else:
-                break
-        self.pending = data[start:]
-        return b"".join(out)
-
-    def finish(self, now: dt.datetime) -> bytes:
-        """What is left at the end of the stream is a full record, as containerd writes it."""
-        if not self.pending:
-            return b""
-        record = b"%s %s F %s\n" % (timestamp(now).encode(), self.stream, self.pending)
-        self.pending = b""
-        return record
-
-
-def parse_line(line: str) -> tuple[str, str, bool, str] | None:
-    """(timestamp, stream, partial, content) of one CRI record, None if malformed."""
-    parts = line.rstrip("\n").split(" ", 3)
-    if len(parts) < 3 or parts[1] not in ("stdout", "stderr") or parts[2] not in ("P", "F"):
+def parse_line(line: bytes) -> tuple[bytes, str, bool, bytes] | None:
+    """(timestamp, stream, partial, content) of one record (without its newline), None if malformed."""
+    parts = line.split(b" ", 3)
+    if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr") or parts[2] not in (b"P", b"F"):
         return None
-    return parts[0], parts[1], parts[2] == "P", parts[3] if len(parts) > 3 else ""
+    if not _TIMESTAMP.fullmatch(parts[0]):
+        return None
+    return parts[0], parts[1].decode(), parts[2] == b"P", parts[3] if len(parts) > 3 else b""
+
+
+class LogRenderer:
+    """CRI records in, the container's output out: pieces joined, optionally each line time-stamped.
+
+    feed() may get any slice of a file; a record is only rendered once its newline has arrived.
+    """
+
+    def __init__(self, *, timestamps: bool = False) -> None:
+        self.timestamps = timestamps
+        self._pending = b""
+        self._line_start = True
+
+    def feed(self, data: bytes) -> bytes:
+        records = (self._pending + data).split(b"\n")
+        self._pending = records.pop()
+        return b"".join(self._render(record) for record in records)
+
+    def finish(self) -> bytes:
+        """The end of the file: a last record without its newline is rendered as it is."""
+        rest, self._pending = self._pending, b""
+        return self._render(rest) if rest else b""
+
+    def _render(self, record: bytes) -> bytes:
+        parsed = parse_line(record)
+        if parsed is None:
+            return b""
+        stamp, _, partial, content = parsed
+        prefix = stamp + b" " if self.timestamps and self._line_start else b""
+        self._line_start = not partial
+        return prefix + content + (b"" if partial else b"\n")
+
+
+def render_log(data: bytes, timestamps: bool = False) -> bytes:
+    renderer = LogRenderer(timestamps=timestamps)
+    return renderer.feed(data) + renderer.finish()

@@ -17,6 +17,7 @@ kills the rest, as v2 does with oom.group = 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import errno
 import logging
@@ -306,10 +307,8 @@ class ProcessContainer:
 
     def signal(self, signum: int) -> None:
         if not self._exited.done() and self.monitored.container.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

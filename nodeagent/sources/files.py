@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -37,7 +38,11 @@ class ManifestFile:
 
 
 def is_manifest_name(name: str) -> bool:
-    return not name.startswith(".") and name.endswith(EXTENSIONS)
+    return not name.startswith(".") and name.lower().endswith(EXTENSIONS)
+
+
+def _failed(message: str) -> ManifestResult:
+    return ManifestResult(problems=[Problem("", FieldError("", message))])
 
 
 class FileSource:
@@ -76,20 +81,32 @@ class FileSource:
 
     def _read(self, path: str) -> ManifestFile | None:
         try:
-            with open(path, "rb") as handle:
-                if not os.path.isfile(path):
-                    return None
-                content = handle.read(MAX_MANIFEST_BYTES + 1)
+            # O_NONBLOCK: a FIFO named like a manifest must not hang the scan; it is skipped below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None  # removed while we listed
         except OSError as exc:
-            failed = ManifestResult(problems=[Problem("", FieldError("", f"cannot read: {exc.strerror}"))])
-            return ManifestFile(path, "", failed)
+            if os.path.isdir(path):
+                return None
+            return ManifestFile(path, "", _failed(f"cannot read: {exc.strerror}"))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                content = handle.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            return ManifestFile(path, "", _failed(f"cannot read: {exc.strerror}"))
+        finally:
+            os.close(fd)
         digest = hashlib.sha256(content).hexdigest()
         cached = self._cache.get(path)
         if cached is not None and cached.digest == digest:
             return cached
         result = load_manifest(content, origin=path, source="file", node_name=self.node_name)
+        if result.ok and not result.pods:
+            # As the kubelet: a file without a pod is an error, so a file truncated while being
+            # written keeps its last valid pods instead of stopping them.
+            result = _failed("the file defines no pod (empty, or only comments)")
         return ManifestFile(path, digest, result)
 
     async def run(self, on_scan: Callable[[list[ManifestFile]], Awaitable[None]]) -> None:

@@ -82,10 +82,9 @@ class AgentHarness:
     # -- the daemon ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)],
-                                        stdout=log, stderr=log)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log, stderr=log)
         wait_for(lambda: self.socket.exists() and self.client.get("/api/v1/pods"), what="the agent's API",
                  timeout=20)
 

@@ -334,7 +334,7 @@ def test_get_and_events_json_are_kubernetes_lists(agent: AgentHarness) -> None:
     assert one["metadata"]["uid"] == pod["metadata"]["uid"]
     events = json.loads(agent.cli("events", "-o", "json").stdout)
     assert events["kind"] == "EventList"
-    started = [e for e in events["items"] if e["reason"] == "Started"][0]
+    started = next(e for e in events["items"] if e["reason"] == "Started")
     assert started["involvedObject"]["name"] == f"static-web-{NODE}"
     assert {"type", "message", "count", "firstTimestamp", "lastTimestamp"} <= set(started)
 

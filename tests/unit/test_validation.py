@@ -157,3 +157,28 @@ def test_cluster_fields_are_accepted_quietly() -> None:
                meta="{name: web, creationTimestamp: null, resourceVersion: '12'}") + "status: {phase: Running}\n"
     assert problems(text) == []
     assert warnings(text) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ("{name: A, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 10m}}}",
+         "spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: \"10m\": only divisor's values "
+         "1m, 1 are supported with the cpu resource"),
+        ("{name: A, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 2Mi}}}",
+         "spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: \"2Mi\": only divisor's "
+         "values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource"),
+        ("{name: A, valueFrom: {resourceFieldRef: {resource: limits.memory, containerName: ghost}}}",
+         'spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: Invalid value: "ghost": must be the '
+         "name of a container in the pod"),
+    ],
+    ids=["cpu-divisor", "memory-divisor", "unknown-container"],
+)
+def test_resource_field_refs(env: str, expected: str) -> None:
+    assert problems(pod(f"  containers: [{{name: c, image: x, env: [{env}]}}]\n")) == [expected]
+
+
+@pytest.mark.parametrize("divisor", ["1m", "1", "0.001"])
+def test_allowed_cpu_divisors(divisor: str) -> None:
+    env = f"{{name: A, valueFrom: {{resourceFieldRef: {{resource: limits.cpu, divisor: '{divisor}'}}}}}}"
+    assert problems(pod(f"  containers: [{{name: c, image: x, env: [{env}]}}]\n")) == []
