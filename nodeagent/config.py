@@ -76,6 +76,7 @@ class NodeAgentConfig(_ConfigModel):
     socket: str = "/run/nodeagent/nodeagent.sock"
     socket_group: str | None = None
     log_level: str = "INFO"
+    metrics_bind_address: str | None = None  # "127.0.0.1:10255": /metrics and /healthz over TCP too
 
     @field_validator("runtime")
     @classmethod

@@ -6,7 +6,7 @@
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
     GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
-    GET /healthz
+    GET /healthz, /metrics (Prometheus; also on a TCP address when nodeagent.metricsBindAddress is set)
 
 The socket is 0600, or 0660 for a configured group.
 """
@@ -30,6 +30,7 @@ from nodeagent.agent.status import rfc3339
 from nodeagent.agent.worker import PodWorker
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
+from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.runtime.logs import LogRenderer, container_log_path
 from nodeagent.usage import UsageSampler
 
@@ -46,21 +47,27 @@ def status_error(code: int, reason: str, message: str) -> web.Response:
 
 
 class StatusServer:
-    def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, *, node_name: str,
-                 logs_dir: str, socket_path: str, socket_group: str | None) -> None:
+    def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, metrics: AgentMetrics, *,
+                 node_name: str,
+                 logs_dir: str, socket_path: str, socket_group: str | None,
+                 metrics_address: str | None = None) -> None:
         self.pods = pods
         self.events = events
         self.cgroups = cgroups
+        self.metrics = metrics
         self.node_name = node_name
         self.logs_dir = logs_dir
         self.socket_path = socket_path
         self.socket_group = socket_group
+        self.metrics_address = metrics_address
         self.sampler = UsageSampler(cgroups)
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/api/v1/pods", self.list_pods)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log)
@@ -83,11 +90,20 @@ class StatusServer:
         if self.socket_group:
             os.chown(self.socket_path, 0, grp.getgrnam(self.socket_group).gr_gid)
             os.chmod(self.socket_path, 0o660)
+        if self.metrics_address:
+            host, _, port = self.metrics_address.rpartition(":")
+            metrics_app = web.Application()
+            metrics_app.router.add_get("/healthz", self.healthz)
+            metrics_app.router.add_get("/metrics", self.prometheus)
+            self._metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            await self._metrics_runner.setup()
+            await web.TCPSite(self._metrics_runner, host or "127.0.0.1", int(port)).start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._metrics_runner = None
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
 
@@ -95,6 +111,9 @@ class StatusServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def list_pods(self, request: web.Request) -> web.Response:
         items = [worker.to_json() for worker in self.pods.pods()]

@@ -15,10 +15,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nodeagent.agent.admission import allocatable, eviction_memory_bytes
 from nodeagent.agent.clock import Clock, SystemClock
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.pods import PodManager
+from nodeagent.agent.records import State
 from nodeagent.agent.store import PodStore
 from nodeagent.agent.worker import NodeServices
 from nodeagent.api.manifest import StaticPod
@@ -27,12 +29,14 @@ from nodeagent.cgroups.driver import CgroupDriver, CgroupfsDriver
 from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cgroups.kmsg import KernelLog
-from nodeagent.config import KubeletConfig
-from nodeagent.errors import NodeAgentError
+from nodeagent.config import KubeletConfig, load_config
+from nodeagent.errors import ConfigError, NodeAgentError
+from nodeagent.metrics import AgentMetrics
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
 from nodeagent.runtime.base import Runtime
 from nodeagent.runtime.process import ProcessRuntime
+from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
 from nodeagent.sources.files import FileSource, ManifestFile
 from nodeagent.sources.merge import SourceProblem, merge_files
@@ -44,9 +48,12 @@ class StartError(NodeAgentError):
     """The agent cannot start on this node with this configuration; the message says what to change."""
 
 
-def preflight(config: KubeletConfig) -> None:
+def require_root() -> None:
     if os.geteuid() != 0:
         raise StartError("nodeagent run needs root: it creates cgroups and starts processes as other users")
+
+
+def preflight(config: KubeletConfig) -> None:
     if config.fail_swap_on:
         with open("/proc/swaps") as handle:
             swaps = [line.strip() for line in handle.readlines()[1:] if line.strip()]
@@ -86,7 +93,9 @@ def host_address() -> str:
 @dataclass
 class Agent:
     config: KubeletConfig
+    config_path: str | None = None
     clock: Clock = field(default_factory=SystemClock)
+    notifier: Notifier = field(default_factory=Notifier)
     on_change: Callable[[], None] = lambda: None
     on_ready: Callable[[], None] = lambda: None
 
@@ -96,6 +105,7 @@ class Agent:
         self.cgroups = make_cgroup_driver(self.config)
         self.runtime = make_runtime(self.config, self.cgroups, self.kernel_log)
         self.events = EventRecorder(self.clock.now)
+        self.metrics = AgentMetrics(lambda: self.pods.pods())
         node = read_node_info(self.config)
         driver = CgroupDriverName(self.cgroups.name)
         address = host_address()
@@ -105,62 +115,137 @@ class Agent:
             state_dir=self.config.nodeagent.state_dir, logs_dir=self.config.pod_logs_path,
             addresses=PodAddresses(host_ip=address, pod_ip=address), on_change=self._changed,
             persist=lambda worker: self.pods.persist(worker),
+            metrics=self.metrics,
         )
-        self.pods = PodManager(self.services, PodStore(self.config.nodeagent.state_dir))
+        eviction = eviction_memory_bytes(self.config.eviction_hard, node.memory_bytes)
+        capacity = allocatable(node, eviction_memory=eviction, max_pods=self.config.max_pods)
+        self.pods = PodManager(self.services, PodStore(self.config.nodeagent.state_dir), capacity)
         self.node_name = self.config.node_name
         self._last_good: dict[str, list[StaticPod]] = {}
         self._reported: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
         self._first_sync = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._status_scheduled = False
 
     def _changed(self) -> None:
+        """Something about a pod changed: tell the embedder, and systemd's STATUS within a second."""
         self.on_change()
+        if self.notifier.enabled and not self._status_scheduled:
+            self._status_scheduled = True
+            asyncio.get_running_loop().call_later(1.0, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_scheduled = False
+        self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        workers = self.pods.pods()
+        running = sum(1 for w in workers if any(r.state is State.RUNNING for r in w.records.values()))
+        waiting = sum(1 for w in workers if not w.admitted)
+        return f"{len(workers)} pods: {running} running, {waiting} waiting for admission"
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        """Until stop() (or SIGTERM/SIGINT): the API, the file source and the pods."""
+        """Until stop() (or SIGTERM/SIGINT): the API, the sources and the pods. SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        os.makedirs(self.config.nodeagent.state_dir, mode=0o700, exist_ok=True)
-        server = StatusServer(self.pods, self.events, self.cgroups, node_name=self.node_name,
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        server = StatusServer(self.pods, self.events, self.cgroups, self.metrics, node_name=self.node_name,
                               logs_dir=self.config.pod_logs_path, socket_path=self.config.nodeagent.socket,
-                              socket_group=self.config.nodeagent.socket_group)
+                              socket_group=self.config.nodeagent.socket_group,
+                              metrics_address=self.config.nodeagent.metrics_bind_address)
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
         restored = self.pods.restore()
-        source = FileSource(self.config.static_pod_path, node_name=self.node_name,
-                            frequency_seconds=self.config.file_check_frequency / 1e9)
-        reading = asyncio.create_task(source.run(self._on_files), name="file source")
+        sources = asyncio.create_task(self._run_sources(), name="sources")
         stopping = asyncio.create_task(self._stop.wait())
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         try:
             first = asyncio.create_task(self._first_sync.wait())
-            await asyncio.wait({first, stopping, reading}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({first, stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
             if first.done():
                 await self.pods.clean_orphans(old_bundles)
                 log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, %d pods (%d restored), "
                          "manifests in %s, API on %s", self.node_name, self.runtime.name, self.cgroups.version,
                          self.cgroups.name, len(self.pods.workers), restored, self.config.static_pod_path,
                          self.config.nodeagent.socket)
+                self.notifier.ready(self.status_line())
                 self.on_ready()
             first.cancel()
-            done, _ = await asyncio.wait({stopping, reading}, return_when=asyncio.FIRST_COMPLETED)
-            if reading in done:
-                reading.result()  # the source failed: let the error stop the agent
+            done, _ = await asyncio.wait({stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
+            if sources in done:
+                sources.result()  # a source failed: let the error stop the agent
         finally:
             log.info("nodeagent is stopping; pods keep running")
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
-            stopping.cancel()
+            self.notifier.stopping()
+            for task in (sources, stopping, watchdog):
+                task.cancel()
+            await asyncio.gather(sources, stopping, watchdog, return_exceptions=True)
             await self.pods.close()
             await server.stop()
             self.kernel_log.close()
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+
+    async def _run_sources(self) -> None:
+        """The file source, started again with the new settings after each reload."""
+        while True:
+            source = FileSource(self.config.static_pod_path, node_name=self.node_name,
+                                frequency_seconds=self.config.file_check_frequency / 1e9)
+            reading = asyncio.create_task(source.run(self._on_files), name="file source")
+            reload = asyncio.create_task(self._reload.wait())
+            try:
+                done, _ = await asyncio.wait({reading, reload}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (reading, reload):
+                    task.cancel()
+                await asyncio.gather(reading, reload, return_exceptions=True)
+            if reading in done:
+                reading.result()
+            self._reload.clear()
+            self.apply_reload()
+
+    def apply_reload(self) -> None:
+        """SIGHUP: read the configuration again; what can change live does, the rest waits for a restart."""
+        self.notifier.reloading()
+        try:
+            config, warnings = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload: %s; keeping the running configuration", exc)
+            self.notifier.reloaded(self.status_line())
+            return
+        for warning in warnings:
+            log.warning("configuration %s: %s", self.config_path, warning)
+        logging.getLogger().setLevel(config.nodeagent.log_level.upper())
+        live = {"staticPodPath", "fileCheckFrequency", "nodeagent"}
+        before = self.config.model_dump(by_alias=True)
+        after = config.model_dump(by_alias=True)
+        for key in sorted(set(before) | set(after)):
+            if key not in live and before.get(key) != after.get(key):
+                log.warning("reload: %s changed; it takes effect when the agent restarts", key)
+        for key in sorted(set(before["nodeagent"]) | set(after["nodeagent"])):
+            if key != "logLevel" and before["nodeagent"].get(key) != after["nodeagent"].get(key):
+                log.warning("reload: nodeagent.%s changed; it takes effect when the agent restarts", key)
+        self.config = self.config.model_copy(update={
+            "static_pod_path": config.static_pod_path, "file_check_frequency": config.file_check_frequency,
+            "nodeagent": self.config.nodeagent.model_copy(update={"log_level": config.nodeagent.log_level}),
+        })
+        log.info("configuration reloaded: manifests in %s, re-read every %.0fs", self.config.static_pod_path,
+                 self.config.file_check_frequency / 1e9)
+        self.notifier.reloaded(self.status_line())
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 at half of WatchdogSec, from the event loop itself: a stuck loop stops the pings."""
+        if self.notifier.watchdog_seconds is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(self.notifier.watchdog_seconds / 2)
 
     async def _on_files(self, files: list[ManifestFile]) -> None:
         desired = merge_files(files, self._last_good)
@@ -175,6 +260,8 @@ class Agent:
         for problem in problems:
             if (problem.reason, problem.message) in self._reported:
                 continue
+            if problem.reason == "InvalidManifest":
+                self.metrics.manifest_error()
             if problem.pod is not None:
                 involved = ObjectRef("Pod", problem.pod.name, problem.pod.namespace, problem.pod.uid)
             else:

@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterable
 
 from nodeagent.agent import volumes
+from nodeagent.agent.admission import Allocatable, Rejection, admit
 from nodeagent.agent.snapshot import restore, snapshot
 from nodeagent.agent.store import PodStore
 from nodeagent.agent.worker import NodeServices, PodWorker
@@ -32,9 +33,10 @@ log = logging.getLogger(__name__)
 
 
 class PodManager:
-    def __init__(self, services: NodeServices, store: PodStore) -> None:
+    def __init__(self, services: NodeServices, store: PodStore, capacity: Allocatable) -> None:
         self.services = services
         self.store = store
+        self.capacity = capacity
         self.workers: dict[str, PodWorker] = {}  # by UID, terminating ones included
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -61,8 +63,11 @@ class PodManager:
             worker = restore(state, self.services)
             if worker is None or worker.pod.uid in self.workers:
                 continue
+            if worker.start_time is None:  # it had not been admitted: it is judged again
+                worker.reject(Rejection("Pending", "waiting for admission"))
             self._launch(worker)
             log.info("pod=%s uid=%s: restored from the state directory", worker.key, worker.pod.uid)
+        self._admit_waiting()
         return len(self.workers)
 
     async def sync(self, desired: Iterable[StaticPod]) -> None:
@@ -76,9 +81,30 @@ class PodManager:
         await self._apply_node_cgroups(wanted.values())
         for uid, pod in wanted.items():
             if uid not in self.workers:
-                self._launch(PodWorker(pod, self.services))
+                if any(w.key == pod.key for w in self.workers.values()):
+                    self.services.metrics.pod_replaced()
+                worker = PodWorker(pod, self.services)
+                rejection = admit(pod, self._admitted_pods(), self.capacity)
+                if rejection is not None:
+                    worker.reject(rejection)
+                self._launch(worker)
                 log.info("pod=%s uid=%s: new (source %s %s)", pod.key, uid, pod.source, pod.origin)
+        self._admit_waiting()
         self.services.on_change()
+
+    def _admitted_pods(self) -> list[StaticPod]:
+        return [w.pod for w in self.workers.values() if w.admitted and w.terminating_since is None]
+
+    def _admit_waiting(self) -> None:
+        """Pods waiting for room, oldest first: admitted once they fit, else told what is used now."""
+        for worker in sorted(self.workers.values(), key=lambda w: w.created_at):
+            if worker.admitted or worker.terminating_since is not None:
+                continue
+            rejection = admit(worker.pod, self._admitted_pods(), self.capacity)
+            if rejection is None:
+                worker.admit()
+            else:
+                worker.reject(rejection)
 
     def _launch(self, worker: PodWorker) -> None:
         self.workers[worker.pod.uid] = worker
@@ -95,6 +121,7 @@ class PodManager:
             if worker.done.is_set():
                 self.workers.pop(worker.pod.uid, None)
                 self._tasks.pop(worker.pod.uid, None)
+                self._admit_waiting()  # its room may let a waiting pod in
                 self.services.on_change()
 
     async def _apply_node_cgroups(self, pods: Iterable[StaticPod]) -> None:

@@ -21,12 +21,14 @@ import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from nodeagent.agent import backoff, volumes
+from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
 from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
+from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
 from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
@@ -45,6 +47,16 @@ SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 
 
+class PodMetrics(Protocol):
+    def pod_started(self, seconds: float) -> None: ...
+
+    def container_started(self, *, init: bool) -> None: ...
+
+    def oom_kill(self) -> None: ...
+
+    def pod_replaced(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class NodeServices:
     """What every pod worker shares."""
@@ -60,6 +72,7 @@ class NodeServices:
     addresses: PodAddresses
     on_change: Callable[[], None]
     persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
+    metrics: PodMetrics
 
 
 class PodWorker:
@@ -79,12 +92,16 @@ class PodWorker:
             self.records[container.name or ""] = ContainerRecord(
                 container.name or "", container.image or "", init=False,
                 reason="PodInitializing" if has_init else "ContainerCreating")
+        self._containers = {c.name or "": c for c in pod.pod.all_containers()}
         self.transitions: dict[str, dt.datetime] = {}
         self.volumes: volumes.PodVolumes | None = None
         self.running: dict[str, RunningContainer] = {}
         self.backoff: dict[str, backoff.Backoff] = {}
         self.finished_monotonic: dict[str, float] = {}
         self.adoptable: dict[str, dict[str, Any]] = {}  # saved running containers, from before a restart
+        self.rejection: Rejection | None = None  # not admitted (yet): why
+        self._admitted = asyncio.Event()
+        self._admitted.set()
         self._ready = False
         self._stopping = asyncio.Event()
         self._save_scheduled = False
@@ -98,9 +115,12 @@ class PodWorker:
         return self.pod.key
 
     def to_json(self) -> dict[str, Any]:
+        rejection = self.rejection
         facts = PodFacts(created_at=self.created_at, host_ip=self.services.addresses.host_ip,
                          pod_ip=self.services.addresses.pod_ip, start_time=self.start_time,
-                         terminating_since=self.terminating_since, transitions=self.transitions)
+                         terminating_since=self.terminating_since, transitions=self.transitions,
+                         reason=rejection.reason if rejection else None,
+                         message=rejection.message if rejection else None)
         return pod_json(self.pod, list(self.records.values()), facts)
 
     def object_ref(self, container: str | None = None) -> ObjectRef:
@@ -116,6 +136,35 @@ class PodWorker:
         return f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})"
 
     # -- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def admitted(self) -> bool:
+        return self._admitted.is_set()
+
+    def reject(self, rejection: Rejection) -> None:
+        """Keep the pod Pending: its requests do not fit (yet). The reason shows in the pod's status."""
+        first = self.rejection is None or self.rejection.reason != rejection.reason
+        self.rejection = rejection
+        self._admitted.clear()
+        for name, record in self.records.items():
+            if record.state is State.WAITING:
+                self.records[name] = replace(record, reason=None, message=None)
+        if first:
+            self.services.events.record(self.object_ref(), WARNING, rejection.reason, rejection.message)
+            log.info("pod=%s uid=%s: not admitted: %s", self.key, self.pod.uid, rejection.message)
+        self._changed()
+
+    def admit(self) -> None:
+        if self.admitted:
+            return
+        log.info("pod=%s uid=%s: admitted", self.key, self.pod.uid)
+        self.rejection = None
+        initial = "PodInitializing" if self.pod.pod.spec.init_containers else "ContainerCreating"
+        for name, record in self.records.items():
+            if record.state is State.WAITING and record.reason is None:
+                self.records[name] = replace(record, reason="PodInitializing" if record.init else initial)
+        self._admitted.set()
+        self._changed()
 
     def stop(self) -> None:
         """Terminate the pod: its manifest is gone or changed."""
@@ -141,6 +190,7 @@ class PodWorker:
             self.done.set()
 
     async def _live(self) -> None:
+        await self._admitted.wait()
         if not await self._set_up():
             return
         if await self._run_init_containers():
@@ -208,10 +258,25 @@ class PodWorker:
                 if await self._sleep_or_stop(START_RETRY_SECONDS):
                     return last
                 continue
+            await self._post_start(container, running)
             last = await self._watch(name, running)
             if not should_restart(policy, last.exit_code):
                 return last
         return last
+
+    async def _post_start(self, container: Container, running: RunningContainer) -> None:
+        """postStart runs right after the start; if it fails the container is killed, as the kubelet does."""
+        handler = container.lifecycle.post_start if container.lifecycle else None
+        if handler is None:
+            return
+        error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
+                               pod_ip=self.services.addresses.pod_ip,
+                               timeout=float(self.pod.pod.spec.termination_grace_period_seconds or MIN_GRACE_SECONDS))
+        if error is not None:
+            name = container.name or ""
+            self.services.events.record(self.object_ref(name), WARNING, "FailedPostStartHook",
+                                        f"{error} in Pod \"{self.pod_label}\"")
+            running.kill()
 
     async def _resume(self, container: Container) -> ContainerExit | None:
         """After an agent restart: take the container back, or learn how it ended meanwhile."""
@@ -270,6 +335,7 @@ class PodWorker:
         self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
                      container_id=running.container_id, pid=running.pid, restart_count=attempt,
                      terminated=None, last_termination=previous, ready=True)
+        services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
         if self._stopping.is_set():
@@ -292,6 +358,7 @@ class PodWorker:
         self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
                      terminated=termination, ready=False)
         if exit_.oom_killed:
+            self.services.metrics.oom_kill()
             victim = f"Killed process {exit_.oom_victim}" if exit_.oom_victim else "a process was killed"
             self.services.events.record(
                 self.object_ref(name), WARNING, "OOMKilling",
@@ -329,16 +396,33 @@ class PodWorker:
         )
 
     async def _terminate_containers(self) -> None:
-        """SIGTERM to every running container, SIGKILL to those alive after the grace period."""
-        grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-        for name, container in dict(self.running).items():
+        """preStop hooks, then SIGTERM to every running container, SIGKILL to those alive after the grace
+        period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
+        grace = float(self.pod.pod.spec.termination_grace_period_seconds)
+        started = self.services.clock.monotonic()
+        running = dict(self.running)
+        for name in running:
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
+        await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
+        for container in running.values():
             container.signal(signal.SIGTERM)
-        deadline = self.services.clock.monotonic() + grace
+        left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
+        deadline = self.services.clock.monotonic() + left
         while self.running and self.services.clock.monotonic() < deadline:
             await self.services.clock.sleep(0.05)
         for container in list(self.running.values()):
             container.kill()
+
+    async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
+        container = self._containers[name]
+        handler = container.lifecycle.pre_stop if container.lifecycle else None
+        if handler is None or grace <= 0:
+            return
+        error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
+                               pod_ip=self.services.addresses.pod_ip, timeout=grace)
+        if error is not None:
+            self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
+                                        f"PreStopHook failed: {error}")
 
     async def _tear_down(self) -> None:
         services = self.services
@@ -375,6 +459,8 @@ class PodWorker:
         ready = all(r.ready for r in self.records.values() if not r.init)
         if ready != self._ready:
             self._ready = ready
+            if ready and "Ready" not in self.transitions:
+                self.services.metrics.pod_started((self.services.clock.now() - self.created_at).total_seconds())
             self._transition("Ready")
             self._transition("ContainersReady")
         self._changed()

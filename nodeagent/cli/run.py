@@ -44,11 +44,12 @@ def setup_logging(level: str) -> None:
               help="A KubeletConfiguration file (default: the embedded defaults).")
 def run(config_path: str | None) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT (pods keep running)."""
-    from nodeagent.agent.app import Agent, StartError, preflight
+    from nodeagent.agent.app import Agent, StartError, preflight, require_root
     from nodeagent.config import load_config
     from nodeagent.errors import NodeAgentError
 
     try:
+        require_root()
         config, warnings = load_config(config_path)
     except NodeAgentError as exc:
         fail(str(exc))
@@ -58,7 +59,7 @@ def run(config_path: str | None) -> None:
         log.warning("configuration %s: %s", config_path or "<defaults>", warning)
     try:
         preflight(config)
-        agent = Agent(config)
+        agent = Agent(config, config_path)
         asyncio.run(agent.run())
     except StartError as exc:
         fail(str(exc))

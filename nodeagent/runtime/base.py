@@ -6,7 +6,7 @@ The agent sees only these types; nodeagent.runtime.factory picks the implementat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +54,12 @@ class ContainerExit:
     unknown: bool = False  # the runtime lost track of it: the exit code is a guess (137)
 
 
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    exit_code: int
+    output: str  # stdout and stderr, shortened
+
+
 class RunningContainer(Protocol):
     """One started container attempt."""
 
@@ -83,3 +89,6 @@ class Runtime(Protocol):
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
         """Take back a container started before an agent restart: still running, or how it ended."""
+
+    async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
+        """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""

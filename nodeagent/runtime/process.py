@@ -26,7 +26,7 @@ import secrets
 import shlex
 import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
@@ -34,7 +34,7 @@ from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.cgroups.oom import OOMWatch
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, RunningContainer
+from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, RunningContainer
 from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,33 @@ class ProcessRuntime:
             container.watch()
             return container
         return await container.wait()
+
+    async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
+        """A command in the container's cgroup, mount namespace, user, working directory and environment."""
+        assert isinstance(running, ProcessContainer)
+        spec = running.spec
+        user = []
+        if spec.run_as_user is not None:
+            gid = spec.run_as_group if spec.run_as_group is not None else spec.run_as_user
+            user = ["setpriv", f"--reuid={spec.run_as_user}", f"--regid={gid}", "--clear-groups", "--"]
+        argv = ["/bin/sh", "-c", 'read -r go || exit 125; exec "$@"', "nodeagent-exec", "nsenter", "--target",
+                str(running.pid), "--mount", "--wd", "--", *user, *command]
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=container_env(spec), start_new_session=True)
+        assert process.stdin is not None
+        try:
+            self.cgroups.attach(spec.cgroup.path, process.pid)
+            process.stdin.write(b"go\n")
+            process.stdin.close()
+            output, _ = await asyncio.wait_for(process.communicate(), timeout)
+        except (TimeoutError, NodeAgentError, OSError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            return ExecResult(exit_code=-1, output=str(exc) or "timed out")
+        text = output.decode(errors="replace").strip()
+        return ExecResult(exit_code=process.returncode or 0, output=text[:1024])
 
     def _set_oom_score_adj(self, pid: int, value: int | None) -> None:
         """Set it; where the kernel refuses (no CAP_SYS_RESOURCE for a negative value), keep the

@@ -23,14 +23,20 @@ def agent_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def agent(agent_root: Path) -> Iterator[AgentHarness]:
-    harness = AgentHarness(agent_root)
+def harness(agent_root: Path) -> Iterator[AgentHarness]:
+    """An agent set up but not started: the test configures and starts it."""
+    created = AgentHarness(agent_root)
     try:
-        harness.start()
-        yield harness
+        yield created
     finally:
         try:
-            harness.clean_up()
+            created.clean_up()
         finally:
             if os.environ.get("NODEAGENT_TEST_LOG"):
-                print(harness.agent_log())
+                print(created.agent_log())
+
+
+@pytest.fixture
+def agent(harness: AgentHarness) -> AgentHarness:
+    harness.start()
+    return harness

@@ -23,7 +23,8 @@ from nodeagent.cgroups.detect import detect_layout
 from nodeagent.cgroups.driver import CgroupfsDriver
 from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
-from nodeagent.cli.client import AgentClient, ApiError
+from nodeagent.cli.client import AgentClient
+from nodeagent.errors import NodeAgentError
 
 T = TypeVar("T")
 NODE = "testnode"
@@ -46,14 +47,14 @@ def wait_for(check: Callable[[], T | None], *, timeout: float = 15.0, what: str 
             result = check()
             if result:
                 return result
-        except (ApiError, KeyError, IndexError, OSError) as exc:
+        except (NodeAgentError, KeyError, IndexError, StopIteration, OSError) as exc:
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
 
 
 class AgentHarness:
-    def __init__(self, root: Path, extra_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
         self.manifests = root / "manifests"
         self.state = root / "state"
@@ -62,29 +63,34 @@ class AgentHarness:
         self.config_path = root / "config.yaml"
         self.cgroup_root = f"/nodeagent-test-{secrets.token_hex(4)}"
         self.manifests.mkdir()
-        config: dict[str, Any] = {
+        self.config: dict[str, Any] = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
             "staticPodPath": str(self.manifests), "fileCheckFrequency": "2s", "cgroupRoot": self.cgroup_root,
             "cgroupDriver": "cgroupfs",
             "nodeagent": {"stateDir": str(self.state), "socket": str(self.socket), "nodeName": NODE,
                           "logLevel": "DEBUG"},
         }
-        for key, value in (extra_config or {}).items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
-                config[key] = {**config[key], **value}
-            else:
-                config[key] = value
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.configure({})
         self.process: subprocess.Popen[bytes] | None = None
         self.client = AgentClient(str(self.socket))
         self.cgroups = cgroup_driver()
 
+    def configure(self, extra: dict[str, Any]) -> None:
+        """Merge settings into the configuration file (one level deep, for `nodeagent:`)."""
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(self.config.get(key), dict):
+                self.config[key] = {**self.config[key], **value}
+            else:
+                self.config[key] = value
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
     # -- the daemon ---------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log, stderr=log)
+                [sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log, stderr=log,
+                env={**os.environ, **(env or {})})
         wait_for(lambda: self.socket.exists() and self.client.get("/api/v1/pods"), what="the agent's API",
                  timeout=20)
 
@@ -147,6 +153,10 @@ class AgentHarness:
         if check and done.returncode != 0:
             raise AssertionError(f"nodeagent {' '.join(args)} failed: {done.stderr}")
         return done
+
+    def cli_raw(self, url: str) -> str:
+        """A path of the API as text (for /metrics)."""
+        return b"".join(self.client.stream(url)).decode()
 
     def cgroup_path(self, name: str, container: str | None = None, namespace: str = "default") -> str:
         pod = self.pod(name, namespace)

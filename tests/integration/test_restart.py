@@ -1,0 +1,142 @@
+"""The agent dies and comes back: nothing lost, nothing duplicated, nothing leaked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.harness import NODE, AgentHarness, wait_for
+
+SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
+CRASHER = ("kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, "
+           "command: [sh, -c, 'sleep 0.2; exit 1']}]\n")
+STUBBORN = ("kind: Pod\nmetadata: {name: stubborn}\nspec:\n  terminationGracePeriodSeconds: 4\n"
+            "  containers: [{name: c, image: x, command: [sh, -c, \"trap '' TERM; while :; do sleep 0.1; done\"]}]\n")
+
+
+def container(agent: AgentHarness, pod: str) -> dict[str, Any]:
+    return agent.container_status(pod, "c")
+
+
+def is_running(agent: AgentHarness, pod: str) -> bool:
+    return "running" in container(agent, pod)["state"]
+
+
+def pod_cgroups(agent: AgentHarness) -> set[str]:
+    """Every pod cgroup under the test's kubepods (Guaranteed ones sit directly in it)."""
+    found = set()
+    for parent in ("kubepods", "kubepods/burstable", "kubepods/besteffort"):
+        for child in agent.cgroups.children(f"{agent.cgroup_root}/{parent}"):
+            if child.startswith("pod"):
+                found.add(child[3:])
+    return found
+
+
+def test_sigkill_with_twenty_pods_loses_and_duplicates_nothing(agent: AgentHarness) -> None:
+    sleepers = [f"sleeper-{i}" for i in range(16)]
+    for name in sleepers:
+        agent.write(f"{name}.yaml", SLEEPER % name)
+    for name in ("crasher-a", "crasher-b"):
+        agent.write(f"{name}.yaml", CRASHER % name)
+    agent.write("stubborn.yaml", STUBBORN)
+    wait_for(lambda: all(is_running(agent, name) for name in [*sleepers, "stubborn"]), timeout=30, what="running")
+    wait_for(lambda: all(container(agent, n)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+                         for n in ("crasher-a", "crasher-b")), timeout=20, what="crash loops")
+    before = {name: container(agent, name) for name in [*sleepers, "crasher-a", "crasher-b"]}
+    pids = {name: agent.procs(agent.cgroup_path(name, "c")) for name in sleepers}
+    assert all(len(p) == 1 for p in pids.values()), pids
+
+    agent.remove("stubborn.yaml")  # being stopped when the agent dies
+    wait_for(lambda: "Terminating" in agent.cli("get", "pods").stdout, what="stubborn terminating")
+    agent.write("newcomer.yaml", SLEEPER % "newcomer")  # being started when the agent dies
+    time.sleep(0.05)
+    agent.stop(signal.SIGKILL)
+
+    agent.start()
+    wait_for(lambda: all(is_running(agent, name) for name in [*sleepers, "newcomer"]), timeout=30,
+             what="everything running again")
+    for name in sleepers:
+        now = container(agent, name)
+        assert now["containerID"] == before[name]["containerID"], name
+        assert now["restartCount"] == before[name]["restartCount"] == 0
+        assert agent.procs(agent.cgroup_path(name, "c")) == pids[name], name
+    for name in ("crasher-a", "crasher-b"):
+        now = container(agent, name)
+        assert now["restartCount"] >= before[name]["restartCount"] >= 1
+        assert now["lastState"]["terminated"]["exitCode"] == 1
+    assert len(agent.procs(agent.cgroup_path("newcomer", "c"))) == 1  # one copy, not two
+    wait_for(lambda: f"stubborn-{NODE}" not in agent.cli("get", "pods").stdout, timeout=15, what="stubborn stopped")
+    listed = {p["metadata"]["uid"] for p in agent.pods()}
+    wait_for(lambda: pod_cgroups(agent) == listed, timeout=10, what="exactly one cgroup per pod")
+    assert len(listed) == 19
+    conmons = subprocess.run(["pgrep", "-f", f"conmon.*{agent.state}"], capture_output=True, text=True).stdout.split()
+    assert len(conmons) == 17  # one per running container: 16 sleepers and the newcomer (crashers are waiting)
+
+
+def test_a_manifest_removed_while_the_agent_was_down_is_stopped_on_start(agent: AgentHarness) -> None:
+    agent.write("leaving.yaml", SLEEPER % "leaving")
+    wait_for(lambda: is_running(agent, "leaving"), what="running")
+    pod_cgroup = agent.cgroup_path("leaving")
+    pids = agent.procs(agent.cgroup_path("leaving", "c"))
+    agent.stop(signal.SIGKILL)
+    agent.remove("leaving.yaml")
+    agent.start()
+    wait_for(lambda: not agent.pods(), timeout=15, what="the pod to be stopped")
+    assert not agent.cgroups.exists(pod_cgroup)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_an_exit_while_the_agent_was_down_keeps_its_exit_code(agent: AgentHarness) -> None:
+    agent.write("brief.yaml", "kind: Pod\nmetadata: {name: brief}\nspec:\n  restartPolicy: Never\n"
+                              "  containers: [{name: c, image: x, command: [sh, -c, 'sleep 1.5; echo bye; exit 3']}]\n")
+    wait_for(lambda: is_running(agent, "brief"), what="running")
+    agent.stop(signal.SIGKILL)
+    time.sleep(2.5)  # it exits while nobody watches
+    agent.start()
+    ended = wait_for(lambda: container(agent, "brief")["state"].get("terminated"), what="terminated")
+    assert (ended["exitCode"], ended["reason"]) == (3, "Error")
+    assert agent.pod("brief")["status"]["phase"] == "Failed"
+    assert agent.cli("logs", "brief").stdout == "bye\n"
+
+
+def test_a_reused_pid_is_never_adopted(agent: AgentHarness) -> None:
+    agent.write("victim.yaml", SLEEPER % "victim")
+    wait_for(lambda: is_running(agent, "victim"), what="running")
+    uid = agent.pod("victim")["metadata"]["uid"]
+    agent.stop(signal.SIGKILL)
+    # The container and its conmon die while the agent is away, and their pids now name other processes.
+    state_file = agent.state / "pods" / uid / "pod.json"
+    state = json.loads(state_file.read_text())
+    running = state["containers"]["c"]["running"]
+    for key in ("container", "conmon"):
+        os.kill(running[key]["pid"], signal.SIGKILL)
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        running["conmon"]["pid"] = running["container"]["pid"] = stranger.pid  # same pid, other start time
+        state_file.write_text(json.dumps(state))
+        agent.start()
+        restarted = wait_for(lambda: is_running(agent, "victim") and container(agent, "victim"), what="a new start")
+        assert stranger.poll() is None  # the unrelated process was neither adopted nor killed
+        assert restarted["restartCount"] == 1
+        assert restarted["lastState"]["terminated"]["reason"] in ("ContainerStatusUnknown", "Error")
+        assert stranger.pid not in agent.procs(agent.cgroup_path("victim", "c"))
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_clean_stop_leaves_pods_running(agent: AgentHarness) -> None:
+    agent.write("steady.yaml", SLEEPER % "steady")
+    wait_for(lambda: is_running(agent, "steady"), what="running")
+    before = container(agent, "steady")
+    pids = agent.procs(agent.cgroup_path("steady", "c"))
+    agent.stop(signal.SIGTERM)
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)
+    agent.start()
+    wait_for(lambda: is_running(agent, "steady"), what="adopted")
+    assert container(agent, "steady")["containerID"] == before["containerID"]
