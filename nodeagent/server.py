@@ -1,6 +1,6 @@
 """The status API: Kubernetes-shaped JSON over a Unix socket (aiohttp), read by the CLI and by scripts.
 
-    GET /api/v1/pods                                       v1 PodList
+    GET /api/v1/pods                                       v1 PodList (?view=table: a meta.k8s.io/v1 Table)
     GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
     GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=
     GET /api/v1/events                                     v1 EventList
@@ -31,6 +31,7 @@ from nodeagent.agent.worker import PodWorker
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
+from nodeagent.printing import pod_table
 from nodeagent.runtime.logs import LogRenderer, container_log_path
 from nodeagent.usage import UsageSampler
 
@@ -117,6 +118,8 @@ class StatusServer:
 
     async def list_pods(self, request: web.Request) -> web.Response:
         items = [worker.to_json() for worker in self.pods.pods()]
+        if request.query.get("view") == "table":
+            return _json(pod_table(items, datetime.datetime.now(datetime.UTC)))
         return _json({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": ""}, "items": items})
 
     def _worker(self, request: web.Request) -> PodWorker | web.Response:

@@ -12,8 +12,11 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import psutil
 
 from nodeagent.agent.admission import allocatable, eviction_memory_bytes
 from nodeagent.agent.clock import Clock, SystemClock
@@ -151,6 +154,7 @@ class Agent:
     async def run(self) -> None:
         """Until stop() (or SIGTERM/SIGINT): the API, the sources and the pods. SIGHUP reloads."""
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
@@ -170,10 +174,12 @@ class Agent:
             await asyncio.wait({first, stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
             if first.done():
                 await self.pods.clean_orphans(old_bundles)
+                since_exec = time.time() - psutil.Process().create_time()
                 log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, %d pods (%d restored), "
-                         "manifests in %s, API on %s", self.node_name, self.runtime.name, self.cgroups.version,
-                         self.cgroups.name, len(self.pods.workers), restored, self.config.static_pod_path,
-                         self.config.nodeagent.socket)
+                         "manifests in %s, API on %s; ready %.0f ms after starting (%.0f ms after the process did)",
+                         self.node_name, self.runtime.name, self.cgroups.version, self.cgroups.name,
+                         len(self.pods.workers), restored, self.config.static_pod_path, self.config.nodeagent.socket,
+                         (time.monotonic() - began) * 1000, since_exec * 1000)
                 self.notifier.ready(self.status_line())
                 self.on_ready()
             first.cancel()

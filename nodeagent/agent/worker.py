@@ -393,6 +393,7 @@ class PodWorker:
             log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
                                         attempt),
             hostname=self.pod.pod.spec.hostname or self.pod.name,
+            monitor_cgroup=self.plan.pod.path if self.plan.pod else None,
         )
 
     async def _terminate_containers(self) -> None:

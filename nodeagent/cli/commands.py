@@ -14,10 +14,9 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from nodeagent.cli.client import AgentClient, ApiError, pod_url, socket_path
-from nodeagent.cli.describe import describe_pod
-from nodeagent.cli.kubectl import age, pod_ready, pod_restarts, pod_status_word
 from nodeagent.cli.output import fail, print_data, table
 from nodeagent.errors import AgentUnavailableError
+from nodeagent.printing import age, pod_table
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,24 +75,15 @@ def find_pod(agent: AgentClient, wanted: str) -> dict[str, Any]:
     return resolve(agent.pods(), wanted)
 
 
-def pod_rows(pods: list[dict[str, Any]], wide: bool, all_namespaces: bool) -> str:
-    headers = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    if wide:
-        headers += ["IP", "NODE", "QOS", "SOURCE"]
+def render_table(server_table: dict[str, Any], wide: bool, all_namespaces: bool) -> str:
+    """A meta.k8s.io/v1 Table as kubectl prints it: priority-1 columns only when wide."""
+    shown = [i for i, column in enumerate(server_table["columnDefinitions"]) if wide or column["priority"] == 0]
+    headers = [server_table["columnDefinitions"][i]["name"].upper() for i in shown]
+    rows = [[str(row["cells"][i]) for i in shown] for row in server_table["rows"]]
     if all_namespaces:
         headers.insert(0, "NAMESPACE")
-    moment = now()
-    rows = []
-    for pod in pods:
-        meta, status = pod["metadata"], pod.get("status", {})
-        row = [meta["name"], pod_ready(pod), pod_status_word(pod), pod_restarts(pod, moment),
-               age(meta.get("creationTimestamp"), moment)]
-        if wide:
-            row += [status.get("podIP", "<none>"), pod.get("spec", {}).get("nodeName", "<none>"),
-                    status.get("qosClass", ""), meta.get("annotations", {}).get("kubernetes.io/config.source", "")]
-        if all_namespaces:
-            row.insert(0, meta["namespace"])
-        rows.append(row)
+        for row, source in zip(rows, server_table["rows"], strict=True):
+            row.insert(0, source["object"]["metadata"]["namespace"])
     return table(headers, rows)
 
 
@@ -109,16 +99,19 @@ def get() -> None:
 @with_agent
 def get_pods(output: str | None, namespace: str | None, all_namespaces: bool, socket_option: str | None) -> None:
     """NAME READY STATUS RESTARTS AGE of every pod (wide: + IP, NODE, QOS, SOURCE)."""
-    pods = client(socket_option).pods()
-    if namespace:
-        pods = [p for p in pods if p["metadata"]["namespace"] == namespace]
+    agent = client(socket_option)
     if output in ("json", "yaml"):
+        pods = [p for p in agent.pods() if not namespace or p["metadata"]["namespace"] == namespace]
         print_data({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": ""}, "items": pods},
                    output)
-    elif not pods:
+        return
+    server_table = agent.get("/api/v1/pods", view="table")
+    if namespace:
+        server_table["rows"] = [r for r in server_table["rows"] if r["object"]["metadata"]["namespace"] == namespace]
+    if not server_table["rows"]:
         click.echo("No resources found", err=True)
     else:
-        click.echo(pod_rows(pods, output == "wide", all_namespaces))
+        click.echo(render_table(server_table, output == "wide", all_namespaces))
 
 
 @get.command("pod")
@@ -131,7 +124,7 @@ def get_pod(name: str, output: str | None, socket_option: str | None) -> None:
     if output in ("json", "yaml"):
         print_data(pod, output)
     else:
-        click.echo(pod_rows([pod], output == "wide", False))
+        click.echo(render_table(pod_table([pod], now()), output == "wide", False))
 
 
 @click.group()
@@ -144,6 +137,8 @@ def describe() -> None:
 @with_agent
 def describe_pod_command(name: str, socket_option: str | None) -> None:
     """Spec summary, container states, cgroup paths and values, events."""
+    from nodeagent.cli.describe import describe_pod  # loaded by the one command that prints it
+
     agent = client(socket_option)
     pod = find_pod(agent, name)
     meta = pod["metadata"]

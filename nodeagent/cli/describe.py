@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from nodeagent.cli.kubectl import event_age, parse_time, pod_status_word
 from nodeagent.cli.output import table
+from nodeagent.printing import event_age, parse_time, pod_status_word
 
 
 def _when(value: str | None) -> str:

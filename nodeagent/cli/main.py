@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from nodeagent.cli.commands import describe, events, get, logs, top
+from nodeagent.cli.doctor import doctor
 from nodeagent.cli.plan import plan
 from nodeagent.cli.run import run
 
@@ -19,7 +20,7 @@ def cli() -> None:
     """nodeagent: the kubelet's job for static pods, without a control plane."""
 
 
-for command in (run, get, describe, logs, events, top, plan):
+for command in (run, get, describe, logs, events, top, plan, doctor):
     cli.add_command(command)
 
 

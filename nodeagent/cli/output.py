@@ -6,13 +6,14 @@ import json
 from collections.abc import Sequence
 
 import click
-import yaml
 
 
 def print_data(data: object, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2))
     else:
+        import yaml  # only -o yaml pays for it: every CLI start counts
+
         click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
 
 

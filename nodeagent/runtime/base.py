@@ -42,6 +42,7 @@ class ContainerSpec:
     oom_score_adj: int | None
     log_path: str
     hostname: str
+    monitor_cgroup: str | None = None  # where the container's monitor (conmon) lives: the pod's cgroup
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

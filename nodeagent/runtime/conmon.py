@@ -57,9 +57,11 @@ class Monitored:
     container: ProcessIdentity
 
 
+CONMON_ELSEWHERE = ("/usr/bin/conmon", "/usr/libexec/podman/conmon")  # where packages put it off $PATH
+
+
 def find_conmon() -> str:
-    path = shutil.which("conmon") or next((p for p in ("/usr/bin/conmon", "/usr/libexec/podman/conmon")
-                                           if os.access(p, os.X_OK)), None)
+    path = shutil.which("conmon") or next((p for p in CONMON_ELSEWHERE if os.access(p, os.X_OK)), None)
     if path is None:
         raise RuntimeStartError("RunContainerError", "conmon is not installed (Debian: apt-get install conmon)")
     return path

@@ -135,6 +135,13 @@ class ProcessRuntime:
             await container.wait()
             raise RuntimeStartError("RunContainerError", f"preparing the process: {exc}") from exc
         container.started_at = now()
+        if spec.monitor_cgroup is not None:
+            # As CRI-O's conmon_cgroup "pod": conmon belongs to the pod, not to the agent's service, so
+            # restarting or killing the service never touches it. After the start: off its critical path.
+            try:
+                await asyncio.to_thread(self.cgroups.attach, spec.monitor_cgroup, monitored.conmon.pid)
+            except NodeAgentError as exc:
+                log.warning("container=%s: moving its conmon into the pod's cgroup: %s", spec.name, exc)
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:

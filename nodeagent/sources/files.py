@@ -1,6 +1,7 @@
 """The file source: static pod manifests in staticPodPath (a directory, or a single file).
 
-watchdog marks the directory dirty; after a short debounce the whole directory is read again, and
+watchdog marks the directory dirty when a file there is closed after writing, moved or deleted
+(never while it is being written); after a short debounce the whole directory is read again, and
 also every fileCheckFrequency. A file whose content hash has not changed is not parsed again.
 Read: `*.yaml`, `*.yml`, `*.json`, not starting with `.` (editor swap files, `.bak` and `~` copies
 never match), regular files only, at most 10 MiB, no recursion, in file name order.
@@ -27,7 +28,10 @@ from nodeagent.errors import FieldError
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".yaml", ".yml", ".json")
-DEBOUNCE_SECONDS = 0.05
+DEBOUNCE_SECONDS = 0.002
+# A file is complete once it is closed after writing or moved into place: modify and create events
+# only say that writing has begun.
+CHANGES = frozenset({"closed", "moved", "deleted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +151,7 @@ class _Watcher(FileSystemEventHandler):
         self.observer = observer
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in ("opened", "closed_no_write"):
+        if event.event_type in CHANGES:
             self.notify()
 
     def stop(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from nodeagent.agent.records import ContainerRecord, State, Termination
 from nodeagent.agent.status import PodFacts, pod_json
-from nodeagent.cli.kubectl import (
+from nodeagent.printing import (
     age,
     event_age,
     human_duration,

@@ -139,3 +139,28 @@ def event_age(event: dict[str, Any], now: dt.datetime) -> str:
     if count > 1 and first is not None:
         return f"{latest} (x{count} over {human_duration((now - first).total_seconds())})"
     return latest
+
+
+# kubectl get pods' columns; priority 1 shows only with -o wide (the Table of meta.k8s.io/v1)
+POD_COLUMNS = (("Name", 0), ("Ready", 0), ("Status", 0), ("Restarts", 0), ("Age", 0), ("IP", 1), ("Node", 1),
+               ("QoS", 1), ("Source", 1))
+
+
+def pod_row(pod: dict[str, Any], now: dt.datetime) -> list[str]:
+    meta, status = pod["metadata"], pod.get("status", {})
+    return [meta["name"], pod_ready(pod), pod_status_word(pod), pod_restarts(pod, now),
+            age(meta.get("creationTimestamp"), now), status.get("podIP", "<none>"),
+            pod.get("spec", {}).get("nodeName", "<none>"), status.get("qosClass", ""),
+            meta.get("annotations", {}).get("kubernetes.io/config.source", "")]
+
+
+def pod_table(pods: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
+    """Pods as a server-side printed `meta.k8s.io/v1 Table`, so the CLI parses rows, not whole pods."""
+    return {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": ""},
+        "columnDefinitions": [{"name": name, "type": "string", "priority": priority} for name, priority in POD_COLUMNS],
+        "rows": [{"cells": pod_row(pod, now),
+                  "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"]}}}
+                 for pod in pods],
+    }

@@ -1,0 +1,198 @@
+"""The daemon's figures, measured on this machine with real cgroups and processes (run as root).
+
+    .venv/bin/python bench/agent.py [--quick]
+
+Prints:
+  manifest -> running   p50/p99 over 20 pods: from writing the manifest to the container's first
+                         instruction (it stamps CLOCK_MONOTONIC), and to the API saying Running
+  OOM -> reported       from the kernel's OOM kill (its /dev/kmsg timestamp) to the API saying OOMKilled
+  idle                  agent CPU % of one core and RSS with 200 sleeping pods, over 60 s (conmon apart)
+  get pods              `nodeagent get pods` wall time with 200 pods, median of 10
+  restart               SIGKILL, then start with 100 pods: to READY=1, all re-adopted
+Goals: p50 <= 50 ms, OOM <= 100 ms, idle CPU <= 1 %, RSS <= 80 MB, get pods <= 150 ms, restart <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.integration.harness import AgentHarness, wait_for
+
+STAMPER = ("kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: "
+           "[sh, -c, 'cat /proc/uptime > %s; exec sleep 3600']}]\n")
+SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def uptime() -> float:
+    """CLOCK_BOOTTIME-ish seconds as /proc/uptime shows them (what the containers stamp)."""
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def manifest_to_running(agent: AgentHarness, stamps: Path, count: int) -> None:
+    first_instruction, api = [], []
+    for index in range(count):
+        name = f"latency-{index}"
+        stamp = stamps / name
+        started_uptime = uptime()
+        started = time.monotonic()
+        agent.write(f"{name}.yaml", STAMPER % (name, stamp))
+        wait_for(lambda name=name: "running" in agent.container_status(name, "c")["state"], interval=0.002,
+                 what=name)
+        api.append(time.monotonic() - started)
+        wait_for(lambda stamp=stamp: stamp.exists() and stamp.read_text().strip(), interval=0.002, what="stamp")
+        first_instruction.append(float(stamp.read_text().split()[0]) - started_uptime)
+    for index in range(count):
+        agent.remove(f"latency-{index}.yaml")
+    wait_for(lambda: not agent.pods(), timeout=60, what="latency pods gone")
+    # /proc/uptime has 10 ms resolution: the first-instruction figures are +-10 ms
+    print(f"manifest -> first instruction: p50 {percentile(first_instruction, .5) * 1000:.0f} ms, "
+          f"p99 {percentile(first_instruction, .99) * 1000:.0f} ms (goal p50 <= 50 ms; /proc/uptime resolution 10 ms)")
+    print(f"manifest -> API Running:       p50 {percentile(api, .5) * 1000:.0f} ms, "
+          f"p99 {percentile(api, .99) * 1000:.0f} ms")
+
+
+_OOM = re.compile(r"^\d+,\d+,(\d+),.*oom-kill:.*task_memcg=([^,]*)")
+
+
+def oom_to_reported(agent: AgentHarness, rounds: int) -> None:
+    latencies = []
+    kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        for index in range(rounds):
+            os.lseek(kmsg, 0, os.SEEK_END)
+            name = f"oom-{index}"
+            agent.write(f"{name}.yaml", f"kind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n"
+                                        "  containers: [{name: c, image: x, resources: {limits: {memory: 50Mi}}, "
+                                        "command: [stress, --vm, '1', --vm-bytes, 200M, --vm-hang, '1']}]\n")
+            path = wait_for(lambda name=name: agent.cgroup_path(name, "c"), what="cgroup")
+
+            def reported(name: str = name) -> bool:
+                state = agent.container_status(name, "c")["state"]
+                return state.get("terminated", {}).get("reason") == "OOMKilled"
+
+            wait_for(reported, interval=0.002, what="OOMKilled", timeout=30)
+            seen = time.clock_gettime(time.CLOCK_MONOTONIC)
+            killed = None
+            while True:
+                try:
+                    record = os.read(kmsg, 8192).decode(errors="replace")
+                except BlockingIOError:
+                    break
+                match = _OOM.match(record)
+                if match and match.group(2) == path:
+                    killed = int(match.group(1)) / 1e6
+            if killed is not None:
+                latencies.append(seen - killed)
+            agent.remove(f"{name}.yaml")
+        wait_for(lambda: not agent.pods(), timeout=60, what="oom pods gone")
+    finally:
+        os.close(kmsg)
+    if latencies:
+        print(f"OOM kill -> API OOMKilled:     p50 {percentile(latencies, .5) * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} kills (goal <= 100 ms)")
+    else:
+        print("OOM kill -> API OOMKilled:     no kernel log records matched (is /dev/kmsg readable?)")
+
+
+def start_many(agent: AgentHarness, count: int) -> None:
+    for index in range(count):
+        agent.write(f"idle-{index}.yaml", SLEEPER % f"idle-{index}")
+    wait_for(lambda: sum(1 for p in agent.pods() if p["status"]["phase"] == "Running") == count, timeout=300,
+             interval=0.5, what=f"{count} pods running")
+
+
+def idle(agent: AgentHarness, seconds: float) -> None:
+    assert agent.process is not None
+    process = psutil.Process(agent.process.pid)
+    before = process.cpu_times()
+    time.sleep(seconds)
+    after = process.cpu_times()
+    used = (after.user + after.system) - (before.user + before.system)
+    rss = process.memory_info().rss
+    conmons = [p for p in psutil.process_iter(["name", "cmdline"])
+               if p.info["name"] == "conmon" and str(agent.state) in " ".join(p.info["cmdline"] or [])]
+    conmon_rss = sum(p.memory_info().rss for p in conmons)
+    print(f"idle with {len(agent.pods())} pods over {seconds:.0f} s: agent CPU {used / seconds * 100:.2f} % of a "
+          f"core, RSS {rss / 2**20:.0f} MB (goals <= 1 %, <= 80 MB); {len(conmons)} conmons, "
+          f"{conmon_rss / 2**20:.0f} MB RSS in all")
+
+
+def get_pods(agent: AgentHarness, runs: int = 10) -> None:
+    times = []
+    command = [str(Path(sys.executable).parent / "nodeagent"), "get", "pods", "--socket", str(agent.socket)]
+    for _ in range(runs):
+        started = time.monotonic()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.monotonic() - started)
+    print(f"`nodeagent get pods` with {len(agent.pods())} pods: median {statistics.median(times) * 1000:.0f} ms, "
+          f"max {max(times) * 1000:.0f} ms (goal <= 150 ms)")
+
+
+def restart(agent: AgentHarness, root: Path) -> None:
+    before = {p["metadata"]["uid"]: p["status"]["containerStatuses"][0]["containerID"] for p in agent.pods()}
+    agent.stop(signal.SIGKILL)
+    address = root / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    listener.settimeout(60)
+    started = time.monotonic()
+    agent.start(env={"NOTIFY_SOCKET": str(address)})
+    while b"READY=1" not in listener.recv(4096):
+        pass
+    ready = time.monotonic() - started
+    listener.close()
+    logged = re.findall(r"ready (\d+) ms after starting", agent.agent_log())
+    after = {p["metadata"]["uid"]: p["status"]["containerStatuses"][0].get("containerID") for p in agent.pods()}
+    adopted = sum(1 for uid, cid in before.items() if after.get(uid) == cid)
+    print(f"restart with {len(before)} pods: READY=1 {ready * 1000:.0f} ms after exec, {logged[-1]} ms of it after "
+          f"Python's start and imports; {adopted}/{len(before)} re-adopted with the same ID (goal <= 1 s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer pods and a shorter idle window")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/agent.py needs root (real cgroups and processes)")
+    with tempfile.TemporaryDirectory(prefix="nodeagent-bench-") as directory:
+        root = Path(directory)
+        agent = AgentHarness(root)
+        agent.configure({"nodeagent": {"logLevel": "INFO"}, "fileCheckFrequency": "20s", "maxPods": 250})
+        stamps = root / "stamps"
+        stamps.mkdir()
+        try:
+            agent.start()
+            manifest_to_running(agent, stamps, 20)
+            oom_to_reported(agent, 3 if args.quick else 10)
+            many = 40 if args.quick else 200
+            start_many(agent, many)
+            idle(agent, 10 if args.quick else 60)
+            get_pods(agent)
+            for index in range(100, many):
+                agent.remove(f"idle-{index}.yaml")
+            wait_for(lambda: len(agent.pods()) == min(100, many), timeout=120, interval=0.5, what="100 pods")
+            restart(agent, root)
+        finally:
+            agent.clean_up()
+
+
+if __name__ == "__main__":
+    main()

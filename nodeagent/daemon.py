@@ -1,0 +1,74 @@
+"""`nodeagent run` behind the CLI: logging for the journal, the checks, then the agent until a signal.
+
+Errors that stop the start are logged at error priority (so `journalctl -p err -u nodeagent` shows
+them) and end the process with exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import ClassVar
+
+from nodeagent.agent.app import Agent, StartError, preflight, require_root
+from nodeagent.config import load_config
+from nodeagent.errors import NodeAgentError
+
+log = logging.getLogger("nodeagent")
+
+
+class JournalFormatter(logging.Formatter):
+    """One line per record; with `<N>` syslog priority prefixes when stderr goes to the journal."""
+
+    PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2,
+    }
+
+    def __init__(self, journal: bool) -> None:
+        super().__init__("%(name)s: %(message)s" if journal else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record).replace("\n", " | ")
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{line}" if self.journal else line
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiohttp.access", "watchdog", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+def run_daemon(config_path: str | None) -> int:
+    """The exit code: 0 after a clean stop, 1 when the agent could not start or failed."""
+    setup_logging("INFO")
+    try:
+        require_root()
+        config, warnings = load_config(config_path)
+        setup_logging(config.nodeagent.log_level)
+        for warning in warnings:
+            log.warning("configuration %s: %s", config_path or "<defaults>", warning)
+        preflight(config)
+        asyncio.run(_main(Agent(config, config_path)))
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
+    except NodeAgentError as exc:
+        log.error("nodeagent stopped: %s", exc)
+        return 1
+    return 0
+
+
+async def _main(agent: Agent) -> None:
+    if sys.version_info < (3, 12):
+        # 3.11 waits for each child in a thread of its own; a pidfd is cheaper (3.12 does this itself).
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+    await agent.run()
