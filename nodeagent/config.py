@@ -67,6 +67,14 @@ class MemorySwapConfig(_ConfigModel):
         return value
 
 
+class URLTLSConfig(_ConfigModel):
+    """How to trust (and authenticate to) the staticPodURL server; unset: the system's CA store."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class NodeAgentConfig(_ConfigModel):
     """Fields the kubelet does not have."""
 
@@ -77,6 +85,8 @@ class NodeAgentConfig(_ConfigModel):
     socket_group: str | None = None
     log_level: str = "INFO"
     metrics_bind_address: str | None = None  # "127.0.0.1:10255": /metrics and /healthz over TCP too
+    static_pod_url_tls: URLTLSConfig = Field(default=URLTLSConfig(), alias="staticPodURLTLS")
+    static_pod_url_empty_means_none: bool = Field(default=True, alias="staticPodURLEmptyMeansNone")
 
     @field_validator("runtime")
     @classmethod
@@ -125,6 +135,13 @@ class KubeletConfig(_ConfigModel):
     def _known_driver(cls, value: str | None) -> str | None:
         if value is not None and value not in ("cgroupfs", "systemd"):
             raise ValueError(f'Unsupported value: "{value}": supported values: "cgroupfs", "systemd"')
+        return value
+
+    @field_validator("static_pod_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("Invalid value: must be an http:// or https:// URL")
         return value
 
     @field_validator("cgroup_root")

@@ -6,6 +6,7 @@
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
     GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
+    GET /nodeagent/v1/sources                              the sources, and the URL's last fetch
     GET /healthz, /metrics (Prometheus; also on a TCP address when nodeagent.metricsBindAddress is set)
 
 The socket is 0600, or 0660 for a configured group.
@@ -19,6 +20,7 @@ import grp
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -48,14 +50,15 @@ def status_error(code: int, reason: str, message: str) -> web.Response:
 
 
 class StatusServer:
-    def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, metrics: AgentMetrics, *,
-                 node_name: str,
+    def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, metrics: AgentMetrics,
+                 sources: Callable[[], dict[str, object]], *, node_name: str,
                  logs_dir: str, socket_path: str, socket_group: str | None,
                  metrics_address: str | None = None) -> None:
         self.pods = pods
         self.events = events
         self.cgroups = cgroups
         self.metrics = metrics
+        self.sources = sources
         self.node_name = node_name
         self.logs_dir = logs_dir
         self.socket_path = socket_path
@@ -75,6 +78,7 @@ class StatusServer:
         app.router.add_get("/api/v1/events", self.list_events)
         app.router.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
         app.router.add_get("/nodeagent/v1/namespaces/{namespace}/pods/{name}/cgroups", self.pod_cgroups)
+        app.router.add_get("/nodeagent/v1/sources", self.source_status)
         return app
 
     async def start(self) -> None:
@@ -112,6 +116,9 @@ class StatusServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def source_status(self, request: web.Request) -> web.Response:
+        return _json(self.sources())
 
     async def prometheus(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -42,7 +42,8 @@ from nodeagent.runtime.process import ProcessRuntime
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
 from nodeagent.sources.files import FileSource, ManifestFile
-from nodeagent.sources.merge import SourceProblem, merge_files
+from nodeagent.sources.http import HttpSettings, HttpSource
+from nodeagent.sources.merge import Desired, SourceProblem, merge_files, merge_sources
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,10 @@ class Agent:
         self._stop = asyncio.Event()
         self._first_sync = asyncio.Event()
         self._reload = asyncio.Event()
+        self._file_desired: Desired | None = None
+        self._http_pods: list[StaticPod] | None = None  # None: the URL has not answered yet
+        self._http_attempted = False
+        self.http_source: HttpSource | None = None
         self._status_scheduled = False
 
     def _changed(self) -> None:
@@ -158,7 +163,8 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        server = StatusServer(self.pods, self.events, self.cgroups, self.metrics, node_name=self.node_name,
+        server = StatusServer(self.pods, self.events, self.cgroups, self.metrics, self.sources_status,
+                              node_name=self.node_name,
                               logs_dir=self.config.pod_logs_path, socket_path=self.config.nodeagent.socket,
                               socket_group=self.config.nodeagent.socket_group,
                               metrics_address=self.config.nodeagent.metrics_bind_address)
@@ -199,22 +205,50 @@ class Agent:
                 loop.remove_signal_handler(signum)
 
     async def _run_sources(self) -> None:
-        """The file source, started again with the new settings after each reload."""
+        """The file source and the URL source, started again with the new settings after each reload."""
         while True:
-            source = FileSource(self.config.static_pod_path, node_name=self.node_name,
-                                frequency_seconds=self.config.file_check_frequency / 1e9)
-            reading = asyncio.create_task(source.run(self._on_files), name="file source")
+            files = FileSource(self.config.static_pod_path, node_name=self.node_name,
+                               frequency_seconds=self.config.file_check_frequency / 1e9)
+            readers = {asyncio.create_task(files.run(self._on_files), name="file source")}
+            self.http_source = self._make_http_source()
+            if self.http_source is not None:
+                readers.add(asyncio.create_task(self.http_source.run(self._on_http), name="url source"))
+            else:
+                self._http_pods = []
             reload = asyncio.create_task(self._reload.wait())
             try:
-                done, _ = await asyncio.wait({reading, reload}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({*readers, reload}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (reading, reload):
+                for task in (*readers, reload):
                     task.cancel()
-                await asyncio.gather(reading, reload, return_exceptions=True)
-            if reading in done:
-                reading.result()
+                await asyncio.gather(*readers, reload, return_exceptions=True)
+            for task in readers & done:
+                task.result()
             self._reload.clear()
             self.apply_reload()
+
+    def _make_http_source(self) -> HttpSource | None:
+        url = self.config.static_pod_url
+        if not url:
+            return None
+        tls = self.config.nodeagent.static_pod_url_tls
+        settings = HttpSettings(
+            url=url, headers=self.config.static_pod_url_header or {},
+            frequency_seconds=self.config.http_check_frequency / 1e9, ca_file=tls.ca_file, cert_file=tls.cert_file,
+            key_file=tls.key_file, empty_means_none=self.config.nodeagent.static_pod_url_empty_means_none)
+        return HttpSource(settings, node_name=self.node_name, on_event=self._url_event)
+
+    def _url_event(self, kind: str, reason: str, message: str) -> None:
+        self.events.record(ObjectRef("Node", self.node_name), kind, reason, message)
+
+    async def _on_http(self, pods: list[StaticPod] | None) -> None:
+        """After every fetch: the new set of http pods, or None (unchanged, or the fetch failed)."""
+        first = not self._http_attempted
+        self._http_attempted = True
+        if pods is not None:
+            self._http_pods = pods
+        if pods is not None or first:
+            await self._sync()
 
     def apply_reload(self) -> None:
         """SIGHUP: read the configuration again; what can change live does, the rest waits for a restart."""
@@ -228,19 +262,27 @@ class Agent:
         for warning in warnings:
             log.warning("configuration %s: %s", self.config_path, warning)
         logging.getLogger().setLevel(config.nodeagent.log_level.upper())
-        live = {"staticPodPath", "fileCheckFrequency", "nodeagent"}
+        live = {"staticPodPath", "fileCheckFrequency", "staticPodURL", "staticPodURLHeader", "httpCheckFrequency",
+                "nodeagent"}
         before = self.config.model_dump(by_alias=True)
         after = config.model_dump(by_alias=True)
         for key in sorted(set(before) | set(after)):
             if key not in live and before.get(key) != after.get(key):
                 log.warning("reload: %s changed; it takes effect when the agent restarts", key)
         for key in sorted(set(before["nodeagent"]) | set(after["nodeagent"])):
-            if key != "logLevel" and before["nodeagent"].get(key) != after["nodeagent"].get(key):
+            live_keys = ("logLevel", "staticPodURLTLS", "staticPodURLEmptyMeansNone")
+            if key not in live_keys and before["nodeagent"].get(key) != after["nodeagent"].get(key):
                 log.warning("reload: nodeagent.%s changed; it takes effect when the agent restarts", key)
+        live_agent = {"log_level", "static_pod_url_tls", "static_pod_url_empty_means_none"}
         self.config = self.config.model_copy(update={
             "static_pod_path": config.static_pod_path, "file_check_frequency": config.file_check_frequency,
-            "nodeagent": self.config.nodeagent.model_copy(update={"log_level": config.nodeagent.log_level}),
+            "static_pod_url": config.static_pod_url, "static_pod_url_header": config.static_pod_url_header,
+            "http_check_frequency": config.http_check_frequency,
+            "nodeagent": self.config.nodeagent.model_copy(
+                update={name: getattr(config.nodeagent, name) for name in live_agent}),
         })
+        if not config.static_pod_url:
+            self._http_pods = []  # the URL is gone from the configuration: so are its pods
         log.info("configuration reloaded: manifests in %s, re-read every %.0fs", self.config.static_pod_path,
                  self.config.file_check_frequency / 1e9)
         self.notifier.reloaded(self.status_line())
@@ -254,11 +296,27 @@ class Agent:
             await asyncio.sleep(self.notifier.watchdog_seconds / 2)
 
     async def _on_files(self, files: list[ManifestFile]) -> None:
-        desired = merge_files(files, self._last_good)
-        self._last_good = desired.last_good
+        self._file_desired = merge_files(files, self._last_good)
+        self._last_good = self._file_desired.last_good
+        await self._sync()
+
+    async def _sync(self) -> None:
+        """Both sources' pods to the pod manager. Until the URL source has answered once, the http pods
+        restored from the state directory stand for its set, so an unreachable URL at boot stops nothing."""
+        if self._file_desired is None:
+            return
+        desired = merge_sources(self._file_desired, self._http_pods if self._http_pods is not None
+                                else [w.pod for w in self.pods.pods() if w.pod.source == "http"])
         self._report(desired.problems)
         await self.pods.sync(desired.pods)
-        self._first_sync.set()
+        if self.http_source is None or self._http_attempted:
+            self._first_sync.set()  # READY waits for one answer (or failure) of the URL too
+
+    def sources_status(self) -> dict[str, object]:
+        status: dict[str, object] = {"file": {"path": self.config.static_pod_path}}
+        if self.http_source is not None:
+            status["http"] = self.http_source.status.to_json()
+        return status
 
     def _report(self, problems: list[SourceProblem]) -> None:
         """An event for each problem when it appears, not again at every re-read."""

@@ -16,6 +16,7 @@ from typing import Any
 CONFIG_HASH = "kubernetes.io/config.hash"
 CONFIG_SOURCE = "kubernetes.io/config.source"
 CONFIG_SEEN = "kubernetes.io/config.seen"
+CONFIG_ORIGIN = "nodeagent/config.origin"  # the file, or the URL without its secrets
 DEFAULT_NAMESPACE = "default"
 
 def config_hash(raw: dict[str, Any], *, node_name: str, source: str, origin: str) -> str:

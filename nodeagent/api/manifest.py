@@ -19,6 +19,7 @@ from nodeagent.api.decode import DecodeError, RawPod, decode_manifest
 from nodeagent.api.fielderrors import duplicate, from_validation_error, invalid
 from nodeagent.api.identity import (
     CONFIG_HASH,
+    CONFIG_ORIGIN,
     CONFIG_SOURCE,
     DEFAULT_NAMESPACE,
     config_hash,
@@ -169,7 +170,7 @@ def make_static(pod: Pod, raw: RawPod, *, origin: str, source: SourceKind, node_
     """Name the pod for this node and give it the kubelet's UID and config annotations."""
     digest = config_hash(raw.data, node_name=node_name, source=source, origin=origin)
     meta = pod.metadata
-    annotations = {**(meta.annotations or {}), CONFIG_HASH: digest, CONFIG_SOURCE: source}
+    annotations = {**(meta.annotations or {}), CONFIG_HASH: digest, CONFIG_SOURCE: source, CONFIG_ORIGIN: origin}
     named = pod.model_copy(
         update={
             "metadata": meta.model_copy(

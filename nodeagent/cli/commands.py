@@ -144,7 +144,7 @@ def describe_pod_command(name: str, socket_option: str | None) -> None:
     meta = pod["metadata"]
     events = [e for e in agent.events() if e.get("involvedObject", {}).get("uid") == meta.get("uid")]
     cgroups = agent.get(pod_url(meta["namespace"], meta["name"]).replace("/api/v1/", "/nodeagent/v1/") + "/cgroups")
-    click.echo(describe_pod(pod, events, cgroups, now()))
+    click.echo(describe_pod(pod, events, cgroups, now(), agent.get("/nodeagent/v1/sources")))
 
 
 @click.command()

@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 
 from nodeagent.cli.output import table
-from nodeagent.printing import event_age, parse_time, pod_status_word
+from nodeagent.printing import event_age, human_duration, parse_time, pod_status_word
 
 
 def _when(value: str | None) -> str:
@@ -25,7 +25,7 @@ def _mapping(title: str, values: dict[str, str] | None, separator: str) -> list[
 
 
 def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]], cgroups: dict[str, Any] | None,
-                 now: dt.datetime) -> str:
+                 now: dt.datetime, sources: dict[str, Any] | None = None) -> str:
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {})
     host_ip = status.get("hostIP", "")
     lines = [
@@ -38,6 +38,7 @@ def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]], cgroups: dic
     lines.append(f"{'Node:':<18}{spec.get('nodeName')}/{host_ip}")
     if status.get("startTime"):
         lines.append(f"{'Start Time:':<18}{_when(status.get('startTime'))}")
+    lines += _source(meta.get("annotations", {}), sources or {}, now)
     lines += _mapping("Labels:", meta.get("labels"), "=")
     lines += _mapping("Annotations:", meta.get("annotations"), ": ")
     lines.append(f"{'Status:':<18}{pod_status_word(pod) if meta.get('deletionTimestamp') else status.get('phase')}")
@@ -72,6 +73,18 @@ def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]], cgroups: dic
         lines += _files(pod_cgroup, "  ")
     lines += _events(events, now)
     return "\n".join(lines)
+
+
+def _source(annotations: dict[str, str], sources: dict[str, Any], now: dt.datetime) -> list[str]:
+    """Where the pod comes from; for the URL, the last fetch and its result."""
+    kind = annotations.get("kubernetes.io/config.source", "")
+    line = f"{'Source:':<18}{kind} {annotations.get('nodeagent/config.origin', '')}".rstrip()
+    http = sources.get("http")
+    if kind == "http" and http:
+        fetched = parse_time(http.get("lastFetch"))
+        when = f"{human_duration((now - fetched).total_seconds())} ago" if fetched else "never"
+        line += f" (last fetched {when}: {http.get('lastResult')})"
+    return [line]
 
 
 def _container(container: dict[str, Any], status: dict[str, Any], cgroup: dict[str, Any] | None) -> list[str]:

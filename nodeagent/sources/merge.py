@@ -56,3 +56,19 @@ def merge_files(files: list[ManifestFile], last_good: dict[str, list[StaticPod]]
                 continue
             chosen[pod.key] = pod
     return Desired(list(chosen.values()), problems, good)
+
+
+def merge_sources(files: Desired, http: list[StaticPod]) -> Desired:
+    """File pods and http pods side by side; a name defined by both runs the file's pod."""
+    chosen = {pod.key: pod for pod in files.pods}
+    problems = list(files.problems)
+    for pod in http:
+        first = chosen.get(pod.key)
+        if first is not None:
+            problems.append(SourceProblem(
+                "DuplicateManifest",
+                f"pod {pod.key} is defined in {first.origin} and at {pod.origin}: running the one from "
+                f"{first.origin} (files win), ignoring {pod.origin}", first))
+            continue
+        chosen[pod.key] = pod
+    return Desired(list(chosen.values()), problems, files.last_good)

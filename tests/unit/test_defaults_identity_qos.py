@@ -2,7 +2,7 @@
 
 import pytest
 
-from nodeagent.api.identity import CONFIG_HASH, CONFIG_SOURCE
+from nodeagent.api.identity import CONFIG_HASH, CONFIG_ORIGIN, CONFIG_SOURCE
 from nodeagent.api.resources import QOSClass
 from tests.conftest import example, load_pod
 
@@ -52,7 +52,8 @@ def test_static_identity() -> None:
     assert static.pod.metadata.labels == {"role": "myrole"}
     assert static.pod.spec.node_name == "My-Node1"
     assert len(static.uid) == 32 and int(static.uid, 16) >= 0
-    assert static.pod.metadata.annotations == {CONFIG_HASH: static.uid, CONFIG_SOURCE: "file"}
+    assert static.pod.metadata.annotations == {CONFIG_HASH: static.uid, CONFIG_SOURCE: "file",
+                                               CONFIG_ORIGIN: "/m/pod.yaml"}
 
 
 def test_uid_is_deterministic_and_depends_on_content_node_and_source() -> None:

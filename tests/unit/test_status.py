@@ -233,7 +233,8 @@ def test_pod_json_guaranteed_running() -> None:
     assert out["kind"] == "Pod"
     assert out["metadata"] == {
         "name": "qos-demo-node1", "namespace": "qos-example", "uid": pod.uid,
-        "annotations": {"kubernetes.io/config.hash": pod.config_hash, "kubernetes.io/config.source": "file"},
+        "annotations": {"kubernetes.io/config.hash": pod.config_hash, "kubernetes.io/config.source": "file",
+                        "nodeagent/config.origin": "/m/pod.yaml"},
         "creationTimestamp": "2024-05-01T12:00:00Z",
     }
     status = out["status"]
