@@ -31,6 +31,7 @@ class CgroupPlan:
     files: dict[str, str] = field(default_factory=dict)
     container: str | None = None
     oom_score_adj: int | None = None
+    resources: ResourceConfig = field(default_factory=ResourceConfig)  # the same values, for OCI runtimes
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"level": self.level}
@@ -73,8 +74,9 @@ def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> Resource
     parent = paths.node_name(settings)
     if per_pod:
         name = paths.pod_name(pod.uid, pod.qos, settings)
+        pod_config = pod_resources(pod, settings)
         pod_plan = CgroupPlan("pod", paths.spell(name, settings.cgroup_driver),
-                              render(pod_resources(pod, settings), settings.cgroup_version))
+                              render(pod_config, settings.cgroup_version), resources=pod_config)
         parent = name
     containers = []
     for container in pod.pod.all_containers():
@@ -86,6 +88,7 @@ def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> Resource
             render(config, settings.cgroup_version),
             container=container.name,
             oom_score_adj=oom_score_adj(pod, container, node),
+            resources=config,
         ))
     return ResourcePlan(name=pod.name, namespace=pod.namespace, uid=pod.uid, qos=pod.qos,
                         cgroup_version=settings.cgroup_version, cgroup_driver=settings.cgroup_driver,

@@ -25,23 +25,21 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
-from nodeagent.cgroups.oom import OOMWatch
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
 from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, RunningContainer
+from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RELEASE_TIMEOUT_SECONDS = 5.0
-OOM_RECHECKS = 50
 PREFIX = "process://"
 
 # The OCI runtime face conmon talks to. Only `create` is needed: the agent starts, signals and removes.
@@ -86,10 +84,6 @@ exec "$@"
 """
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class ProcessRuntime:
     name = "process"
     host_mount_points = True  # volumes are bind-mounted over paths of the host's own tree
@@ -124,7 +118,7 @@ class ProcessRuntime:
         except RuntimeStartError:
             conmon.remove(self.layout, oci_id)
             raise
-        container = ProcessContainer(self, spec, monitored, now())
+        container = self._container(spec, monitored, now())
         try:
             self.cgroups.attach(spec.cgroup.path, monitored.container.pid)
             self._set_oom_score_adj(monitored.container.pid, spec.oom_score_adj)
@@ -149,15 +143,20 @@ class ProcessRuntime:
         monitored = conmon.Monitored(saved["ociId"], ProcessIdentity.from_json(saved["conmon"]),
                                      ProcessIdentity.from_json(saved["container"]))
         started_at = dt.datetime.fromisoformat(saved["startedAt"])
-        container = ProcessContainer(self, spec, monitored, started_at)
+        container = self._container(spec, monitored, started_at)
         if monitored.conmon.alive():
             container.watch()
             return container
         return await container.wait()
 
+    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
+                   started_at: dt.datetime) -> MonitoredContainer:
+        return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,
+                                  kernel_log=self.kernel_log, prefix=PREFIX)
+
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """A command in the container's cgroup, mount namespace, user, working directory and environment."""
-        assert isinstance(running, ProcessContainer)
+        assert isinstance(running, MonitoredContainer)
         spec = running.spec
         user = []
         if spec.run_as_user is not None:
@@ -255,105 +254,3 @@ def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:
     assignments = " ".join(shlex.quote(f"{key}={value}") for key, value in env.items())
     command = " ".join(shlex.quote(part) for part in argv)
     return f"read -r go < {start} || exit 125\nexec env -i {assignments} {command}\n"
-
-
-class ProcessContainer:
-    """A container under conmon: its exit through conmon's pidfd and exit file, its OOM kills."""
-
-    def __init__(self, runtime: ProcessRuntime, spec: ContainerSpec, monitored: conmon.Monitored,
-                 started_at: dt.datetime) -> None:
-        self.runtime = runtime
-        self.spec = spec
-        self.monitored = monitored
-        self.container_id = PREFIX + monitored.container_id
-        self.pid = monitored.container.pid
-        self.started_at = started_at
-        self._loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
-        self._oom_watch: OOMWatch | None = None
-        self._pidfd: int | None = None
-
-    def saved(self) -> dict[str, Any]:
-        """What the agent stores to take this container back after a restart."""
-        return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
-                "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
-
-    def watch(self) -> None:
-        self._pidfd = self.monitored.conmon.pidfd()
-        if self._pidfd is None:
-            self._exited.set_result(now())
-        else:
-            self._loop.add_reader(self._pidfd, self._conmon_exited)
-        try:
-            self._oom_watch = self.runtime.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
-        except NodeAgentError as exc:
-            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
-
-    def _conmon_exited(self) -> None:
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        if not self._exited.done():
-            self._exited.set_result(now())
-
-    def _on_oom_event(self, rechecks: int = OOM_RECHECKS) -> None:
-        """v1 signals the OOM before the kill lands in the counter: look again for a few ms."""
-        if self._exited.done():
-            return
-        try:
-            killed = self.runtime.cgroups.oom_kills(self.spec.cgroup.path) > 0
-        except NodeAgentError:
-            return  # the cgroup is going away
-        if not killed:
-            if rechecks > 0:
-                self._loop.call_later(0.002, self._on_oom_event, rechecks - 1)
-            return
-        if self.runtime.cgroups.version == 1:
-            log.info("container=%s pod=%s/%s: OOM kill in its cgroup, killing the rest of it (oom.group)",
-                     self.spec.name, self.spec.pod_namespace, self.spec.pod_name)
-            self.kill()
-
-    async def wait(self) -> ContainerExit:
-        if self._pidfd is None and not self._exited.done():
-            self._exited.set_result(now())  # never watched: conmon is gone already
-        detected = await asyncio.shield(self._exited)
-        layout = self.runtime.layout
-        code = conmon.read_exit_code(layout, self.monitored.container_id)
-        finished_at = _mtime(layout.exit_file(self.monitored.container_id)) or detected
-        self.kill()  # the container is its main process: what it leaves behind goes with it
-        if self._oom_watch is not None:
-            self._oom_watch.close()
-            self._oom_watch = None
-        cgroups = self.runtime.cgroups
-        try:
-            oom_killed = cgroups.exists(self.spec.cgroup.path) and cgroups.oom_kills(self.spec.cgroup.path) > 0
-        except NodeAgentError:
-            oom_killed = False
-        victim = None
-        if oom_killed and self.runtime.kernel_log is not None:
-            found = self.runtime.kernel_log.victim_in(self.spec.cgroup.path)
-            victim = found.describe() if found else None
-        conmon.remove(layout, self.monitored.container_id)
-        if code is None:  # conmon itself was killed: nothing knows how the container ended
-            return ContainerExit(exit_code=137, finished_at=finished_at, oom_killed=oom_killed, unknown=True)
-        return ContainerExit(exit_code=code, finished_at=finished_at, oom_killed=oom_killed, oom_victim=victim)
-
-    def signal(self, signum: int) -> None:
-        if not self._exited.done() and self.monitored.container.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        try:
-            self.runtime.cgroups.kill(self.spec.cgroup.path)
-        except NodeAgentError as exc:
-            log.debug("container=%s: killing its cgroup: %s", self.spec.name, exc)
-
-
-def _mtime(path: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromtimestamp(os.stat(path).st_mtime, dt.UTC)
-    except FileNotFoundError:
-        return None

@@ -1,0 +1,141 @@
+"""A container under conmon, whatever runtime created it: its end, its exit code, its OOM kills.
+
+conmon's pid is watched through a pidfd; when conmon exits, the container has ended and its exit
+code is in conmon's exit file (with the file's time as the finish time). The container's cgroup
+counters say whether the kernel OOM-killed it; the kernel log says whom. On cgroup v1, which has no
+memory.oom.group, an OOM kill of one process brings the agent to kill the rest of the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nodeagent.cgroups.driver import CgroupDriver
+from nodeagent.cgroups.kmsg import KernelLog
+from nodeagent.cgroups.oom import OOMWatch
+from nodeagent.errors import NodeAgentError
+from nodeagent.runtime import conmon
+from nodeagent.runtime.base import ContainerExit, ContainerSpec
+
+log = logging.getLogger(__name__)
+
+OOM_RECHECKS = 50
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class MonitoredContainer:
+    """A container under conmon: its exit through conmon's pidfd and exit file, its OOM kills."""
+
+    def __init__(self, spec: ContainerSpec, monitored: conmon.Monitored, started_at: dt.datetime, *,
+                 cgroups: CgroupDriver, layout: conmon.ConmonLayout, kernel_log: KernelLog | None, prefix: str,
+                 on_exit: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.cgroups = cgroups
+        self.layout = layout
+        self.kernel_log = kernel_log
+        self.on_exit = on_exit  # the runtime's own clean-up once the container has ended
+        self.spec = spec
+        self.monitored = monitored
+        self.container_id = prefix + monitored.container_id
+        self.pid = monitored.container.pid
+        self.started_at = started_at
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
+        self._oom_watch: OOMWatch | None = None
+        self._pidfd: int | None = None
+
+    def saved(self) -> dict[str, Any]:
+        """What the agent stores to take this container back after a restart."""
+        return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
+                "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
+
+    def watch(self) -> None:
+        self._pidfd = self.monitored.conmon.pidfd()
+        if self._pidfd is None:
+            self._exited.set_result(now())
+        else:
+            self._loop.add_reader(self._pidfd, self._conmon_exited)
+        try:
+            self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
+        except NodeAgentError as exc:
+            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
+
+    def _conmon_exited(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        if not self._exited.done():
+            self._exited.set_result(now())
+
+    def _on_oom_event(self, rechecks: int = OOM_RECHECKS) -> None:
+        """v1 signals the OOM before the kill lands in the counter: look again for a few ms."""
+        if self._exited.done():
+            return
+        try:
+            killed = self.cgroups.oom_kills(self.spec.cgroup.path) > 0
+        except NodeAgentError:
+            return  # the cgroup is going away
+        if not killed:
+            if rechecks > 0:
+                self._loop.call_later(0.002, self._on_oom_event, rechecks - 1)
+            return
+        if self.cgroups.version == 1:
+            log.info("container=%s pod=%s/%s: OOM kill in its cgroup, killing the rest of it (oom.group)",
+                     self.spec.name, self.spec.pod_namespace, self.spec.pod_name)
+            self.kill()
+
+    async def wait(self) -> ContainerExit:
+        if self._pidfd is None and not self._exited.done():
+            self._exited.set_result(now())  # never watched: conmon is gone already
+        detected = await asyncio.shield(self._exited)
+        layout = self.layout
+        code = conmon.read_exit_code(layout, self.monitored.container_id)
+        finished_at = _mtime(layout.exit_file(self.monitored.container_id)) or detected
+        self.kill()  # the container is its main process: what it leaves behind goes with it
+        if self._oom_watch is not None:
+            self._oom_watch.close()
+            self._oom_watch = None
+        cgroups = self.cgroups
+        try:
+            oom_killed = cgroups.exists(self.spec.cgroup.path) and cgroups.oom_kills(self.spec.cgroup.path) > 0
+        except NodeAgentError:
+            oom_killed = False
+        victim = None
+        if oom_killed and self.kernel_log is not None:
+            found = self.kernel_log.victim_in(self.spec.cgroup.path)
+            victim = found.describe() if found else None
+        if self.on_exit is not None:
+            await self.on_exit()
+        conmon.remove(layout, self.monitored.container_id)
+        if code is None:  # conmon itself was killed: nothing knows how the container ended
+            return ContainerExit(exit_code=137, finished_at=finished_at, oom_killed=oom_killed, unknown=True)
+        return ContainerExit(exit_code=code, finished_at=finished_at, oom_killed=oom_killed, oom_victim=victim)
+
+    def signal(self, signum: int) -> None:
+        if not self._exited.done() and self.monitored.container.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        try:
+            self.cgroups.kill(self.spec.cgroup.path)
+        except NodeAgentError as exc:
+            log.debug("container=%s: killing its cgroup: %s", self.spec.name, exc)
+
+
+def _mtime(path: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(os.stat(path).st_mtime, dt.UTC)
+    except FileNotFoundError:
+        return None
