@@ -75,6 +75,13 @@ class URLTLSConfig(_ConfigModel):
     key_file: str | None = None
 
 
+class NetworkConfig(_ConfigModel):
+    """Pod networking for the process and runc runtimes (with cri, the runtime's CNI does it)."""
+
+    bridge: str = "nodeagent0"
+    pod_cidr: str = Field(default="10.88.0.0/16", alias="podCIDR")
+
+
 class NodeAgentConfig(_ConfigModel):
     """Fields the kubelet does not have."""
 
@@ -87,6 +94,11 @@ class NodeAgentConfig(_ConfigModel):
     metrics_bind_address: str | None = None  # "127.0.0.1:10255": /metrics and /healthz over TCP too
     static_pod_url_tls: URLTLSConfig = Field(default=URLTLSConfig(), alias="staticPodURLTLS")
     static_pod_url_empty_means_none: bool = Field(default=True, alias="staticPodURLEmptyMeansNone")
+    runc_path: str = "runc"  # or crun
+    registry_auth_file: str | None = None  # a docker config.json (the regcred format)
+    insecure_registries: list[str] = []  # host[:port] reached over plain http
+    systemd_bus_address: str | None = None  # default: the system bus
+    network: NetworkConfig = NetworkConfig()
 
     @field_validator("runtime")
     @classmethod

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from nodeagent.cgroups.detect import CgroupLayout, choose_driver, detect_layout
+from nodeagent.cgroups.detect import CgroupLayout, choose_driver, detect_layout, systemd_is_init
 from nodeagent.cli.client import AgentClient, ApiError
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import AgentUnavailableError, ConfigError
@@ -101,10 +101,10 @@ def check_swap_accounting(memory_root: str) -> Check:
                  "boot with swapaccount=1 on the kernel command line")
 
 
-def check_driver(driver: str, why: str) -> Check:
-    if driver == "systemd":
-        return Check("cgroup driver", "fail", f"systemd ({why}): this version of nodeagent has only the "
-                     "cgroupfs driver", "set cgroupDriver: cgroupfs")
+def check_driver(driver: str, why: str, *, systemd_reachable: bool) -> Check:
+    if driver == "systemd" and not systemd_reachable:
+        return Check("cgroup driver", "fail", f"systemd ({why}), but systemd is not PID 1 here",
+                     "set cgroupDriver: cgroupfs (or nodeagent.systemdBusAddress)")
     return Check("cgroup driver", "ok", f"{driver} ({why})")
 
 
@@ -239,7 +239,7 @@ def run_checks(config: KubeletConfig) -> list[Check]:
     driver, why = choose_driver(config.cgroup_driver)
     return [
         *checks,
-        check_driver(driver, why),
+        check_driver(driver, why, systemd_reachable=systemd_is_init() or bool(config.nodeagent.systemd_bus_address)),
         check_swap(PROC_SWAPS, fail_swap_on=config.fail_swap_on, swap_behavior=config.swap_behavior().value),
         check_manifests(config.static_pod_path),
         check_runtime(config.nodeagent.runtime, search_path=None),

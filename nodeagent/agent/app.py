@@ -27,11 +27,12 @@ from nodeagent.agent.records import State
 from nodeagent.agent.store import PodStore
 from nodeagent.agent.worker import NodeServices
 from nodeagent.api.manifest import StaticPod
-from nodeagent.cgroups.detect import choose_driver, detect_layout
+from nodeagent.cgroups.detect import choose_driver, detect_layout, systemd_is_init
 from nodeagent.cgroups.driver import CgroupDriver, CgroupfsDriver
 from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cgroups.kmsg import KernelLog
+from nodeagent.cgroups.systemd import SystemdDriver
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import ConfigError, NodeAgentError
 from nodeagent.metrics import AgentMetrics
@@ -68,15 +69,21 @@ def preflight(config: KubeletConfig) -> None:
 
 def make_cgroup_driver(config: KubeletConfig) -> CgroupDriver:
     driver, why = choose_driver(config.cgroup_driver)
-    if driver == "systemd":
-        raise StartError(f"cgroupDriver systemd ({why}) is not available in this version of nodeagent: "
-                         "set cgroupDriver: cgroupfs")
     layout = detect_layout()
     log.info("cgroups: %s, driver %s (%s)", layout.name, driver, why)
+    hierarchy: V1Hierarchy | V2Hierarchy
     if layout.version == 2:
         assert layout.v2_mount is not None
-        return CgroupfsDriver(V2Hierarchy(layout.v2_mount))
-    return CgroupfsDriver(V1Hierarchy(layout.v1_mounts))
+        hierarchy = V2Hierarchy(layout.v2_mount)
+    else:
+        hierarchy = V1Hierarchy(layout.v1_mounts)
+    if driver == "cgroupfs":
+        return CgroupfsDriver(hierarchy)
+    bus = config.nodeagent.systemd_bus_address
+    if bus is None and not systemd_is_init():
+        raise StartError(f"cgroupDriver systemd ({why}) needs systemd as PID 1, and it is not: set cgroupDriver: "
+                         "cgroupfs (or nodeagent.systemdBusAddress to reach a systemd elsewhere)")
+    return SystemdDriver(hierarchy, bus_address=bus)
 
 
 def make_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: KernelLog) -> Runtime:

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGracePeriodInSeconds)
 SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
+PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
 
 
 class PodMetrics(Protocol):
@@ -97,6 +98,7 @@ class PodWorker:
         self.volumes: volumes.PodVolumes | None = None
         self.running: dict[str, RunningContainer] = {}
         self.backoff: dict[str, backoff.Backoff] = {}
+        self.pull_backoff: dict[str, backoff.Backoff] = {}
         self.finished_monotonic: dict[str, float] = {}
         self.adoptable: dict[str, dict[str, Any]] = {}  # saved running containers, from before a restart
         self.rejection: Rejection | None = None  # not admitted (yet): why
@@ -252,17 +254,38 @@ class PodWorker:
             try:
                 running = await self._start(container)
             except RuntimeStartError as exc:
-                # Nothing ran, so no crash loop: the kubelet keeps the reason and retries its sync later.
-                self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
-                self.services.events.record(self.object_ref(name), WARNING, "Failed", f"Error: {exc.message}")
-                if await self._sleep_or_stop(START_RETRY_SECONDS):
+                if await self._start_failed(container, exc):
                     return last
                 continue
+            self.pull_backoff.pop(name, None)
             await self._post_start(container, running)
             last = await self._watch(name, running)
             if not should_restart(policy, last.exit_code):
                 return last
         return last
+
+    async def _start_failed(self, container: Container, exc: RuntimeStartError) -> bool:
+        """Nothing ran, so no crash loop. A failed pull backs off as the kubelet's image back-off does
+        (ErrImagePull, then ImagePullBackOff for 10 s doubling to 300 s); any other failure keeps its
+        reason and is retried at the kubelet's sync back-off. True if the pod stopped meanwhile."""
+        name = container.name or ""
+        ref = self.object_ref(name)
+        events = self.services.events
+        if exc.reason != "ErrImagePull":
+            self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
+            events.record(ref, WARNING, "Failed", f"Error: {exc.message}")
+            return await self._sleep_or_stop(START_RETRY_SECONDS)
+        now = self.services.clock.monotonic()
+        entry = backoff.next_backoff(self.pull_backoff.get(name), now, now)
+        self.pull_backoff[name] = entry
+        self._update(name, state=State.WAITING, reason="ErrImagePull", message=exc.message)
+        events.record(ref, WARNING, "Failed", f'Failed to pull image "{container.image}": {exc.message}')
+        events.record(ref, WARNING, "Failed", "Error: ErrImagePull")
+        if await self._sleep_or_stop(min(PULL_ERROR_SHOWN_SECONDS, entry.seconds)):
+            return True
+        self._update(name, reason="ImagePullBackOff", message=f'Back-off pulling image "{container.image}"')
+        events.record(ref, NORMAL, "BackOff", f'Back-off pulling image "{container.image}"')
+        return await self._sleep_or_stop(max(entry.seconds - PULL_ERROR_SHOWN_SECONDS, 0))
 
     async def _post_start(self, container: Container, running: RunningContainer) -> None:
         """postStart runs right after the start; if it fails the container is killed, as the kubelet does."""
@@ -394,6 +417,12 @@ class PodWorker:
                                         attempt),
             hostname=self.pod.pod.spec.hostname or self.pod.name,
             monitor_cgroup=self.plan.pod.path if self.plan.pod else None,
+            pull_policy=container.image_pull_policy or "IfNotPresent",
+            privileged=bool(security and security.privileged),
+            read_only_root=bool(security and security.read_only_root_filesystem),
+            capabilities_add=tuple(security.capabilities.add or []) if security and security.capabilities else (),
+            capabilities_drop=tuple(security.capabilities.drop or []) if security and security.capabilities else (),
+            allow_privilege_escalation=security.allow_privilege_escalation if security else None,
         )
 
     async def _terminate_containers(self) -> None:

@@ -41,8 +41,8 @@ class CgroupDriver(Protocol):
     async def remove(self, paths: Sequence[str]) -> None:
         """Kill what is left in each cgroup (and below it) and remove it."""
 
-    def attach(self, path: str, pid: int) -> None:
-        """Move a process into a cgroup (every controller)."""
+    async def attach(self, path: str, pid: int) -> None:
+        """Move a process into a cgroup (every controller); with systemd, into a transient scope."""
 
     def procs(self, path: str) -> list[int]: ...
 
@@ -109,8 +109,8 @@ class CgroupfsDriver:
                 raise CgroupError(f"{path}: cannot be emptied and removed (processes: {self.hierarchy.procs(path)})")
             time.sleep(0.01)
 
-    def attach(self, path: str, pid: int) -> None:
-        self.hierarchy.attach(path, pid)
+    async def attach(self, path: str, pid: int) -> None:
+        await asyncio.to_thread(self.hierarchy.attach, path, pid)
 
     def procs(self, path: str) -> list[int]:
         return self.hierarchy.procs(path)

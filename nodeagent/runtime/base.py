@@ -43,6 +43,15 @@ class ContainerSpec:
     log_path: str
     hostname: str
     monitor_cgroup: str | None = None  # where the container's monitor (conmon) lives: the pod's cgroup
+    pull_policy: str = "IfNotPresent"
+    netns: str | None = None  # the pod's network namespace; None: the node's (hostNetwork)
+    hosts_file: str | None = None  # /etc/hosts content for image-based runtimes
+    resolv_conf: str | None = None
+    privileged: bool = False
+    read_only_root: bool = False
+    capabilities_add: tuple[str, ...] = ()
+    capabilities_drop: tuple[str, ...] = ()
+    allow_privilege_escalation: bool | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

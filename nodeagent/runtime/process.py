@@ -120,7 +120,7 @@ class ProcessRuntime:
             raise
         container = self._container(spec, monitored, now())
         try:
-            self.cgroups.attach(spec.cgroup.path, monitored.container.pid)
+            await self.cgroups.attach(spec.cgroup.path, monitored.container.pid)
             self._set_oom_score_adj(monitored.container.pid, spec.oom_score_adj)
             container.watch()
             await release(bundle)
@@ -133,7 +133,7 @@ class ProcessRuntime:
             # As CRI-O's conmon_cgroup "pod": conmon belongs to the pod, not to the agent's service, so
             # restarting or killing the service never touches it. After the start: off its critical path.
             try:
-                await asyncio.to_thread(self.cgroups.attach, spec.monitor_cgroup, monitored.conmon.pid)
+                await self.cgroups.attach(spec.monitor_cgroup, monitored.conmon.pid)
             except NodeAgentError as exc:
                 log.warning("container=%s: moving its conmon into the pod's cgroup: %s", spec.name, exc)
         return container
@@ -169,7 +169,7 @@ class ProcessRuntime:
             env=container_env(spec), start_new_session=True)
         assert process.stdin is not None
         try:
-            self.cgroups.attach(spec.cgroup.path, process.pid)
+            await self.cgroups.attach(spec.cgroup.path, process.pid)
             process.stdin.write(b"go\n")
             process.stdin.close()
             output, _ = await asyncio.wait_for(process.communicate(), timeout)

@@ -216,7 +216,8 @@ def test_refuses_without_root(harness: AgentHarness) -> None:
 
 @pytest.mark.parametrize(("setting", "message"), [
     ({"nodeagent": {"runtime": "runc"}}, "nodeagent.runtime runc is not available in this version"),
-    ({"cgroupDriver": "systemd"}, "cgroupDriver systemd (set by cgroupDriver in the configuration) is not available"),
+    ({"cgroupDriver": "systemd"}, "cgroupDriver systemd (set by cgroupDriver in the configuration) needs systemd as "
+                                  "PID 1, and it is not"),
     ({"cgroupDriver": "cgroupz"}, 'cgroupDriver: Unsupported value: "cgroupz"'),
 ])
 def test_a_setting_it_cannot_honour_is_a_clear_start_error(harness: AgentHarness, setting: dict[str, object],

@@ -108,12 +108,15 @@ def test_swap_accounting(tmp_path: Path) -> None:
 
 
 def test_driver() -> None:
-    assert render_check(check_driver("cgroupfs", "set by cgroupDriver in the configuration")) == (
+    assert render_check(check_driver("cgroupfs", "set by cgroupDriver in the configuration",
+                                     systemd_reachable=False)) == (
         "ok    cgroup driver: cgroupfs (set by cgroupDriver in the configuration)")
-    systemd = check_driver("systemd", "cgroupDriver is unset and systemd is PID 1")
-    assert render_check(systemd) == (
-        "fail  cgroup driver: systemd (cgroupDriver is unset and systemd is PID 1): this version of nodeagent has "
-        "only the cgroupfs driver -> set cgroupDriver: cgroupfs")
+    systemd = check_driver("systemd", "cgroupDriver is unset and systemd is PID 1", systemd_reachable=True)
+    assert render_check(systemd) == "ok    cgroup driver: systemd (cgroupDriver is unset and systemd is PID 1)"
+    absent = check_driver("systemd", "set by cgroupDriver in the configuration", systemd_reachable=False)
+    assert render_check(absent) == (
+        "fail  cgroup driver: systemd (set by cgroupDriver in the configuration), but systemd is not PID 1 here -> "
+        "set cgroupDriver: cgroupfs (or nodeagent.systemdBusAddress)")
 
 
 # -- swap ---------------------------------------------------------------------------------------------
@@ -377,8 +380,8 @@ def test_command_fails_on_a_failed_check(tmp_path: Path) -> None:
     config = node_config(tmp_path, "cgroupDriver: systemd\n")
     result = CliRunner().invoke(doctor, ["--config", str(config)])
     assert result.exit_code == 1
-    assert ("fail  cgroup driver: systemd (set by cgroupDriver in the configuration): this version of nodeagent has "
-            "only the cgroupfs driver -> set cgroupDriver: cgroupfs") in result.stdout.splitlines()
+    assert ("fail  cgroup driver: systemd (set by cgroupDriver in the configuration), but systemd is not PID 1 "
+            "here -> set cgroupDriver: cgroupfs (or nodeagent.systemdBusAddress)") in result.stdout.splitlines()
 
 
 def test_command_json(tmp_path: Path) -> None:
@@ -389,7 +392,7 @@ def test_command_json(tmp_path: Path) -> None:
     assert data["status"] == "fail"
     checks = {check["name"]: check for check in data["checks"]}
     assert checks["config"] == {"name": "config", "status": "ok", "message": f"read {config}", "fix": None}
-    assert checks["cgroup driver"]["fix"] == "set cgroupDriver: cgroupfs"
+    assert checks["cgroup driver"]["fix"] == "set cgroupDriver: cgroupfs (or nodeagent.systemdBusAddress)"
     assert checks["socket"]["status"] == "warn"
 
 
