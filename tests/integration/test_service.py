@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import http.server
 import os
 import signal
@@ -255,3 +256,24 @@ def test_refuses_to_start_with_swap_on(harness: AgentHarness) -> None:
     finally:
         subprocess.run(["swapoff", str(swapfile)], capture_output=True, check=False)
         swapfile.unlink(missing_ok=True)
+
+
+def test_socket_is_0600_or_0660_for_its_group(harness: AgentHarness) -> None:
+    harness.configure({"nodeagent": {"socketGroup": "nogroup"}})
+    harness.start()
+    info = harness.socket.stat()
+    assert oct(info.st_mode & 0o777) == "0o660"
+    assert info.st_gid == grp.getgrnam("nogroup").gr_gid
+
+
+def test_logs_follow_until_the_container_ends(agent: AgentHarness) -> None:
+    agent.write("talker.yaml", "kind: Pod\nmetadata: {name: talker}\nspec:\n  restartPolicy: Never\n  containers: "
+                               "[{name: c, image: x, command: [sh, -c, 'for i in 1 2 3; do echo line $i; sleep 0.5; "
+                               "done']}]\n")
+    wait_for(lambda: "running" in agent.container_status("talker", "c")["state"], what="running")
+    started = time.monotonic()
+    done = agent.cli("logs", "-f", "talker")
+    assert done.stdout == "line 1\nline 2\nline 3\n"
+    assert time.monotonic() - started > 0.5  # it followed the output as it came, until the end
+    timestamped = agent.cli("logs", "--timestamps", "talker").stdout.splitlines()
+    assert len(timestamped) == 3 and all(line.split(" ", 1)[1].startswith("line ") for line in timestamped)
