@@ -29,6 +29,7 @@ from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
 from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.hooks import run_hook
+from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
 from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
@@ -355,9 +356,10 @@ class PodWorker:
             raise
         self.running[name] = running
         previous = record.terminated or record.last_termination
+        probed = container.readiness_probe is not None or container.startup_probe is not None
         self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
                      container_id=running.container_id, pid=running.pid, restart_count=attempt,
-                     terminated=None, last_termination=previous, ready=True)
+                     terminated=None, last_termination=previous, ready=not probed)
         services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
@@ -366,8 +368,41 @@ class PodWorker:
         return running
 
     async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
-        exit_ = await running.wait()
+        container = self._containers[name]
+        probing = None
+        if any((container.startup_probe, container.liveness_probe, container.readiness_probe)):
+            probing = asyncio.create_task(run_probes(
+                container, runtime=self.services.runtime, running=running, pod_ip=self.services.addresses.pod_ip,
+                callbacks=self._probe_callbacks(name, running)), name=f"probes {self.key}/{name}")
+        try:
+            exit_ = await running.wait()
+        finally:
+            if probing is not None:
+                probing.cancel()
+                await asyncio.gather(probing, return_exceptions=True)
         return await self._record_exit(name, exit_, running.started_at, running.container_id)
+
+    def _probe_callbacks(self, name: str, running: RunningContainer) -> ProbeCallbacks:
+        ref = self.object_ref(name)
+        events = self.services.events
+
+        def ready(value: bool) -> None:
+            if self.records[name].state is State.RUNNING:
+                self._update(name, ready=value)
+
+        def failed(kind: str, result: ProbeResult) -> None:
+            events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
+
+        async def kill(message: str) -> None:
+            events.record(ref, NORMAL, "Killing", message)
+            running.signal(signal.SIGTERM)
+            grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
+            deadline = self.services.clock.monotonic() + grace
+            while name in self.running and self.services.clock.monotonic() < deadline:
+                await self.services.clock.sleep(0.05)
+            running.kill()
+
+        return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
 
     async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
                            container_id: str | None) -> ContainerExit:

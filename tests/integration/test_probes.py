@@ -1,0 +1,89 @@
+"""Probes on real containers: readiness gates READY, liveness restarts, startup holds the others back."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.integration.harness import NODE, AgentHarness, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ready(agent: AgentHarness, name: str) -> bool:
+    return bool(agent.container_status(name, "c")["ready"])
+
+
+def unhealthy(agent: AgentHarness) -> list[str]:
+    return [e["message"] for e in agent.events() if e["reason"] == "Unhealthy"]
+
+
+def test_readiness_gates_ready(agent: AgentHarness, tmp_path: Path) -> None:
+    flag = tmp_path / "ready"
+    agent.write("gated.yaml", f"""
+kind: Pod
+metadata: {{name: gated}}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [sleep, '3600']
+    readinessProbe: {{exec: {{command: [test, -f, {flag}]}}, periodSeconds: 1}}
+""")
+    wait_for(lambda: "running" in agent.container_status("gated", "c")["state"], what="running")
+    wait_for(lambda: unhealthy(agent), what="a failed readiness probe")
+    assert not ready(agent, "gated")
+    row = agent.cli("get", "pods").stdout.splitlines()[1].split()
+    assert row[:3] == [f"gated-{NODE}", "0/1", "Running"]
+    flag.touch()
+    wait_for(lambda: ready(agent, "gated"), what="ready once the probe passes")
+    conditions = {c["type"]: c["status"] for c in agent.pod("gated")["status"]["conditions"]}
+    assert conditions["Ready"] == conditions["ContainersReady"] == "True"
+    assert unhealthy(agent)[0].startswith("Readiness probe failed:")
+
+
+def test_liveness_restarts_the_container(agent: AgentHarness, tmp_path: Path) -> None:
+    alive = tmp_path / "alive"
+    alive.touch()
+    agent.write("lively.yaml", f"""
+kind: Pod
+metadata: {{name: lively}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: x
+    command: [sleep, '3600']
+    livenessProbe: {{exec: {{command: [test, -f, {alive}]}}, periodSeconds: 1, failureThreshold: 2}}
+""")
+    wait_for(lambda: "running" in agent.container_status("lively", "c")["state"], what="running")
+    alive.unlink()
+    wait_for(lambda: agent.container_status("lively", "c")["restartCount"] >= 1, timeout=20, what="a restart")
+    killing = [e["message"] for e in agent.events() if e["reason"] == "Killing"]
+    assert "Container c failed liveness probe, will be restarted" in killing
+    assert any(m.startswith("Liveness probe failed:") for m in unhealthy(agent))
+
+
+def test_http_and_tcp_probes_with_a_startup_probe(agent: AgentHarness, tmp_path: Path) -> None:
+    port = free_port()
+    agent.write("web.yaml", f"""
+kind: Pod
+metadata: {{name: web}}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "sleep 2; exec python3 -m http.server {port} --bind 127.0.0.1"]
+    ports: [{{name: http, containerPort: {port}}}]
+    startupProbe: {{tcpSocket: {{host: 127.0.0.1, port: http}}, periodSeconds: 1, failureThreshold: 10}}
+    readinessProbe: {{httpGet: {{host: 127.0.0.1, port: {port}, path: /}}, periodSeconds: 1}}
+    livenessProbe: {{httpGet: {{host: 127.0.0.1, port: http, path: /}}, periodSeconds: 1}}
+""")
+    wait_for(lambda: ready(agent, "web"), timeout=20, what="ready after the server came up")
+    status = agent.container_status("web", "c")
+    assert status["restartCount"] == 0
+    assert all(m.startswith("Startup probe failed:") for m in unhealthy(agent))  # only while it was starting
