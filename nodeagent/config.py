@@ -78,6 +78,7 @@ class URLTLSConfig(_ConfigModel):
 class NetworkConfig(_ConfigModel):
     """Pod networking for the process and runc runtimes (with cri, the runtime's CNI does it)."""
 
+    enabled: bool = True  # false: every pod shares the node's network, as with hostNetwork
     bridge: str = "nodeagent0"
     pod_cidr: str = Field(default="10.88.0.0/16", alias="podCIDR")
 
@@ -140,6 +141,7 @@ class KubeletConfig(_ConfigModel):
     feature_gates: dict[str, bool] | None = None
     memory_throttling_factor: float = 0.9
     pod_logs_dir: str | None = None
+    resolv_conf: str = "/etc/resolv.conf"  # what dnsPolicy Default (and ClusterFirst without cluster DNS) gives
     nodeagent: NodeAgentConfig = NodeAgentConfig()
 
     @field_validator("cgroup_driver")

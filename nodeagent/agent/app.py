@@ -36,6 +36,7 @@ from nodeagent.cgroups.systemd import SystemdDriver
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import ConfigError, NodeAgentError
 from nodeagent.metrics import AgentMetrics
+from nodeagent.network import PodNetworks
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
 from nodeagent.runtime.base import Runtime
@@ -86,6 +87,15 @@ def make_cgroup_driver(config: KubeletConfig) -> CgroupDriver:
     return SystemdDriver(hierarchy, bus_address=bus)
 
 
+def make_pod_networks(config: KubeletConfig) -> PodNetworks | None:
+    """nodeagent's own pod networks, for the runtimes that have none (with cri, the runtime's CNI)."""
+    network = config.nodeagent.network
+    if config.nodeagent.runtime == "cri" or not network.enabled:
+        return None
+    logging.getLogger("pyroute2").setLevel(logging.INFO)  # at DEBUG it logs every netlink message
+    return PodNetworks(state_dir=config.nodeagent.state_dir, bridge=network.bridge, pod_cidr=network.pod_cidr)
+
+
 def make_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: KernelLog) -> Runtime:
     if config.nodeagent.runtime != "process":
         raise StartError(f"nodeagent.runtime {config.nodeagent.runtime} is not available in this version of "
@@ -124,7 +134,8 @@ class Agent:
             runtime=self.runtime, cgroups=self.cgroups, events=self.events, clock=self.clock, node=node,
             settings=self.config.plan_settings(cgroup_version=self.cgroups.version, cgroup_driver=driver),
             state_dir=self.config.nodeagent.state_dir, logs_dir=self.config.pod_logs_path,
-            addresses=PodAddresses(host_ip=address, pod_ip=address), on_change=self._changed,
+            addresses=PodAddresses(host_ip=address, pod_ip=address), networks=make_pod_networks(self.config),
+            resolv_conf=self.config.resolv_conf, on_change=self._changed,
             persist=lambda worker: self.pods.persist(worker),
             metrics=self.metrics,
         )

@@ -3,7 +3,7 @@
     restore()       -> workers rebuilt from the state directory, their containers adopted
     sync(desired)   -> workers for new UIDs start, workers whose UID is gone stop;
                        the node's QoS cgroups follow the set of pods
-    clean_orphans() -> pod cgroups, container bundles and pod directories nobody owns are removed
+    clean_orphans() -> pod cgroups, networks, container bundles and pod directories nobody owns are removed
 
 Like the kubelet, two pods of one name never run at once: a changed manifest's new pod waits until
 the old one has terminated.
@@ -159,6 +159,11 @@ class PodManager:
             log.warning("removing %s: it belongs to no known pod", directory)
             volumes.remove_mount_points(directory)
             await volumes.tear_down(self.services.state_dir, uid)
+        if self.services.networks is not None:
+            try:
+                await self.services.networks.clean_up(known)
+            except NodeAgentError as exc:
+                log.error("removing the networks of pods that are gone: %s", exc)
         state_dir = self.services.state_dir
         for entry in sorted(old_bundles - self.referenced_bundles()):
             log.info("removing the container bundle %s: no pod refers to it", entry)

@@ -36,6 +36,7 @@ from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.network import HostPort, PodNetworks, hosts_file, pod_hostname, resolv_conf
 from nodeagent.plan.pod import ResourcePlan, plan_pod
 from nodeagent.plan.settings import NodeInfo, PlanSettings
 from nodeagent.runtime.base import ContainerExit, ContainerSpec, RunningContainer, Runtime
@@ -71,7 +72,9 @@ class NodeServices:
     settings: PlanSettings
     state_dir: str
     logs_dir: str
-    addresses: PodAddresses
+    addresses: PodAddresses  # the node's; a pod with its own network has its own pod_ip
+    networks: PodNetworks | None  # None: every pod shares the node's network (cri: the runtime's CNI)
+    resolv_conf: str  # the node's resolv.conf, the base of pods' own
     on_change: Callable[[], None]
     persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
     metrics: PodMetrics
@@ -119,12 +122,28 @@ class PodWorker:
 
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
-        facts = PodFacts(created_at=self.created_at, host_ip=self.services.addresses.host_ip,
-                         pod_ip=self.services.addresses.pod_ip, start_time=self.start_time,
+        addresses = self.addresses
+        facts = PodFacts(created_at=self.created_at, host_ip=addresses.host_ip,
+                         pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
                          reason=rejection.reason if rejection else None,
                          message=rejection.message if rejection else None)
         return pod_json(self.pod, list(self.records.values()), facts)
+
+    @property
+    def own_network(self) -> bool:
+        """The pod has a network namespace of its own (set up by nodeagent)."""
+        return self.services.networks is not None and not self.pod.pod.spec.host_network
+
+    @property
+    def addresses(self) -> PodAddresses:
+        """The node's address, and the pod's: its lease, or the node's for hostNetwork ("" before its lease)."""
+        node = self.services.addresses
+        if not self.own_network:
+            return node
+        assert self.services.networks is not None
+        lease = self.services.networks.lease(self.pod.uid)
+        return replace(node, pod_ip=lease.ip if lease else "")
 
     def object_ref(self, container: str | None = None) -> ObjectRef:
         field_path = ""
@@ -200,12 +219,18 @@ class PodWorker:
             await self._run_app_containers()
 
     async def _set_up(self) -> bool:
-        """Pod cgroup and volumes, retried (FailedMount) until they work or the pod is stopped."""
+        """Pod cgroup, network and volumes, retried (FailedCreatePodSandBox, FailedMount) until they work
+        or the pod is stopped."""
         delay = SETUP_RETRY_SECONDS[0]
         while not self._stopping.is_set():
             try:
                 if self.plan.pod is not None:
                     await self.services.cgroups.apply([self.plan.pod])
+                if self.own_network:
+                    assert self.services.networks is not None
+                    await self.services.networks.set_up(self.pod.uid, name=self.pod.name,
+                                                        namespace=self.pod.namespace, host_ports=host_ports(self.pod))
+                    self._changed()  # the pod has its IP
                 self.volumes = await volumes.set_up(self.services.state_dir, self.pod)
             except (NodeAgentError, OSError) as exc:
                 reason = "FailedMount" if isinstance(exc, volumes.VolumeError) else "FailedCreatePodSandBox"
@@ -294,7 +319,7 @@ class PodWorker:
         if handler is None:
             return
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.services.addresses.pod_ip,
+                               pod_ip=self.addresses.pod_ip,
                                timeout=float(self.pod.pod.spec.termination_grace_period_seconds or MIN_GRACE_SECONDS))
         if error is not None:
             name = container.name or ""
@@ -316,6 +341,7 @@ class PodWorker:
                 return await self._record_exit(name, outcome, record.started_at, record.container_id)
             self.running[name] = outcome
             log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
+            self._stop_if_stopping(outcome)
             return await self._watch(name, outcome)
         if record.state is State.TERMINATED and record.terminated is not None:
             ended = record.terminated
@@ -363,16 +389,24 @@ class PodWorker:
         services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
-        if self._stopping.is_set():
-            running.signal(signal.SIGTERM)  # stopped while it was starting
+        self._stop_if_stopping(running)
         return running
+
+    def _stop_if_stopping(self, running: RunningContainer) -> None:
+        """A container that came (or came back) after the pod's termination began, which it missed: SIGTERM
+        now, SIGKILL after the grace period."""
+        if not self._stopping.is_set():
+            return
+        running.signal(signal.SIGTERM)
+        grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
+        asyncio.get_running_loop().call_later(grace, running.kill)
 
     async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
         container = self._containers[name]
         probing = None
         if any((container.startup_probe, container.liveness_probe, container.readiness_probe)):
             probing = asyncio.create_task(run_probes(
-                container, runtime=self.services.runtime, running=running, pod_ip=self.services.addresses.pod_ip,
+                container, runtime=self.services.runtime, running=running, pod_ip=self.addresses.pod_ip,
                 callbacks=self._probe_callbacks(name, running)), name=f"probes {self.key}/{name}")
         try:
             exit_ = await running.wait()
@@ -430,7 +464,8 @@ class PodWorker:
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services
         name = container.name or ""
-        env = container_env(self.pod, container, services.addresses, services.node)
+        addresses = self.addresses
+        env = container_env(self.pod, container, addresses, services.node)
         command, args = command_line(container, env)
         pod_security = self.pod.pod.spec.security_context
         security = container.security_context
@@ -443,6 +478,16 @@ class PodWorker:
             groups = (*groups, pod_security.fs_group)
         cgroup = self.plan.container(name)
         mounts = self.volumes.mounts(container) if self.volumes is not None else ()
+        hostname = pod_hostname(self.pod.pod.spec.hostname or self.pod.name)
+        netns = hosts = resolv = None
+        if self.own_network:
+            assert services.networks is not None
+            lease = services.networks.lease(self.pod.uid)
+            if lease is None:  # never on the host's network by mistake
+                raise RuntimeStartError("CreateContainerError", "the pod's network is gone (no address lease)")
+            netns = lease.netns
+            hosts = hosts_file(hostname, addresses.pod_ip)
+            resolv = resolv_conf(self.pod.pod.spec.dns_policy, _read(services.resolv_conf))
         return ContainerSpec(
             pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,
@@ -450,7 +495,7 @@ class PodWorker:
             mounts=mounts, cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
             log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
                                         attempt),
-            hostname=self.pod.pod.spec.hostname or self.pod.name,
+            hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
             monitor_cgroup=self.plan.pod.path if self.plan.pod else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",
             privileged=bool(security and security.privileged),
@@ -484,7 +529,7 @@ class PodWorker:
         if handler is None or grace <= 0:
             return
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.services.addresses.pod_ip, timeout=grace)
+                               pod_ip=self.addresses.pod_ip, timeout=grace)
         if error is not None:
             self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
                                         f"PreStopHook failed: {error}")
@@ -497,6 +542,13 @@ class PodWorker:
         except NodeAgentError as exc:
             log.error("pod=%s: removing its cgroups: %s", self.key, exc)
             return  # keep the state: the next agent start tries again
+        if self.own_network:
+            assert services.networks is not None
+            try:
+                await services.networks.tear_down(self.pod.uid)
+            except NodeAgentError as exc:
+                log.error("pod=%s: removing its network: %s", self.key, exc)
+                return
         self._torn_down = True
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         volumes.remove_mount_points(directory)
@@ -544,6 +596,24 @@ class PodWorker:
         self._save_scheduled = False
         if not self._torn_down:
             self.services.persist(self)
+
+
+def host_ports(pod: StaticPod) -> list[HostPort]:
+    """The ports the pod's containers publish on the node (the kubelet's port mappings)."""
+    return [HostPort(container_port=port.container_port or 0, host_port=port.host_port, protocol=port.protocol,
+                     host_ip=port.host_ip)
+            for container in pod.pod.spec.containers or [] for port in container.ports or []
+            if port.host_port]
+
+
+def _read(path: str) -> str:
+    """The node's resolv.conf; a node without one gives its pods none of its resolvers."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError as exc:
+        log.warning("reading %s for the pods' resolv.conf: %s", path, exc.strerror)
+        return ""
 
 
 def _label(record: ContainerRecord) -> str:

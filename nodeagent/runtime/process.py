@@ -8,7 +8,11 @@ command's first instruction already runs in its cgroup, and conmon keeps its std
 whether or not the agent is running.
 
     conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run  (waits on <bundle>/start)
-    agent: attach to cgroup, oom_score_adj, write "go" -> mounts, cd, [setpriv], exec command
+    agent: attach to cgroup, oom_score_adj, write "go"
+      -> [nsenter --net=<pod netns>, a fresh /sys] mounts, cd, [setpriv], exec command
+
+A pod with its own network (not hostNetwork) gets its namespace, its /etc/hosts and /etc/resolv.conf
+(bind-mounted from the bundle) and a /sys that shows its own interfaces, not the node's.
 
 cgroup v1 has no memory.oom.group, so when the kernel OOM-kills one process of a container the agent
 kills the rest, as v2 does with oom.group = 1.
@@ -30,6 +34,7 @@ from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
+from nodeagent.durable import write_atomically
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
 from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, RunningContainer
@@ -64,11 +69,17 @@ create)
 *) echo "nodeagent process runtime: $command is not supported" >&2; exit 1 ;;
 esac
 """
-# $1 workdir, $2 uid, $3 gid, $4 groups ("" = none), $5 mount count, then (source target ro|rw)...,
-# then the command. Nothing here is built from a manifest: values only come in as arguments.
+# $1 workdir, $2 uid, $3 gid, $4 groups ("" = none), $5 a directory for a fresh sysfs ("" = keep the
+# node's), $6 mount count, then (source target ro|rw)..., then the command. Nothing here is built from a
+# manifest: values only come in as arguments. sysfs shows the interfaces of the namespace that mounts it;
+# the node's cgroup tree is carried over into the new /sys.
 LAUNCHER = r"""
-workdir=$1 uid=$2 gid=$3 groups=$4 n=$5
-shift 5
+workdir=$1 uid=$2 gid=$3 groups=$4 sysfs=$5 n=$6
+shift 6
+if [ -n "$sysfs" ]; then
+  mount -t sysfs sysfs "$sysfs" && mount --rbind /sys/fs/cgroup "$sysfs/fs/cgroup" && mount --move "$sysfs" /sys \
+    || exit 125
+fi
 while [ "$n" -gt 0 ]; do
   mount --bind -- "$1" "$2" || exit 125
   if [ "$3" = ro ]; then mount -o remount,bind,ro -- "$2" || exit 125; fi
@@ -94,20 +105,16 @@ class ProcessRuntime:
         self.layout = conmon.ConmonLayout(state_dir)
         self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
         self._oom_adj_warned = False
-        os.makedirs(os.path.dirname(self.oci_runtime), mode=0o755, exist_ok=True)
-        temporary = f"{self.oci_runtime}.tmp"
-        with open(temporary, "w") as handle:
-            handle.write(OCI_RUNTIME)
-        os.chmod(temporary, 0o755)
-        os.replace(temporary, self.oci_runtime)
+        write_atomically(self.oci_runtime, OCI_RUNTIME.encode(), mode=0o755)
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         env = container_env(spec)
-        argv = launcher_argv(spec, env)
         oci_id = secrets.token_hex(32)
         bundle = self.layout.bundle(oci_id)
+        argv = launcher_argv(spec, env, bundle)
         os.makedirs(bundle, mode=0o700)
         os.mkfifo(os.path.join(bundle, "start"), 0o600)
+        write_pod_files(spec, bundle)
         with open(os.path.join(bundle, "run"), "w") as handle:
             handle.write(run_script(bundle, env, argv))
         os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
@@ -163,7 +170,7 @@ class ProcessRuntime:
             gid = spec.run_as_group if spec.run_as_group is not None else spec.run_as_user
             user = ["setpriv", f"--reuid={spec.run_as_user}", f"--regid={gid}", "--clear-groups", "--"]
         argv = ["/bin/sh", "-c", 'read -r go || exit 125; exec "$@"', "nodeagent-exec", "nsenter", "--target",
-                str(running.pid), "--mount", "--wd", "--", *user, *command]
+                str(running.pid), "--mount", "--net", "--wd", "--", *user, *command]
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=container_env(spec), start_new_session=True)
@@ -223,7 +230,21 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     return {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname, **spec.env}
 
 
-def launcher_argv(spec: ContainerSpec, env: Mapping[str, str]) -> list[str]:
+def pod_files(spec: ContainerSpec, bundle: str) -> dict[str, tuple[str, str]]:
+    """The pod's own /etc files: {container path: (file in the bundle, content)}; none for hostNetwork."""
+    files = {"/etc/hosts": ("hosts", spec.hosts_file), "/etc/resolv.conf": ("resolv.conf", spec.resolv_conf)}
+    return {target: (os.path.join(bundle, name), text) for target, (name, text) in files.items() if text is not None}
+
+
+def write_pod_files(spec: ContainerSpec, bundle: str) -> None:
+    for path, text in pod_files(spec, bundle).values():
+        with open(path, "w") as handle:
+            handle.write(text)
+    if spec.netns is not None:
+        os.mkdir(os.path.join(bundle, "sys"), 0o700)
+
+
+def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str) -> list[str]:
     """The launcher's command line, or RuntimeStartError for what would fail to start anyway."""
     if not spec.command:
         raise RuntimeStartError(
@@ -241,10 +262,14 @@ def launcher_argv(spec: ContainerSpec, env: Mapping[str, str]) -> list[str]:
     uid = "" if spec.run_as_user is None else str(spec.run_as_user)
     gid = str(spec.run_as_group if spec.run_as_group is not None else (spec.run_as_user or 0)) if uid else ""
     groups = ",".join(str(g) for g in spec.supplemental_groups)
-    mounts = [value for m in spec.mounts for value in (m.host_path, m.container_path, "ro" if m.read_only else "rw")]
-    prefix = ["unshare", "--mount", "--propagation", "private"] if spec.mounts else []
-    return [*prefix, "/bin/sh", "-c", LAUNCHER, "nodeagent-launch", workdir, uid, gid, groups,
-            str(len(spec.mounts)), *mounts, *command]
+    binds = [(m.host_path, m.container_path, "ro" if m.read_only else "rw") for m in spec.mounts]
+    binds += [(source, target, "rw") for target, (source, _) in pod_files(spec, bundle).items()]
+    sysfs = os.path.join(bundle, "sys") if spec.netns is not None else ""
+    prefix = ["nsenter", f"--net={spec.netns}", "--"] if spec.netns is not None else []
+    if binds or sysfs:
+        prefix += ["unshare", "--mount", "--propagation", "private"]
+    return [*prefix, "/bin/sh", "-c", LAUNCHER, "nodeagent-launch", workdir, uid, gid, groups, sysfs,
+            str(len(binds)), *(value for bind in binds for value in bind), *command]
 
 
 def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:

@@ -1,11 +1,15 @@
-"""A real nodeagent daemon for a test: its own manifest directory, state directory, socket and cgroupRoot.
+"""A real nodeagent daemon for a test: its own manifest directory, state directory, socket and cgroupRoot,
+and its own "node" network namespace (tests.integration.netns_fixtures), where it makes its bridge,
+pod namespaces and nft rules without touching the machine's network.
 
-Everything it creates is removed afterwards, pods included (the agent leaves pods running when it
-stops, as on a real node), even when the test fails.
+Everything it creates is removed afterwards, pods and their networks included (the agent leaves pods
+running when it stops, as on a real node), even when the test fails.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import secrets
@@ -25,6 +29,8 @@ from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cli.client import AgentClient
 from nodeagent.errors import NodeAgentError
+from nodeagent.network import PodNetworks
+from tests.integration.netns_fixtures import Node, create_node
 
 T = TypeVar("T")
 NODE = "testnode"
@@ -71,6 +77,7 @@ class AgentHarness:
                           "logLevel": "DEBUG"},
         }
         self.configure({})
+        self.node: Node | None = create_node(root / "node")
         self.process: subprocess.Popen[bytes] | None = None
         self.client = AgentClient(str(self.socket))
         self.cgroups = cgroup_driver()
@@ -84,13 +91,20 @@ class AgentHarness:
                 self.config[key] = value
         self.config_path.write_text(yaml.safe_dump(self.config))
 
+    def use_host_network(self) -> None:
+        """Run the agent in the machine's network namespace (to reach a server on the test's loopback),
+        with pod networks off so that it creates nothing there: every pod shares the node's network."""
+        self.configure({"nodeagent": {"network": {"enabled": False}}})
+        self._remove_node()
+
     # -- the daemon ---------------------------------------------------------------------------------
 
     def start(self, env: dict[str, str] | None = None) -> None:
+        netns = ["nsenter", f"--net={self.node.path}", "--"] if self.node is not None else []
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log, stderr=log,
-                env={**os.environ, **(env or {})})
+                [*netns, sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log,
+                stderr=log, env={**os.environ, **(env or {})})
         wait_for(lambda: self.socket.exists() and self.client.get("/api/v1/pods"), what="the agent's API",
                  timeout=20)
 
@@ -106,7 +120,8 @@ class AgentHarness:
         self.process = None
 
     def clean_up(self) -> None:
-        """Stop the agent, then kill and remove everything under the test's cgroupRoot and state."""
+        """Stop the agent, then kill and remove everything under the test's cgroupRoot and state, and the
+        pod networks with the node's namespace."""
         self.stop()
         try:
             self.cgroups._remove_all([self.cgroup_root])
@@ -115,6 +130,19 @@ class AgentHarness:
                 target = line.split()[1]
                 if target.startswith(str(self.root)):
                     subprocess.run(["umount", "-l", target], check=False)
+            self._remove_node()
+
+    def _remove_node(self) -> None:
+        node, self.node = self.node, None
+        if node is None:
+            return
+        try:
+            if (self.state / "network").exists():
+                networks = PodNetworks(state_dir=str(self.state), node_netns=node.path)
+                with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the test may run an event loop
+                    pool.submit(asyncio.run, networks.remove_all()).result()
+        finally:
+            node.clean_up()
 
     def agent_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

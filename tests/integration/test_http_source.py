@@ -98,6 +98,7 @@ def server() -> Iterator[ManifestServer]:
 
 def url_agent(harness: AgentHarness, server: ManifestServer, *, scheme: str = "http",
               extra: dict[str, Any] | None = None) -> AgentHarness:
+    harness.use_host_network()  # the server listens on the test's loopback
     harness.configure({
         "staticPodURL": f"{scheme}://ops:{URL_SECRET}@127.0.0.1:{server.port}/pods.yaml?token={QUERY_SECRET}",
         "staticPodURLHeader": {"Authorization": [f"Bearer {SECRET}"], "X-Fleet": ["edge"]},

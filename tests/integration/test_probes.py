@@ -77,11 +77,11 @@ spec:
   containers:
   - name: c
     image: x
-    command: [sh, -c, "sleep 2; exec python3 -m http.server {port} --bind 127.0.0.1"]
+    command: [sh, -c, "sleep 2; exec python3 -m http.server {port}"]
     ports: [{{name: http, containerPort: {port}}}]
-    startupProbe: {{tcpSocket: {{host: 127.0.0.1, port: http}}, periodSeconds: 1, failureThreshold: 10}}
-    readinessProbe: {{httpGet: {{host: 127.0.0.1, port: {port}, path: /}}, periodSeconds: 1}}
-    livenessProbe: {{httpGet: {{host: 127.0.0.1, port: http, path: /}}, periodSeconds: 1}}
+    startupProbe: {{tcpSocket: {{port: http}}, periodSeconds: 1, failureThreshold: 10}}
+    readinessProbe: {{httpGet: {{port: {port}, path: /}}, periodSeconds: 1}}
+    livenessProbe: {{httpGet: {{port: http, path: /}}, periodSeconds: 1}}
 """)
     wait_for(lambda: ready(agent, "web"), timeout=20, what="ready after the server came up")
     status = agent.container_status("web", "c")

@@ -120,7 +120,8 @@ def test_a_reused_pid_is_never_adopted(agent: AgentHarness) -> None:
         running["conmon"]["pid"] = running["container"]["pid"] = stranger.pid  # same pid, other start time
         state_file.write_text(json.dumps(state))
         agent.start()
-        restarted = wait_for(lambda: is_running(agent, "victim") and container(agent, "victim"), what="a new start")
+        restarted = wait_for(lambda: is_running(agent, "victim") and container(agent, "victim")["restartCount"] == 1
+                             and container(agent, "victim"), what="a new start")
         assert stranger.poll() is None  # the unrelated process was neither adopted nor killed
         assert restarted["restartCount"] == 1
         assert restarted["lastState"]["terminated"]["reason"] in ("ContainerStatusUnknown", "Error")

@@ -88,8 +88,11 @@ def http_server() -> Iterator[tuple[int, list[str]]]:
         thread.join()
 
 
-def test_pre_stop_runs_before_sigterm_within_the_grace_period(agent: AgentHarness, tmp_path: Path,
+def test_pre_stop_runs_before_sigterm_within_the_grace_period(harness: AgentHarness, tmp_path: Path,
                                                              http_server: tuple[int, list[str]]) -> None:
+    harness.use_host_network()  # the preStop hook calls the test's server on the machine's loopback
+    harness.start()
+    agent = harness
     port, seen = http_server
     marks = tmp_path / "marks"
     agent.write("hooked.yaml", f"""
@@ -183,6 +186,7 @@ def free_port() -> int:
 
 def test_metrics_on_the_socket_and_on_tcp(harness: AgentHarness) -> None:
     port = free_port()
+    harness.use_host_network()  # the test reads /metrics on the machine's loopback
     harness.configure({"nodeagent": {"metricsBindAddress": f"127.0.0.1:{port}"}})
     harness.start()
     harness.write("web.yaml", SLEEPER % ("web", ""))

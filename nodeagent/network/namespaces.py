@@ -1,0 +1,105 @@
+"""Named network namespaces (/run/netns/<name>, as `ip netns` keeps them), created and removed with pyroute2.
+
+A named namespace is a bind mount of a namespace file over an empty file in /run/netns; it lives
+until unmounted, whatever runs in it. pyroute2 creates it in a forked child (unshare, then the bind
+mount), so the calls run in a thread: the event loop never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from pyroute2 import netns as pyroute2_netns  # type: ignore[import-untyped]
+
+from nodeagent.network.errors import NetworkError
+from nodeagent.network.model import NETNS_DIR
+
+log = logging.getLogger(__name__)
+
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+T = TypeVar("T")
+
+
+def resolve_netns(netns: str) -> str:
+    """A namespace path: a bare name is one of /run/netns, as `ip netns` names them."""
+    return netns if "/" in netns else f"{NETNS_DIR}/{netns}"
+
+
+def netns_exists(path: str) -> bool:
+    """A namespace is mounted at `path` (an empty file left by a creation cut short does not count)."""
+    return os.path.ismount(path)
+
+
+async def create_netns(name: str) -> bool:
+    """Create /run/netns/<name>; False when it exists already. A creation cut short is finished."""
+    path = resolve_netns(name)
+    if netns_exists(path):
+        return False
+    if os.path.lexists(path):
+        log.info("removing %s: an empty file left by a creation cut short", path)
+        os.unlink(path)
+    try:
+        await asyncio.to_thread(pyroute2_netns.create, path)
+    except OSError as exc:
+        raise NetworkError(f"creating the network namespace {path}: {exc.strerror or exc}") from exc
+    return True
+
+
+async def remove_netns(name: str) -> bool:
+    """Unmount and remove /run/netns/<name>; False when there was none. Processes in it keep it alive."""
+    path = resolve_netns(name)
+    if not os.path.lexists(path):
+        return False
+    try:
+        await asyncio.to_thread(pyroute2_netns.remove, path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise NetworkError(f"removing the network namespace {path}: {exc.strerror or exc}") from exc
+    return True
+
+
+async def ip_forward_enabled(netns: str | None) -> bool:
+    """net.ipv4.ip_forward in `netns` (a name or path; None: the agent's own namespace)."""
+    def read() -> bool:
+        with open(IP_FORWARD) as handle:
+            return handle.read().strip() != "0"
+    try:
+        if netns is None:
+            return await asyncio.to_thread(read)
+        return await asyncio.to_thread(call_in_netns, resolve_netns(netns), read)
+    except OSError as exc:
+        where = "the agent's network namespace" if netns is None else netns
+        raise NetworkError(f"reading {IP_FORWARD} in {where}: {exc.strerror or exc}") from exc
+
+
+def call_in_netns(path: str, function: Callable[[], T]) -> T:
+    """function() in a thread of its own that joined the namespace at `path` (setns moves one thread only).
+
+    The thread ends with the call, so no thread of the process is ever left in another namespace.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                pyroute2_netns.setns(fd, flags=0)
+            finally:
+                os.close(fd)
+            outcome.append(function())
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"netns {path}")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
