@@ -46,6 +46,7 @@ class ContainerRecord:
     terminated: Termination | None = None  # while terminated
     last_termination: Termination | None = None
     ready: bool = False
+    image_id: str = ""  # the image's digest reference, once the runtime has it
 
 
 def termination_reason(exit_code: int, oom_killed: bool, unknown: bool = False) -> str:

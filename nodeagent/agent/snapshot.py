@@ -55,6 +55,7 @@ def _record_json(record: ContainerRecord) -> dict[str, Any]:
         "container_id": record.container_id, "pid": record.pid, "restart_count": record.restart_count,
         "terminated": _termination_json(record.terminated),
         "last_termination": _termination_json(record.last_termination), "ready": record.ready,
+        "image_id": record.image_id,
     }
 
 

@@ -110,7 +110,7 @@ def container_status(record: ContainerRecord) -> dict[str, Any]:
     status: dict[str, Any] = {"name": record.name, "state": _state(record), "lastState": {}}
     if record.last_termination is not None:
         status["lastState"] = {"terminated": _terminated(record.last_termination)}
-    status.update(ready=record.ready, restartCount=record.restart_count, image=record.image, imageID="")
+    status.update(ready=record.ready, restartCount=record.restart_count, image=record.image, imageID=record.image_id)
     if record.container_id:
         status["containerID"] = record.container_id
     status["started"] = record.state is State.RUNNING

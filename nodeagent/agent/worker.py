@@ -48,6 +48,7 @@ MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGraceP
 SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
+IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason
 
 
 class PodMetrics(Protocol):
@@ -299,7 +300,10 @@ class PodWorker:
         events = self.services.events
         if exc.reason != "ErrImagePull":
             self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
-            events.record(ref, WARNING, "Failed", f"Error: {exc.message}")
+            if exc.reason == "ErrImageNeverPull":
+                events.record(ref, WARNING, "ErrImageNeverPull", exc.message)
+            detail = exc.reason if exc.reason in IMAGE_ERRORS else exc.message
+            events.record(ref, WARNING, "Failed", f"Error: {detail}")
             return await self._sleep_or_stop(START_RETRY_SECONDS)
         now = self.services.clock.monotonic()
         entry = backoff.next_backoff(self.pull_backoff.get(name), now, now)
@@ -371,6 +375,7 @@ class PodWorker:
         attempt = record.restart_count + (1 if record.container_id is not None else 0)
         spec = self._container_spec(container, attempt)
         services = self.services
+        image_id = await self._ensure_image(container, spec)
         await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
         await services.cgroups.apply([spec.cgroup])
         if services.runtime.host_mount_points and spec.mounts:
@@ -385,7 +390,7 @@ class PodWorker:
         probed = container.readiness_probe is not None or container.startup_probe is not None
         self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
                      container_id=running.container_id, pid=running.pid, restart_count=attempt,
-                     terminated=None, last_termination=previous, ready=not probed)
+                     terminated=None, last_termination=previous, ready=not probed, image_id=image_id)
         services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
@@ -400,6 +405,25 @@ class PodWorker:
         running.signal(signal.SIGTERM)
         grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
         asyncio.get_running_loop().call_later(grace, running.kill)
+
+    async def _ensure_image(self, container: Container, spec: ContainerSpec) -> str:
+        """The image, pulled if its policy says so, with the kubelet's events; its digest reference."""
+        ref = self.object_ref(container.name or "")
+        events = self.services.events
+
+        def on_pull() -> None:
+            events.record(ref, NORMAL, "Pulling", f'Pulling image "{spec.image}"')
+
+        ready = await self.services.runtime.ensure_image(spec, on_pull)
+        if ready is None:
+            return ""
+        if ready.pulled:
+            took = go_duration(ready.seconds)
+            events.record(ref, NORMAL, "Pulled", f'Successfully pulled image "{spec.image}" in {took} ({took} '
+                                                 f"including waiting). Image size: {ready.size_bytes} bytes.")
+        else:
+            events.record(ref, NORMAL, "Pulled", f'Container image "{spec.image}" already present on machine')
+        return ready.image_ref
 
     async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
         container = self._containers[name]
@@ -614,6 +638,16 @@ def _read(path: str) -> str:
     except OSError as exc:
         log.warning("reading %s for the pods' resolv.conf: %s", path, exc.strerror)
         return ""
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints a time.Duration cut to milliseconds: 981ms, 15.981s, 2m3.5s."""
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
+    minutes, rest = divmod(millis, 60_000)
+    text = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{text}" if minutes else text
 
 
 def _label(record: ContainerRecord) -> str:

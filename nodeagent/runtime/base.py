@@ -6,7 +6,7 @@ The agent sees only these types; nodeagent.runtime.factory picks the implementat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,6 +65,16 @@ class ContainerExit:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageReady:
+    """A container's image, present on the node."""
+
+    image_ref: str  # what status.imageID shows: "docker.io/library/busybox@sha256:..."
+    pulled: bool  # pulled just now (False: it was present already)
+    seconds: float = 0.0  # how long the pull took
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExecResult:
     exit_code: int
     output: str  # stdout and stderr, shortened
@@ -93,6 +103,10 @@ class RunningContainer(Protocol):
 class Runtime(Protocol):
     name: str
     host_mount_points: bool  # volumes are mounted over paths of the host (the process runtime)
+
+    async def ensure_image(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> ImageReady | None:
+        """The container's image as its pull policy says, calling on_pull() before a pull begins; None for a
+        runtime without images. RuntimeStartError (ErrImagePull, ErrImageNeverPull, InvalidImageName)."""
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         """Start the container; RuntimeStartError (with Kubernetes' reason) when it cannot."""

@@ -29,7 +29,7 @@ import os
 import secrets
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
@@ -37,7 +37,7 @@ from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.durable import write_atomically
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, RunningContainer
+from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, ImageReady, RunningContainer
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.procinfo import ProcessIdentity
 
@@ -106,6 +106,9 @@ class ProcessRuntime:
         self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
         self._oom_adj_warned = False
         write_atomically(self.oci_runtime, OCI_RUNTIME.encode(), mode=0o755)
+
+    async def ensure_image(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> ImageReady | None:
+        return None  # the image is only recorded: commands run from the host's own tree
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         env = container_env(spec)

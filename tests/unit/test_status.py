@@ -7,6 +7,7 @@ import pytest
 
 from nodeagent.agent.records import ContainerRecord, State, Termination
 from nodeagent.agent.status import PodFacts, conditions, container_status, pod_json, pod_phase, rfc3339
+from nodeagent.agent.worker import go_duration
 from tests.conftest import example, load_pod
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -321,3 +322,8 @@ def test_pod_json_keeps_labels() -> None:
     out = pod_json(pod, [running("web")], FACTS)
     assert out["metadata"]["labels"] == {"role": "myrole"}
     assert out["metadata"]["name"] == "static-web-node1"
+
+
+def test_pull_durations_read_as_go_prints_them() -> None:
+    assert [go_duration(s) for s in (0.0, 0.9814, 1.0, 15.981, 61.5, 123.0)] == [
+        "0ms", "981ms", "1s", "15.981s", "1m1.5s", "2m3s"]
