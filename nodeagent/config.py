@@ -137,7 +137,7 @@ class KubeletConfig(_ConfigModel):
     kube_reserved: dict[str, QuantityField] | None = None
     eviction_hard: dict[str, str] | None = None
     enforce_node_allocatable: list[str] = ["pods"]
-    container_runtime_endpoint: str = "unix:///run/containerd/containerd.sock"
+    container_runtime_endpoint: str | None = None  # unset: the one known socket that answers (as kubeadm)
     feature_gates: dict[str, bool] | None = None
     memory_throttling_factor: float = 0.9
     pod_logs_dir: str | None = None

@@ -8,6 +8,7 @@ Check, so tests hand in temporary files; run_checks() feeds them this machine's 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
@@ -18,8 +19,9 @@ from typing import Literal
 from nodeagent.cgroups.detect import CgroupLayout, choose_driver, detect_layout, systemd_is_init
 from nodeagent.cli.client import AgentClient, ApiError
 from nodeagent.config import KubeletConfig, load_config
-from nodeagent.errors import AgentUnavailableError, ConfigError
+from nodeagent.errors import AgentUnavailableError, ConfigError, NodeAgentError
 from nodeagent.runtime.conmon import CONMON_ELSEWHERE
+from nodeagent.runtime.cri.runtime import CriRuntime, DriverMismatchError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -184,6 +186,25 @@ def check_runtime(runtime: str, *, search_path: str | None,
     return Check("runtime", "ok", "process: " + ", ".join(found.values()))
 
 
+def check_cri(endpoint: str | None, cgroup_driver: str) -> Check:
+    """The CRI runtime: found (configured or discovered), answering, and on nodeagent's cgroup driver."""
+    return asyncio.run(_check_cri(endpoint, cgroup_driver))
+
+
+async def _check_cri(endpoint: str | None, cgroup_driver: str) -> Check:
+    runtime = CriRuntime(endpoint, cgroup_version=0)
+    try:
+        await runtime.connect(cgroup_driver)
+    except DriverMismatchError as exc:
+        return Check("cri", "fail", str(exc))
+    except NodeAgentError as exc:
+        return Check("cri", "fail", str(exc), "start the runtime, or set containerRuntimeEndpoint to where it listens")
+    finally:
+        await runtime.close()
+    return Check("cri", "ok",
+                 f"{runtime.runtime_name} at {runtime.endpoint}, cgroup driver {cgroup_driver} on both sides")
+
+
 def check_socket(path: str, *, timeout_seconds: float = 5.0) -> Check:
     """Whether an agent answers on its socket, and with how many pods."""
     try:
@@ -242,7 +263,8 @@ def run_checks(config: KubeletConfig) -> list[Check]:
         check_driver(driver, why, systemd_reachable=systemd_is_init() or bool(config.nodeagent.systemd_bus_address)),
         check_swap(PROC_SWAPS, fail_swap_on=config.fail_swap_on, swap_behavior=config.swap_behavior().value),
         check_manifests(config.static_pod_path),
-        check_runtime(config.nodeagent.runtime, search_path=None),
+        check_cri(config.container_runtime_endpoint, driver) if config.nodeagent.runtime == "cri"
+        else check_runtime(config.nodeagent.runtime, search_path=None),
         check_socket(config.nodeagent.socket),
         check_ip_forward(IP_FORWARD),
         check_state_dir(config.nodeagent.state_dir),

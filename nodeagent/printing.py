@@ -143,7 +143,8 @@ def event_age(event: dict[str, Any], now: dt.datetime) -> str:
 
 # kubectl get pods' columns; priority 1 shows only with -o wide (the Table of meta.k8s.io/v1)
 POD_COLUMNS = (("Name", 0), ("Ready", 0), ("Status", 0), ("Restarts", 0), ("Age", 0), ("IP", 1), ("Node", 1),
-               ("QoS", 1), ("Source", 1))
+               ("QoS", 1), ("Source", 1), ("Containers", 1))
+SHORT_ID = 13  # crictl's truncated ID length
 
 
 def pod_row(pod: dict[str, Any], now: dt.datetime) -> list[str]:
@@ -151,7 +152,14 @@ def pod_row(pod: dict[str, Any], now: dt.datetime) -> list[str]:
     return [meta["name"], pod_ready(pod), pod_status_word(pod), pod_restarts(pod, now),
             age(meta.get("creationTimestamp"), now), status.get("podIP", "<none>"),
             pod.get("spec", {}).get("nodeName", "<none>"), status.get("qosClass", ""),
-            meta.get("annotations", {}).get("kubernetes.io/config.source", "")]
+            meta.get("annotations", {}).get("kubernetes.io/config.source", ""), container_ids(status)]
+
+
+def container_ids(status: dict[str, Any]) -> str:
+    """The app containers' IDs as crictl shows them (13 characters, without the runtime's prefix)."""
+    ids = [s["containerID"].partition("://")[2][:SHORT_ID] for s in status.get("containerStatuses", [])
+           if s.get("containerID")]
+    return ",".join(ids) or "<none>"
 
 
 def pod_table(pods: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:

@@ -7,7 +7,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 # Debian packages the tests use; installed only when missing.
-packages=(stress conmon systemd iproute2 nftables)
+packages=(stress conmon systemd iproute2 nftables containerd runc containernetworking-plugins busybox-static gcc
+          libc6-dev)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -21,6 +22,8 @@ fi
 
 scripts/venv.sh test
 venv="$root/.venv/bin"
+echo "== generated CRI code" >&2
+scripts/check-cri-generated.sh
 echo "== ruff" >&2
 "$venv/ruff" check nodeagent tests bench
 echo "== mypy" >&2

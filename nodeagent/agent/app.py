@@ -40,6 +40,7 @@ from nodeagent.network import PodNetworks
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
 from nodeagent.runtime.base import Runtime
+from nodeagent.runtime.cri.runtime import CriRuntime
 from nodeagent.runtime.process import ProcessRuntime
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
@@ -97,6 +98,9 @@ def make_pod_networks(config: KubeletConfig) -> PodNetworks | None:
 
 
 def make_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: KernelLog) -> Runtime:
+    if config.nodeagent.runtime == "cri":
+        return CriRuntime(config.container_runtime_endpoint, cgroup_version=cgroups.version,
+                          registry_auth_file=config.nodeagent.registry_auth_file)
     if config.nodeagent.runtime != "process":
         raise StartError(f"nodeagent.runtime {config.nodeagent.runtime} is not available in this version of "
                          "nodeagent: set nodeagent.runtime: process")
@@ -135,6 +139,7 @@ class Agent:
             settings=self.config.plan_settings(cgroup_version=self.cgroups.version, cgroup_driver=driver),
             state_dir=self.config.nodeagent.state_dir, logs_dir=self.config.pod_logs_path,
             addresses=PodAddresses(host_ip=address, pod_ip=address), networks=make_pod_networks(self.config),
+            sandboxes=self.runtime if isinstance(self.runtime, CriRuntime) else None,
             resolv_conf=self.config.resolv_conf, on_change=self._changed,
             persist=lambda worker: self.pods.persist(worker),
             metrics=self.metrics,
@@ -186,6 +191,8 @@ class Agent:
                               logs_dir=self.config.pod_logs_path, socket_path=self.config.nodeagent.socket,
                               socket_group=self.config.nodeagent.socket_group,
                               metrics_address=self.config.nodeagent.metrics_bind_address)
+        if isinstance(self.runtime, CriRuntime):
+            await self.runtime.connect(self.cgroups.name)
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
@@ -219,6 +226,8 @@ class Agent:
             await self.pods.close()
             await server.stop()
             self.kernel_log.close()
+            if isinstance(self.runtime, CriRuntime):
+                await self.runtime.close()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 

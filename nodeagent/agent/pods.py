@@ -137,9 +137,17 @@ class PodManager:
         return set(os.listdir(directory)) if os.path.isdir(directory) else set()
 
     async def clean_orphans(self, old_bundles: set[str]) -> None:
-        """Remove what nobody owns any more: pod cgroups of unknown UIDs under our cgroupRoot, pod
+        """Remove what nobody owns any more: the networks and sandboxes of unknown UIDs (first: a sandbox's
+        containers live in its pod cgroup), pod cgroups of unknown UIDs under our cgroupRoot, pod
         directories without a pod, and old container bundles no pod refers to (with their exit files)."""
         known = set(self.workers)
+        for leftovers in (self.services.networks, self.services.sandboxes):
+            if leftovers is None:
+                continue
+            try:
+                await leftovers.clean_up(known)
+            except NodeAgentError as exc:
+                log.error("removing the networks or sandboxes of pods that are gone: %s", exc)
         settings = self.services.settings
         parents = [paths.node_name(settings)]
         if settings.cgroups_per_qos:
@@ -159,11 +167,6 @@ class PodManager:
             log.warning("removing %s: it belongs to no known pod", directory)
             volumes.remove_mount_points(directory)
             await volumes.tear_down(self.services.state_dir, uid)
-        if self.services.networks is not None:
-            try:
-                await self.services.networks.clean_up(known)
-            except NodeAgentError as exc:
-                log.error("removing the networks of pods that are gone: %s", exc)
         state_dir = self.services.state_dir
         for entry in sorted(old_bundles - self.referenced_bundles()):
             log.info("removing the container bundle %s: no pod refers to it", entry)

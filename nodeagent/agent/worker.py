@@ -36,10 +36,19 @@ from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.network import HostPort, PodNetworks, hosts_file, pod_hostname, resolv_conf
+from nodeagent.network import HostPort, PodNetworks, hosts_file, pod_dns, pod_hostname, resolv_conf
+from nodeagent.plan import paths
 from nodeagent.plan.pod import ResourcePlan, plan_pod
 from nodeagent.plan.settings import NodeInfo, PlanSettings
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, RunningContainer, Runtime
+from nodeagent.runtime.base import (
+    ContainerExit,
+    ContainerSpec,
+    PodSandboxes,
+    PodSandboxSpec,
+    RunningContainer,
+    Runtime,
+    Sandbox,
+)
 from nodeagent.runtime.logs import container_log_path, pod_log_dir
 
 log = logging.getLogger(__name__)
@@ -75,6 +84,7 @@ class NodeServices:
     logs_dir: str
     addresses: PodAddresses  # the node's; a pod with its own network has its own pod_ip
     networks: PodNetworks | None  # None: every pod shares the node's network (cri: the runtime's CNI)
+    sandboxes: PodSandboxes | None  # cri: the runtime makes each pod a sandbox, with its containers' cgroups
     resolv_conf: str  # the node's resolv.conf, the base of pods' own
     on_change: Callable[[], None]
     persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
@@ -101,6 +111,7 @@ class PodWorker:
         self._containers = {c.name or "": c for c in pod.pod.all_containers()}
         self.transitions: dict[str, dt.datetime] = {}
         self.volumes: volumes.PodVolumes | None = None
+        self.sandbox: Sandbox | None = None
         self.running: dict[str, RunningContainer] = {}
         self.backoff: dict[str, backoff.Backoff] = {}
         self.pull_backoff: dict[str, backoff.Backoff] = {}
@@ -140,6 +151,8 @@ class PodWorker:
     def addresses(self) -> PodAddresses:
         """The node's address, and the pod's: its lease, or the node's for hostNetwork ("" before its lease)."""
         node = self.services.addresses
+        if self.services.sandboxes is not None and not self.pod.pod.spec.host_network:
+            return replace(node, pod_ip=(self.sandbox.ip or "") if self.sandbox else "")
         if not self.own_network:
             return node
         assert self.services.networks is not None
@@ -232,6 +245,9 @@ class PodWorker:
                     await self.services.networks.set_up(self.pod.uid, name=self.pod.name,
                                                         namespace=self.pod.namespace, host_ports=host_ports(self.pod))
                     self._changed()  # the pod has its IP
+                if self.services.sandboxes is not None:
+                    self.sandbox = await self.services.sandboxes.run_pod_sandbox(self._sandbox_spec())
+                    self._changed()
                 self.volumes = await volumes.set_up(self.services.state_dir, self.pod)
             except (NodeAgentError, OSError) as exc:
                 reason = "FailedMount" if isinstance(exc, volumes.VolumeError) else "FailedCreatePodSandBox"
@@ -376,14 +392,17 @@ class PodWorker:
         spec = self._container_spec(container, attempt)
         services = self.services
         image_id = await self._ensure_image(container, spec)
-        await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
-        await services.cgroups.apply([spec.cgroup])
+        own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
+        if own_cgroup:
+            await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
+            await services.cgroups.apply([spec.cgroup])
         if services.runtime.host_mount_points and spec.mounts:
             volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
         try:
             running = await services.runtime.start(spec)
         except RuntimeStartError:
-            await services.cgroups.remove([spec.cgroup.path])
+            if own_cgroup:
+                await services.cgroups.remove([spec.cgroup.path])
             raise
         self.running[name] = running
         previous = record.terminated or record.last_termination
@@ -479,11 +498,24 @@ class PodWorker:
             self.services.events.record(
                 self.object_ref(name), WARNING, "OOMKilling",
                 f"Memory cgroup out of memory: {victim} in container {name} of pod {self.pod_label}")
-        try:
-            await self.services.cgroups.remove([self.plan.container(name).path])
-        except NodeAgentError as exc:
-            log.warning("pod=%s container=%s: removing its cgroup: %s", self.key, name, exc)
+        if self.services.sandboxes is None:
+            try:
+                await self.services.cgroups.remove([self.plan.container(name).path])
+            except NodeAgentError as exc:
+                log.warning("pod=%s container=%s: removing its cgroup: %s", self.key, name, exc)
         return exit_
+
+    def _sandbox_spec(self) -> PodSandboxSpec:
+        services, spec, meta = self.services, self.pod.pod.spec, self.pod.pod.metadata
+        settings = services.settings
+        parent = self.plan.pod.path if self.plan.pod else paths.spell(paths.node_name(settings), settings.cgroup_driver)
+        return PodSandboxSpec(
+            name=self.pod.name, namespace=self.pod.namespace, uid=self.pod.uid,
+            hostname=pod_hostname(spec.hostname or self.pod.name),
+            log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
+            cgroup_parent=parent, host_network=spec.host_network,
+            dns=pod_dns(spec.dns_policy, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
+            labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}))
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services
@@ -560,9 +592,15 @@ class PodWorker:
 
     async def _tear_down(self) -> None:
         services = self.services
-        paths = [c.path for c in self.plan.containers] + ([self.plan.pod.path] if self.plan.pod else [])
+        if services.sandboxes is not None:
+            try:
+                await services.sandboxes.remove_pod_sandbox(self.pod.uid)
+            except NodeAgentError as exc:
+                log.error("pod=%s: removing its sandbox: %s", self.key, exc)
+                return  # keep the state: the next agent start tries again
+        cgroups = [c.path for c in self.plan.containers] + ([self.plan.pod.path] if self.plan.pod else [])
         try:
-            await services.cgroups.remove(paths)
+            await services.cgroups.remove(cgroups)
         except NodeAgentError as exc:
             log.error("pod=%s: removing its cgroups: %s", self.key, exc)
             return  # keep the state: the next agent start tries again

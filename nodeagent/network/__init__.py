@@ -6,7 +6,7 @@
     await networks.tear_down(uid)
 """
 
-from nodeagent.network.dnsfiles import hosts_file, pod_hostname, resolv_conf
+from nodeagent.network.dnsfiles import PodDNS, hosts_file, pod_dns, pod_hostname, resolv_conf
 from nodeagent.network.errors import (
     AddressesExhaustedError,
     HostPortConflictError,
@@ -27,10 +27,12 @@ __all__ = [
     "NetlinkOperationError",
     "NetworkError",
     "NftablesError",
+    "PodDNS",
     "PodNetwork",
     "PodNetworks",
     "hosts_file",
     "ip_forward_enabled",
+    "pod_dns",
     "pod_hostname",
     "resolv_conf",
 ]

@@ -9,6 +9,7 @@ Pure: text in, text out; the runtime writes the files and mounts them over the c
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 MAX_HOSTNAME_LEN = 63
 MAX_NAMESERVERS = 3  # glibc's MAXNS, validation.MaxDNSNameservers
@@ -37,16 +38,26 @@ def hosts_file(pod_name: str, ip: str) -> str:
     return f"{HOSTS_HEADER}{ip}\t{pod_hostname(pod_name)}\n"
 
 
-def resolv_conf(dns_policy: str, node_resolv_conf: str) -> str:
-    """/etc/resolv.conf for a pod without hostNetwork, from the text of the node's resolv.conf.
+@dataclass(frozen=True, slots=True)
+class PodDNS:
+    """A pod's resolver settings (CRI's DNSConfig), with notes on what was changed and why."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def pod_dns(dns_policy: str, node_resolv_conf: str) -> PodDNS:
+    """A pod's resolver from the text of the node's resolv.conf, as the kubelet makes it.
 
     Default: the node's nameservers, search list and options. ClusterFirst (and ClusterFirstWithHostNet,
     which is ClusterFirst for such a pod): nodeagent has no cluster DNS, so, as the kubelet without
     clusterDNS, the node's, with a note saying so. None: no nameserver (nodeagent has no dnsConfig).
     """
-    notes: list[str] = []
     if dns_policy == "None":
-        return "# dnsPolicy None without dnsConfig: no nameserver\n"
+        return PodDNS(notes=("dnsPolicy None without dnsConfig: no nameserver",))
+    notes: list[str] = []
     if dns_policy != "Default":
         notes.append(f'dnsPolicy {dns_policy}: there is no cluster DNS, so the node\'s resolver is used, as the '
                      'kubelet does without clusterDNS (it falls back to "Default")')
@@ -58,13 +69,18 @@ def resolv_conf(dns_policy: str, node_resolv_conf: str) -> str:
     notes += [f"nameserver {server} is a loopback address: in the pod's network namespace nothing answers there; "
               "point the node's resolvConf at a resolver on a real address (for systemd-resolved: "
               "/run/systemd/resolve/resolv.conf)" for server in nameservers if _is_loopback(server)]
-    searches = _fit_search(searches)
-    lines = [f"# {note}" for note in notes]
-    lines += [f"nameserver {server}" for server in nameservers]
-    if searches:
-        lines.append("search " + " ".join(searches))
-    if options:
-        lines.append("options " + " ".join(options))
+    return PodDNS(tuple(nameservers), tuple(_fit_search(searches)), tuple(options), tuple(notes))
+
+
+def resolv_conf(dns_policy: str, node_resolv_conf: str) -> str:
+    """/etc/resolv.conf for a pod without hostNetwork (pod_dns), its notes as comments."""
+    dns = pod_dns(dns_policy, node_resolv_conf)
+    lines = [f"# {note}" for note in dns.notes]
+    lines += [f"nameserver {server}" for server in dns.nameservers]
+    if dns.searches:
+        lines.append("search " + " ".join(dns.searches))
+    if dns.options:
+        lines.append("options " + " ".join(dns.options))
     return "".join(f"{line}\n" for line in lines)
 
 

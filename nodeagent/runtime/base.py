@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nodeagent.network import HostPort, PodDNS
 from nodeagent.plan.pod import CgroupPlan
 
 
@@ -116,3 +117,39 @@ class Runtime(Protocol):
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSandboxSpec:
+    """What a runtime with pod sandboxes (cri) needs to make one: identity, cgroup, network and DNS."""
+
+    name: str
+    namespace: str
+    uid: str
+    hostname: str
+    log_directory: str
+    cgroup_parent: str  # the pod's cgroup as the driver spells it
+    host_network: bool
+    dns: PodDNS
+    port_mappings: tuple[HostPort, ...]
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    id: str
+    ip: str | None  # None: the node's network (hostNetwork)
+
+
+class PodSandboxes(Protocol):
+    """A runtime that makes each pod a sandbox (its network, its containers' cgroups): cri."""
+
+    async def run_pod_sandbox(self, pod: PodSandboxSpec) -> Sandbox:
+        """The pod's sandbox: made now, or the one that runs already (after an agent restart)."""
+
+    async def remove_pod_sandbox(self, uid: str) -> None:
+        """Stop and remove the pod's sandboxes with their containers; nothing when there are none."""
+
+    async def clean_up(self, known_uids: set[str]) -> list[str]:
+        """Remove the sandboxes of nodeagent's pods that are not in `known_uids`; what was removed."""

@@ -78,6 +78,7 @@ class AgentHarness:
         }
         self.configure({})
         self.node: Node | None = create_node(root / "node")
+        self.netns: str | None = None  # another namespace to run in (use_netns)
         self.process: subprocess.Popen[bytes] | None = None
         self.client = AgentClient(str(self.socket))
         self.cgroups = cgroup_driver()
@@ -97,16 +98,28 @@ class AgentHarness:
         self.configure({"nodeagent": {"network": {"enabled": False}}})
         self._remove_node()
 
+    def use_netns(self, path: str) -> None:
+        """Run the agent in a namespace the test made otherwise (a containerd's, to reach its pods)."""
+        self._remove_node()
+        self.netns = path
+
     # -- the daemon ---------------------------------------------------------------------------------
 
     def start(self, env: dict[str, str] | None = None) -> None:
-        netns = ["nsenter", f"--net={self.node.path}", "--"] if self.node is not None else []
+        where = self.node.path if self.node is not None else self.netns
+        netns = ["nsenter", f"--net={where}", "--"] if where is not None else []
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*netns, sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log,
                 stderr=log, env={**os.environ, **(env or {})})
-        wait_for(lambda: self.socket.exists() and self.client.get("/api/v1/pods"), what="the agent's API",
-                 timeout=20)
+        wait_for(lambda: self._still_running() and self.socket.exists() and self.client.get("/api/v1/pods"),
+                 what="the agent's API", timeout=20)
+
+    def _still_running(self) -> bool:
+        assert self.process is not None
+        if (code := self.process.poll()) is not None:
+            raise AssertionError(f"the agent exited with {code}:\n{self.agent_log()[-2000:]}")
+        return True
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -181,6 +194,11 @@ class AgentHarness:
         if check and done.returncode != 0:
             raise AssertionError(f"nodeagent {' '.join(args)} failed: {done.stderr}")
         return done
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        """`nodeagent doctor` on this agent's configuration (it takes no --socket: the file names it)."""
+        return subprocess.run([sys.executable, "-m", "nodeagent", "doctor", "--config", str(self.config_path)],
+                              capture_output=True, text=True, timeout=60, check=False)
 
     def cli_raw(self, url: str) -> str:
         """A path of the API as text (for /metrics)."""

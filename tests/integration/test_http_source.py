@@ -197,7 +197,8 @@ def test_secrets_never_leak(harness: AgentHarness, server: ManifestServer, tmp_p
     outputs.append(agent.cli_raw("/metrics"))
     outputs.append(json.dumps(agent.client.get("/nodeagent/v1/sources")))
     outputs += [p.read_text(errors="replace") for p in agent.state.rglob("*") if p.is_file() and p.suffix == ".json"]
-    doctor = agent.cli("doctor", "--config", str(agent.config_path), check=False)
+    doctor = agent.doctor()
+    assert "ok    config: read" in doctor.stdout
     outputs += [doctor.stdout, doctor.stderr]
     for text in outputs:
         for secret in (SECRET, URL_SECRET, QUERY_SECRET):

@@ -8,6 +8,7 @@ import shlex
 import signal
 from typing import Any
 
+from nodeagent.network.model import netns_name
 from tests.integration.harness import NODE, AgentHarness, wait_for
 from tests.integration.netns_fixtures import CLIENT, NODE_IP, OUTSIDE_IP, SERVER, links_in, netns_names, nft_tables_in
 from tests.integration.test_daemon import running
@@ -30,8 +31,12 @@ spec:
 {extra}"""
 
 
+SEEN_UIDS: set[str] = set()  # every pod the tests saw: its namespace must go with it
+
+
 def pod_ip(agent: AgentHarness, name: str) -> str:
     ip = wait_for(lambda: running(agent, name) and agent.pod(name)["status"].get("podIP"), what=f"{name}'s IP")
+    SEEN_UIDS.add(agent.pod(name)["metadata"]["uid"])
     return str(ip)
 
 
@@ -64,7 +69,7 @@ def leftovers(agent: AgentHarness) -> dict[str, Any]:
     assert agent.node is not None
     return {
         "veths": [link for link in links_in(agent.node.path) if link.startswith("na")],
-        "pod namespaces": sorted(name for name in netns_names() if name.startswith("nodeagent-")),
+        "pod namespaces": sorted({netns_name(uid) for uid in SEEN_UIDS} & netns_names()),  # only this test's
         "tables": [table for table in nft_tables_in(agent.node.path) if table == "ip nodeagent"],
         "leases": json.loads(leases.read_text())["leases"] if (leases := agent.state / LEASES).exists() else [],
     }
@@ -107,6 +112,7 @@ def test_a_host_network_pod_shares_the_node_network(agent: AgentHarness) -> None
     assert pod_ip(agent, "host") == NODE_IP  # the node's address: the source of its route out
     assert agent.node is not None
     assert ask(agent, agent.node.path, "127.0.0.1", 8089) == "host 127.0.0.1"
+    assert agent.pod("host")["metadata"]["uid"] in SEEN_UIDS
     assert not leftovers(agent)["pod namespaces"]
 
 

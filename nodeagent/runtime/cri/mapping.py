@@ -1,0 +1,114 @@
+"""Pods and containers in CRI's terms, as the kubelet's kuberuntime spells them. Pure: specs in, messages out.
+
+    sandbox_config(PodSandboxSpec, attempt)         -> PodSandboxConfig (labels io.kubernetes.pod.*)
+    container_config(ContainerSpec, sandbox, v)     -> ContainerConfig (labels io.kubernetes.container.*,
+                                                       LinuxContainerResources from the cgroup plan)
+    container_exit(ContainerStatus)                 -> ContainerExit (reason OOMKilled as the runtime says)
+
+Besides the kubelet's labels, everything nodeagent creates carries app.kubernetes.io/managed-by=nodeagent,
+so that it finds its own sandboxes again after a restart and never touches anybody else's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from nodeagent.plan.resource_config import ResourceConfig, render_v2
+from nodeagent.runtime.base import ContainerExit, ContainerSpec, PodSandboxSpec
+from nodeagent.runtime.cri import api_pb2 as cri
+
+POD_NAME = "io.kubernetes.pod.name"
+POD_NAMESPACE = "io.kubernetes.pod.namespace"
+POD_UID = "io.kubernetes.pod.uid"
+CONTAINER_NAME = "io.kubernetes.container.name"
+RESTART_COUNT = "io.kubernetes.container.restartCount"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+NODEAGENT = "nodeagent"
+OURS = {MANAGED_BY: NODEAGENT}
+
+PROTOCOLS = {"TCP": cri.TCP, "UDP": cri.UDP, "SCTP": cri.SCTP}
+UNIFIED_V2 = ("memory.swap.max", "memory.min", "memory.high", "memory.oom.group")  # no CRI field of their own
+
+
+def pod_labels(uid: str, name: str, namespace: str) -> dict[str, str]:
+    return {POD_NAME: name, POD_NAMESPACE: namespace, POD_UID: uid, **OURS}
+
+
+def namespace_options(host_network: bool) -> cri.NamespaceOption:
+    """The pod's network (or the node's), its own IPC namespace, a PID namespace per container."""
+    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD, pid=cri.CONTAINER, ipc=cri.POD)
+
+
+def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
+    return cri.PodSandboxConfig(
+        metadata=cri.PodSandboxMetadata(name=pod.name, uid=pod.uid, namespace=pod.namespace, attempt=attempt),
+        hostname="" if pod.host_network else pod.hostname,  # a hostNetwork pod has the node's
+        log_directory=pod.log_directory,
+        dns_config=cri.DNSConfig(servers=list(pod.dns.nameservers), searches=list(pod.dns.searches),
+                                 options=list(pod.dns.options)),
+        port_mappings=[cri.PortMapping(protocol=PROTOCOLS[port.protocol], container_port=port.container_port,
+                                       host_port=port.host_port, host_ip=port.host_ip or "")
+                       for port in pod.port_mappings],
+        labels={**pod.labels, **pod_labels(pod.uid, pod.name, pod.namespace)},
+        annotations=dict(pod.annotations),
+        linux=cri.LinuxPodSandboxConfig(
+            cgroup_parent=pod.cgroup_parent,
+            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod.host_network))),
+    )
+
+
+def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_version: int) -> cri.ContainerConfig:
+    security = cri.LinuxContainerSecurityContext(
+        capabilities=cri.Capability(add_capabilities=list(spec.capabilities_add),
+                                    drop_capabilities=list(spec.capabilities_drop)),
+        privileged=spec.privileged,
+        namespace_options=sandbox.linux.security_context.namespace_options,
+        readonly_rootfs=spec.read_only_root,
+        supplemental_groups=list(spec.supplemental_groups),
+        no_new_privs=spec.allow_privilege_escalation is False,
+    )
+    if spec.run_as_user is not None:
+        security.run_as_user.value = spec.run_as_user
+    if spec.run_as_group is not None:
+        security.run_as_group.value = spec.run_as_group
+    return cri.ContainerConfig(
+        metadata=cri.ContainerMetadata(name=spec.name, attempt=spec.attempt),
+        image=cri.ImageSpec(image=spec.image, user_specified_image=spec.image),
+        command=list(spec.command), args=list(spec.args), working_dir=spec.working_dir or "",
+        envs=[cri.KeyValue(key=key, value=value) for key, value in spec.env.items()],
+        mounts=[cri.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.read_only)
+                for m in spec.mounts],
+        labels={**pod_labels(spec.pod_uid, spec.pod_name, spec.pod_namespace), CONTAINER_NAME: spec.name},
+        annotations={RESTART_COUNT: str(spec.attempt)},
+        log_path=os.path.relpath(spec.log_path, sandbox.log_directory),
+        linux=cri.LinuxContainerConfig(
+            resources=linux_resources(spec.cgroup.resources, spec.oom_score_adj, cgroup_version),
+            security_context=security),
+    )
+
+
+def linux_resources(config: ResourceConfig, oom_score_adj: int | None,
+                    cgroup_version: int) -> cri.LinuxContainerResources:
+    """The plan's values in CRI's fields (0: unset); on v2, the rest as `unified` files."""
+    unified = {}
+    if cgroup_version == 2:
+        unified = {name: value for name, value in render_v2(config).items() if name in UNIFIED_V2}
+    return cri.LinuxContainerResources(
+        cpu_period=config.cpu_period_us or 0,
+        cpu_quota=config.cpu_quota_us if config.cpu_quota_us and config.cpu_quota_us > 0 else 0,
+        cpu_shares=config.cpu_shares or 0,
+        memory_limit_in_bytes=config.memory_bytes if config.memory_bytes and config.memory_bytes > 0 else 0,
+        memory_swap_limit_in_bytes=config.memsw_bytes if config.memsw_bytes and config.memsw_bytes > 0 else 0,
+        oom_score_adj=oom_score_adj or 0,
+        unified=unified,
+    )
+
+
+def timestamp(nanoseconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.UTC)
+
+
+def container_exit(status: cri.ContainerStatus) -> ContainerExit:
+    finished = timestamp(status.finished_at) if status.finished_at else dt.datetime.now(dt.UTC)
+    return ContainerExit(exit_code=status.exit_code, finished_at=finished, oom_killed=status.reason == "OOMKilled")

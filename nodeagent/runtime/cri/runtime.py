@@ -1,0 +1,361 @@
+"""The `cri` runtime: a CRI runtime (containerd, CRI-O) runs the pods; nodeagent decides and reports.
+
+    set-up:  RunPodSandbox (the pod's network and cgroup parent; the running one again after a restart)
+    start:   [PullImage] -> remove the container's previous exited attempt -> CreateContainer -> Start
+    watch:   a pidfd on the container's main process (ContainerStatus verbose gives its pid), with a
+             ContainerStatus poll as the fallback: exit code, finish time and OOMKilled as the runtime says
+    stop:    signals to the main process; the final kill is StopContainer(timeout 0), which kills all of it
+    teardown: StopPodSandbox + RemovePodSandbox, which remove the pod's containers with it
+
+The runtime makes the containers' cgroups under the pod cgroup that nodeagent made (cgroup_parent),
+from the LinuxContainerResources it is given, and keeps logs in the kubelet's layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.runtime.base import (
+    ContainerExit,
+    ContainerSpec,
+    ExecResult,
+    ImageReady,
+    PodSandboxSpec,
+    RunningContainer,
+    Sandbox,
+)
+from nodeagent.runtime.cri import api_pb2 as cri
+from nodeagent.runtime.cri.auth import credentials_for_image, load_docker_config
+from nodeagent.runtime.cri.cgroupdriver import query_cgroup_driver
+from nodeagent.runtime.cri.client import CRIClient
+from nodeagent.runtime.cri.endpoints import discover_endpoint
+from nodeagent.runtime.cri.errors import CRIError, DockerConfigError
+from nodeagent.runtime.cri.mapping import (
+    CONTAINER_NAME,
+    OURS,
+    POD_UID,
+    container_config,
+    container_exit,
+    sandbox_config,
+    timestamp,
+)
+from nodeagent.runtime.procinfo import ProcessIdentity
+
+log = logging.getLogger(__name__)
+
+STATUS_POLL_SECONDS = 1.0  # the kubelet's PLEG relist period: the fallback when no pidfd can be had
+EXIT_RECORDED_SECONDS = 5.0  # how long the runtime may take to record an exit we saw first
+
+
+class DriverMismatchError(NodeAgentError):
+    """nodeagent and the runtime use different cgroup drivers: the docs say they must not."""
+
+
+class CriRuntime:
+    name = "cri"
+    host_mount_points = False
+
+    def __init__(self, endpoint: str | None, *, cgroup_version: int, registry_auth_file: str | None = None) -> None:
+        self.endpoint = endpoint  # None: found by connect()
+        self.cgroup_version = cgroup_version
+        self.registry_auth_file = registry_auth_file
+        self.runtime_name = "cri"  # the container ID prefix: "containerd" once the runtime said its name
+        self._client: CRIClient | None = None
+        self._sandboxes: dict[str, tuple[str, cri.PodSandboxConfig]] = {}  # pod uid -> (id, config)
+
+    @property
+    def client(self) -> CRIClient:
+        if self._client is None:  # made in the event loop that uses it, as grpc.aio requires
+            assert self.endpoint is not None, "connect() first"
+            self._client = CRIClient(self.endpoint)
+        return self._client
+
+    async def connect(self, cgroup_driver: str) -> None:
+        """Find the runtime (the configured endpoint, or the one known socket that answers), ask it who it
+        is, and refuse a cgroup driver other than ours."""
+        self.endpoint = await discover_endpoint(self.endpoint)
+        version = await self.client.version()
+        self.runtime_name = version.runtime_name or "cri"
+        theirs = await query_cgroup_driver(self.client)
+        log.info("cri: %s %s (CRI %s) at %s, cgroup driver %s", version.runtime_name, version.runtime_version,
+                 version.runtime_api_version, self.endpoint, theirs or "not reported")
+        if theirs is not None and theirs != cgroup_driver:
+            setting = "SystemdCgroup = true" if cgroup_driver == "systemd" else "SystemdCgroup = false"
+            raise DriverMismatchError(
+                f"cgroup driver mismatch: nodeagent uses {cgroup_driver} but {version.runtime_name} at "
+                f"{self.endpoint} uses {theirs}; the kubelet and the runtime must use the same: set cgroupDriver: "
+                f"{theirs} in nodeagent's configuration, or {setting} in the runtime's (containerd: "
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options] in /etc/containerd/"
+                "config.toml) and restart it")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- sandboxes ---------------------------------------------------------------------------------
+
+    async def run_pod_sandbox(self, pod: PodSandboxSpec) -> Sandbox:
+        found = await self.client.list_pod_sandbox(labels={POD_UID: pod.uid, **OURS})
+        ready = [s for s in found if s.state == cri.SANDBOX_READY]
+        if ready:
+            sandbox = max(ready, key=lambda s: s.metadata.attempt)
+            sandbox_id, config = sandbox.id, sandbox_config(pod, sandbox.metadata.attempt)
+        else:
+            attempt = max((s.metadata.attempt + 1 for s in found), default=0)
+            for dead in found:  # its containers died with it; they are started again in the new one
+                await self._remove_sandbox(dead.id)
+            config = sandbox_config(pod, attempt)
+            try:
+                sandbox_id = await self.client.run_pod_sandbox(config)
+            except CRIError as exc:
+                raise RuntimeStartError("CreatePodSandboxError", f'Failed to create pod sandbox: {exc.message}') \
+                    from exc
+            log.info("pod=%s/%s uid=%s: sandbox %s (attempt %d)", pod.namespace, pod.name, pod.uid, sandbox_id,
+                     attempt)
+        self._sandboxes[pod.uid] = (sandbox_id, config)
+        status = await self.client.pod_sandbox_status(sandbox_id)
+        return Sandbox(sandbox_id, None if pod.host_network else status.status.network.ip or None)
+
+    async def remove_pod_sandbox(self, uid: str) -> None:
+        self._sandboxes.pop(uid, None)
+        for sandbox in await self.client.list_pod_sandbox(labels={POD_UID: uid, **OURS}):
+            await self._remove_sandbox(sandbox.id)
+
+    async def clean_up(self, known_uids: set[str]) -> list[str]:
+        removed = []
+        for sandbox in await self.client.list_pod_sandbox(labels=OURS):
+            if sandbox.labels.get(POD_UID) not in known_uids:
+                await self._remove_sandbox(sandbox.id)
+                removed.append(f"sandbox {sandbox.id} of pod {sandbox.metadata.namespace}/{sandbox.metadata.name}")
+        for line in removed:
+            log.info("clean-up removed %s", line)
+        return removed
+
+    async def _remove_sandbox(self, sandbox_id: str) -> None:
+        await self.client.stop_pod_sandbox(sandbox_id)
+        await self.client.remove_pod_sandbox(sandbox_id)
+
+    # -- images ------------------------------------------------------------------------------------
+
+    async def ensure_image(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> ImageReady | None:
+        present = await self.client.image_status(spec.image)
+        if present is not None and spec.pull_policy != "Always":
+            return ImageReady(image_ref=_image_ref(present), pulled=False)
+        if spec.pull_policy == "Never":
+            raise RuntimeStartError("ErrImageNeverPull", f'Container image "{spec.image}" is not present with pull '
+                                                         "policy of Never")
+        on_pull()
+        began = time.monotonic()
+        await self._pull(spec.image)
+        pulled = await self.client.image_status(spec.image)
+        if pulled is None:
+            raise RuntimeStartError("ErrImagePull", f"the runtime pulled {spec.image} but does not have it")
+        return ImageReady(image_ref=_image_ref(pulled), pulled=True, seconds=time.monotonic() - began,
+                          size_bytes=pulled.size)
+
+    async def _pull(self, image: str) -> None:
+        """PullImage with each credential that matches the image in turn, as the kubelet does; then without."""
+        try:
+            config = load_docker_config(Path(self.registry_auth_file)) if self.registry_auth_file else {}
+        except DockerConfigError as exc:
+            raise RuntimeStartError("ErrImagePull", str(exc)) from exc
+        last: CRIError | None = None
+        attempts: list[cri.AuthConfig | None] = [*credentials_for_image(config, image)] or [None]
+        for auth in attempts:
+            try:
+                await self.client.pull_image(image, auth=auth)
+                return
+            except CRIError as exc:
+                last = exc
+        assert last is not None
+        raise RuntimeStartError("ErrImagePull", f"rpc error: code = {_go_code(last.code)} desc = {last.message}")
+
+    # -- containers --------------------------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> RunningContainer:
+        sandbox = self._sandboxes.get(spec.pod_uid)
+        if sandbox is None:
+            raise RuntimeStartError("CreateContainerError", "the pod has no sandbox")
+        sandbox_id, sandbox_config_ = sandbox
+        await self._remove_previous(sandbox_id, spec.name)
+        config = container_config(spec, sandbox_config_, self.cgroup_version)
+        try:
+            container_id = await self.client.create_container(sandbox_id, config, sandbox_config_)
+        except CRIError as exc:
+            raise RuntimeStartError("CreateContainerError", exc.message) from exc
+        try:
+            await self.client.start_container(container_id)
+        except CRIError as exc:
+            with contextlib.suppress(CRIError):
+                await self.client.remove_container(container_id)
+            raise RuntimeStartError("RunContainerError", exc.message) from exc
+        status, pid = await self._status(container_id)
+        container = CriContainer(self, container_id, pid, timestamp(status.started_at) if status.started_at
+                                 else dt.datetime.now(dt.UTC))
+        container.watch()
+        return container
+
+    async def _remove_previous(self, sandbox_id: str, name: str) -> None:
+        """The container's earlier exited attempt (kept until now, as the kubelet keeps one, for its status)."""
+        for old in await self.client.list_containers(sandbox_id=sandbox_id, labels={CONTAINER_NAME: name}):
+            if old.state != cri.CONTAINER_RUNNING:
+                await self.client.remove_container(old.id)
+
+    async def _status(self, container_id: str) -> tuple[cri.ContainerStatus, ProcessIdentity | None]:
+        response = await self.client.container_status(container_id, verbose=True)
+        pid = _pid(response.info)
+        return response.status, ProcessIdentity.of(pid) if pid else None
+
+    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+        container_id = str(saved["criId"])
+        try:
+            status, identity = await self._status(container_id)
+        except CRIError as exc:
+            if not exc.not_found:
+                raise
+            return ContainerExit(137, dt.datetime.now(dt.UTC), oom_killed=False, unknown=True)
+        if status.state != cri.CONTAINER_RUNNING:
+            return container_exit(status)
+        saved_identity = ProcessIdentity.from_json(saved["process"]) if "process" in saved else identity
+        container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at))
+        container.watch()
+        return container
+
+    async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
+        assert isinstance(running, CriContainer)
+        try:
+            response = await self.client.exec_sync(running.cri_id, command, timeout_s=max(1, math.ceil(timeout)))
+        except CRIError as exc:
+            return ExecResult(exit_code=-1, output=exc.message)
+        output = (response.stdout + response.stderr).decode(errors="replace").strip()
+        return ExecResult(exit_code=response.exit_code, output=output[:1024])
+
+    async def exited(self, container_id: str) -> cri.ContainerStatus | None:
+        """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
+        deadline = time.monotonic() + EXIT_RECORDED_SECONDS
+        while True:
+            try:
+                status = (await self.client.container_status(container_id)).status
+            except CRIError as exc:
+                if exc.not_found:
+                    return None
+                if not exc.unavailable:
+                    raise
+                status = None  # the runtime restarts: ask again
+            if status is not None and status.state == cri.CONTAINER_EXITED:
+                return status
+            if time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.02)
+
+
+class CriContainer:
+    """A container the CRI runtime runs: its end seen through a pidfd on its main process (or by polling)."""
+
+    def __init__(self, runtime: CriRuntime, cri_id: str, process: ProcessIdentity | None,
+                 started_at: dt.datetime) -> None:
+        self.runtime = runtime
+        self.cri_id = cri_id
+        self.container_id = f"{runtime.runtime_name}://{cri_id}"
+        self.process = process
+        self.pid = process.pid if process else 0
+        self.started_at = started_at
+        self._loop = asyncio.get_running_loop()
+        self._ended = self._loop.create_future()
+        self._pidfd: int | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._exit: ContainerExit | None = None
+
+    def saved(self) -> dict[str, Any]:
+        return {"criId": self.cri_id, "startedAt": self.started_at.isoformat(),
+                **({"process": self.process.to_json()} if self.process else {})}
+
+    def watch(self) -> None:
+        self._pidfd = self.process.pidfd() if self.process else None
+        if self._pidfd is not None:
+            self._loop.add_reader(self._pidfd, self._process_ended)
+        else:
+            self._poller = asyncio.create_task(self._poll(), name=f"cri status {self.cri_id[:12]}")
+
+    def _process_ended(self) -> None:
+        self._close_pidfd()
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    async def _poll(self) -> None:
+        while not self._ended.done():
+            try:
+                status = (await self.runtime.client.container_status(self.cri_id)).status
+                if status.state != cri.CONTAINER_RUNNING:
+                    self._ended.set_result(None)
+                    return
+            except CRIError as exc:
+                if exc.not_found:
+                    self._ended.set_result(None)
+                    return
+            await asyncio.sleep(STATUS_POLL_SECONDS)
+
+    async def wait(self) -> ContainerExit:
+        if self._exit is None:
+            await asyncio.shield(self._ended)
+            status = await self.runtime.exited(self.cri_id)
+            if status is None or status.state != cri.CONTAINER_EXITED:
+                self._exit = ContainerExit(137, dt.datetime.now(dt.UTC), oom_killed=False, unknown=True)
+            else:
+                self._exit = container_exit(status)
+        return self._exit
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and not self._ended.done() and self.process.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the main process now, and every process of the container through the runtime."""
+        if self._ended.done():
+            return
+        self.signal(9)
+        task = self._loop.create_task(self._stop_now(), name=f"cri stop {self.cri_id[:12]}")
+        task.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
+
+    async def _stop_now(self) -> None:
+        try:
+            await self.runtime.client.stop_container(self.cri_id, timeout_s=0)
+        except CRIError as exc:
+            log.warning("container %s: StopContainer: %s", self.cri_id[:12], exc)
+
+
+def _pid(info: Mapping[str, str]) -> int | None:
+    """The main process's pid from ContainerStatus(verbose)'s info (containerd: {"info": {"pid": N, ...}})."""
+    try:
+        return int(json.loads(info["info"])["pid"]) or None
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _image_ref(image: cri.Image) -> str:
+    """What status.imageID shows: the repo digest when there is one, else the image ID."""
+    return image.repo_digests[0] if image.repo_digests else image.id
+
+
+def _go_code(code: str) -> str:
+    """gRPC's code name as Go prints it (NOT_FOUND -> NotFound), as in the kubelet's messages."""
+    return "".join(part.capitalize() for part in code.split("_"))
