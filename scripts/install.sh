@@ -26,10 +26,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-# Debian packages: conmon for the process runtime (util-linux and mount, for unshare, setpriv and
-# mount, are always there), python3-venv when `python3 -m venv` cannot bootstrap pip.
+# Debian packages: conmon for the process runtime, nftables for pod networks (util-linux and mount, for
+# unshare, setpriv, nsenter and mount, are always there), python3-venv when `python3 -m venv` cannot
+# bootstrap pip.
 packages=()
 command -v conmon >/dev/null || [ -x /usr/libexec/podman/conmon ] || packages+=(conmon)
+command -v nft >/dev/null || packages+=(nftables)
 "$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
     if ! command -v apt-get >/dev/null; then
