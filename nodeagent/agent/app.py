@@ -36,7 +36,7 @@ from nodeagent.cgroups.systemd import SystemdDriver
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import ConfigError, NodeAgentError
 from nodeagent.metrics import AgentMetrics
-from nodeagent.network import PodNetworks
+from nodeagent.network.pods import PodNetworks
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
 from nodeagent.runtime.base import Runtime

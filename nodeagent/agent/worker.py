@@ -36,7 +36,9 @@ from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.network import HostPort, PodNetworks, hosts_file, pod_dns, pod_hostname, resolv_conf
+from nodeagent.network.dnsfiles import hosts_file, pod_dns, pod_hostname, resolv_conf
+from nodeagent.network.model import HostPort
+from nodeagent.network.pods import PodNetworks
 from nodeagent.plan import paths
 from nodeagent.plan.pod import ResourcePlan, plan_pod
 from nodeagent.plan.settings import NodeInfo, PlanSettings

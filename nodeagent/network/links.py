@@ -7,6 +7,9 @@
 Every function is idempotent: what exists already and is right is kept, what is half made (one end
 of a veth pair) is removed and made again. `node` is the node's namespace path, None for the agent's
 own. Netlink errors become NetlinkOperationError naming the link and the namespace.
+
+pyroute2 is imported where it is used: importing it takes ~0.3 s, which an agent should pay only once
+it touches a pod network, not on every start.
 """
 
 from __future__ import annotations
@@ -18,9 +21,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
-
-from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from nodeagent.network.errors import NetlinkOperationError, NetworkError
 from nodeagent.network.model import POD_INTERFACE
@@ -34,6 +34,9 @@ async def _netlink(netns: str | None, what: str) -> AsyncIterator[Any]:
     A socket belongs to the namespace of the thread that opened it: it is opened in a thread that joined
     `netns` (pyroute2's own netns= forks a child for it, in the event loop's thread).
     """
+    from pyroute2 import AsyncIPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     where = f"{what} in {netns or 'the agent network namespace'}"
     try:
         fileno = None if netns is None else await asyncio.to_thread(call_in_netns, netns, _rtnetlink_fd)
@@ -60,6 +63,8 @@ async def _kind(ipr: Any, index: int) -> str | None:
 
 async def _add_address(ipr: Any, index: int, address: IPv4Interface, *, only: bool = False) -> None:
     """Add the address to the link; with `only`, remove its other IPv4 addresses (an earlier lease's)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     if only:
         async for found in await ipr.addr("dump", index=index, family=socket.AF_INET):
             other = IPv4Interface(f"{found.get('address')}/{found['prefixlen']}")
@@ -74,6 +79,8 @@ async def _add_address(ipr: Any, index: int, address: IPv4Interface, *, only: bo
 
 async def ensure_bridge(node: str | None, bridge: str, address: IPv4Interface) -> None:
     """The bridge exists, holds the gateway address and is up."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     async with _netlink(node, f"setting up bridge {bridge}") as ipr:
         index = await _index(ipr, bridge)
         if index is None:
@@ -126,6 +133,8 @@ async def plumb_pod(node: str | None, pod: str, *, bridge: str, host_veth: str, 
 
 async def delete_link(node: str | None, name: str) -> bool:
     """Delete the link `name` (a veth takes its peer along); False when there was none."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     async with _netlink(node, f"deleting {name}") as ipr:
         index = await _index(ipr, name)
         if index is None:

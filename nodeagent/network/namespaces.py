@@ -2,7 +2,8 @@
 
 A named namespace is a bind mount of a namespace file over an empty file in /run/netns; it lives
 until unmounted, whatever runs in it. pyroute2 creates it in a forked child (unshare, then the bind
-mount), so the calls run in a thread: the event loop never waits on them.
+mount), so the calls run in a thread: the event loop never waits on them. pyroute2 is imported where
+it is used (see nodeagent.network.links).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
-
-from pyroute2 import netns as pyroute2_netns  # type: ignore[import-untyped]
+from typing import Any, TypeVar
 
 from nodeagent.network.errors import NetworkError
 from nodeagent.network.model import NETNS_DIR
@@ -23,6 +22,12 @@ log = logging.getLogger(__name__)
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 T = TypeVar("T")
+
+
+def _pyroute2_netns() -> Any:
+    from pyroute2 import netns
+
+    return netns
 
 
 def resolve_netns(netns: str) -> str:
@@ -44,7 +49,7 @@ async def create_netns(name: str) -> bool:
         log.info("removing %s: an empty file left by a creation cut short", path)
         os.unlink(path)
     try:
-        await asyncio.to_thread(pyroute2_netns.create, path)
+        await asyncio.to_thread(_pyroute2_netns().create, path)
     except OSError as exc:
         raise NetworkError(f"creating the network namespace {path}: {exc.strerror or exc}") from exc
     return True
@@ -56,7 +61,7 @@ async def remove_netns(name: str) -> bool:
     if not os.path.lexists(path):
         return False
     try:
-        await asyncio.to_thread(pyroute2_netns.remove, path)
+        await asyncio.to_thread(_pyroute2_netns().remove, path)
     except FileNotFoundError:
         return False
     except OSError as exc:
@@ -90,7 +95,7 @@ def call_in_netns(path: str, function: Callable[[], T]) -> T:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                pyroute2_netns.setns(fd, flags=0)
+                _pyroute2_netns().setns(fd, flags=0)
             finally:
                 os.close(fd)
             outcome.append(function())

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nodeagent.network import HostPort, PodDNS
+from nodeagent.network.dnsfiles import PodDNS
+from nodeagent.network.model import HostPort
 from nodeagent.plan.pod import CgroupPlan
 
 

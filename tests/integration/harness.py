@@ -29,7 +29,7 @@ from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cli.client import AgentClient
 from nodeagent.errors import NodeAgentError
-from nodeagent.network import PodNetworks
+from nodeagent.network.pods import PodNetworks
 from tests.integration.netns_fixtures import Node, create_node
 
 T = TypeVar("T")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.network import PodNetworks
 from nodeagent.network.model import netns_name
+from nodeagent.network.pods import PodNetworks
 
 NODE_IP = "192.0.2.1"
 OUTSIDE_IP = "192.0.2.2"

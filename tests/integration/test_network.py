@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.network import (
-    HostPort,
-    HostPortConflictError,
-    LeaseFileError,
-    PodNetwork,
-    PodNetworks,
-    ip_forward_enabled,
-)
-from nodeagent.network.model import host_veth_name, netns_name
+from nodeagent.network.errors import HostPortConflictError, LeaseFileError
+from nodeagent.network.model import HostPort, PodNetwork, host_veth_name, netns_name
+from nodeagent.network.namespaces import ip_forward_enabled
+from nodeagent.network.pods import PodNetworks
 from tests.integration.netns_fixtures import (
     NODE_IP,
     OUTSIDE_IP,

@@ -2,7 +2,8 @@
 
 from dataclasses import replace
 
-from nodeagent.network import HostPort, PodDNS
+from nodeagent.network.dnsfiles import PodDNS
+from nodeagent.network.model import HostPort
 from nodeagent.plan.pod import CgroupPlan
 from nodeagent.plan.resource_config import ResourceConfig
 from nodeagent.runtime.base import ContainerSpec, Mount, PodSandboxSpec
