@@ -242,10 +242,12 @@ class PodWorker:
             try:
                 if self.plan.pod is not None:
                     await self.services.cgroups.apply([self.plan.pod])
-                if self.own_network:
-                    assert self.services.networks is not None
-                    await self.services.networks.set_up(self.pod.uid, name=self.pod.name,
-                                                        namespace=self.pod.namespace, host_ports=host_ports(self.pod))
+                networks = self.services.networks
+                if self.own_network and networks is not None:
+                    # Containers taken back after a restart run in their network already: keep it as it is.
+                    if not (self.adoptable and networks.resume(self.pod.uid)):
+                        await networks.set_up(self.pod.uid, name=self.pod.name, namespace=self.pod.namespace,
+                                              host_ports=host_ports(self.pod))
                     self._changed()  # the pod has its IP
                 if self.services.sandboxes is not None:
                     self.sandbox = await self.services.sandboxes.run_pod_sandbox(self._sandbox_spec())

@@ -56,10 +56,21 @@ class PodNetworks:
         self._table = load_leases(self.leases_path, self.network)
         self._nft = Nft(self.node_netns)
         self._lock = asyncio.Lock()
+        # What this agent made already: a new pod then costs one netlink round, not a check of each.
+        self._bridge_ready = False
+        self._table_ready = False
 
     @property
     def _where(self) -> str:
         return self.node_netns or "the agent's network namespace"
+
+    def resume(self, uid: str) -> PodNetwork | None:
+        """The network of a pod taken back after an agent restart, when its namespace is still there: no
+        netlink or nft, so that taking a hundred pods back costs nothing. None: set it up again."""
+        lease = self._table.get(uid)
+        if lease is None or not namespaces.netns_exists(netns_path(uid)):
+            return None
+        return self._pod_network(lease)
 
     def lease(self, uid: str) -> PodNetwork | None:
         """The pod's network as leased (set up, or being set up or torn down); None without a lease."""
@@ -84,8 +95,9 @@ class PodNetworks:
                                          host_ports=host_ports)
             await self._save(table)
             try:
-                await self._build(lease)
+                await self._build(lease, new=new)
             except BaseException:
+                self._bridge_ready = self._table_ready = False  # check everything again next time
                 if new:
                     await self._undo(uid)
                 raise
@@ -122,18 +134,23 @@ class PodNetworks:
             removed += await self._remove_strays()
             if await links.delete_link(self.node_netns, self.bridge):
                 removed.append(f"bridge {self.bridge}")
+            self._bridge_ready = False
         for line in removed:
             log.info("removed %s", line)
         return removed
 
-    async def _build(self, lease: Lease) -> None:
+    async def _build(self, lease: Lease, *, new: bool) -> None:
         gateway = ipam.gateway(self.network)
         prefix_len = self.network.prefixlen
-        await links.ensure_bridge(self.node_netns, self.bridge, IPv4Interface(f"{gateway}/{prefix_len}"))
+        if not self._bridge_ready:
+            await links.ensure_bridge(self.node_netns, self.bridge, IPv4Interface(f"{gateway}/{prefix_len}"))
+            self._bridge_ready = True
         await namespaces.create_netns(netns_name(lease.uid))
         await links.plumb_pod(self.node_netns, netns_path(lease.uid), bridge=self.bridge,
                               host_veth=host_veth_name(lease.uid), address=IPv4Interface(f"{lease.ip}/{prefix_len}"),
                               gateway=gateway)
+        if new and not lease.host_ports and self._table_ready:
+            return  # no rules of its own, none from before, and the table with the masquerade is there
         # The pod's old rules go and its new ones come in the same transaction: never a moment without them.
         listed = await self._nft.list_rules() or []
         mine = [rule for rule in listed if rule.is_base or rule.owner == uid_key(lease.uid)]
@@ -141,6 +158,7 @@ class PodNetworks:
                                *pod_commands(lease.uid, namespace=lease.namespace, name=lease.name, ip=lease.ip,
                                              host_ports=lease.host_ports)],
                               what=f"hostPorts of pod {lease.namespace}/{lease.name}")
+        self._table_ready = True
 
     async def _undo(self, uid: str) -> None:
         """Remove what a failed set_up made; a failure here is logged, the set_up's own error is the one raised."""
@@ -161,6 +179,7 @@ class PodNetworks:
                                   what=f"removing the rules of pod uid {uid}")
             removed += [str(rule) for rule in mine]
             if last:
+                self._table_ready = False
                 removed.append(f"nft table {self._nft_table_name} (no pod left)")
         if await links.delete_link(self.node_netns, host_veth_name(uid)):
             removed.append(f"link {host_veth_name(uid)}")
@@ -184,6 +203,7 @@ class PodNetworks:
             return removed
         if not self._table.leases:
             await self._nft.apply([delete_table_command()], what="removing the table")
+            self._table_ready = False
             return [*removed, f"nft table {self._nft_table_name} (no pod left)"]
         strays = [rule for rule in listed if rule.owner is not None and rule.owner not in keys]
         await self._nft.apply(delete_commands(strays), what="removing rules of pods without a lease")

@@ -258,3 +258,15 @@ async def test_a_failed_set_up_of_a_new_pod_is_undone(node: Node) -> None:
     assert node.networks(bridge="notabridge").lease(uid) is None
     assert netns_name(uid) not in netns_names()
 
+
+
+async def test_a_restarted_agent_resumes_a_living_network_and_rebuilds_a_lost_one(node: Node) -> None:
+    pod = await set_up(node.networks(), node, "web")
+    restarted = node.networks()
+    assert restarted.resume(pod.uid) == pod  # no netlink, no nft: the namespace is still there
+    in_netns(node.path, "ip", "netns", "delete", netns_name(pod.uid), check=False)
+    assert restarted.resume(pod.uid) is None  # gone: the worker sets it up again
+    again = await restarted.set_up(pod.uid, name="web", namespace="test", host_ports=[])
+    assert again == pod
+    node.serve(pod.netns, "TCP", 80, "web")
+    assert node.ask(node.path, "TCP", pod.ip, 80) == "web 10.88.0.1"
