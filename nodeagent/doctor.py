@@ -21,7 +21,6 @@ from nodeagent.cli.client import AgentClient, ApiError
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import AgentUnavailableError, ConfigError, NodeAgentError
 from nodeagent.runtime.conmon import CONMON_ELSEWHERE
-from nodeagent.runtime.cri.runtime import CriRuntime, DriverMismatchError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -31,8 +30,10 @@ GiB = 1 << 30
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
-# What the process runtime runs, and the Debian package that has it.
-PROCESS_TOOLS = {"conmon": "conmon", "unshare": "util-linux", "mount": "mount", "setpriv": "util-linux"}
+# What the process and runc runtimes run, and the Debian package that has it.
+PROCESS_TOOLS = {"conmon": "conmon", "unshare": "util-linux", "mount": "mount", "setpriv": "util-linux",
+                 "nsenter": "util-linux"}
+RUNC_TOOLS = {"conmon": "conmon"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,24 +167,22 @@ def _unsafe(path: str) -> Check | None:
     return None
 
 
-def check_runtime(runtime: str, *, search_path: str | None,
+def check_runtime(runtime: str, *, search_path: str | None, runc_path: str = "runc",
                   conmon_elsewhere: Sequence[str] = CONMON_ELSEWHERE) -> Check:
-    """The configured runtime, and for `process` the programs it runs (on search_path, None: $PATH)."""
-    if runtime != "process":
-        return Check("runtime", "fail", f"{runtime} is not available in this version of nodeagent",
-                     "set nodeagent.runtime: process")
+    """The programs the `process` or `runc` runtime runs (on search_path, None: $PATH); runcPath may be crun."""
+    tools = dict(PROCESS_TOOLS) if runtime == "process" else {**RUNC_TOOLS, runc_path: os.path.basename(runc_path)}
     found: dict[str, str] = {}
-    for tool in PROCESS_TOOLS:
+    for tool in tools:
         where = shutil.which(tool, path=search_path)
         if where is None and tool == "conmon":
             where = next((p for p in conmon_elsewhere if os.access(p, os.X_OK)), None)
         if where is not None:
             found[tool] = where
-    missing = [tool for tool in PROCESS_TOOLS if tool not in found]
+    missing = [tool for tool in tools if tool not in found]
     if missing:
-        packages = " ".join(dict.fromkeys(PROCESS_TOOLS[tool] for tool in missing))
-        return Check("runtime", "fail", f"process: {', '.join(missing)} not found", f"apt-get install {packages}")
-    return Check("runtime", "ok", "process: " + ", ".join(found.values()))
+        packages = " ".join(dict.fromkeys(tools[tool] for tool in missing))
+        return Check("runtime", "fail", f"{runtime}: {', '.join(missing)} not found", f"apt-get install {packages}")
+    return Check("runtime", "ok", f"{runtime}: " + ", ".join(found.values()))
 
 
 def check_cri(endpoint: str | None, cgroup_driver: str) -> Check:
@@ -192,6 +191,8 @@ def check_cri(endpoint: str | None, cgroup_driver: str) -> Check:
 
 
 async def _check_cri(endpoint: str | None, cgroup_driver: str) -> Check:
+    from nodeagent.runtime.cri.runtime import CriRuntime, DriverMismatchError  # gRPC only for this check
+
     runtime = CriRuntime(endpoint, cgroup_version=0)
     try:
         await runtime.connect(cgroup_driver)
@@ -264,7 +265,7 @@ def run_checks(config: KubeletConfig) -> list[Check]:
         check_swap(PROC_SWAPS, fail_swap_on=config.fail_swap_on, swap_behavior=config.swap_behavior().value),
         check_manifests(config.static_pod_path),
         check_cri(config.container_runtime_endpoint, driver) if config.nodeagent.runtime == "cri"
-        else check_runtime(config.nodeagent.runtime, search_path=None),
+        else check_runtime(config.nodeagent.runtime, search_path=None, runc_path=config.nodeagent.runc_path),
         check_socket(config.nodeagent.socket),
         check_ip_forward(IP_FORWARD),
         check_state_dir(config.nodeagent.state_dir),

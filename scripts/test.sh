@@ -7,8 +7,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 # Debian packages the tests use; installed only when missing.
-packages=(stress conmon systemd iproute2 nftables containerd runc containernetworking-plugins busybox-static gcc
-          libc6-dev)
+packages=(stress conmon systemd iproute2 nftables containerd runc crun containernetworking-plugins busybox-static
+          gcc libc6-dev docker-registry apache2-utils)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

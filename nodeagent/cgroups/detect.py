@@ -18,6 +18,7 @@ class CgroupLayout:
     hybrid: bool  # v1 controllers and a cgroup2 mount (usually /sys/fs/cgroup/unified)
     v1_mounts: dict[str, str] = field(default_factory=dict)  # controller -> mount point
     v2_mount: str | None = None
+    mounts: tuple[str, ...] = ()  # every cgroup and cgroup2 mount point (name=systemd included)
 
     @property
     def name(self) -> str:
@@ -28,6 +29,7 @@ def detect_layout(mountinfo: str | None = None) -> CgroupLayout:
     text = mountinfo if mountinfo is not None else Path(MOUNTINFO).read_text()
     v1: dict[str, str] = {}
     v2: str | None = None
+    mounts: list[str] = []
     for line in text.splitlines():
         fields = line.split()
         if "-" not in fields:
@@ -36,6 +38,8 @@ def detect_layout(mountinfo: str | None = None) -> CgroupLayout:
         mount_point = fields[4]
         fstype = fields[separator + 1]
         super_options = fields[separator + 3].split(",") if len(fields) > separator + 3 else []
+        if fstype in ("cgroup", "cgroup2"):
+            mounts.append(mount_point)
         if fstype == "cgroup2":
             if v2 is None or mount_point == CGROUP_MOUNT:
                 v2 = mount_point
@@ -44,7 +48,8 @@ def detect_layout(mountinfo: str | None = None) -> CgroupLayout:
                 if option not in ("rw", "ro") and not option.startswith(("release_agent=", "name=")):
                     v1.setdefault(option, mount_point)
     version = 2 if v2 == CGROUP_MOUNT else 1
-    return CgroupLayout(version=version, hybrid=version == 1 and v2 is not None, v1_mounts=v1, v2_mount=v2)
+    return CgroupLayout(version=version, hybrid=version == 1 and v2 is not None, v1_mounts=v1, v2_mount=v2,
+                        mounts=tuple(mounts))
 
 
 def systemd_is_init() -> bool:

@@ -3,14 +3,17 @@
     V1Hierarchy({"memory": "/sys/fs/cgroup/memory", "cpu": ..., "cpuacct": ..., "pids": ...})
       .apply("/kubepods/burstable/pod1", {"cpu.shares": "2", "memory.limit_in_bytes": "104857600"})
 
-Only the controllers nodeagent manages get directories: memory, cpu, cpuacct (usage) and pids.
+Only the controllers nodeagent manages get directories: memory, cpu, cpuacct (usage) and pids. OCI
+runtimes (runc, crun, containerd's runc) create a container's cgroup, and its missing parents, in every
+hierarchy mounted (cpuset, devices, freezer, blkio, name=systemd, a hybrid's cgroup2): removing a cgroup
+removes what is left of it there too (`runtime_mounts`), or pods would leave directories behind.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from nodeagent.cgroups import files
 from nodeagent.errors import CgroupError, CgroupWriteError
@@ -23,11 +26,12 @@ MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
 class V1Hierarchy:
     version = 1
 
-    def __init__(self, mounts: Mapping[str, str]) -> None:
+    def __init__(self, mounts: Mapping[str, str], *, runtime_mounts: Sequence[str] = ()) -> None:
         missing = [c for c in ("memory", "cpu", "pids") if c not in mounts]
         if missing:
             raise CgroupError(f"cgroup v1 controllers not mounted: {', '.join(missing)}")
         self.mounts = {c: mounts[c] for c in MANAGED_CONTROLLERS if c in mounts}
+        self.unmanaged = sorted(set(runtime_mounts) - set(self.mounts.values()))
 
     def directories(self, path: str) -> dict[str, str]:
         """controller -> directory of a cgroup (several controllers may share one mount)."""
@@ -100,6 +104,13 @@ class V1Hierarchy:
     def remove(self, path: str) -> None:
         for directory in set(self.directories(path).values()):
             files.remove_dir(directory)
+        for mount in self.unmanaged:  # empty by now: the processes were in the managed ones too
+            root = os.path.join(mount, path.lstrip("/"))
+            for current, children, _ in os.walk(root, topdown=False):
+                for child in children:
+                    files.remove_dir(os.path.join(current, child))
+            if os.path.isdir(root):
+                files.remove_dir(root)
 
     def oom_kills(self, path: str) -> int:
         return files.read_keyed(self.directory("memory", path), "memory.oom_control").get("oom_kill", 0)

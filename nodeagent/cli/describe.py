@@ -92,6 +92,7 @@ def _container(container: dict[str, Any], status: dict[str, Any], cgroup: dict[s
     lines = [f"  {container.get('name')}:"]
     lines.append(f"{i}{'Container ID:':<15}{status.get('containerID', '')}")
     lines.append(f"{i}{'Image:':<15}{container.get('image', '')}")
+    lines.append(f"{i}{'Image ID:':<15}{status.get('imageID', '')}")
     ports = container.get("ports", [])
     lines.append(f"{i}{'Port:':<15}" + (", ".join(f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in ports)
                                          if ports else "<none>"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from nodeagent.network.dnsfiles import PodDNS
 from nodeagent.network.model import HostPort
@@ -143,6 +143,7 @@ class Sandbox:
     ip: str | None  # None: the node's network (hostNetwork)
 
 
+@runtime_checkable
 class PodSandboxes(Protocol):
     """A runtime that makes each pod a sandbox (its network, its containers' cgroups): cri."""
 
@@ -154,3 +155,13 @@ class PodSandboxes(Protocol):
 
     async def clean_up(self, known_uids: set[str]) -> list[str]:
         """Remove the sandboxes of nodeagent's pods that are not in `known_uids`; what was removed."""
+
+
+@runtime_checkable
+class RuntimeConnection(Protocol):
+    """A runtime reached over a connection (cri): connected before any pod, closed when the agent stops."""
+
+    async def connect(self, cgroup_driver: str) -> None:
+        """Reach the runtime and check that it can serve this agent (its cgroup driver); an error if not."""
+
+    async def close(self) -> None: ...

@@ -160,10 +160,25 @@ def linux_resources(config: ResourceConfig, cgroup_version: int) -> dict[str, An
     return resources
 
 
+def systemd_cgroups_path(path: str) -> str:
+    """runc's systemd form `slice:prefix:name` of a container scope path (runc makes `<prefix>-<name>.scope`):
+    ".../kubepods-pod1.slice/nodeagent-1-c.scope" -> "kubepods-pod1.slice:nodeagent:1-c"."""
+    parts = [part for part in path.split("/") if part]
+    if not parts or not parts[-1].endswith(".scope") or "-" not in parts[-1]:
+        raise ValueError(f"not a systemd scope path: {path!r}")
+    prefix, _, name = parts[-1].removesuffix(".scope").partition("-")
+    parent = parts[-2] if len(parts) > 1 else "-.slice"
+    return f"{parent}:{prefix}:{name}"
+
+
 def oci_spec(spec: ContainerSpec, image: ImageDefaults, *, rootfs: str, cgroups_path: str, cgroup_version: int,
              security: Security, netns: str | None, pod_files: Mapping[str, str], oom_score_adj: int | None,
              namespaces: Sequence[str] = ("pid", "ipc", "uts", "mount")) -> dict[str, Any]:
+    """The whole config.json. With hostNetwork the container keeps the node's UTS namespace too (and so its
+    host name), as containerd does for a pod on the host's network."""
     caps = capabilities(security)
+    if security.host_network:
+        namespaces = [kind for kind in namespaces if kind != "uts"]
     process: dict[str, Any] = {
         "terminal": False, "user": user(spec, image), "args": process_args(spec, image),
         "env": environment(spec, image), "cwd": spec.working_dir or image.working_dir or "/",
@@ -181,8 +196,11 @@ def oci_spec(spec: ContainerSpec, image: ImageDefaults, *, rootfs: str, cgroups_
     }
     if not security.privileged:
         linux.update(maskedPaths=list(MASKED_PATHS), readonlyPaths=list(READONLY_PATHS))
-    return {
+    config: dict[str, Any] = {
         "ociVersion": OCI_VERSION, "process": process,
         "root": {"path": rootfs, "readonly": security.read_only_root},
-        "hostname": spec.hostname, "mounts": mounts(spec, security, pod_files), "linux": linux,
+        "mounts": mounts(spec, security, pod_files), "linux": linux,
     }
+    if "uts" in namespaces:
+        config["hostname"] = spec.hostname  # runc refuses a host name without a UTS namespace of its own
+    return config

@@ -1,129 +1,126 @@
 """The `runc` runtime: each container an OCI container (runc, or crun through nodeagent.runcPath), from
 an image nodeagent pulled itself, under conmon: the path CRI-O takes, without a containerd.
 
-    image store ensure(image, imagePullPolicy)       -> layers (ErrImagePull on failure)
-    bundle: overlay rootfs (layers + a per-container upper dir), config.json (nodeagent.runtime.oci_spec)
-    conmon -r runc create   -> container init waiting on its exec FIFO, in its cgroup
-    runc start              -> the container runs; conmon keeps stdio, logs and the exit code
-    on exit: runc delete, unmount the rootfs
+    ensure_image   ImageStore.ensure(image, imagePullPolicy)            (ErrImagePull, ErrImageNeverPull, ...)
+    start          the image leased to the container ID; overlay rootfs (layers + its own upper dir);
+                   config.json (nodeagent.runtime.oci_spec); conmon -r runc create (init waits on its exec
+                   FIFO, in its cgroup); runc start. conmon keeps stdio, CRI logs and the exit code.
+    on exit        runc delete, the rootfs unmounted, the lease released, the bundle removed
+
+Files: the bundle (config.json, the pod's /etc files) is conmon's `<stateDir>/containers/<id>`; the root
+file system is `<stateDir>/rootfs/<id>/{rootfs,upper,work}`, apart, so that removing a bundle never walks
+into a mounted root. runc keeps its state under `<stateDir>/runc` (`--root`). A rootfs directory whose
+bundle is gone belongs to no container any more (the agent removes bundles no pod refers to): it is
+deleted, unmounted and released at the next start or removal of a container.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.images.errors import ImageError, MountError
+from nodeagent.images.overlay import mount_rootfs, unmount
+from nodeagent.images.store import Image, ImageStore, PullPolicy
 from nodeagent.runtime import conmon
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, RunningContainer
+from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, ImageReady, RunningContainer
+from nodeagent.runtime.image_user import resolve_user
 from nodeagent.runtime.monitored import MonitoredContainer, now
-from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec
+from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
+from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
 
 PREFIX = "runc://"
-CAP_SYS_RESOURCE = 24
-RUNC_TIMEOUT_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class PulledImage:
-    digest: str
-    defaults: ImageDefaults
-    layers: tuple[str, ...]  # unpacked layer directories, lowest first
-
-
-class ImageSource(Protocol):
-    async def pull(self, reference: str, policy: str) -> PulledImage:
-        """The image, pulled as imagePullPolicy says; RuntimeStartError(ErrImagePull|ErrImageNeverPull)."""
-
-
-class Rootfs(Protocol):
-    async def mount(self, layers: Sequence[str], upper: str, work: str, target: str) -> None: ...
-
-    async def unmount(self, target: str) -> None: ...
-
-
-def can_lower_oom_score_adj() -> bool:
-    """CAP_SYS_RESOURCE in our effective set: without it the kernel refuses negative oom_score_adj values."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
-    return False
+EXEC_OUTPUT_BYTES = 1024
 
 
 class RuncRuntime:
     name = "runc"
     host_mount_points = False  # volumes are mounted inside the container's own root
 
-    def __init__(self, cgroups: CgroupDriver, state_dir: str, images: ImageSource, rootfs: Rootfs, *,
-                 runc_path: str, kernel_log: KernelLog | None = None, systemd_cgroup: bool = False) -> None:
+    def __init__(self, cgroups: CgroupDriver, state_dir: str, images: ImageStore, *, runc_path: str,
+                 kernel_log: KernelLog | None = None, systemd_cgroup: bool = False) -> None:
         self.cgroups = cgroups
         self.images = images
-        self.rootfs = rootfs
-        self.runc_path = runc_path
         self.kernel_log = kernel_log
+        self.systemd_cgroup = systemd_cgroup
         self.layout = conmon.ConmonLayout(state_dir)
-        self.runc_root = os.path.join(state_dir, "runc")
-        self.global_args: tuple[str, ...] = ("--root", self.runc_root,
-                                             *(("--systemd-cgroup",) if systemd_cgroup else ()))
-        self.lower_oom_allowed = can_lower_oom_score_adj()
+        self.rootfs_dir = os.path.join(state_dir, "rootfs")
+        self.runc: OCIRuntime = find_oci_runtime(runc_path, state_dir=state_dir, systemd_cgroup=systemd_cgroup)
+        self.capabilities = available_capabilities()
+        self._live: set[str] = set()  # containers this agent started or adopted and has not removed
         self._oom_warned = False
+        self._capabilities_warned = False
+
+    # -- the Runtime protocol ---------------------------------------------------------------------------
+
+    async def ensure_image(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> ImageReady | None:
+        """Present already (and the policy is not Always): nothing is fetched, no Pulling event. Else a pull,
+        as the kubelet does for Always even when the digest is unchanged (it asks the registry)."""
+        began = time.monotonic()
+        try:
+            if spec.pull_policy != PullPolicy.ALWAYS.value:
+                present = await self.images.get(spec.image)
+                if present is not None:
+                    return ImageReady(image_ref=present.repo_digest, pulled=False)
+            if spec.pull_policy != PullPolicy.NEVER.value:
+                on_pull()
+            image = await self.images.ensure(spec.image, spec.pull_policy)
+        except ImageError as exc:
+            raise RuntimeStartError(exc.reason, exc.message) from exc
+        return ImageReady(image_ref=image.repo_digest, pulled=True, seconds=time.monotonic() - began,
+                          size_bytes=await self.images.size_bytes(image))
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
-        image = await self.images.pull(spec.image, spec.pull_policy)
+        await self._remove_orphans()
         oci_id = secrets.token_hex(32)
-        bundle = self.layout.bundle(oci_id)
-        rootfs = os.path.join(bundle, "rootfs")
-        for directory in (rootfs, os.path.join(bundle, "upper"), os.path.join(bundle, "work")):
-            os.makedirs(directory, mode=0o700 if directory != rootfs else 0o755)
+        self._live.add(oci_id)
         try:
-            await self.rootfs.mount(image.layers, os.path.join(bundle, "upper"), os.path.join(bundle, "work"), rootfs)
-            pod_files = self._pod_files(spec, bundle)
-            config = oci_spec(spec, image.defaults, rootfs=rootfs, cgroups_path=spec.cgroup.path,
-                              cgroup_version=self.cgroups.version, security=spec_security(spec), netns=spec.netns,
-                              pod_files=pod_files, oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
-            with open(os.path.join(bundle, "config.json"), "w") as handle:
-                json.dump(config, handle)
-            os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
-            monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc_path,
-                                           name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
-                                           log_path=spec.log_path, runtime_args=self.global_args)
-        except (OSError, NodeAgentError) as exc:
-            await self._clean(oci_id)
-            if isinstance(exc, RuntimeStartError):
-                raise
-            raise RuntimeStartError("CreateContainerError", str(exc)) from exc
+            monitored = await self._create(spec, oci_id)
+        except BaseException:
+            await asyncio.shield(self._undo(oci_id))
+            raise
         container = self._container(spec, monitored, now())
+        container.watch()
         try:
-            container.watch()
-            await self._runc("start", oci_id)
-        except NodeAgentError as exc:
+            await self.runc.run("start", oci_id)
+        except BaseException as exc:  # failed, or cancelled: nobody would know this container
             container.kill()
-            await container.wait()
-            raise RuntimeStartError("RunContainerError", str(exc)) from exc
+            await asyncio.shield(container.wait())
+            if isinstance(exc, NodeAgentError):
+                raise RuntimeStartError("RunContainerError", str(exc)) from exc
+            raise
         container.started_at = now()
         if spec.monitor_cgroup is not None:
-            with contextlib.suppress(NodeAgentError):
+            # conmon belongs to the pod (CRI-O's conmon_cgroup "pod"); moved after the start, off its path
+            try:
                 await self.cgroups.attach(spec.monitor_cgroup, monitored.conmon.pid)
+            except NodeAgentError as exc:
+                log.warning("container=%s: moving its conmon into the pod's cgroup: %s", spec.name, exc)
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+        """Running: watched again. Ended while the agent was away: conmon's exit file says how, then removed."""
         monitored = conmon.Monitored(saved["ociId"], ProcessIdentity.from_json(saved["conmon"]),
                                      ProcessIdentity.from_json(saved["container"]))
+        self._live.add(monitored.container_id)
         container = self._container(spec, monitored, dt.datetime.fromisoformat(saved["startedAt"]))
         if monitored.conmon.alive():
             container.watch()
@@ -131,55 +128,94 @@ class RuncRuntime:
         return await container.wait()
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
-        """`runc exec`: the container's own process settings (env, user, cwd), another command."""
+        """`runc exec`: the container's namespaces, cgroup, user, environment and working directory (its
+        config.json's process), another command. On timeout the command is killed, not left behind."""
         assert isinstance(running, MonitoredContainer)
+        oci_id = running.monitored.container_id
+        pid_file = os.path.join(self.layout.bundle(oci_id), f"exec-{secrets.token_hex(4)}.pid")
         process = await asyncio.create_subprocess_exec(
-            self.runc_path, *self.global_args, "exec", running.monitored.container_id, *command,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *self.runc.argv("exec", "--pid-file", pid_file, oci_id, *command), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
             output, _ = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            return ExecResult(exit_code=-1, output="timed out")
-        return ExecResult(exit_code=process.returncode or 0, output=output.decode(errors="replace").strip()[:1024])
+            return ExecResult(exit_code=-1, output=f"command timed out after {timeout:g}s")
+        finally:
+            if process.returncode is None:
+                # runc first: were it to exit on its own meanwhile, kill() would reap it behind asyncio's back
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                _kill_pid_in(pid_file)  # then the command, which outlives a killed runc exec
+                await asyncio.shield(process.wait())
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pid_file)
+        text = output.decode(errors="replace").strip()
+        return ExecResult(exit_code=process.returncode or 0, output=text[:EXEC_OUTPUT_BYTES])
 
-    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
-                   started_at: dt.datetime) -> MonitoredContainer:
-        async def clean() -> None:
-            await self._clean(monitored.container_id)
+    # -- creating -------------------------------------------------------------------------------------
 
-        return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,
-                                  kernel_log=self.kernel_log, prefix=PREFIX, on_exit=clean)
-
-    async def _clean(self, oci_id: str) -> None:
-        """runc delete and the rootfs unmounted; the bundle itself goes with conmon's files."""
-        with contextlib.suppress(NodeAgentError):
-            await self._runc("delete", "--force", oci_id)
-        rootfs = os.path.join(self.layout.bundle(oci_id), "rootfs")
-        if os.path.ismount(rootfs):
-            await self.rootfs.unmount(rootfs)
-        await asyncio.to_thread(shutil.rmtree, self.layout.bundle(oci_id), True)
-
-    async def _runc(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            self.runc_path, *self.global_args, *args, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async def _create(self, spec: ContainerSpec, oci_id: str) -> conmon.Monitored:
+        """Image lease, root file system, bundle, then conmon with `runc create`: the container waits to start."""
+        bundle, root = self.layout.bundle(oci_id), os.path.join(self.rootfs_dir, oci_id)
+        rootfs, upper, work = (os.path.join(root, name) for name in ("rootfs", "upper", "work"))
         try:
-            out, err = await asyncio.wait_for(process.communicate(), RUNC_TIMEOUT_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise NodeAgentError(f"runc {args[0]}: no answer within {RUNC_TIMEOUT_SECONDS:.0f}s") from None
-        if process.returncode != 0:
-            raise NodeAgentError(f"runc {args[0]}: {err.decode(errors='replace').strip() or process.returncode}")
-        return out.decode(errors="replace")
+            os.makedirs(bundle, mode=0o700)
+            os.makedirs(root, mode=0o700)  # before the lease: every lease has a directory that ends it
+            for directory in (rootfs, upper, work):
+                os.mkdir(directory, 0o755)
+            # ensure_image pulled for Always just before: taking it from the store now keeps the same digest
+            policy = PullPolicy.IF_NOT_PRESENT if spec.pull_policy == PullPolicy.ALWAYS.value else spec.pull_policy
+            image = await self.images.ensure(spec.image, policy, holder=oci_id)
+            await mount_rootfs(image.layers, upper, work, rootfs)
+            await asyncio.to_thread(self._write_config, spec, image, bundle, rootfs)
+            os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+        except ImageError as exc:
+            raise RuntimeStartError(exc.reason, exc.message) from exc
+        except OSError as exc:
+            raise RuntimeStartError("CreateContainerError", f"preparing the container: {exc}") from exc
+        try:
+            return await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
+                                      name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
+                                      log_path=spec.log_path, runtime_args=self.runc.global_args)
+        except RuntimeStartError as exc:  # conmon relays runc's own log record
+            raise RuntimeStartError(exc.reason, plain_message(exc.message)) from exc
+
+    def _write_config(self, spec: ContainerSpec, image: Image, bundle: str, rootfs: str) -> None:
+        """config.json and the pod's /etc files, written into the bundle (blocking: run in a thread)."""
+        host_network = spec.netns is None
+        if host_network:  # the node's UTS namespace, so the node's name, as containerd does
+            spec = dataclasses.replace(spec, hostname=socket.gethostname())
+        user = image.user if spec.run_as_user is not None else resolve_user(rootfs, image.user)
+        defaults = ImageDefaults(entrypoint=image.entrypoint, cmd=image.cmd, env=image.env,
+                                 working_dir=image.working_dir, user=user)
+        security = Security(privileged=spec.privileged, read_only_root=spec.read_only_root,
+                            add=spec.capabilities_add, drop=spec.capabilities_drop,
+                            allow_privilege_escalation=spec.allow_privilege_escalation, host_network=host_network)
+        cgroups_path = systemd_cgroups_path(spec.cgroup.path) if self.systemd_cgroup else spec.cgroup.path
+        config = oci_spec(spec, defaults, rootfs=rootfs, cgroups_path=cgroups_path,
+                          cgroup_version=self.cgroups.version, security=security, netns=spec.netns,
+                          pod_files=write_pod_files(spec, bundle),
+                          oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
+        self._restrict_capabilities(config)
+        with open(os.path.join(bundle, "config.json"), "w") as handle:
+            json.dump(config, handle)
+
+    def _restrict_capabilities(self, config: dict[str, Any]) -> None:
+        """Capabilities this agent does not hold itself cannot be given (runc's capset would fail): dropped,
+        and said once."""
+        capabilities = config["process"]["capabilities"]
+        dropped = set()
+        for kind, wanted in capabilities.items():
+            capabilities[kind] = [name for name in wanted if name in self.capabilities]
+            dropped |= set(wanted) - set(capabilities[kind])
+        if dropped and not self._capabilities_warned:
+            log.warning("this agent lacks %s: containers cannot be given them", ", ".join(sorted(dropped)))
+            self._capabilities_warned = True
 
     def _oom_score_adj(self, wanted: int | None) -> int | None:
-        """The plan's value; where the kernel would refuse a negative one (no CAP_SYS_RESOURCE), the
-        nearest allowed value (ours), said once — containerd's restrict_oom_score_adj does the same."""
-        if wanted is None or wanted >= 0 or self.lower_oom_allowed:
+        """The plan's value; where the kernel would refuse a negative one (no CAP_SYS_RESOURCE), the nearest
+        allowed value (ours), said once: containerd's restrict_oom_score_adj does the same."""
+        if wanted is None or wanted >= 0 or "CAP_SYS_RESOURCE" in self.capabilities:
             return wanted
         with open("/proc/self/oom_score_adj") as handle:
             own = int(handle.read().strip())
@@ -189,33 +225,84 @@ class RuncRuntime:
             self._oom_warned = True
         return max(wanted, own)
 
-    @staticmethod
-    def _pod_files(spec: ContainerSpec, bundle: str) -> dict[str, str]:
-        """/etc/hostname, /etc/hosts, /etc/resolv.conf and the termination log, as files in the bundle."""
-        files = {
-            "/etc/hostname": f"{spec.hostname}\n",
-            "/etc/hosts": spec.hosts_file or f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{spec.hostname}\n",
-            "/etc/resolv.conf": spec.resolv_conf if spec.resolv_conf is not None else _node_resolv_conf(),
-            "/dev/termination-log": "",
-        }
-        mounted = {}
-        for destination, content in files.items():
-            source = os.path.join(bundle, destination.strip("/").replace("/", "_"))
-            with open(source, "w") as handle:
-                handle.write(content)
-            mounted[destination] = source
-        return mounted
+    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
+                   started_at: dt.datetime) -> MonitoredContainer:
+        async def removed() -> None:
+            await self._remove(monitored.container_id)
+            await self._remove_orphans()
+
+        return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,
+                                  kernel_log=self.kernel_log, prefix=PREFIX, on_exit=removed)
+
+    # -- removing -------------------------------------------------------------------------------------
+
+    async def _undo(self, oci_id: str) -> None:
+        """A start that failed (or was cancelled) half-way: everything it made, gone."""
+        await self._remove(oci_id)
+        await asyncio.to_thread(conmon.remove, self.layout, oci_id)
+
+    async def _remove(self, oci_id: str) -> None:
+        """runc delete, the rootfs unmounted, the image lease released, the rootfs directory removed.
+        Idempotent; the order lets a crash at any step leave something the next orphan sweep finishes."""
+        try:
+            await self.runc.run("delete", "--force", oci_id)  # a container that does not exist is fine
+        except NodeAgentError as exc:
+            log.warning("container %s: %s", oci_id, exc)
+        root = os.path.join(self.rootfs_dir, oci_id)
+        try:
+            await unmount(os.path.join(root, "rootfs"))
+        except MountError as exc:  # never remove files through a mount that is still there
+            log.error("container %s: %s; its files stay in %s", oci_id, exc.message, root)
+            return
+        await self.images.release(oci_id)
+        await asyncio.to_thread(shutil.rmtree, root, True)
+        self._live.discard(oci_id)
+
+    async def _remove_orphans(self) -> None:
+        """Root file systems of containers whose bundle is gone (no pod refers to them any more)."""
+        try:
+            names = await asyncio.to_thread(os.listdir, self.rootfs_dir)
+        except FileNotFoundError:
+            return
+        for oci_id in names:
+            if oci_id in self._live or os.path.isdir(self.layout.bundle(oci_id)):
+                continue
+            log.info("removing container %s: no pod refers to it", oci_id)
+            self._live.add(oci_id)
+            await self._remove(oci_id)
 
 
-def spec_security(spec: ContainerSpec) -> Security:
-    return Security(privileged=spec.privileged, read_only_root=spec.read_only_root, add=spec.capabilities_add,
-                    drop=spec.capabilities_drop, allow_privilege_escalation=spec.allow_privilege_escalation,
-                    host_network=spec.netns is None)
+def write_pod_files(spec: ContainerSpec, bundle: str) -> dict[str, str]:
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf and the termination log as files in the bundle, for bind
+    mounts: {path in the container: file}. The pod's own, or the node's on the node's network, as the kubelet."""
+    files = {
+        "/etc/hostname": f"{spec.hostname}\n",
+        "/etc/hosts": spec.hosts_file if spec.hosts_file is not None else _read("/etc/hosts"),
+        "/etc/resolv.conf": spec.resolv_conf if spec.resolv_conf is not None else _read("/etc/resolv.conf"),
+        "/dev/termination-log": "",
+    }
+    mounted = {}
+    for destination, content in files.items():
+        source = os.path.join(bundle, destination.strip("/").replace("/", "_"))
+        with open(source, "w") as handle:
+            handle.write(content)
+        mounted[destination] = source
+    return mounted
 
 
-def _node_resolv_conf() -> str:
+def _read(path: str) -> str:
     try:
-        with open("/etc/resolv.conf") as handle:
+        with open(path) as handle:
             return handle.read()
     except OSError:
         return ""
+
+
+def _kill_pid_in(pid_file: str) -> None:
+    try:
+        with open(pid_file) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

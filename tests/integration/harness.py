@@ -41,7 +41,7 @@ def cgroup_driver() -> CgroupfsDriver:
     if layout.version == 2:
         assert layout.v2_mount is not None
         return CgroupfsDriver(V2Hierarchy(layout.v2_mount))
-    return CgroupfsDriver(V1Hierarchy(layout.v1_mounts))
+    return CgroupfsDriver(V1Hierarchy(layout.v1_mounts, runtime_mounts=layout.mounts))
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float = 15.0, what: str = "condition",

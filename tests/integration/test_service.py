@@ -220,7 +220,10 @@ def test_refuses_without_root(harness: AgentHarness) -> None:
 
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ({"nodeagent": {"runtime": "runc"}}, "nodeagent.runtime runc is not available in this version"),
+    ({"nodeagent": {"runtime": "runc", "runcPath": "/nonexistent/runc"}},
+     "nodeagent.runcPath: '/nonexistent/runc' is not an executable (Debian: apt-get install runc)"),
+    ({"nodeagent": {"runtime": "cri"}, "containerRuntimeEndpoint": "tcp://127.0.0.1:1"},
+     "containerRuntimeEndpoint 'tcp://127.0.0.1:1': protocol 'tcp' not supported, only unix:///path"),
     ({"cgroupDriver": "systemd"}, "cgroupDriver systemd (set by cgroupDriver in the configuration) needs systemd as "
                                   "PID 1, and it is not"),
     ({"cgroupDriver": "cgroupz"}, 'cgroupDriver: Unsupported value: "cgroupz"'),

@@ -211,21 +211,21 @@ def test_manifest_path_that_is_a_fifo_fails(tmp_path: Path) -> None:
 
 
 def test_process_runtime_tools_found(tmp_path: Path) -> None:
-    path = executables(tmp_path / "bin", "conmon", "unshare", "mount", "setpriv")
+    path = executables(tmp_path / "bin", "conmon", "unshare", "mount", "setpriv", "nsenter")
     check = check_runtime("process", search_path=path, conmon_elsewhere=())
     assert check.status == "ok"
     assert check.message == "process: " + ", ".join(f"{path}/{tool}" for tool in ("conmon", "unshare", "mount",
-                                                                                  "setpriv"))
+                                                                                  "setpriv", "nsenter"))
 
 
 def test_missing_conmon_fails(tmp_path: Path) -> None:
-    path = executables(tmp_path / "bin", "unshare", "mount", "setpriv")
+    path = executables(tmp_path / "bin", "unshare", "mount", "setpriv", "nsenter")
     check = check_runtime("process", search_path=path, conmon_elsewhere=())
     assert render_check(check) == "fail  runtime: process: conmon not found -> apt-get install conmon"
 
 
 def test_conmon_outside_path_is_found_where_the_runtime_looks(tmp_path: Path) -> None:
-    path = executables(tmp_path / "bin", "unshare", "mount", "setpriv")
+    path = executables(tmp_path / "bin", "unshare", "mount", "setpriv", "nsenter")
     elsewhere = executables(tmp_path / "libexec", "conmon")
     check = check_runtime("process", search_path=path, conmon_elsewhere=[f"{elsewhere}/conmon"])
     assert check.status == "ok"
@@ -234,14 +234,16 @@ def test_conmon_outside_path_is_found_where_the_runtime_looks(tmp_path: Path) ->
 def test_missing_util_linux_names_the_package_once(tmp_path: Path) -> None:
     path = executables(tmp_path / "bin", "conmon", "mount")
     check = check_runtime("process", search_path=path, conmon_elsewhere=())
-    assert (check.message, check.fix) == ("process: unshare, setpriv not found", "apt-get install util-linux")
+    assert (check.message, check.fix) == ("process: unshare, setpriv, nsenter not found", "apt-get install util-linux")
 
 
-@pytest.mark.parametrize("runtime", ["runc", "cri"])
-def test_other_runtimes_are_not_available(runtime: str) -> None:
-    check = check_runtime(runtime, search_path=None)
-    assert render_check(check) == (f"fail  runtime: {runtime} is not available in this version of nodeagent -> "
-                                   "set nodeagent.runtime: process")
+def test_the_runc_runtime_needs_conmon_and_its_runc_or_crun(tmp_path: Path) -> None:
+    path = executables(tmp_path / "bin", "conmon")
+    assert render_check(check_runtime("runc", search_path=path, runc_path="crun", conmon_elsewhere=())) == (
+        "fail  runtime: runc: crun not found -> apt-get install crun")
+    write(tmp_path / "bin" / "runc", "#!/bin/sh\n", 0o755)
+    check = check_runtime("runc", search_path=path, conmon_elsewhere=())
+    assert (check.status, check.message) == ("ok", f"runc: {path}/conmon, {path}/runc")
 
 
 # -- socket -------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@
                                              or containerd still starting
       CRITimeoutError                        DEADLINE_EXCEEDED: the call's deadline passed
     CRIEndpointError                         no usable runtime endpoint (configured or discovered)
-    DockerConfigError                        an unreadable docker config.json for image pulls
 """
 
 from __future__ import annotations
@@ -45,7 +44,3 @@ class CRITimeoutError(CRIError):
 
 class CRIEndpointError(NodeAgentError):
     """No runtime endpoint to use: an invalid containerRuntimeEndpoint, or none or several found."""
-
-
-class DockerConfigError(NodeAgentError):
-    """A docker config.json (pull secret) that cannot be read: the file and what is wrong."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.images.credentials import DockerConfigError, credentials_for_image, load_docker_config
 from nodeagent.runtime.base import (
     ContainerExit,
     ContainerSpec,
@@ -36,11 +37,10 @@ from nodeagent.runtime.base import (
     Sandbox,
 )
 from nodeagent.runtime.cri import api_pb2 as cri
-from nodeagent.runtime.cri.auth import credentials_for_image, load_docker_config
 from nodeagent.runtime.cri.cgroupdriver import query_cgroup_driver
 from nodeagent.runtime.cri.client import CRIClient
 from nodeagent.runtime.cri.endpoints import discover_endpoint
-from nodeagent.runtime.cri.errors import CRIError, DockerConfigError
+from nodeagent.runtime.cri.errors import CRIError
 from nodeagent.runtime.cri.mapping import (
     CONTAINER_NAME,
     OURS,
@@ -172,7 +172,12 @@ class CriRuntime:
         except DockerConfigError as exc:
             raise RuntimeStartError("ErrImagePull", str(exc)) from exc
         last: CRIError | None = None
-        attempts: list[cri.AuthConfig | None] = [*credentials_for_image(config, image)] or [None]
+        # server_address stays empty: containerd drops credentials whose server_address it cannot parse as
+        # a URL of the registry, and the kubelet leaves it empty too.
+        attempts: list[cri.AuthConfig | None] = [
+            cri.AuthConfig(username=c.username, password=c.password, identity_token=c.identity_token,
+                           registry_token=c.registry_token)
+            for c in credentials_for_image(config, image)] or [None]
         for auth in attempts:
             try:
                 await self.client.pull_image(image, auth=auth)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.runtime.cri.auth import (
-    Credential,
+from nodeagent.images.credentials import (
+    Credentials,
+    DockerConfigError,
     credentials_for_image,
     load_docker_config,
     parse_docker_config,
     registry_key,
 )
-from nodeagent.runtime.cri.errors import DockerConfigError
 
 
 def auth(user: str, password: str = "pw") -> dict[str, str]:
@@ -81,8 +81,7 @@ def test_credential_fields_and_auth_precedence() -> None:
                         "t.example.com": {"username": "plain", "password": "secret", "registrytoken": "bearer"}}}
     parsed = parse_docker_config(json.dumps(config).encode(), source="config.json")
     [first] = credentials_for_image(parsed, "r.example.com/app")
-    assert (first.username, first.password, first.identity_token, first.server_address) == (
-        "from-auth", "p:with:colons", "id-token", "")
+    assert (first.username, first.password, first.identity_token) == ("from-auth", "p:with:colons", "id-token")
     [second] = credentials_for_image(parsed, "t.example.com/app")
     assert (second.username, second.password, second.registry_token) == ("plain", "secret", "bearer")
 
@@ -93,7 +92,7 @@ def test_legacy_dockercfg_and_config_json_without_auths() -> None:
 
 
 def test_secrets_stay_out_of_repr() -> None:
-    assert "secret" not in repr(Credential(username="u", password="secret", identity_token="secret"))
+    assert "secret" not in repr(Credentials(username="u", password="secret", identity_token="secret"))
 
 
 def test_load_docker_config(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Registry credentials for PullImage from a docker config.json, matched to an image as the kubelet does.
+"""Registry credentials from a docker config.json (nodeagent.registryAuthFile, the Kubernetes docs'
+`regcred` format), matched to an image as the kubelet's keyring matches them. Shared by the image
+store (runc) and the cri runtime's PullImage.
 
-    config = load_docker_config(Path("/var/lib/kubelet/config.json"))
-    for auth in credentials_for_image(config, "registry.example.com:5000/team/app:v1"):
-        ...  # try PullImage with each in turn, as the kubelet does; none: pull anonymously
+    config = load_docker_config(Path("/etc/nodeagent/regcred.json"))
+    for credentials in credentials_for_image(config, "registry.example.com:5000/team/app:v1"):
+        ...  # try each in turn, as the kubelet does; none: pull anonymously
 
 Formats: config.json / a kubernetes.io/dockerconfigjson secret (`{"auths": {KEY: ENTRY}}`) and the
 legacy .dockercfg (`{KEY: ENTRY}`). ENTRY has `auth` (base64 "user:password", which wins) or
@@ -27,24 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from nodeagent.runtime.cri import api_pb2
-from nodeagent.runtime.cri.errors import DockerConfigError
+from nodeagent.errors import NodeAgentError
 
 DOCKER_HUB_KEY = "index.docker.io"
 
 
+class DockerConfigError(NodeAgentError):
+    """A docker config.json (pull secret) that cannot be read: the file and what is wrong."""
+
+
 @dataclass(frozen=True, slots=True)
-class Credential:
+class Credentials:
     username: str = ""
-    password: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)  # never printed by accident
     identity_token: str = field(default="", repr=False)
     registry_token: str = field(default="", repr=False)
-
-    def auth_config(self) -> api_pb2.AuthConfig:
-        # server_address stays empty: containerd ignores credentials whose server_address it cannot
-        # parse as a URL matching the registry host, and the kubelet leaves it empty too.
-        return api_pb2.AuthConfig(username=self.username, password=self.password,
-                                  identity_token=self.identity_token, registry_token=self.registry_token)
 
 
 def registry_key(key: str) -> str:
@@ -56,7 +55,7 @@ def registry_key(key: str) -> str:
     return parts.netloc + path if path not in ("", "/") else parts.netloc
 
 
-def parse_docker_config(content: bytes, *, source: str) -> dict[str, list[Credential]]:
+def parse_docker_config(content: bytes, *, source: str) -> dict[str, list[Credentials]]:
     """KEY (as registry_key() makes it) -> its credentials, from config.json or .dockercfg content."""
     try:
         document = json.loads(content)
@@ -68,7 +67,7 @@ def parse_docker_config(content: bytes, *, source: str) -> dict[str, list[Creden
     entries = document.get("auths", {}) if config_json else document  # else the legacy .dockercfg
     if not isinstance(entries, dict):
         raise DockerConfigError(f"{source}: auths: expected a JSON object")
-    credentials: dict[str, list[Credential]] = {}
+    credentials: dict[str, list[Credentials]] = {}
     for key, entry in entries.items():
         if not isinstance(entry, dict):
             raise DockerConfigError(f"{source}: auths.{key}: expected a JSON object")
@@ -76,7 +75,7 @@ def parse_docker_config(content: bytes, *, source: str) -> dict[str, list[Creden
     return credentials
 
 
-def credential(entry: Mapping[str, object], *, where: str) -> Credential:
+def credential(entry: Mapping[str, object], *, where: str) -> Credentials:
     def text(name: str) -> str:
         value = entry.get(name, "")
         if not isinstance(value, str):
@@ -92,11 +91,11 @@ def credential(entry: Mapping[str, object], *, where: str) -> Credential:
         username, separator, password = decoded.partition(":")
         if not separator:
             raise DockerConfigError(f"{where}.auth: not base64 of \"user:password\"")
-    return Credential(username=username, password=password, identity_token=text("identitytoken"),
+    return Credentials(username=username, password=password, identity_token=text("identitytoken"),
                       registry_token=text("registrytoken"))
 
 
-def load_docker_config(path: Path) -> dict[str, list[Credential]]:
+def load_docker_config(path: Path) -> dict[str, list[Credentials]]:
     try:
         content = path.read_bytes()
     except OSError as error:
@@ -127,9 +126,9 @@ def is_docker_hub(image: str) -> bool:
     return not any(c in first for c in ".:")
 
 
-def credentials_for_image(config: Mapping[str, list[Credential]], image: str) -> list[api_pb2.AuthConfig]:
+def credentials_for_image(config: Mapping[str, list[Credentials]], image: str) -> list[Credentials]:
     """Every credential that applies to the image, most specific key first; empty: pull anonymously."""
     matched = [cred for key in sorted(config, reverse=True) if key_matches(key, image) for cred in config[key]]
     if not matched and is_docker_hub(image):
         matched = list(config.get(DOCKER_HUB_KEY, []))
-    return [cred.auth_config() for cred in matched]
+    return matched

@@ -1,0 +1,120 @@
+"""`nodeagent images` and `nodeagent images prune`: the image store, read directly from the configured
+`<stateDir>/images`, so they work with the agent stopped (a running agent is safe: the store is locked).
+
+prune keeps, as the kubelet's image garbage collection does, every image a container uses: a running
+container holds a lease on its image; and when an agent answers on its socket, the image of every
+container of its pods (one in back-off, or exited and kept, included) is kept too.
+
+Exit codes: 0 success, 1 a failure reported in one line (unreadable configuration or store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import click
+
+from nodeagent.cli.output import fail, print_data, table
+
+_CONFIG_HELP = ("The agent's configuration, for its stateDir (default: $NODEAGENT_CONFIG, else "
+                "/etc/nodeagent/nodeagent.yaml when it exists, else the embedded defaults).")
+
+
+def human_size(size_bytes: int) -> str:
+    """Decimal units with three significant digits, as crictl (go-units HumanSize) prints them: 1.98MB."""
+    size, units = float(size_bytes), ("B", "kB", "MB", "GB", "TB", "PB")
+    index = 0
+    while size >= 1000 and index < len(units) - 1:
+        size /= 1000
+        index += 1
+    return f"{size:.3g}{units[index]}"
+
+
+def _settings(config_path: str | None) -> tuple[str, str]:
+    """(the store's directory, the agent's socket) of the configuration."""
+    from nodeagent.config import DEFAULT_CONFIG_PATH, load_config
+    from nodeagent.errors import ConfigError
+
+    if config_path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+        config_path = DEFAULT_CONFIG_PATH
+    try:
+        config, _ = load_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    return os.path.join(config.nodeagent.state_dir, "images"), config.nodeagent.socket
+
+
+@click.group(invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG", help=_CONFIG_HELP)
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Default: a table.")
+@click.pass_context
+def images(context: click.Context, config_path: str | None, output: str | None) -> None:
+    """List the images in the store: REPOSITORY TAG DIGEST SIZE, as crictl images."""
+    if context.invoked_subcommand is not None:
+        context.obj = config_path
+        return
+    from nodeagent.images.errors import ImageError
+    from nodeagent.images.store import ImageStore
+
+    try:
+        found = asyncio.run(ImageStore(_settings(config_path)[0]).list_images())
+    except (ImageError, OSError) as exc:
+        fail(f"reading the image store: {exc}")
+    if output:
+        print_data({"images": [{"reference": image.reference, "repository": image.repository, "tag": image.tag,
+                                "digest": image.digest, "imageID": image.image_id, "size": image.size_bytes,
+                                "lastUsed": image.last_used.strftime("%Y-%m-%dT%H:%M:%SZ")} for image in found]},
+                   output)
+        return
+    rows = [[image.repository, image.tag or "<none>", image.digest.removeprefix("sha256:")[:13],
+             human_size(image.size_bytes)] for image in found]
+    click.echo(table(["REPOSITORY", "TAG", "DIGEST", "SIZE"], rows))
+
+
+def images_of_pods(socket: str) -> set[str] | None:
+    """The digests of the images the agent's pods' containers run (status imageID), or None when no agent
+    answers."""
+    from nodeagent.cli.client import AgentClient
+    from nodeagent.errors import NodeAgentError
+
+    try:
+        pods = AgentClient(socket).pods()
+    except NodeAgentError:
+        return None
+    found = set()
+    for pod in pods:
+        status = pod.get("status", {})
+        for container in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+            image_id = str(container.get("imageID") or "")
+            if "@" in image_id:
+                found.add(image_id.rpartition("@")[2])
+    return found
+
+
+@images.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG", help=_CONFIG_HELP)
+@click.option("--socket", "socket_option", envvar="NODEAGENT_SOCKET",
+              help="The agent's socket, to keep the images of its pods (default: $NODEAGENT_SOCKET, else the "
+                   "configured nodeagent.socket).")
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Default: one line per image.")
+@click.pass_context
+def prune(context: click.Context, config_path: str | None, socket_option: str | None, output: str | None) -> None:
+    """Remove the images no container uses, and the blobs and layers only they used."""
+    from nodeagent.images.errors import ImageError
+    from nodeagent.images.store import ImageStore
+
+    root, socket = _settings(config_path or context.obj)
+    in_use = images_of_pods(socket_option or socket)
+    try:
+        result = asyncio.run(ImageStore(root).prune(in_use or ()))
+    except (ImageError, OSError) as exc:
+        fail(f"pruning the image store: {exc}")
+    if output:
+        print_data({"deleted": list(result.removed), "reclaimedBytes": result.freed_bytes,
+                    "agentAnswered": in_use is not None}, output)
+        return
+    for reference in result.removed:
+        click.echo(f"Deleted: {reference}")
+    note = "" if in_use is not None else " (no agent answered: only the images of running containers were kept)"
+    click.echo(f"Total reclaimed space: {human_size(result.freed_bytes)}{note}")
