@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nodeagent.runtime.cgroup_leftovers import cgroup_mounts
+from nodeagent.cgroups.detect import detect_layout
 from tests.integration.images import busybox_layer, push_image
 from tests.integration.registry import Registry, running_registry
 from tests.integration.test_runc import RuncAgent
@@ -195,7 +195,7 @@ class Footprint:
     """Paths and cgroups podman makes on this machine that did not exist before: removed afterwards."""
 
     def __init__(self) -> None:
-        self.mounts = cgroup_mounts(Path("/proc/self/mountinfo").read_text())
+        self.mounts = list(detect_layout().mounts)
         self.paths = [Path(p) for p in PODMAN_FOOTPRINT if not os.path.lexists(p)]
         self.cgroups = [Path(m) / "libpod_parent" for m in self.mounts if not (Path(m) / "libpod_parent").exists()]
 
