@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from nodeagent.durable import write_atomically
 from nodeagent.images.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -203,21 +204,6 @@ class StoreLayout:
     @staticmethod
     def unlock(fd: int) -> None:
         os.close(fd)
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write to a unique temporary file beside `path`, fsync, rename over `path`."""
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def remove_tree(path: str) -> None:

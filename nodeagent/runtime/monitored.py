@@ -58,6 +58,16 @@ class MonitoredContainer:
         return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
                 "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
 
+    async def move_monitor_to_pod(self) -> None:
+        """As CRI-O's conmon_cgroup "pod": conmon belongs to the pod, not to the agent's service, so restarting
+        or killing the service never touches it. Called after the start: off its critical path."""
+        if self.spec.monitor_cgroup is None:
+            return
+        try:
+            await self.cgroups.attach(self.spec.monitor_cgroup, self.monitored.conmon.pid)
+        except NodeAgentError as exc:
+            log.warning("container=%s: moving its conmon into the pod's cgroup: %s", self.spec.name, exc)
+
     def watch(self) -> None:
         self._pidfd = self.monitored.conmon.pidfd()
         if self._pidfd is None:

@@ -139,13 +139,7 @@ class ProcessRuntime:
             await container.wait()
             raise RuntimeStartError("RunContainerError", f"preparing the process: {exc}") from exc
         container.started_at = now()
-        if spec.monitor_cgroup is not None:
-            # As CRI-O's conmon_cgroup "pod": conmon belongs to the pod, not to the agent's service, so
-            # restarting or killing the service never touches it. After the start: off its critical path.
-            try:
-                await self.cgroups.attach(spec.monitor_cgroup, monitored.conmon.pid)
-            except NodeAgentError as exc:
-                log.warning("container=%s: moving its conmon into the pod's cgroup: %s", spec.name, exc)
+        await container.move_monitor_to_pod()
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:

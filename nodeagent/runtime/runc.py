@@ -108,12 +108,7 @@ class RuncRuntime:
                 raise RuntimeStartError("RunContainerError", str(exc)) from exc
             raise
         container.started_at = now()
-        if spec.monitor_cgroup is not None:
-            # conmon belongs to the pod (CRI-O's conmon_cgroup "pod"); moved after the start, off its path
-            try:
-                await self.cgroups.attach(spec.monitor_cgroup, monitored.conmon.pid)
-            except NodeAgentError as exc:
-                log.warning("container=%s: moving its conmon into the pod's cgroup: %s", spec.name, exc)
+        await container.move_monitor_to_pod()
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
