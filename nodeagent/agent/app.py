@@ -229,6 +229,7 @@ class Agent:
                          (time.monotonic() - began) * 1000, since_exec * 1000)
                 self.notifier.ready(self.status_line())
                 self.on_ready()
+                await self.pods.clean_orphan_networks()
             first.cancel()
             done, _ = await asyncio.wait({stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
             if sources in done:

@@ -137,17 +137,15 @@ class PodManager:
         return set(os.listdir(directory)) if os.path.isdir(directory) else set()
 
     async def clean_orphans(self, old_bundles: set[str]) -> None:
-        """Remove what nobody owns any more: the networks and sandboxes of unknown UIDs (first: a sandbox's
-        containers live in its pod cgroup), pod cgroups of unknown UIDs under our cgroupRoot, pod
-        directories without a pod, and old container bundles no pod refers to (with their exit files)."""
+        """Remove what nobody owns any more: the sandboxes of unknown UIDs (first: a sandbox's containers live
+        in its pod cgroup), pod cgroups of unknown UIDs under our cgroupRoot, pod directories without a pod,
+        and old container bundles no pod refers to (with their exit files)."""
         known = set(self.workers)
-        for leftovers in (self.services.networks, self.services.sandboxes):
-            if leftovers is None:
-                continue
+        if self.services.sandboxes is not None:
             try:
-                await leftovers.clean_up(known)
+                await self.services.sandboxes.clean_up(known)
             except NodeAgentError as exc:
-                log.error("removing the networks or sandboxes of pods that are gone: %s", exc)
+                log.error("removing the sandboxes of pods that are gone: %s", exc)
         settings = self.services.settings
         parents = [paths.node_name(settings)]
         if settings.cgroups_per_qos:
@@ -174,6 +172,16 @@ class PodManager:
             exit_file = os.path.join(state_dir, "exits", entry)
             if os.path.exists(exit_file):
                 os.unlink(exit_file)
+
+    async def clean_orphan_networks(self) -> None:
+        """The pod networks of unknown UIDs and what no lease accounts for. After READY: it loads pyroute2
+        (~0.3 s), which a restart should not wait for, and no container runs in those networks any more."""
+        if self.services.networks is None:
+            return
+        try:
+            await self.services.networks.clean_up(set(self.workers))
+        except NodeAgentError as exc:
+            log.error("removing the networks of pods that are gone: %s", exc)
 
     def referenced_bundles(self) -> set[str]:
         found = set()
