@@ -73,6 +73,10 @@ def test_shipped_example_config_is_valid() -> None:
     config, warnings = load_config("config/nodeagent.yaml")
     assert warnings == []
     assert config.nodeagent.runtime == "process"
+    shipped, defaults = config.model_dump(), load_config(None)[0].model_dump()
+    differing = {key for key in shipped if shipped[key] != defaults[key]}
+    assert differing == {"cgroupDriver", "memorySwap"}  # it says "every value below is the default"
+    assert shipped["memorySwap"] == {"swapBehavior": "NoSwap"}  # what an unset swapBehavior means
 
 
 def test_unreadable_config(tmp_path: object) -> None:
