@@ -240,8 +240,9 @@ class PodWorker:
         delay = SETUP_RETRY_SECONDS[0]
         while not self._stopping.is_set():
             try:
-                if self.plan.pod is not None:
-                    await self.services.cgroups.apply([self.plan.pod])
+                # conmon's cgroup too, unless the runtime monitors its containers itself (cri)
+                monitor = self.plan.monitor if self.services.sandboxes is None else None
+                await self.services.cgroups.apply([c for c in (self.plan.pod, monitor) if c is not None])
                 networks = self.services.networks
                 if self.own_network and networks is not None:
                     # Containers taken back after a restart run in their network already: keep it as it is.
@@ -556,7 +557,7 @@ class PodWorker:
             log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
                                         attempt),
             hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
-            monitor_cgroup=self.plan.pod.path if self.plan.pod else None,
+            monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",
             privileged=bool(security and security.privileged),
             read_only_root=bool(security and security.read_only_root_filesystem),
@@ -602,7 +603,7 @@ class PodWorker:
             except NodeAgentError as exc:
                 log.error("pod=%s: removing its sandbox: %s", self.key, exc)
                 return  # keep the state: the next agent start tries again
-        cgroups = [c.path for c in self.plan.containers] + ([self.plan.pod.path] if self.plan.pod else [])
+        cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
         try:
             await services.cgroups.remove(cgroups)
         except NodeAgentError as exc:

@@ -70,6 +70,15 @@ def spell(name: CgroupName, driver: CgroupDriverName) -> str:
     return to_systemd(name) if driver is CgroupDriverName.SYSTEMD else to_cgroupfs(name)
 
 
+def monitor_leaf(uid: str, *, driver: CgroupDriverName) -> str:
+    """Where a pod's container monitors (conmon) live below the pod cgroup: a leaf of their own, as CRI-O's
+    crio-conmon-<id>, since cgroup v2 keeps processes out of a cgroup whose children use its controllers.
+    No container can have its name: those are DNS labels, without "_"."""
+    if driver is CgroupDriverName.SYSTEMD:
+        return f"{CONTAINER_UNIT_PREFIX}-{uid.replace('-', '_')}-_conmon.scope"
+    return "_conmon"
+
+
 def container_leaf(uid: str, container: str, *, driver: CgroupDriverName, per_pod: bool) -> str:
     """The container's own cgroup below its parent: its name under a pod cgroup, else made unique.
 

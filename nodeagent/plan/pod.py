@@ -54,6 +54,7 @@ class ResourcePlan:
     cgroup_driver: CgroupDriverName
     pod: CgroupPlan | None  # None without per-pod cgroups (cgroupsPerQOS: false)
     containers: tuple[CgroupPlan, ...]
+    monitor: CgroupPlan | None = None  # the containers' monitors, below the pod cgroup: nodeagent's, no limits
 
     def container(self, name: str) -> CgroupPlan:
         return next(plan for plan in self.containers if plan.container == name)
@@ -90,9 +91,13 @@ def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> Resource
             oom_score_adj=oom_score_adj(pod, container, node),
             resources=config,
         ))
+    monitor = None
+    if pod_plan is not None:
+        monitor = CgroupPlan("monitor", pod_plan.path.rstrip("/") + "/" + paths.monitor_leaf(
+            pod.uid, driver=settings.cgroup_driver))
     return ResourcePlan(name=pod.name, namespace=pod.namespace, uid=pod.uid, qos=pod.qos,
                         cgroup_version=settings.cgroup_version, cgroup_driver=settings.cgroup_driver,
-                        pod=pod_plan, containers=tuple(containers))
+                        pod=pod_plan, containers=tuple(containers), monitor=monitor)
 
 
 def pod_resources(pod: StaticPod, settings: PlanSettings) -> ResourceConfig:

@@ -45,9 +45,10 @@ def plan_node_cgroups(pods: Iterable[StaticPod], node: NodeInfo, settings: PlanS
     besteffort = ResourceConfig(cpu_shares=formulas.MIN_SHARES)
     version, driver = settings.cgroup_version, settings.cgroup_driver
     return [
-        CgroupPlan("node", paths.spell(paths.node_name(settings), driver), render(kubepods, version)),
+        CgroupPlan("node", paths.spell(paths.node_name(settings), driver), render(kubepods, version),
+                   resources=kubepods),
         CgroupPlan("qos", paths.spell(paths.qos_name(QOSClass.BURSTABLE, settings), driver),
-                   render(burstable, version)),
+                   render(burstable, version), resources=burstable),
         CgroupPlan("qos", paths.spell(paths.qos_name(QOSClass.BESTEFFORT, settings), driver),
-                   render(besteffort, version)),
+                   render(besteffort, version), resources=besteffort),
     ]

@@ -3,6 +3,8 @@
 import pytest
 
 from nodeagent.plan.pod import plan_pod
+from nodeagent.plan.qos import plan_node_cgroups
+from nodeagent.plan.resource_config import render
 from nodeagent.plan.settings import CgroupDriverName, NodeInfo, PlanSettings, SwapBehavior
 from tests.conftest import example, load_pod
 
@@ -245,3 +247,34 @@ def test_json_shape_follows_the_contract() -> None:
     assert [c["level"] for c in cgroups] == ["pod", "container"]
     assert cgroups[1]["container"] == "memory-demo-2-ctr"
     assert "oomScoreAdj" in cgroups[1] and "oomScoreAdj" not in cgroups[0]
+
+
+@pytest.mark.parametrize("settings", [V1, V2, SYSTEMD_V2], ids=["v1", "v2", "systemd-v2"])
+def test_every_plan_carries_the_values_its_files_say(settings: PlanSettings) -> None:
+    """The systemd driver and OCI runtimes read `resources`, cgroupfs the files: they must agree."""
+    pods = [load_pod(example(name)) for name in ("qos-guaranteed.yaml", "qos-burstable.yaml", "qos-besteffort.yaml")]
+    plans = plan_node_cgroups(pods, NODE, settings)
+    plans += [cgroup for pod in pods for plan in [plan_pod(pod, NODE, settings)]
+              for cgroup in ([plan.pod] if plan.pod else []) + list(plan.containers)]
+    assert len(plans) == 3 + 3 + 3
+    for plan in plans:
+        assert plan.files == render(plan.resources, settings.cgroup_version), plan.path
+        assert plan.files, plan.path  # every one of them sets something
+
+
+@pytest.mark.parametrize(("settings", "leaf"), [(V2, "_conmon"), (SYSTEMD_V2, "nodeagent-{uid_}-_conmon.scope")],
+                         ids=["cgroupfs", "systemd"])
+def test_the_monitors_get_a_leaf_of_their_own_below_the_pod(settings: PlanSettings, leaf: str) -> None:
+    """cgroup v2 keeps processes out of a cgroup whose children use its controllers: conmon cannot sit in
+    the pod cgroup itself, nor in a container's, whose limits it must not share."""
+    plan = plan_pod(load_pod(example("qos-guaranteed.yaml")), NODE, settings)
+    assert plan.pod is not None and plan.monitor is not None
+    assert plan.monitor.path == plan.pod.path + "/" + leaf.format(uid_=plan.uid.replace("-", "_"))
+    assert plan.monitor.files == {}
+    assert plan.monitor.path not in {container.path for container in plan.containers}
+
+
+def test_without_pod_cgroups_there_is_no_monitor_leaf() -> None:
+    plan = plan_pod(load_pod(example("qos-guaranteed.yaml")), NODE, PlanSettings(cgroup_version=2,
+                                                                                   cgroups_per_qos=False))
+    assert (plan.pod, plan.monitor) == (None, None)
