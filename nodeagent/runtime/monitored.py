@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,6 +52,8 @@ class MonitoredContainer:
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
         self._oom_watch: OOMWatch | None = None
+        self._oom_seen = False  # the watch saw the kill counted: the cgroup may be gone by wait()
+        self._since = time.monotonic()  # this attempt's OOM kills are the kernel log's records after this
         self._pidfd: int | None = None
 
     def saved(self) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class MonitoredContainer:
             if rechecks > 0:
                 self._loop.call_later(0.002, self._on_oom_event, rechecks - 1)
             return
+        self._oom_seen = True
         if self.cgroups.version == 1:
             log.info("container=%s pod=%s/%s: OOM kill in its cgroup, killing the rest of it (oom.group)",
                      self.spec.name, self.spec.pod_namespace, self.spec.pod_name)
@@ -117,13 +121,14 @@ class MonitoredContainer:
             self._oom_watch = None
         cgroups = self.cgroups
         try:
-            oom_killed = cgroups.exists(self.spec.cgroup.path) and cgroups.oom_kills(self.spec.cgroup.path) > 0
+            counted = cgroups.exists(self.spec.cgroup.path) and cgroups.oom_kills(self.spec.cgroup.path) > 0
         except NodeAgentError:
-            oom_killed = False
-        victim = None
-        if oom_killed and self.kernel_log is not None:
-            found = self.kernel_log.victim_in(self.spec.cgroup.path)
-            victim = found.describe() if found else None
+            counted = False
+        # Three witnesses: the cgroup's counter (gone with a systemd scope), what the OOM watch saw
+        # before, and the kernel log, which names the cgroup whatever became of it.
+        found = self.kernel_log.victim_in(self.spec.cgroup.path, since=self._since) if self.kernel_log else None
+        oom_killed = counted or self._oom_seen or found is not None
+        victim = found.describe() if found else None
         if self.on_exit is not None:
             await self.on_exit()
         conmon.remove(layout, self.monitored.container_id)
