@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from collections.abc import Iterable
 
 from nodeagent.agent import volumes
@@ -27,6 +26,7 @@ from nodeagent.api.resources import QOSClass
 from nodeagent.errors import NodeAgentError
 from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
+from nodeagent.runtime import conmon
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +165,11 @@ class PodManager:
             log.warning("removing %s: it belongs to no known pod", directory)
             volumes.remove_mount_points(directory)
             await volumes.tear_down(self.services.state_dir, uid)
-        state_dir = self.services.state_dir
+        layout = conmon.ConmonLayout(self.services.state_dir)
         for entry in sorted(old_bundles - self.referenced_bundles()):
+            # e.g. a start the agent was killed in: its first process may still wait to be released
             log.info("removing the container bundle %s: no pod refers to it", entry)
-            shutil.rmtree(os.path.join(state_dir, "containers", entry), ignore_errors=True)
-            exit_file = os.path.join(state_dir, "exits", entry)
-            if os.path.exists(exit_file):
-                os.unlink(exit_file)
+            conmon.abandon(layout, entry)
 
     async def clean_orphan_networks(self) -> None:
         """The pod networks of unknown UIDs and what no lease accounts for. After READY: it loads pyroute2

@@ -11,6 +11,7 @@ removes what is left of it there too (`runtime_mounts`), or pods would leave dir
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Mapping, Sequence
@@ -96,10 +97,16 @@ class V1Hierarchy:
             files.write_file(directory, "cgroup.procs", str(pid))
 
     def procs(self, path: str) -> list[int]:
-        return files.read_procs(self.directory("memory", path))
+        """Its processes in any managed hierarchy: an attach cut short (the agent killed half way) leaves a
+        process in some of them only, and the cgroup could not be removed while it is there."""
+        found: set[int] = set()
+        for directory in set(self.directories(path).values()):
+            found.update(files.read_procs(directory))
+        return sorted(found)
 
     def exists(self, path: str) -> bool:
-        return os.path.isdir(self.directory("memory", path))
+        """In any managed hierarchy: a removal cut short leaves it in some of them only."""
+        return any(os.path.isdir(directory) for directory in self.directories(path).values())
 
     def remove(self, path: str) -> None:
         for directory in set(self.directories(path).values()):
@@ -126,8 +133,9 @@ class V1Hierarchy:
         return files.read_int(self.directory("cpuacct", path), "cpuacct.usage")
 
     def children(self, path: str) -> list[str]:
-        directory = self.directory("memory", path)
-        try:
-            return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
-        except FileNotFoundError:
-            return []
+        """In any managed hierarchy (see exists)."""
+        found: set[str] = set()
+        for directory in set(self.directories(path).values()):
+            with contextlib.suppress(FileNotFoundError):
+                found.update(entry.name for entry in os.scandir(directory) if entry.is_dir())
+        return sorted(found)

@@ -13,10 +13,12 @@ nothing: a running conmon is watched again, a finished one has left its exit fil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 
 from nodeagent.errors import RuntimeStartError
@@ -131,6 +133,26 @@ def read_exit_code(layout: ConmonLayout, container_id: str) -> int | None:
     except ValueError:
         return None
     return code if code >= 0 else None
+
+
+def abandon(layout: ConmonLayout, container_id: str) -> None:
+    """A start cut short (failed, cancelled, or the agent killed before it watched it): SIGKILL conmon and
+    the container's first process (still waiting to be released), found by their pid files and checked by
+    their command lines, which name the container (a pid file may be old, its pid someone else's now);
+    then remove the bundle."""
+    bundle = layout.bundle(container_id)
+    for name in ("pidfile", "conmon.pid"):
+        try:
+            with open(os.path.join(bundle, name)) as handle:
+                pid = int(handle.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                ours = container_id.encode() in handle.read()
+        except (OSError, ValueError):
+            continue
+        if ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    remove(layout, container_id)
 
 
 def remove(layout: ConmonLayout, container_id: str) -> None:

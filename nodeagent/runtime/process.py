@@ -125,8 +125,8 @@ class ProcessRuntime:
             monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.oci_runtime,
                                            name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
                                            log_path=spec.log_path)
-        except RuntimeStartError:
-            conmon.remove(self.layout, oci_id)
+        except BaseException:  # failed, or cancelled (the agent stopping): nothing may wait on its FIFO
+            conmon.abandon(self.layout, oci_id)
             raise
         container = self._container(spec, monitored, now())
         try:
@@ -134,10 +134,12 @@ class ProcessRuntime:
             self._set_oom_score_adj(monitored.container.pid, spec.oom_score_adj)
             container.watch()
             await release(bundle)
-        except (OSError, NodeAgentError) as exc:
+        except BaseException as exc:  # the command never ran: no container to leave behind
             container.kill()
-            await container.wait()
-            raise RuntimeStartError("RunContainerError", f"preparing the process: {exc}") from exc
+            await asyncio.shield(container.wait())
+            if isinstance(exc, OSError | NodeAgentError):
+                raise RuntimeStartError("RunContainerError", f"preparing the process: {exc}") from exc
+            raise
         container.started_at = now()
         await container.move_monitor_to_pod()
         return container

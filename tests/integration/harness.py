@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import yaml
 
 from nodeagent.cgroups.detect import detect_layout
@@ -139,11 +141,25 @@ class AgentHarness:
         try:
             self.cgroups._remove_all([self.cgroup_root])
         finally:
+            for pid in self.outside_processes():  # the safety net: they are this test's
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             for line in Path("/proc/self/mounts").read_text().splitlines():
                 target = line.split()[1]
                 if target.startswith(str(self.root)):
                     subprocess.run(["umount", "-l", target], check=False)
             self._remove_node()
+
+    def outside_processes(self) -> list[int]:
+        """Processes of this agent's containers (their command line names its state directory) that are not
+        in its cgroups: what a cut-short start can leave, which no cgroup clean-up would find."""
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                if any(str(self.state) in part for part in proc.info["cmdline"] or []) and \
+                        self.cgroup_root not in Path(f"/proc/{proc.pid}/cgroup").read_text():
+                    found.append(proc.pid)
+        return found
 
     def _remove_node(self) -> None:
         node, self.node = self.node, None

@@ -76,6 +76,8 @@ def test_sigkill_with_twenty_pods_loses_and_duplicates_nothing(agent: AgentHarne
     assert len(listed) == 19
     conmons = subprocess.run(["pgrep", "-f", f"conmon.*{agent.state}"], capture_output=True, text=True).stdout.split()
     assert len(conmons) == 17  # one per running container: 16 sleepers and the newcomer (crashers are waiting)
+    # a start the SIGKILL cut short left a launcher waiting on its FIFO: the new agent removed it
+    wait_for(lambda: agent.outside_processes() == [], what="no process outside the agent's cgroups")
 
 
 def test_a_manifest_removed_while_the_agent_was_down_is_stopped_on_start(agent: AgentHarness) -> None:
