@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from nodeagent.cgroups.detect import detect_layout
+from tests.conftest import EXAMPLES
 from tests.integration.harness import NODE, AgentHarness, wait_for
 from tests.integration.images import (
     Entry,
@@ -41,7 +42,6 @@ from tests.integration.images import (
 from tests.integration.netns_fixtures import in_netns
 from tests.integration.registry import Registry, auth_registry, registry, serve_in_netns  # noqa: F401
 
-EXAMPLES = Path("/work/shared/examples")
 RUNC_ID = re.compile(r"^runc://[0-9a-f]{64}$")
 
 
