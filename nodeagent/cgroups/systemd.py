@@ -33,6 +33,7 @@ PATH = "/org/freedesktop/systemd1"
 MANAGER = "org.freedesktop.systemd1.Manager"
 INFINITY = 2**64 - 1
 JOB_TIMEOUT_SECONDS = 30.0
+CALL_TIMEOUT_SECONDS = 25.0  # sd-bus's own default: a systemd that does not answer is an error, not a hang
 
 
 def unit_name(path: str) -> str:
@@ -102,9 +103,11 @@ class SystemdDriver:
         if self._bus is not None and self._bus.connected:
             return self._bus
         try:
-            bus = await MessageBus(bus_address=self.bus_address, bus_type=BusType.SYSTEM).connect()
-        except (OSError, ValueError) as exc:
-            raise CgroupError(f"systemd over D-Bus ({self.bus_address or 'the system bus'}): {exc}") from exc
+            bus = await asyncio.wait_for(MessageBus(bus_address=self.bus_address, bus_type=BusType.SYSTEM).connect(),
+                                         CALL_TIMEOUT_SECONDS)
+        except (OSError, ValueError, TimeoutError) as exc:
+            why = str(exc) or f"no answer within {CALL_TIMEOUT_SECONDS:.0f}s"
+            raise CgroupError(f"systemd over D-Bus ({self.bus_address or 'the system bus'}): {why}") from exc
         bus.add_message_handler(self._on_message)
         await self._call_on(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch",
                             "s", [f"type='signal',interface='{MANAGER}',member='JobRemoved'"])
@@ -125,8 +128,12 @@ class SystemdDriver:
 
     async def _call_on(self, bus: MessageBus, destination: str, path: str, interface: str, member: str,
                        signature: str, body: list[Any]) -> Message:
-        reply = await bus.call(Message(destination=destination, path=path, interface=interface, member=member,
-                                       signature=signature, body=body))
+        message = Message(destination=destination, path=path, interface=interface, member=member,
+                          signature=signature, body=body)
+        try:
+            reply = await asyncio.wait_for(bus.call(message), CALL_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise CgroupError(f"systemd {member}: no reply within {CALL_TIMEOUT_SECONDS:.0f}s") from None
         if reply is None:
             raise CgroupError(f"systemd {member}: no reply")
         if reply.message_type is MessageType.ERROR:
@@ -187,11 +194,10 @@ class SystemdDriver:
                 if await self._unit_exists(unit):
                     await self._manager("SetUnitProperties", "sba(sv)", [unit, True, properties])
                 else:
+                    # no Slice= here: systemd refuses it for slice units ("Slice may not be set for
+                    # slice units"); a slice's parent is its name's prefix, made implicitly
                     wanted = [("Description", Variant("s", f"nodeagent {cgroup.level} {unit}")),
                               ("DefaultDependencies", Variant("b", False)), *properties]
-                    parent = _parent_slice(cgroup.path)
-                    if parent:
-                        wanted.append(("Slice", Variant("s", parent)))
                     await self._job("StartTransientUnit", "ssa(sv)a(sa(sv))", [unit, "replace", wanted, []], unit)
             await self._write_rest(cgroup)
 
