@@ -8,7 +8,8 @@ cd "$root"
 
 # Debian packages the tests use; installed only when missing.
 packages=(stress conmon systemd iproute2 nftables containerd runc crun containernetworking-plugins busybox-static
-          gcc libc6-dev docker-registry apache2-utils)
+          gcc libc6-dev docker-registry apache2-utils dbus
+          qemu-system-x86 linux-image-amd64 debootstrap e2fsprogs cpio kmod)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -31,4 +32,12 @@ echo "== mypy" >&2
 echo "== import contracts" >&2
 "$venv/lint-imports"
 echo "== pytest" >&2
-exec "$venv/pytest" "$@"
+status=0
+"$venv/pytest" "$@" || status=$?
+# The VM suite (tests/vm/run.py): the agent on real cgroup v2 and v1 under systemd, in a throwaway VM
+# (image cached in .cache/vm). Only on a full run (no pytest arguments); NODEAGENT_VM=0 leaves it out.
+if [ "$#" -eq 0 ] && [ "${NODEAGENT_VM:-1}" != 0 ]; then
+    echo "== VM suite" >&2
+    "$venv/python" tests/vm/run.py || status=1
+fi
+exit "$status"
