@@ -46,6 +46,8 @@ BOOTS = {
     "v1": "systemd.unified_cgroup_hierarchy=0",
 }
 CPU = "max,la57=off"
+HEARTBEAT_S = 5.0  # the guest command writes the time to ctl/heartbeat this often (tests/vm/run.py)
+STALL_S = 60.0  # no heartbeat for this long: the guest froze; stop it rather than wait out its limit
 # the console (a file on the host) gets the kernel's warnings and systemd's failures, not the whole
 # boot: every character written to the emulated serial port costs time under TCG
 COMMON_APPEND = ("console=ttyS0 root=/dev/vda rw loglevel=4 panic=-1 systemd.show_status=error swapaccount=1 "
@@ -206,6 +208,7 @@ class Boot:
     command_s: float | None = None  # the command itself, by the guest's clock
     total_s: float = 0.0
     timed_out: bool = False
+    stalled: bool = False  # stopped early: its heartbeat stopped
 
     def text(self, name: str) -> str:
         return self.files.get(name, b"").decode(errors="replace")
@@ -219,6 +222,22 @@ def _read_float(path: Path) -> float | None:
         return float(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def _watch(qemu: subprocess.Popen[bytes], heartbeat: Path, *, deadline: float) -> tuple[bool, bool]:
+    """Wait for qemu to end: (timed out, stalled). Stalled: the guest's heartbeat, once begun, stopped."""
+    while True:
+        try:
+            qemu.wait(timeout=HEARTBEAT_S)
+            return False, False
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.time()
+        if now >= deadline:
+            return True, False
+        with contextlib.suppress(OSError):
+            if now - heartbeat.stat().st_mtime > STALL_S:
+                return False, True
 
 
 def run_in_vm(image: Image, name: str, command: str, *, timeout_s: float, memory: str = "1G", cpus: int = 2,
@@ -238,13 +257,10 @@ def run_in_vm(image: Image, name: str, command: str, *, timeout_s: float, memory
                 "-virtfs", f"local,path={ctl},mount_tag=nodevm_ctl,security_model=none,id=ctl",
                 "-virtfs", f"local,path={share},mount_tag=nodevm_host,security_model=none,id=host"]
         began = time.time()
-        timed_out = False
         with open(ctl / "qemu.log", "wb") as qemu_log:
             qemu = subprocess.Popen(argv, stdout=qemu_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                qemu.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+            timed_out, stalled = _watch(qemu, ctl / "heartbeat", deadline=began + timeout_s)
+            if timed_out or stalled:
                 qemu.terminate()
                 try:
                     qemu.wait(timeout=5)
@@ -261,6 +277,6 @@ def run_in_vm(image: Image, name: str, command: str, *, timeout_s: float, memory
         command_ended = _read_float(ctl / "command_ended")
         command_s = command_ended - command_started if command_started and command_ended else None
         return Boot(name, int(rc_text) if rc_text else None, files, boot_s=boot_s, command_s=command_s,
-                    total_s=ended - began, timed_out=timed_out)
+                    total_s=ended - began, timed_out=timed_out, stalled=stalled)
     finally:
         shutil.rmtree(ctl, ignore_errors=True)

@@ -159,6 +159,19 @@ def expected_properties(files: dict[str, str]) -> dict[str, str]:
     return expected
 
 
+def v1_properties(files: dict[str, str]) -> dict[str, str]:
+    """What `systemctl show` must print for a unit given the plan's v1 files."""
+    expected = {}
+    if "cpu.shares" in files:
+        expected["CPUShares"] = files["cpu.shares"]
+    if "memory.limit_in_bytes" in files:
+        expected["MemoryLimit"] = files["memory.limit_in_bytes"]
+    if "cpu.cfs_quota_us" in files and int(files["cpu.cfs_quota_us"]) > 0:
+        quota, period = int(files["cpu.cfs_quota_us"]), int(files["cpu.cfs_period_us"])
+        expected["CPUQuotaPerSecUSec"] = timespan_us(quota * 1_000_000 // period)
+    return expected
+
+
 # -- the kernel ---------------------------------------------------------------------------------------
 
 def keyed(text: str) -> dict[str, int]:

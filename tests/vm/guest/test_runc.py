@@ -1,6 +1,7 @@
-"""The runc runtime on pure cgroup v2 with systemd as PID 1, under both drivers.
+"""The runc runtime with systemd as PID 1: on pure cgroup v2 under both drivers, on v1 under systemd's
+(v1 with cgroupfs is the host's integration tests').
 
-Two agents (`nodeagent.runtime: runc`, cgroupfs and systemd) pull a busybox image from a real registry
+An agent per driver (`nodeagent.runtime: runc`) pulls a busybox image from a real registry
 on the VM's loopback; runc makes the container cgroups itself from the bundle's `cgroupsPath` (cgroupfs:
 the plan's path; systemd: `slice:prefix:name`, a scope runc asks systemd for) and `linux.resources`.
 """
@@ -16,9 +17,19 @@ from nodeagent.cgroups.detect import detect_layout, systemd_is_init
 from tests.integration.harness import NODE, wait_for
 from tests.integration.images import busybox_layer, push_image
 from tests.integration.registry import Registry, running_registry
-from tests.vm.guest.node import VMAgent, expected_properties, kernel_differences, show, start_all, unit_of, units
+from tests.vm.guest.node import (
+    VMAgent,
+    expected_properties,
+    kernel_differences,
+    show,
+    start_all,
+    unit_of,
+    units,
+    v1_properties,
+)
 
-DRIVERS = ["cgroupfs", "systemd"]
+VERSION = detect_layout().version
+DRIVERS = ["cgroupfs", "systemd"] if VERSION == 2 else ["systemd"]
 SLOW = 180.0  # seconds: emulated CPUs, two agents
 
 
@@ -49,8 +60,6 @@ def manifests(image: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, VMAgent]]:
-    layout = detect_layout()
-    assert layout.version == 2, f"this module needs pure cgroup v2; the VM booted with {layout.name}"
     assert systemd_is_init(), "this module needs systemd as PID 1"
     created: dict[str, VMAgent] = {}
     with running_registry(tmp_path_factory.mktemp("registry")) as registry:
@@ -80,13 +89,13 @@ def test_runc_containers_get_the_plan_s_values(agents: dict[str, VMAgent], drive
                       interval=0.5)
     assert status["containerID"].startswith("runc://")
     plan = agent.pod_plan("limits.yaml", f"limits-{NODE}")
-    assert (plan["cgroupVersion"], plan["cgroupDriver"]) == (2, driver)
+    assert (plan["cgroupVersion"], plan["cgroupDriver"]) == (VERSION, driver)
     assert kernel_differences(agent, plan["cgroups"]) == []
     container = next(c for c in plan["cgroups"] if c["level"] == "container")
     pids = agent.procs(container["path"])
     assert pids, "runc put the container's process in the plan's cgroup"
     if driver == "systemd":  # runc's scope, under the pod's slice, with the values as properties
-        properties = expected_properties(container["files"])
+        properties = (expected_properties if VERSION == 2 else v1_properties)(container["files"])
         assert show(unit_of(container["path"]), *properties) == properties
 
 

@@ -15,7 +15,7 @@ import pytest
 from nodeagent.cgroups.detect import detect_layout, systemd_is_init
 from tests.integration.harness import NODE, wait_for
 from tests.vm.guest import manifests
-from tests.vm.guest.node import VMAgent, kernel_differences, show, start_all, timespan_us, unit_of, units
+from tests.vm.guest.node import VMAgent, kernel_differences, show, start_all, unit_of, units, v1_properties
 
 MANIFESTS = {"qos.yaml": manifests.QOS, "memory-demo-2.yaml": manifests.MEMORY_DEMO_2}
 SLOW = 180.0
@@ -35,19 +35,6 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VMAgent]:
         yield created
     finally:
         created.clean_up()
-
-
-def v1_properties(files: dict[str, str]) -> dict[str, str]:
-    """What `systemctl show` must print for a unit given the plan's v1 files."""
-    expected = {}
-    if "cpu.shares" in files:
-        expected["CPUShares"] = files["cpu.shares"]
-    if "memory.limit_in_bytes" in files:
-        expected["MemoryLimit"] = files["memory.limit_in_bytes"]
-    if "cpu.cfs_quota_us" in files and int(files["cpu.cfs_quota_us"]) > 0:
-        quota, period = int(files["cpu.cfs_quota_us"]), int(files["cpu.cfs_period_us"])
-        expected["CPUQuotaPerSecUSec"] = timespan_us(quota * 1_000_000 // period)
-    return expected
 
 
 @pytest.mark.parametrize("pod", ["guaranteed", "burstable", "besteffort"])
