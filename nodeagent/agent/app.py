@@ -32,7 +32,6 @@ from nodeagent.cgroups.driver import CgroupDriver, CgroupfsDriver
 from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cgroups.kmsg import KernelLog
-from nodeagent.cgroups.systemd import SystemdDriver
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import ConfigError, NodeAgentError
 from nodeagent.metrics import AgentMetrics
@@ -84,6 +83,8 @@ def make_cgroup_driver(config: KubeletConfig) -> CgroupDriver:
     if bus is None and not systemd_is_init():
         raise StartError(f"cgroupDriver systemd ({why}) needs systemd as PID 1, and it is not: set cgroupDriver: "
                          "cgroupfs (or nodeagent.systemdBusAddress to reach a systemd elsewhere)")
+    from nodeagent.cgroups.systemd import SystemdDriver  # here: its D-Bus client costs ~40 ms to import
+
     return SystemdDriver(hierarchy, bus_address=bus)
 
 
