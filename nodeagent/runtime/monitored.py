@@ -21,7 +21,7 @@ from typing import Any
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.cgroups.oom import OOMWatch
-from nodeagent.errors import NodeAgentError
+from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
 from nodeagent.runtime.base import ContainerExit, ContainerSpec
 
@@ -60,6 +60,22 @@ class MonitoredContainer:
         """What the agent stores to take this container back after a restart."""
         return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
                 "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
+
+    async def let_run(self, last_step: Awaitable[object], *, failures: tuple[type[Exception], ...],
+                      what: str) -> None:
+        """The step that lets the created container run (its FIFO released, `runc start`). When that fails,
+        or is cancelled (the agent stopping), the container is killed and its end awaited: a start never
+        leaves a container nobody knows. A failure among `failures` is a RunContainerError saying `what`."""
+        try:
+            await last_step
+        except BaseException as exc:
+            self.kill()
+            await asyncio.shield(self.wait())
+            if isinstance(exc, failures):
+                raise RuntimeStartError("RunContainerError", f"{what}{exc}") from exc
+            raise
+        self.started_at = now()
+        await self.move_monitor_to_pod()
 
     async def move_monitor_to_pod(self) -> None:
         """As CRI-O's conmon_cgroup "pod": conmon belongs to the pod, not to the agent's service, so restarting

@@ -129,19 +129,15 @@ class ProcessRuntime:
             conmon.abandon(self.layout, oci_id)
             raise
         container = self._container(spec, monitored, now())
-        try:
+
+        async def into_its_cgroup_then_released() -> None:
             await self.cgroups.attach(spec.cgroup.path, monitored.container.pid)
             self._set_oom_score_adj(monitored.container.pid, spec.oom_score_adj)
             container.watch()
             await release(bundle)
-        except BaseException as exc:  # the command never ran: no container to leave behind
-            container.kill()
-            await asyncio.shield(container.wait())
-            if isinstance(exc, OSError | NodeAgentError):
-                raise RuntimeStartError("RunContainerError", f"preparing the process: {exc}") from exc
-            raise
-        container.started_at = now()
-        await container.move_monitor_to_pod()
+
+        await container.let_run(into_its_cgroup_then_released(), failures=(OSError, NodeAgentError),
+                                what="preparing the process: ")
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:

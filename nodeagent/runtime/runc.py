@@ -99,16 +99,7 @@ class RuncRuntime:
             raise
         container = self._container(spec, monitored, now())
         container.watch()
-        try:
-            await self.runc.run("start", oci_id)
-        except BaseException as exc:  # failed, or cancelled: nobody would know this container
-            container.kill()
-            await asyncio.shield(container.wait())
-            if isinstance(exc, NodeAgentError):
-                raise RuntimeStartError("RunContainerError", str(exc)) from exc
-            raise
-        container.started_at = now()
-        await container.move_monitor_to_pod()
+        await container.let_run(self.runc.run("start", oci_id), failures=(NodeAgentError,), what="")
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
