@@ -109,15 +109,17 @@ class V1Hierarchy:
         return any(os.path.isdir(directory) for directory in self.directories(path).values())
 
     def remove(self, path: str) -> None:
-        for directory in set(self.directories(path).values()):
-            files.remove_dir(directory)
-        for mount in self.unmanaged:  # empty by now: the processes were in the managed ones too
+        """What runtimes made in unmanaged hierarchies first, the managed ones last: exists() stays true
+        until all of it is gone (the processes, in the managed ones too, are dead by now)."""
+        for mount in self.unmanaged:
             root = os.path.join(mount, path.lstrip("/"))
             for current, children, _ in os.walk(root, topdown=False):
                 for child in children:
                     files.remove_dir(os.path.join(current, child))
             if os.path.isdir(root):
                 files.remove_dir(root)
+        for directory in set(self.directories(path).values()):
+            files.remove_dir(directory)
 
     def oom_kills(self, path: str) -> int:
         return files.read_keyed(self.directory("memory", path), "memory.oom_control").get("oom_kill", 0)
