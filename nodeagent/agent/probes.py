@@ -5,7 +5,8 @@
     readinessProbe successThreshold successes make the container ready, failureThreshold failures unready
 
 Each probe waits initialDelaySeconds after the start, then runs every periodSeconds within
-timeoutSeconds: exec (exit code 0), httpGet (a status from 200 to 399), tcpSocket (a connection).
+timeoutSeconds: exec (exit code 0), httpGet (a status from 200 to 399), tcpSocket (a connection), grpc
+(the health protocol's SERVING, grpcprobe.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from nodeagent.agent import grpcprobe
 from nodeagent.api.model import Container, Probe
 from nodeagent.runtime.base import RunningContainer, Runtime
 
@@ -72,7 +74,10 @@ async def _run(probe: Probe, runtime: Runtime, running: RunningContainer, contai
             return ProbeResult(False, f"dial tcp {host}:{port}: {exc.strerror or exc}")
         writer.close()
         return ProbeResult(True)
-    return ProbeResult(False, "grpc probes are not supported by nodeagent")
+    if probe.grpc is not None and probe.grpc.port is not None:
+        healthy, message = await grpcprobe.check(pod_ip, probe.grpc.port, probe.grpc.service or "", timeout)
+        return ProbeResult(healthy, "" if healthy else message)
+    return ProbeResult(False, "the probe has no action")  # validation refuses such a probe
 
 
 @dataclass

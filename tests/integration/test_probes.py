@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 from tests.integration.harness import NODE, AgentHarness, wait_for
@@ -87,3 +88,47 @@ spec:
     status = agent.container_status("web", "c")
     assert status["restartCount"] == 0
     assert all(m.startswith("Startup probe failed:") for m in unhealthy(agent))  # only while it was starting
+
+
+# A grpc health server (grpcio from the test's own venv), answering what the status file says.
+HEALTH_SERVER = """
+import sys, pathlib, grpc
+from concurrent import futures
+statuses = {"SERVING": 1, "NOT_SERVING": 2}
+def check(request, context):
+    return bytes([8, statuses[pathlib.Path(sys.argv[2]).read_text().strip()]])
+handler = grpc.method_handlers_generic_handler(
+    "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)})
+server = grpc.server(futures.ThreadPoolExecutor(2))
+server.add_generic_rpc_handlers((handler,))
+server.add_insecure_port("0.0.0.0:" + sys.argv[1])
+server.start()
+server.wait_for_termination()
+"""
+
+
+def test_grpc_liveness_probe_restarts_a_server_that_stops_serving(agent: AgentHarness, tmp_path: Path) -> None:
+    port = free_port()
+    script, status = tmp_path / "health.py", tmp_path / "status"
+    script.write_text(HEALTH_SERVER)
+    status.write_text("SERVING")
+    agent.write("grpc.yaml", f"""
+kind: Pod
+metadata: {{name: grpc}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: x
+    command: [{sys.executable}, {script}, '{port}', {status}]
+    readinessProbe: {{grpc: {{port: {port}}}, periodSeconds: 1}}
+    livenessProbe: {{grpc: {{port: {port}, service: any}}, initialDelaySeconds: 3, periodSeconds: 1,
+                    failureThreshold: 2}}
+""")
+    wait_for(lambda: ready(agent, "grpc"), timeout=30, what="ready once the server answers SERVING")
+    assert agent.container_status("grpc", "c")["restartCount"] == 0
+    status.write_text("NOT_SERVING")
+    wait_for(lambda: agent.container_status("grpc", "c")["restartCount"] >= 1, timeout=30, what="a restart")
+    messages = unhealthy(agent)
+    assert 'Liveness probe failed: service unhealthy (responded with "NOT_SERVING")' in messages, messages
+    assert 'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")' in messages, messages
