@@ -72,7 +72,7 @@ def unit_properties(config: ResourceConfig, cgroup_version: int) -> list[tuple[s
     return props
 
 
-def files_systemd_cannot_set(config: ResourceConfig, files: dict[str, str], cgroup_version: int) -> dict[str, str]:
+def files_systemd_cannot_set(files: dict[str, str], cgroup_version: int) -> dict[str, str]:
     """The plan's files no property carries: written to the unit's cgroup after systemd made it."""
     left = {}
     if cgroup_version == 1 and "memory.memsw.limit_in_bytes" in files:
@@ -202,7 +202,7 @@ class SystemdDriver:
             await self._write_rest(cgroup)
 
     async def _write_rest(self, cgroup: CgroupPlan) -> None:
-        rest = files_systemd_cannot_set(cgroup.resources, cgroup.files, self.version)
+        rest = files_systemd_cannot_set(cgroup.files, self.version)
         if rest:
             await self.files.apply([CgroupPlan(cgroup.level, cgroup.path, rest)])
 

@@ -64,11 +64,11 @@ def test_v1_properties_say_what_the_files_say(plan: CgroupPlan) -> None:
 
 def test_what_no_property_carries_is_left_for_the_files() -> None:
     container = next(plan for plan in every_plan(2) if plan.level == "container")
-    assert files_systemd_cannot_set(container.resources, container.files, 2) == {"memory.oom.group": "1"}
+    assert files_systemd_cannot_set(container.files, 2) == {"memory.oom.group": "1"}
     limited = [plan for plan in every_plan(1) if "memory.memsw.limit_in_bytes" in plan.files]
     assert limited
     for plan in limited:
-        assert files_systemd_cannot_set(plan.resources, plan.files, 1) == {
+        assert files_systemd_cannot_set(plan.files, 1) == {
             "memory.memsw.limit_in_bytes": plan.files["memory.memsw.limit_in_bytes"]}
 
 
