@@ -116,7 +116,7 @@ def make_runc_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: 
 
     agent = config.nodeagent
     images = ImageStore(os.path.join(agent.state_dir, "images"), registry_auth_file=agent.registry_auth_file,
-                        insecure_registries=agent.insecure_registries)
+                        insecure_registries=agent.insecure_registries, unpack_limits=agent.unpack_limits())
     try:
         return RuncRuntime(cgroups, agent.state_dir, images, runc_path=agent.runc_path, kernel_log=kernel_log,
                            systemd_cgroup=cgroups.name == "systemd")

@@ -27,6 +27,7 @@ from types import TracebackType
 import aiohttp
 
 from nodeagent.images.auth import Authenticator
+from nodeagent.images.budget import UnpackLimits
 from nodeagent.images.credentials import Credentials, DockerConfigError, parse_docker_config
 from nodeagent.images.errors import ImageError, ImageNeverPullError, ImagePullError
 from nodeagent.images.layout import ImageRecord, Lease, StoreLayout, remove_tree
@@ -96,12 +97,13 @@ class PruneResult:
 class ImageStore:
     def __init__(self, root: str, *, registry_auth_file: str | None = None,
                  insecure_registries: Collection[str] = (), timeout_seconds: float = DEFAULT_PULL_TIMEOUT_SECONDS,
-                 platform: Platform | None = None) -> None:
+                 platform: Platform | None = None, unpack_limits: UnpackLimits | None = None) -> None:
         self.layout = StoreLayout(root)
         self.registry_auth_file = registry_auth_file
         self.insecure_registries = frozenset(insecure_registries)
         self.timeout_seconds = timeout_seconds
-        self._puller = Puller(self.layout, platform=platform or this_platform(), layer_locks=KeyedLocks())
+        self._puller = Puller(self.layout, platform=platform or this_platform(), layer_locks=KeyedLocks(),
+                              limits=unpack_limits or UnpackLimits())
         self._reference_locks = KeyedLocks()
         self._authenticator = Authenticator()  # its tokens outlive a pull
 
