@@ -38,7 +38,7 @@ from nodeagent.metrics import AgentMetrics
 from nodeagent.network.pods import PodNetworks
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
-from nodeagent.runtime.base import PodSandboxes, Runtime, RuntimeConnection
+from nodeagent.runtime.base import PodSandboxes, Runtime, RuntimeConnection, RuntimePreparation
 from nodeagent.runtime.process import ProcessRuntime
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
@@ -210,6 +210,8 @@ class Agent:
                               metrics_address=self.config.nodeagent.metrics_bind_address)
         if isinstance(self.runtime, RuntimeConnection):
             await self.runtime.connect(self.cgroups.name)
+        if isinstance(self.runtime, RuntimePreparation):
+            await self.runtime.prepare()
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
