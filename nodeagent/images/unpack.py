@@ -136,12 +136,14 @@ class _Extractor:
     def _refuse(self, name: str, why: str) -> ImagePullError:
         return ImagePullError(f"layer {self.label}: refusing {name!r}: {why}")
 
-    def _relative(self, name: str) -> str:
+    def _relative(self, name: str, *, link_of: str | None = None) -> str:
+        """`name` inside the layer; `link_of`: the hard link whose target `name` is (named in the refusal)."""
+        shown, what = (name, "") if link_of is None else (link_of, f"hard link to {name!r}: ")
         if name.startswith("/"):
-            raise self._refuse(name, "absolute path")
+            raise self._refuse(shown, what + "absolute path")
         parts = [part for part in name.split("/") if part not in ("", ".")]
         if ".." in parts:
-            raise self._refuse(name, "path outside the layer (..)")
+            raise self._refuse(shown, what + "path outside the layer (..)")
         return "/".join(parts)
 
     def _path(self, relative: str) -> str:
@@ -237,7 +239,7 @@ class _Extractor:
         self.size += sum(count for _, count in regions)
 
     def _hardlink(self, member: tarfile.TarInfo, path: str) -> None:
-        target = self._relative(member.linkname)
+        target = self._relative(member.linkname, link_of=member.name)
         if not target:
             raise self._refuse(member.name, "hard link to the layer's root")
         self._parent_ready(target, member.name)
