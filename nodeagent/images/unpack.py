@@ -88,7 +88,7 @@ def unpack_layer(blob_path: str, destination: str, *, label: str, budget: LayerB
             with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as archive:  # type: ignore[call-overload]
                 size = _Extractor(destination, label, budget).run(archive)
             reader.drain()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as exc:
             if isinstance(exc, OSError) and exc.filename:
                 raise ImagePullError(f"layer {label}: {exc.strerror or exc}: {exc.filename}") from None
             raise ImagePullError(f"layer {label}: not a valid tar stream: {exc}") from None

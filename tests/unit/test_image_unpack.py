@@ -172,3 +172,37 @@ def test_sparse_members_are_written_sparsely(tmp_path: Path, tar_format: str) ->
         assert handle.read(6) == b"middle"
         handle.seek((1 << 30) - 3)
         assert handle.read() == b"end"
+
+
+def gnu_sparse(regions: list[tuple[int, int]], real_size: int) -> bytes:
+    """A tar with one old-GNU sparse member ('S'), its map written by hand: what a hostile layer can say."""
+    data = b"".join(bytes([65 + n]) * count for n, (_, count) in enumerate(regions))
+    member = tarfile.TarInfo("sparse")
+    member.type, member.size, member.uid, member.gid = tarfile.GNUTYPE_SPARSE, len(data), UID, GID
+    header = bytearray(member.tobuf(tarfile.GNU_FORMAT))
+    for n, (offset, count) in enumerate(regions):
+        header[386 + 24 * n: 398 + 24 * n] = tarfile.itn(offset, 12, tarfile.GNU_FORMAT)
+        header[398 + 24 * n: 410 + 24 * n] = tarfile.itn(count, 12, tarfile.GNU_FORMAT)
+    header[483:495] = tarfile.itn(real_size, 12, tarfile.GNU_FORMAT)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header[:512])
+    return bytes(header) + data + bytes(-len(data) % 512) + bytes(1024)
+
+
+def test_a_hand_made_sparse_member_is_written_where_its_map_says(tmp_path: Path) -> None:
+    root, _, size = unpack(tmp_path, gnu_sparse([(4096, 3), (1 << 20, 2)], (1 << 20) + 4096))
+    data = (root / "sparse").read_bytes()
+    assert len(data) == (1 << 20) + 4096 and size == 5
+    assert data[4096:4099] == b"AAA" and data[1 << 20: (1 << 20) + 2] == b"BB" and data.count(0) == len(data) - 5
+
+
+@pytest.mark.parametrize(
+    ("regions", "real_size", "message"),
+    [([(100, 10)], 50, "refusing 'sparse': sparse map outside the file"),
+     ([(0, 5)], 1 << 80, "layer sha256:test: ")],  # no file system has that size
+    ids=["outside", "huge"],
+)
+def test_a_hostile_sparse_map_is_a_pull_error(tmp_path: Path, regions: list[tuple[int, int]], real_size: int,
+                                              message: str) -> None:
+    with pytest.raises(ImagePullError, match=message):
+        unpack(tmp_path, gnu_sparse(regions, real_size))
