@@ -19,8 +19,10 @@ from pydantic.alias_generators import to_camel
 from nodeagent.api.fielderrors import from_validation_error
 from nodeagent.api.model import QuantityField
 from nodeagent.api.names import dns1123_subdomain
+from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.api.unknown import find_unknown_fields
 from nodeagent.errors import ConfigError, FieldError
+from nodeagent.images.budget import DEFAULT_LAYER_BYTES, DEFAULT_PULL_BYTES, UnpackLimits
 from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
 
 DEFAULT_CONFIG_PATH = "/etc/nodeagent/nodeagent.yaml"
@@ -98,6 +100,9 @@ class NodeAgentConfig(_ConfigModel):
     runc_path: str = "runc"  # or crun
     registry_auth_file: str | None = None  # a docker config.json (the regcred format)
     insecure_registries: list[str] = []  # host[:port] reached over plain http
+    # What one layer, and all the layers of one pull, may unpack to (uncompressed tar bytes): runc runtime
+    image_max_layer_size: QuantityField = parse_quantity(DEFAULT_LAYER_BYTES)
+    image_max_pull_size: QuantityField = parse_quantity(DEFAULT_PULL_BYTES)
     systemd_bus_address: str | None = None  # default: the system bus
     network: NetworkConfig = NetworkConfig()
 
@@ -107,6 +112,16 @@ class NodeAgentConfig(_ConfigModel):
         if value not in ("process", "runc", "cri"):
             raise ValueError(f'Unsupported value: "{value}": supported values: "cri", "process", "runc"')
         return value
+
+    @field_validator("image_max_layer_size", "image_max_pull_size")
+    @classmethod
+    def _positive_size(cls, value: Quantity) -> Quantity:
+        if value.value() <= 0:
+            raise ValueError(f'Invalid value: "{value}": must be greater than zero')
+        return value
+
+    def unpack_limits(self) -> UnpackLimits:
+        return UnpackLimits(layer_bytes=self.image_max_layer_size.value(), pull_bytes=self.image_max_pull_size.value())
 
     @field_validator("node_name")
     @classmethod

@@ -38,7 +38,7 @@ from nodeagent.metrics import AgentMetrics
 from nodeagent.network.pods import PodNetworks
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
-from nodeagent.runtime.base import PodSandboxes, Runtime, RuntimeConnection
+from nodeagent.runtime.base import PodSandboxes, Runtime, RuntimeConnection, RuntimePreparation
 from nodeagent.runtime.process import ProcessRuntime
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
@@ -116,7 +116,7 @@ def make_runc_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: 
 
     agent = config.nodeagent
     images = ImageStore(os.path.join(agent.state_dir, "images"), registry_auth_file=agent.registry_auth_file,
-                        insecure_registries=agent.insecure_registries)
+                        insecure_registries=agent.insecure_registries, unpack_limits=agent.unpack_limits())
     try:
         return RuncRuntime(cgroups, agent.state_dir, images, runc_path=agent.runc_path, kernel_log=kernel_log,
                            systemd_cgroup=cgroups.name == "systemd")
@@ -210,6 +210,8 @@ class Agent:
                               metrics_address=self.config.nodeagent.metrics_bind_address)
         if isinstance(self.runtime, RuntimeConnection):
             await self.runtime.connect(self.cgroups.name)
+        if isinstance(self.runtime, RuntimePreparation):
+            await self.runtime.prepare()
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()

@@ -7,4 +7,5 @@ through overlayfs.
     layout.py      the store's files on disk                 pull.py       one pull into the store
     store.py       ImageStore: ensure, list, prune, leases   overlay.py    mount_rootfs, unmount
     errors.py      ImagePullError and the others, each with Kubernetes' reason
+    budget.py      how much a pull may unpack
 """

@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,11 +88,18 @@ class Authenticator:
         return None
 
     async def answer(self, session: aiohttp.ClientSession, *, host: str, header: str, scope: str,
-                     credentials: Credentials | None) -> str | None:
-        """The Authorization value answering a 401's WWW-Authenticate, or None when nothing can."""
+                     credentials: Credentials | None, insecure: bool) -> str | None:
+        """The Authorization value answering a 401's WWW-Authenticate, or None when nothing can. A token
+        realm must be https, unless the registry is `insecure` (plain http itself): the registry names the
+        realm, and the credentials (or the token) must not cross the network in clear."""
         challenges = parse_challenges(header)
         bearer = next((c for c in challenges if c.scheme == "bearer" and c.param("realm")), None)
         if bearer is not None:
+            realm = bearer.param("realm") or ""
+            scheme = urllib.parse.urlsplit(realm).scheme.lower()
+            if scheme != "https" and not (insecure and scheme == "http"):
+                allowed = "http or https" if insecure else "https (the registry is not in nodeagent.insecureRegistries)"
+                raise ImagePullError(f"registry {host}: refusing token realm {realm!r}: it must be {allowed}")
             self._bearer[host] = bearer
             token = await self._fetch_token(session, bearer, scope, credentials)
             return f"Bearer {token}"

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from nodeagent.images.errors import MountError
 
 MS_RDONLY = 1
+MS_NODEV = 4
 MNT_DETACH = 2
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -34,7 +35,9 @@ _HAS_INDEX_OPTION = os.path.exists("/sys/module/overlay/parameters/index")
 
 async def mount_rootfs(layers: Sequence[str], upper: str, work: str, target: str, *, read_only: bool = False) -> None:
     """Mount `layers` (lowest first, as Image.layers) under `upper` on `target`; `work` is overlayfs'
-    scratch directory on the same file system as `upper`. `read_only` mounts the whole view read-only."""
+    scratch directory on the same file system as `upper`. `read_only` mounts the whole view read-only.
+    Always `nodev`: a device node an image carries (or a container makes) opens nothing, neither for the
+    agent reading the image's files nor in the container (runc gives it a /dev of its own)."""
     if not layers:
         raise MountError(f"mounting overlay on {target}: no layers")
     for path in (*layers, upper, work):
@@ -42,7 +45,7 @@ async def mount_rootfs(layers: Sequence[str], upper: str, work: str, target: str
             raise MountError(f"mounting overlay on {target}: {path!r} must be absolute, without ',' or ':'")
     lower = list(reversed(layers))  # overlayfs lists the top-most lower directory first
     options = overlay_options(lower, upper, work)
-    flags = MS_RDONLY if read_only else 0
+    flags = MS_NODEV | (MS_RDONLY if read_only else 0)
     if len(options) < PAGE_BYTES:
         await asyncio.to_thread(_mount, target, options, flags)
         return
@@ -75,7 +78,8 @@ async def _mount_through_links(lower: Sequence[str], upper: str, work: str, targ
             await asyncio.to_thread(os.symlink, path, os.path.join(links, str(number)))
         options = overlay_options([str(number) for number in range(len(lower))], upper, work)
         process = await asyncio.create_subprocess_exec(
-            "mount", "-t", "overlay", "overlay", "-o", options + (",ro" if read_only else ""), target, cwd=links,
+            "mount", "-t", "overlay", "overlay", "-o", options + ",nodev" + (",ro" if read_only else ""), target,
+            cwd=links,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         _, stderr = await process.communicate()
     finally:

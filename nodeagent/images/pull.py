@@ -5,6 +5,9 @@
             v
     config blob (kept) -> layers, at most 3 at once, each: download -> verify -> unpack -> diff_id -> rename
 
+The layers a pull unpacks share one PullBudget (UnpackLimits): a layer over either limit fails the
+pull, and its staging directory goes with it.
+
 A layer already unpacked is never fetched again; two pulls needing the same layer wait on one lock per
 digest, so it is downloaded once. Layer blobs are removed once unpacked: the directory is the content.
 """
@@ -18,6 +21,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
+from nodeagent.images.budget import LayerBudget, PullBudget, UnpackLimits
 from nodeagent.images.errors import ImagePullError
 from nodeagent.images.layout import ImageRecord, StoreLayout, remove_tree
 from nodeagent.images.manifest import (
@@ -63,9 +67,11 @@ class KeyedLocks:
 
 
 class Puller:
-    def __init__(self, layout: StoreLayout, *, platform: Platform, layer_locks: KeyedLocks) -> None:
+    def __init__(self, layout: StoreLayout, *, platform: Platform, layer_locks: KeyedLocks,
+                 limits: UnpackLimits) -> None:
         self.layout = layout
         self.platform = platform
+        self.limits = limits
         self._layer_locks = layer_locks
 
     async def pull(self, client: RegistryClient, reference: Reference, current: ImageRecord | None) -> ImageRecord:
@@ -90,10 +96,11 @@ class Puller:
         config_body = await self._config(client, reference, manifest.config)
         config = parse_config(config_body, len(manifest.layers))
         semaphore = asyncio.Semaphore(PARALLEL_LAYERS)
+        budget = PullBudget(self.limits)
 
         async def one_layer(descriptor: Descriptor, diff_id: str) -> None:
             async with semaphore:
-                await self._layer(client, reference, descriptor, diff_id)
+                await self._layer(client, reference, descriptor, diff_id, budget.layer(descriptor.digest))
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -127,7 +134,7 @@ class Puller:
         return body
 
     async def _layer(self, client: RegistryClient, reference: Reference, descriptor: Descriptor,
-                     diff_id: str) -> None:
+                     diff_id: str, budget: LayerBudget) -> None:
         async with self._layer_locks.hold(descriptor.digest):
             if await asyncio.to_thread(self.layout.has_layer, descriptor.digest):
                 return
@@ -135,16 +142,16 @@ class Puller:
             try:
                 blob = os.path.join(staged, "blob")
                 await client.download_blob(reference, descriptor, blob)
-                await in_thread(self._unpack, staged, blob, descriptor.digest, diff_id)
+                await in_thread(self._unpack, staged, blob, descriptor.digest, diff_id, budget)
             except BaseException:
                 await in_thread(remove_tree, staged)
                 raise
             log.debug("image %s: layer %s unpacked", reference, descriptor.digest)
 
-    def _unpack(self, staged: str, blob: str, digest: str, diff_id: str) -> None:
+    def _unpack(self, staged: str, blob: str, digest: str, diff_id: str, budget: LayerBudget) -> None:
         fs = os.path.join(staged, "fs")
         os.mkdir(fs, 0o755)
-        unpacked = unpack_layer(blob, fs, label=digest)
+        unpacked = unpack_layer(blob, fs, label=digest, budget=budget)
         os.unlink(blob)
         if unpacked.diff_id != diff_id:
             raise ImagePullError(f"layer {digest}: uncompressed digest {unpacked.diff_id} does not match the "

@@ -4,9 +4,10 @@
     GET /v2/<repository>/blobs/<digest>           redirects followed (registries send blobs to storage)
 
 https, except for the registries listed as insecure (plain http). A 401 is answered once through the
-Authenticator (bearer token or Basic) and retried. Failures become ImagePullError with the registry's
-own words (`manifest unknown: manifest unknown`), or the connection's (`connection refused`). Blobs are
-streamed to a file, hashed and written in 1 MiB batches off the event loop.
+Authenticator (bearer token or Basic; a token realm https too, unless the registry is insecure) and
+retried. Failures become ImagePullError with the registry's own words (`manifest unknown: manifest
+unknown`), or the connection's (`connection refused`). Blobs are streamed to a file, hashed and written
+in 1 MiB batches off the event loop.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class RegistryClient:
                 if response.status != 401 or attempt == 2 or not challenge:
                     raise failure
                 authorization = await self._auth.answer(self._session, host=reference.api_host, header=challenge,
-                                                        scope=scope, credentials=credentials)
+                                                        scope=scope, credentials=credentials,
+                                                        insecure=reference.domain in self._insecure)
                 if authorization is None:
                     raise failure
         except aiohttp.ClientConnectorError as exc:

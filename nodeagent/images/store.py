@@ -27,6 +27,7 @@ from types import TracebackType
 import aiohttp
 
 from nodeagent.images.auth import Authenticator
+from nodeagent.images.budget import UnpackLimits
 from nodeagent.images.credentials import Credentials, DockerConfigError, parse_docker_config
 from nodeagent.images.errors import ImageError, ImageNeverPullError, ImagePullError
 from nodeagent.images.layout import ImageRecord, Lease, StoreLayout, remove_tree
@@ -96,12 +97,13 @@ class PruneResult:
 class ImageStore:
     def __init__(self, root: str, *, registry_auth_file: str | None = None,
                  insecure_registries: Collection[str] = (), timeout_seconds: float = DEFAULT_PULL_TIMEOUT_SECONDS,
-                 platform: Platform | None = None) -> None:
+                 platform: Platform | None = None, unpack_limits: UnpackLimits | None = None) -> None:
         self.layout = StoreLayout(root)
         self.registry_auth_file = registry_auth_file
         self.insecure_registries = frozenset(insecure_registries)
         self.timeout_seconds = timeout_seconds
-        self._puller = Puller(self.layout, platform=platform or this_platform(), layer_locks=KeyedLocks())
+        self._puller = Puller(self.layout, platform=platform or this_platform(), layer_locks=KeyedLocks(),
+                              limits=unpack_limits or UnpackLimits())
         self._reference_locks = KeyedLocks()
         self._authenticator = Authenticator()  # its tokens outlive a pull
 
@@ -147,6 +149,13 @@ class ImageStore:
 
     async def list_images(self) -> list[ImageSummary]:
         return await asyncio.to_thread(self._list)
+
+    async def remove_interrupted_pulls(self) -> None:
+        """Remove what pulls of an earlier process left half-done (an agent killed mid-pull): the staging
+        directories in tmp/. Under the store's lock, exclusive: a prune in another process finishes first."""
+        removed = await asyncio.to_thread(self._remove_interrupted_pulls)
+        if removed:
+            log.info("image store: removed %d staging directories of interrupted pulls", removed)
 
     async def prune(self, in_use_digests: Collection[str] = ()) -> PruneResult:
         """Remove every image neither leased nor in `in_use_digests` (matched against the repo digest, the
@@ -248,6 +257,22 @@ class ImageStore:
             key=lambda summary: summary.reference,
         )
 
+    def _remove_interrupted_pulls(self) -> int:
+        if not os.path.isdir(self.layout.tmp):
+            return 0
+        fd = self.layout.lock(exclusive=True)
+        try:
+            return self._clear_tmp()
+        finally:
+            self.layout.unlock(fd)
+
+    def _clear_tmp(self) -> int:
+        """Remove everything in tmp/ (the caller holds the lock exclusive); the count removed."""
+        names = _listdir(self.layout.tmp)
+        for name in names:
+            remove_tree(os.path.join(self.layout.tmp, name))
+        return len(names)
+
     def _prune(self, in_use: frozenset[str]) -> PruneResult:
         if not os.path.isdir(self.layout.root):
             return PruneResult((), 0)
@@ -286,8 +311,7 @@ class ImageStore:
                 doomed = self.layout.staging("prune-")  # out of sight first, then removed
                 os.rename(path, os.path.join(doomed, name))
                 remove_tree(doomed)
-        for name in _listdir(self.layout.tmp):
-            remove_tree(os.path.join(self.layout.tmp, name))
+        self._clear_tmp()
         return freed
 
 

@@ -7,14 +7,19 @@ diff_id. Entries keep their owner, mode, mtime and `SCHILY.xattr.*` attributes, 
 OCI whiteouts become what overlayfs reads: `.wh.<name>` a character device 0:0 named `<name>`, and
 `.wh..wh..opq` the `trusted.overlay.opaque=y` attribute on its directory. Refused, with the layer
 unusable: absolute names, `..`, writing through a symbolic link (`link -> /etc` then `link/passwd`),
-and hard links to anything outside the layer. Symbolic links are kept as they are: they are resolved
-inside the container's root, never while unpacking.
+hard links to anything outside the layer, and whiteouts of `.` or `..`. Symbolic links are kept as
+they are: they are resolved inside the container's root, never while unpacking.
+
+The uncompressed stream counts against a LayerBudget: each entry's declared end before it is written,
+and every byte read (trailing data too). Files are written sparsely: the holes of tar sparse members
+(GNU and PAX formats) and runs of zeros in any file take no disk space.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -23,8 +28,9 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Protocol, cast
 
+from nodeagent.images.budget import LayerBudget
 from nodeagent.images.errors import ImagePullError
 
 log = logging.getLogger(__name__)
@@ -47,15 +53,23 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class _HashingReader:
-    """A read-only stream that hashes what passes through it."""
+class _Member(_Readable, Protocol):
+    def seek(self, offset: int, /) -> int: ...
 
-    def __init__(self, raw: _Readable) -> None:
+
+class _HashingReader:
+    """A read-only stream that hashes what passes through it, and counts it against the budget."""
+
+    def __init__(self, raw: _Readable, budget: LayerBudget) -> None:
         self._raw = raw
+        self._budget = budget
+        self._count = 0
         self.hasher = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
+        data = self._raw.read(_COPY_BYTES if size < 0 else min(size, _COPY_BYTES))
+        self._count += len(data)
+        self._budget.reach(self._count)
         self.hasher.update(data)
         return data
 
@@ -64,16 +78,17 @@ class _HashingReader:
             pass
 
 
-def unpack_layer(blob_path: str, destination: str, *, label: str) -> UnpackedLayer:
+def unpack_layer(blob_path: str, destination: str, *, label: str, budget: LayerBudget) -> UnpackedLayer:
     """Unpack the blob at `blob_path` into the empty directory `destination`; `label` names the layer in
-    errors. Raises ImagePullError for a corrupt or refused layer (the caller removes `destination`)."""
+    errors. Raises ImagePullError for a corrupt, refused or over-budget layer (the caller removes
+    `destination`)."""
     with open(blob_path, "rb") as blob, _decompressed(blob, label) as stream:
-        reader = _HashingReader(stream)
+        reader = _HashingReader(stream, budget)
         try:
             with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as archive:  # type: ignore[call-overload]
-                size = _Extractor(destination, label).run(archive)
+                size = _Extractor(destination, label, budget).run(archive)
             reader.drain()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as exc:
             if isinstance(exc, OSError) and exc.filename:
                 raise ImagePullError(f"layer {label}: {exc.strerror or exc}: {exc.filename}") from None
             raise ImagePullError(f"layer {label}: not a valid tar stream: {exc}") from None
@@ -101,9 +116,10 @@ def _decompressed(blob: IO[bytes], label: str) -> Iterator[_Readable]:
 class _Extractor:
     """Creates each entry of one tar stream below `root`, never following a symbolic link."""
 
-    def __init__(self, root: str, label: str) -> None:
+    def __init__(self, root: str, label: str, budget: LayerBudget) -> None:
         self.root = root
         self.label = label
+        self.budget = budget
         self.directories: set[str] = {""}  # relative paths known to be real directories
         self.directory_times: dict[str, int] = {}
         self.size = 0
@@ -111,6 +127,7 @@ class _Extractor:
 
     def run(self, archive: tarfile.TarFile) -> int:
         for member in archive:
+            self.budget.reach(archive.offset)  # where this entry's data ends: refused before it is written
             self._entry(archive, member)
         for relative, mtime_ns in sorted(self.directory_times.items(), key=lambda item: -len(item[0])):
             os.utime(self._path(relative), ns=(mtime_ns, mtime_ns), follow_symlinks=False)
@@ -119,12 +136,14 @@ class _Extractor:
     def _refuse(self, name: str, why: str) -> ImagePullError:
         return ImagePullError(f"layer {self.label}: refusing {name!r}: {why}")
 
-    def _relative(self, name: str) -> str:
+    def _relative(self, name: str, *, link_of: str | None = None) -> str:
+        """`name` inside the layer; `link_of`: the hard link whose target `name` is (named in the refusal)."""
+        shown, what = (name, "") if link_of is None else (link_of, f"hard link to {name!r}: ")
         if name.startswith("/"):
-            raise self._refuse(name, "absolute path")
+            raise self._refuse(shown, what + "absolute path")
         parts = [part for part in name.split("/") if part not in ("", ".")]
         if ".." in parts:
-            raise self._refuse(name, "path outside the layer (..)")
+            raise self._refuse(shown, what + "path outside the layer (..)")
         return "/".join(parts)
 
     def _path(self, relative: str) -> str:
@@ -198,20 +217,29 @@ class _Extractor:
         self._attributes(member, relative, path)
 
     def _file(self, archive: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
+        """The file's data regions written where they go (a sparse member's map, else the whole file),
+        zero runs left as holes, then the file cut to its size."""
+        sparse = cast("list[tuple[int, int]] | None", member.sparse)  # typeshed says int
+        regions = [(offset, count) for offset, count in sparse or [(0, member.size)] if count]
+        if any(offset < 0 or offset + count > member.size for offset, count in regions):
+            raise self._refuse(member.name, "sparse map outside the file")
         source = archive.extractfile(member)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             if source is not None:
-                while chunk := source.read(_COPY_BYTES):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
+                # The unbuffered reader: it seeks within the member (forward in the stream, what a sparse
+                # map needs), where the buffered one asks the stream whether it is seekable and fails.
+                data = cast(_Member, cast(io.BufferedReader, source).raw)
+                for offset, count in regions:
+                    data.seek(offset)
+                    _copy_sparsely(data, fd, offset, count)
+            os.ftruncate(fd, member.size)
         finally:
             os.close(fd)
-        self.size += member.size
+        self.size += sum(count for _, count in regions)
 
     def _hardlink(self, member: tarfile.TarInfo, path: str) -> None:
-        target = self._relative(member.linkname)
+        target = self._relative(member.linkname, link_of=member.name)
         if not target:
             raise self._refuse(member.name, "hard link to the layer's root")
         self._parent_ready(target, member.name)
@@ -230,7 +258,10 @@ class _Extractor:
             return
         if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
             return  # other AUFS metadata (.wh..wh.plnk, ...): nothing for overlayfs
-        hidden = os.path.join(parent, base[len(WHITEOUT_PREFIX):]) if parent else base[len(WHITEOUT_PREFIX):]
+        name = base[len(WHITEOUT_PREFIX):]
+        if name in ("", ".", ".."):
+            raise self._refuse(relative, f"whiteout of {name!r}" if name else "whiteout without a name")
+        hidden = os.path.join(parent, name) if parent else name
         self._clear(hidden, keep_directory=False)
         os.mknod(self._path(hidden), stat.S_IFCHR | 0o600, os.makedev(0, 0))
 
@@ -257,3 +288,20 @@ class _Extractor:
                 log.info("layer %s: extended attribute %s not kept (%s); later ones are not reported",
                          self.label, name, exc.strerror)
             self.skipped_xattrs = True
+
+
+def _copy_sparsely(source: _Readable, fd: int, offset: int, count: int) -> None:
+    """`count` bytes from `source` into `fd` at `offset`, skipping all-zero chunks (holes once the file is
+    cut to its size)."""
+    end = offset + count
+    while offset < end:
+        chunk = source.read(min(_COPY_BYTES, end - offset))
+        if not chunk:
+            raise EOFError("unexpected end of data")
+        if chunk.count(0) != len(chunk):
+            view = memoryview(chunk)
+            position = offset
+            while view:
+                written = os.pwrite(fd, view, position)
+                view, position = view[written:], position + written
+        offset += len(chunk)

@@ -158,6 +158,13 @@ class PodSandboxes(Protocol):
 
 
 @runtime_checkable
+class RuntimePreparation(Protocol):
+    """A runtime with leftovers of an earlier agent to clear (runc: interrupted image pulls), before any pod."""
+
+    async def prepare(self) -> None: ...
+
+
+@runtime_checkable
 class RuntimeConnection(Protocol):
     """A runtime reached over a connection (cri): connected before any pod, closed when the agent stops."""
 

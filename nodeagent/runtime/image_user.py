@@ -4,20 +4,37 @@
     resolve_user("<rootfs>", "1000")        -> "1000:<its passwd group, else 0>"
     resolve_user("<rootfs>", "app:staff")   -> "<app's uid>:<staff's gid>"
 
-The files are read inside the mounted root without following a symbolic link at /etc or at the file, so
-an image cannot make the agent read the node's own files.
+The image controls these files, so they are read as hostile input: resolved by the kernel inside the
+mounted root (openat2 RESOLVE_IN_ROOT: a symbolic link to /etc/shadow or /dev/zero names the image's
+own file of that name, never the node's), opened non-blocking (a FIFO cannot hang the reading thread),
+read only when a regular file, and at most MAX_FILE_BYTES of it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import stat
 
 from nodeagent.errors import RuntimeStartError
 
+MAX_FILE_BYTES = 4 << 20  # far above any real passwd or group file
+_SYS_OPENAT2 = 437  # the same number on every architecture
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
 
 def resolve_user(rootfs: str, user: str) -> str:
-    """"uid:gid" for an image's USER ("" stays ""); RuntimeStartError for a name the image does not define."""
+    """"uid:gid" for an image's USER ("" stays ""); RuntimeStartError for a name the image does not define,
+    or for a passwd or group file that is not a readable regular file."""
     if not user:
         return ""
     name, _, group = user.partition(":")
@@ -44,15 +61,56 @@ def resolve_user(rootfs: str, user: str) -> str:
 
 
 def _entries(rootfs: str, name: str) -> list[list[str]]:
-    """The colon-separated lines of <rootfs>/etc/<name> with at least four fields; none if it is missing."""
-    etc = os.path.join(rootfs, "etc")
-    if os.path.islink(etc):
+    """The colon-separated lines of the image's /etc/<name> with at least four fields; none if it is missing."""
+    data = _read_image_file(rootfs, f"etc/{name}")
+    if data is None:
         return []
+    lines = data.decode(errors="replace").splitlines()
+    return [fields for line in lines if len(fields := line.split(":")) >= 4]
+
+
+def _read_image_file(rootfs: str, path: str, *, limit: int = MAX_FILE_BYTES) -> bytes | None:
+    """The content of the regular file `path` of the image mounted at `rootfs`, resolved inside it; None
+    when it does not exist. RuntimeStartError when it is anything but a regular file of at most `limit`
+    bytes."""
+    shown = "/" + path
     try:
-        fd = os.open(os.path.join(etc, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = _open_in_root(rootfs, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-            return []
-        raise
-    with os.fdopen(fd, errors="replace") as handle:
-        return [fields for line in handle if len(fields := line.rstrip("\n").split(":")) >= 4]
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise _unreadable(shown, exc.strerror or str(exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _unreadable(shown, "not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise _unreadable(shown, f"larger than {limit} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _unreadable(shown, exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _open_in_root(root: str, path: str, flags: int) -> int:
+    """openat2(2) of `path` below `root` with RESOLVE_IN_ROOT: `..` and absolute symbolic links stop at
+    `root`, as if it were the file system's root."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        how = _OpenHow(flags, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        fd = _libc.syscall(_SYS_OPENAT2, root_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+        return int(fd)
+    finally:
+        os.close(root_fd)
+
+
+def _unreadable(path: str, why: str) -> RuntimeStartError:
+    return RuntimeStartError("CreateContainerError", f"cannot read {path} in the image: {why}")

@@ -71,6 +71,10 @@ class RuncRuntime:
 
     # -- the Runtime protocol ---------------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """At the agent's start: the image store's staging directories of pulls an earlier agent was killed in."""
+        await self.images.remove_interrupted_pulls()
+
     async def ensure_image(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> ImageReady | None:
         """Present already (and the policy is not Always): nothing is fetched, no Pulling event. Else a pull,
         as the kubelet does for Always even when the digest is unchanged (it asks the registry)."""

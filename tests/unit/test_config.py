@@ -4,6 +4,7 @@ import pytest
 
 from nodeagent.config import load_config, parse_config, parse_duration_ns
 from nodeagent.errors import ConfigError
+from nodeagent.images.budget import UnpackLimits
 from nodeagent.plan.settings import CgroupDriverName, SwapBehavior
 
 
@@ -82,3 +83,15 @@ def test_shipped_example_config_is_valid() -> None:
 def test_unreadable_config(tmp_path: object) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/nodeagent.yaml")
+
+
+def test_image_unpack_limits_are_quantities_with_defaults() -> None:
+    config, _ = parse_config({}, "t")
+    assert config.nodeagent.unpack_limits() == UnpackLimits(layer_bytes=4 << 30, pull_bytes=8 << 30)
+    config, _ = parse_config({"nodeagent": {"imageMaxLayerSize": "512Mi", "imageMaxPullSize": "2G"}}, "t")
+    assert config.nodeagent.unpack_limits() == UnpackLimits(layer_bytes=512 << 20, pull_bytes=2 * 10**9)
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"nodeagent": {"imageMaxLayerSize": "0", "imageMaxPullSize": "lots"}}, "t")
+    message = str(raised.value)
+    assert 'nodeagent.imageMaxLayerSize: Invalid value: "0": must be greater than zero' in message
+    assert "nodeagent.imageMaxPullSize" in message

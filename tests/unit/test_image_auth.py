@@ -77,7 +77,7 @@ async def test_token_request_and_cache() -> None:
     try:
         async with aiohttp.ClientSession() as session:
             answer = await authenticator.answer(session, host="reg", header=header, scope="repository:a:pull",
-                                                credentials=Credentials("u", "p"))
+                                                credentials=Credentials("u", "p"), insecure=True)
             assert answer == "Bearer tok1"
             assert seen == [({"scope": "repository:a:pull", "service": "reg", "account": "u"}, "Basic " + b64("u:p"))]
             assert authenticator.known("reg", "repository:a:pull", Credentials("u", "p")) == "Bearer tok1"
@@ -85,11 +85,11 @@ async def test_token_request_and_cache() -> None:
             now[0] += 296
             assert authenticator.known("reg", "repository:a:pull", None) is None  # renewed before it expires
             anonymous = await authenticator.answer(session, host="reg", header=header, scope="repository:b:pull",
-                                                   credentials=None)
+                                                   credentials=None, insecure=True)
             assert anonymous == "Bearer tok2" and seen[-1][1] is None
             with pytest.raises(ImagePullError, match=r"failed to fetch token from .*: unauthorized: bad password"):
                 await authenticator.answer(session, host="reg", header=header, scope="repository:c:pull",
-                                           credentials=Credentials("u", "wrong"))
+                                           credentials=Credentials("u", "wrong"), insecure=True)
     finally:
         await runner.cleanup()
 
@@ -97,8 +97,27 @@ async def test_token_request_and_cache() -> None:
 async def test_basic_challenge_without_credentials_gives_nothing() -> None:
     async with aiohttp.ClientSession() as session:
         authenticator = Authenticator()
-        assert await authenticator.answer(session, host="r", header='Basic realm="r"', scope="s", credentials=None) is None
+        assert await authenticator.answer(session, host="r", header='Basic realm="r"', scope="s", credentials=None,
+                                          insecure=False) is None
         basic = await authenticator.answer(session, host="r", header='Basic realm="r"', scope="s",
-                                           credentials=Credentials("u", "p"))
+                                           credentials=Credentials("u", "p"), insecure=False)
         assert basic == "Basic " + b64("u:p")
         assert authenticator.known("r", "other-scope", Credentials("u", "p")) == basic  # sent up front from now on
+
+
+@pytest.mark.parametrize(
+    ("realm", "insecure", "allowed"),
+    [("http://127.0.0.1:1/token", False, False), ("http://127.0.0.1:1/token", True, True),
+     ("https://127.0.0.1:1/token", False, True), ("file:///etc/shadow", True, False), ("/token", False, False)],
+    ids=["http-secure-registry", "http-insecure-registry", "https", "file", "relative"],
+)
+async def test_a_token_realm_must_be_https_unless_the_registry_is_insecure(realm: str, insecure: bool,
+                                                                           allowed: bool) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ImagePullError) as raised:
+            await Authenticator().answer(session, host="reg", header=f'Bearer realm="{realm}"', scope="s",
+                                         credentials=Credentials("u", "p"), insecure=insecure)
+    if allowed:  # asked (nothing listens on port 1)
+        assert raised.value.message.startswith(f"failed to fetch token from {realm}: ")
+    else:
+        assert raised.value.message.startswith(f"registry reg: refusing token realm {realm!r}: it must be ")

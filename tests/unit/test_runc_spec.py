@@ -1,6 +1,8 @@
 """The runc runtime's pure parts: systemd's cgroupsPath form, the node's network in config.json, an image's
 USER from its own passwd and group files, the cgroup mounts of a mount table."""
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from nodeagent.cgroups.detect import detect_layout
 from nodeagent.errors import RuntimeStartError
 from nodeagent.plan.pod import CgroupPlan
 from nodeagent.runtime.base import ContainerSpec
-from nodeagent.runtime.image_user import resolve_user
+from nodeagent.runtime.image_user import MAX_FILE_BYTES, resolve_user
 from nodeagent.runtime.oci_runtime import plain_message
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 
@@ -97,6 +99,37 @@ def test_a_symbolic_link_out_of_the_image_is_not_followed(tmp_path: Path) -> Non
     for root in (linked_file, linked_dir):
         with pytest.raises(RuntimeStartError):
             resolve_user(str(root), "secret")
+
+
+
+def test_a_link_to_a_node_device_names_the_image_own_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").symlink_to("/dev/zero")  # resolved inside the root: the image has no /dev/zero
+    with pytest.raises(RuntimeStartError, match="unable to find user app"):
+        resolve_user(str(tmp_path), "app")
+    (tmp_path / "etc/group").symlink_to("../../../etc/real-group")  # `..` stops at the root
+    (tmp_path / "etc/real-group").write_text("staff:x:50:\n")
+    assert resolve_user(str(tmp_path), "0:staff") == "0:50"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_a_fifo_or_a_device_is_refused_without_blocking(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    os.mkfifo(tmp_path / "etc/passwd")  # a blocking open would wait for a writer forever
+    with pytest.raises(RuntimeStartError, match="cannot read /etc/passwd in the image: not a regular file"):
+        resolve_user(str(tmp_path), "app")
+    os.unlink(tmp_path / "etc/passwd")
+    os.mknod(tmp_path / "etc/passwd", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero's numbers
+    with pytest.raises(RuntimeStartError, match="cannot read /etc/passwd in the image: not a regular file"):
+        resolve_user(str(tmp_path), "app")
+
+
+def test_a_huge_passwd_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    with open(tmp_path / "etc/passwd", "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(RuntimeStartError, match=f"larger than {MAX_FILE_BYTES} bytes"):
+        resolve_user(str(tmp_path), "app")
 
 
 MOUNTINFO = """\
