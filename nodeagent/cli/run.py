@@ -6,8 +6,8 @@ import click
 
 
 @click.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="A KubeletConfiguration file (default: the embedded defaults).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG",
+              help="A KubeletConfiguration file (default: $NODEAGENT_CONFIG, else the embedded defaults).")
 def run(config_path: str | None) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT (pods keep running)."""
     from nodeagent.daemon import run_daemon  # the agent loads only when `run` runs: other commands start faster
