@@ -14,7 +14,7 @@ import os
 
 import click
 
-from nodeagent.cli.output import fail, print_data, table
+from nodeagent.cli.output import examples, fail, print_data, table
 
 _CONFIG_HELP = ("The agent's configuration, for its stateDir (default: $NODEAGENT_CONFIG, else "
                 "/etc/nodeagent/nodeagent.yaml when it exists, else the embedded defaults).")
@@ -44,7 +44,7 @@ def _settings(config_path: str | None) -> tuple[str, str]:
     return os.path.join(config.nodeagent.state_dir, "images"), config.nodeagent.socket
 
 
-@click.group(invoke_without_command=True)
+@click.group(invoke_without_command=True, epilog=examples("nodeagent images", "nodeagent images -o json"))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG", help=_CONFIG_HELP)
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Default: a table.")
 @click.pass_context
@@ -93,7 +93,7 @@ def images_of_pods(socket: str) -> set[str] | None:
     return found
 
 
-@images.command()
+@images.command(epilog=examples("nodeagent images prune", "nodeagent images prune -o json"))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG", help=_CONFIG_HELP)
 @click.option("--socket", "socket_option", envvar="NODEAGENT_SOCKET",
               help="The agent's socket, to keep the images of its pods (default: $NODEAGENT_SOCKET, else the "

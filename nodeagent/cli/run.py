@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
+from nodeagent.cli.output import examples
 
-@click.command()
+
+@click.command(epilog=examples("nodeagent run", "nodeagent run --config /etc/nodeagent/nodeagent.yaml",
+                                 "NODEAGENT_CONFIG=./nodeagent.yaml nodeagent run"))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG",
               help="A KubeletConfiguration file (default: $NODEAGENT_CONFIG, else the embedded defaults).")
 def run(config_path: str | None) -> None:

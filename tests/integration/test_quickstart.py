@@ -11,6 +11,7 @@ The clone's commit is HEAD: commit before running this test.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -75,7 +76,7 @@ def test_quick_start_from_a_clone(harness: AgentHarness, tmp_path: Path) -> None
         if command.startswith("watch "):
             shown = shlex.split(command)[1:]
             watched = shlex.join(shown[1:] if shown[0].startswith("-n") else shown)
-            outputs[watched] = wait_for(lambda: _shows(clone, env, watched, expected_status), timeout=60,
+            outputs[watched] = wait_for(functools.partial(_shows, clone, env, watched, expected_status), timeout=60,
                                         interval=1, what=f"{watched!r} to show {expected_status}")
             pod_cgroup = harness.cgroup_path("memory-demo-2", None, "mem-example")
         else:
