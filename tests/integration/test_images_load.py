@@ -4,17 +4,22 @@ of time. The archives are built here, in the three formats, from busybox-static.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
+import pty
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from nodeagent.cli.images import human_size
 from nodeagent.cli.main import cli
 from nodeagent.images.archive import LayoutSource, open_layout
 from nodeagent.images.manifest import Descriptor, this_platform
@@ -224,3 +229,27 @@ def test_pull_ahead_of_time(tmp_path: Path, registry: Registry) -> None:  # noqa
     assert stored(config)["images"] == [pushed.reference]
     failed = CliRunner().invoke(cli, ["images", "pull", "--config", str(config), f"{registry.host}/ahead/none:1"])
     assert failed.exit_code == 1 and failed.output.startswith(f"error: pulling {registry.host}/ahead/none:1: ")
+
+
+def test_progress_on_a_terminal_only(tmp_path: Path, config: Path) -> None:
+    """On a terminal, standard error shows the layers and bytes as they go; in a script (a pipe), nothing."""
+    archive = tar_of(oci_layout(tmp_path / "layout"), tmp_path / "image.tar")
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "nodeagent", "images", "load", "--config", str(config),
+                               str(archive)], stdout=subprocess.PIPE, stderr=terminal, timeout=60, check=True)
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed and drained
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+    finally:
+        os.close(controller)
+    total = sum(len(layer.blob) for layer in layers())
+    assert b"\r0/1 layers, 0B/" in shown and f"\r2/2 layers, {human_size(total)}/{human_size(total)}".encode() in shown
+    assert done.stdout.decode().startswith("Loaded image: ")
+    other = config.parent / "other.yaml"  # a new store: the layers are copied again, with stderr a pipe
+    other.write_text(f"nodeagent:\n  stateDir: {config.parent / 'other'}\n")
+    piped = subprocess.run([sys.executable, "-m", "nodeagent", "images", "load", "--config", str(other), str(archive)],
+                           capture_output=True, timeout=60, check=True)
+    assert piped.stderr == b"" and piped.stdout.startswith(b"Loaded image: ")
