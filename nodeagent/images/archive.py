@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import sys
 import tarfile
@@ -44,6 +45,7 @@ OCI_REF_NAME = "org.opencontainers.image.ref.name"
 _COPY_BYTES = 1 << 20
 _MAX_LINKS = 8
 _GZIP_MAGIC = b"\x1f\x8b"
+_SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 class ImageLoadError(ImageError):
@@ -132,10 +134,12 @@ class LayoutSource:
 @contextlib.contextmanager
 def _verified(path: str, descriptor: Descriptor, *, limit: int | None = None) -> Iterator[Iterator[bytes]]:
     """The blob's chunks; after the last, ImagePullError when its digest or size (when known) differs."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the chunks are consumed)
+    try:  # never through a symbolic link: an archive's blob may not read a file of this machine
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     except FileNotFoundError:
         raise ImagePullError(f"blob {descriptor.digest}: missing from the archive") from None
+    except OSError as exc:
+        raise ImagePullError(f"blob {descriptor.digest}: {exc.strerror or exc} in the archive") from None
 
     def chunks() -> Iterator[bytes]:
         hasher, size = hashlib.sha256(), 0
@@ -175,8 +179,9 @@ def _read_layout(root: str) -> Layout:
             raise ImageLoadError(f"{root}: index.json manifests[{position}] names no image (annotation "
                                  f"{CONTAINERD_NAME}, or a full reference in {OCI_REF_NAME})")
         digest, size = entry.get("digest"), entry.get("size")
-        if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool):
-            raise ImageLoadError(f"{root}: index.json manifests[{position}] has no digest and size")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest) or not isinstance(size, int) \
+                or isinstance(size, bool):
+            raise ImageLoadError(f"{root}: index.json manifests[{position}] has no sha256 digest and size")
         images.append((parse_reference(name), Descriptor(str(entry.get("mediaType") or ""), digest, size)))
     if not images:
         raise ImageLoadError(f"{root}: index.json lists no image")
@@ -249,6 +254,8 @@ def _inside(root: str, name: str, where: str) -> str:
     for _ in range(_MAX_LINKS):
         relative = _relative(relative, where)
         path = os.path.join(root, relative)
+        if any(os.path.islink(os.path.join(root, parent)) for parent in _parents(relative)):
+            raise ImageLoadError(f"{where}: {name} is under a symbolic link")
         if not os.path.islink(path):
             if not os.path.isfile(path):
                 raise ImageLoadError(f"{where}: {name} is not in the archive")

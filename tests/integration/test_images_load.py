@@ -253,3 +253,34 @@ def test_progress_on_a_terminal_only(tmp_path: Path, config: Path) -> None:
     piped = subprocess.run([sys.executable, "-m", "nodeagent", "images", "load", "--config", str(other), str(archive)],
                            capture_output=True, timeout=60, check=True)
     assert piped.stderr == b"" and piped.stdout.startswith(b"Loaded image: ")
+
+
+@pytest.mark.parametrize(("member", "link", "expected"), [
+    ("../outside", None, "leaves the archive"),
+    ("/etc/absolute", None, "leaves the archive"),
+    ("manifest.json", None, "leaves the archive"),  # a docker save layer named ../../etc/passwd
+    ("etc", "/etc", "under a symbolic link"),
+])
+def test_a_hostile_archive_reads_and_writes_nothing_outside(tmp_path: Path, config: Path, member: str,
+                                                            link: str | None, expected: str) -> None:
+    """Names leaving the archive, and docker save layers through links to this machine's files, are refused."""
+    source = tmp_path / "hostile.tar"
+    with tarfile.open(source, "w") as archive:
+        if link is not None:
+            info = tarfile.TarInfo(member)
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            archive.addfile(info)
+            member = "manifest.json"
+        layers_named = ["etc/passwd"] if link is not None else ["../../etc/passwd"]
+        data = json.dumps([{"Config": "c.json", "RepoTags": ["x/y:1"], "Layers": layers_named}]).encode() \
+            if member == "manifest.json" else b"x"
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("c.json")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"{}"))
+    result = CliRunner().invoke(cli, ["images", "load", "--config", str(config), str(source)])
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert not (tmp_path.parent / "outside").exists()
+    assert stored(config)["images"] == [] and stored(config)["tmp"] == []
