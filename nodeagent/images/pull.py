@@ -5,6 +5,7 @@
             v
     config blob -> layers, at most 3 at once, each: download -> verify -> unpack -> diff_id -> rename
 
+The source is a registry (RegistryClient) or an archive (archive.LayoutSource): a BlobSource either way.
 A layer already unpacked is never fetched again; two pulls needing the same layer wait on one lock per
 digest, so it is downloaded once. Layer blobs are removed once unpacked: the directory is the content.
 """

@@ -3,10 +3,13 @@
     ensure(image, policy) --present?--> Image          (IfNotPresent; Never raises ErrImageNeverPull)
                           --Always / absent--> pull --> Image   (an unchanged digest downloads nothing)
 
+    load(archive)  --verify every blob and diff_id--> pull from the archive as from a registry --> [Image]
+
 One store per `<stateDir>/images`, shared by all pods and by the `nodeagent images` command, which reads
-it without the agent. Concurrent ensures of one reference pull once (a lock per reference, and one per
-layer digest below it); pulls take the store's file lock shared and `prune` exclusive, so a prune in
-another process never removes what a pull is adding. A container holds its image with a lease
+it without the agent and pulls and loads into it (`images pull`, `images load`). Concurrent ensures of
+one reference pull once (a lock per reference, and one per layer digest below it); pulls and loads take
+the store's file lock shared and `prune` exclusive, so a prune in another process never removes what a
+pull or a load is adding. A container holds its image with a lease
 (`ensure(..., holder=container_id)`, `release(container_id)`): a leased image is never pruned, even
 after its tag moved to new content.
 """
