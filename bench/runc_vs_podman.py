@@ -10,7 +10,8 @@ warm-up pod each is not counted. Both pods use hostNetwork (podman would otherwi
 machine's network; nodeagent's pod networks are off too). Prints p50 and p90 for both and the ratio
 (goal: nodeagent >= 5x faster), then pull + unpack of a ~5 MB image (bench/image_pull.py).
 
-podman is installed with apt-get when missing. It runs with its own storage, run and network directories
+podman and catatonit (its pause binary) are installed with apt-get when missing; the runc and podman
+versions measured are printed. It runs with its own storage, run and network directories
 and configuration under a temporary directory; whatever it still creates on this machine (/run/libpod,
 /var/lib/containers, the libpod_parent cgroups, ...) and did not exist before is removed at the end.
 """
@@ -108,15 +109,31 @@ def bench_nodeagent(root: Path, registry: Registry, image: str, fifos: Path, pod
 # -- podman -----------------------------------------------------------------------------------------------
 
 def ensure_podman() -> str | None:
-    """podman's path, installed with apt-get if missing; None (with the reason printed) if impossible."""
-    if shutil.which("podman") is None:
-        print("podman is missing: apt-get install podman ...", flush=True)
-        done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "podman", "catatonit"],
+    """podman's path, with catatonit (its pause binary for `kube play`), each installed with apt-get when
+    missing; None (with the reason printed) if impossible."""
+    missing = [package for package, found in (("podman", shutil.which("podman")), ("catatonit", catatonit()))
+               if found is None]
+    if missing:
+        print(f"{' and '.join(missing)} missing: apt-get install {' '.join(missing)} ...", flush=True)
+        done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
                               capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         if done.returncode != 0:
-            print(f"podman cannot be installed: {done.stderr.strip()[-500:]}")
+            print(f"{' and '.join(missing)} cannot be installed: {done.stderr.strip()[-500:]}")
             return None
     return shutil.which("podman")
+
+
+def catatonit() -> str | None:
+    """Where podman finds its pause binary: on PATH or in its helper directory."""
+    found = shutil.which("catatonit")
+    return found or next((path for path in ("/usr/libexec/podman/catatonit", "/usr/lib/podman/catatonit")
+                          if os.access(path, os.X_OK)), None)
+
+
+def version(binary: str) -> str:
+    """The first line of `binary --version`, as the measured versions are printed."""
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return (done.stdout.strip().splitlines() or [f"{binary}: version unknown"])[0]
 
 
 class Podman:
@@ -243,6 +260,7 @@ def main() -> None:
         with running_registry(root / "registry") as registry:
             image = push_image(registry, "bench/busybox", "1.0", [busybox_layer()]).reference
             print(f"image {image}; {arguments.pods} pods each, one after the other, hostNetwork", flush=True)
+            print(f"measured: {version('runc')}; {version(binary) if binary else 'no podman'}", flush=True)
             nodeagent = bench_nodeagent(root, registry, image, fifos, arguments.pods)
             print(summary("nodeagent (runc runtime)", nodeagent), flush=True)
             if binary is None:

@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from nodeagent.cli.client import AgentClient, ApiError, pod_url, socket_path
-from nodeagent.cli.output import fail, print_data, table
+from nodeagent.cli.output import examples, fail, print_data, table
 from nodeagent.errors import AgentUnavailableError
 from nodeagent.printing import age, pod_table
 
@@ -87,12 +87,13 @@ def render_table(server_table: dict[str, Any], wide: bool, all_namespaces: bool)
     return table(headers, rows)
 
 
-@click.group()
+@click.group(epilog=examples("nodeagent get pods -A", "nodeagent get pod memory-demo-2 -o yaml"))
 def get() -> None:
     """Display pods (kubectl get)."""
 
 
-@get.command("pods")
+@get.command("pods", epilog=examples("nodeagent get pods", "nodeagent get pods -o wide -n mem-example",
+                                             "nodeagent get pods -o json | jq '.items[].status.phase'"))
 @click.option("-o", "--output", type=OUTPUTS)
 @click.option("-n", "--namespace", help="Only pods in this namespace.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Show the NAMESPACE column.")
@@ -114,7 +115,8 @@ def get_pods(output: str | None, namespace: str | None, all_namespaces: bool, so
         click.echo(render_table(server_table, output == "wide", all_namespaces))
 
 
-@get.command("pod")
+@get.command("pod", epilog=examples("nodeagent get pod memory-demo-2",
+                                            "nodeagent get pod mem-example/memory-demo-2-node1 -o yaml"))
 @click.argument("name")
 @click.option("-o", "--output", type=OUTPUTS)
 @with_agent
@@ -127,12 +129,13 @@ def get_pod(name: str, output: str | None, socket_option: str | None) -> None:
         click.echo(render_table(pod_table([pod], now()), output == "wide", False))
 
 
-@click.group()
+@click.group(epilog=examples("nodeagent describe pod memory-demo-2"))
 def describe() -> None:
     """Show details of a pod (kubectl describe)."""
 
 
-@describe.command("pod")
+@describe.command("pod", epilog=examples("nodeagent describe pod memory-demo-2",
+                                                 "nodeagent describe pod mem-example/memory-demo-2-node1"))
 @click.argument("name")
 @with_agent
 def describe_pod_command(name: str, socket_option: str | None) -> None:
@@ -147,7 +150,9 @@ def describe_pod_command(name: str, socket_option: str | None) -> None:
     click.echo(describe_pod(pod, events, cgroups, now(), agent.get("/nodeagent/v1/sources")))
 
 
-@click.command()
+@click.command(epilog=examples("nodeagent logs memory-demo-2",
+                               "nodeagent logs memory-demo-2 -c memory-demo-2-ctr --previous",
+                               "nodeagent logs -f --timestamps static-web"))
 @click.argument("pod")
 @click.option("-c", "--container", help="Default: the only container.")
 @click.option("-p", "--previous", is_flag=True, help="The previous instance of the container.")
@@ -169,7 +174,7 @@ def logs(pod: str, container: str | None, previous: bool, follow: bool, timestam
         out.flush()
 
 
-@click.command()
+@click.command(epilog=examples("nodeagent events", "nodeagent events -o json"))
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]))
 @with_agent
 def events(output: str | None, socket_option: str | None) -> None:
@@ -189,12 +194,12 @@ def events(output: str | None, socket_option: str | None) -> None:
     click.echo(table(["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], rows))
 
 
-@click.group()
+@click.group(epilog=examples("nodeagent top pods"))
 def top() -> None:
     """CPU and memory use, from the cgroups (kubectl top)."""
 
 
-@top.command("pods")
+@top.command("pods", epilog=examples("nodeagent top pods", "nodeagent top pods -o json"))
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]))
 @with_agent
 def top_pods(output: str | None, socket_option: str | None) -> None:

@@ -10,8 +10,10 @@ import os
 
 import click
 
+from nodeagent.cli.output import examples
 
-@click.command()
+
+@click.command(epilog=examples("nodeagent doctor", "nodeagent doctor --config /etc/nodeagent/nodeagent.yaml -o json"))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG",
               help="The configuration to check against (default: $NODEAGENT_CONFIG, else "
                    "/etc/nodeagent/nodeagent.yaml when it exists, else the embedded defaults).")

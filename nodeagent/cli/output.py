@@ -8,6 +8,11 @@ from collections.abc import Sequence
 import click
 
 
+def examples(*lines: str) -> str:
+    """A command's help epilog: its examples, one a line, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def print_data(data: object, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nodeagent.cli.output import fail, print_data
+from nodeagent.cli.output import examples, fail, print_data
 
 if TYPE_CHECKING:  # the model and planner load only when `plan` runs: other commands start faster
     from nodeagent.api.manifest import ManifestResult
@@ -18,7 +18,10 @@ if TYPE_CHECKING:  # the model and planner load only when `plan` runs: other com
     from nodeagent.plan.settings import NodeInfo, PlanSettings
 
 
-@click.command()
+@click.command(epilog=examples(
+    "nodeagent plan examples/memory-demo-2.yaml",
+    "nodeagent plan examples/qos-guaranteed.yaml --cgroup-version 2 --cgroup-driver systemd -o yaml",
+    "nodeagent plan - < pod.yaml"))
 @click.argument("manifest", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Take settings from this file.")
 @click.option("--cgroup-version", type=click.Choice(["1", "2"]), help="Default: this machine's.")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
+from nodeagent.cli.output import examples
 
-@click.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="A KubeletConfiguration file (default: the embedded defaults).")
+
+@click.command(epilog=examples("nodeagent run", "nodeagent run --config /etc/nodeagent/nodeagent.yaml",
+                                 "NODEAGENT_CONFIG=./nodeagent.yaml nodeagent run"))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NODEAGENT_CONFIG",
+              help="A KubeletConfiguration file (default: $NODEAGENT_CONFIG, else the embedded defaults).")
 def run(config_path: str | None) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT (pods keep running)."""
     from nodeagent.daemon import run_daemon  # the agent loads only when `run` runs: other commands start faster

@@ -3,11 +3,12 @@
     fetch_manifest(tag)  --index?-->  select_platform  -->  fetch_manifest(digest)
             |  same digest as the record and all content present: done, nothing downloaded
             v
-    config blob (kept) -> layers, at most 3 at once, each: download -> verify -> unpack -> diff_id -> rename
+    config blob -> layers, at most 3 at once, each: download -> verify -> unpack -> diff_id -> rename
 
 The layers a pull unpacks share one PullBudget (UnpackLimits): a layer over either limit fails the
 pull, and its staging directory goes with it.
 
+The source is a registry (RegistryClient) or an archive (archive.LayoutSource): a BlobSource either way.
 A layer already unpacked is never fetched again; two pulls needing the same layer wait on one lock per
 digest, so it is downloaded once. Layer blobs are removed once unpacked: the directory is the content.
 """
@@ -20,6 +21,8 @@ import datetime as dt
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
 
 from nodeagent.images.budget import LayerBudget, PullBudget, UnpackLimits
 from nodeagent.images.errors import ImagePullError
@@ -29,6 +32,8 @@ from nodeagent.images.manifest import (
     MANIFEST_TYPES,
     MAX_CONFIG_BYTES,
     Descriptor,
+    ImageConfig,
+    Manifest,
     Platform,
     parse_config,
     parse_index,
@@ -36,7 +41,7 @@ from nodeagent.images.manifest import (
     select_platform,
 )
 from nodeagent.images.reference import Reference
-from nodeagent.images.registry import FetchedManifest, RegistryClient
+from nodeagent.images.registry import FetchedManifest
 from nodeagent.images.threads import in_thread
 from nodeagent.images.unpack import unpack_layer
 
@@ -66,6 +71,29 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+class BlobSource(Protocol):
+    """Where a pull's documents and blobs come from: a registry (RegistryClient) or an archive
+    (nodeagent.images.archive.LayoutSource); each verifies what it returns against its digest."""
+
+    async def fetch_manifest(self, reference: Reference, target: str | None = None) -> FetchedManifest: ...
+
+    async def fetch_blob(self, reference: Reference, descriptor: Descriptor, *, limit: int) -> bytes: ...
+
+    async def download_blob(self, reference: Reference, descriptor: Descriptor, destination: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """An image's documents, fetched and verified, before any layer: the top (index or manifest), this
+    platform's manifest, and the config."""
+
+    top: FetchedManifest
+    manifest_blob: FetchedManifest
+    manifest: Manifest
+    config_body: bytes
+    config: ImageConfig
+
+
 class Puller:
     def __init__(self, layout: StoreLayout, *, platform: Platform, layer_locks: KeyedLocks,
                  limits: UnpackLimits) -> None:
@@ -74,27 +102,14 @@ class Puller:
         self.limits = limits
         self._layer_locks = layer_locks
 
-    async def pull(self, client: RegistryClient, reference: Reference, current: ImageRecord | None) -> ImageRecord:
+    async def pull(self, client: BlobSource, reference: Reference, current: ImageRecord | None) -> ImageRecord:
         """The record for `reference` after making its content present; `current` is what the store had."""
         top = await client.fetch_manifest(reference)
         if current is not None and current.digest == top.digest and await asyncio.to_thread(self.complete, current):
             log.debug("image %s: %s unchanged, nothing to download", reference, top.digest)
             return current
-        blobs = [top]
-        if top.media_type in INDEX_TYPES:
-            chosen = select_platform(parse_index(top.body, top.media_type), self.platform)
-            manifest_blob = await client.fetch_manifest(reference, chosen.digest)
-            blobs.append(manifest_blob)
-        elif top.media_type in MANIFEST_TYPES:
-            manifest_blob = top
-        else:
-            raise ImagePullError(f"unsupported manifest media type {top.media_type!r}")
-        if manifest_blob.media_type not in MANIFEST_TYPES:
-            raise ImagePullError(f"manifest {manifest_blob.digest}: media type {manifest_blob.media_type!r} "
-                                 "is not an image manifest")
-        manifest = parse_manifest(manifest_blob.body, manifest_blob.media_type)
-        config_body = await self._config(client, reference, manifest.config)
-        config = parse_config(config_body, len(manifest.layers))
+        image = await self.resolve(client, reference, top)
+        manifest, config = image.manifest, image.config
         semaphore = asyncio.Semaphore(PARALLEL_LAYERS)
         budget = PullBudget(self.limits)
 
@@ -108,32 +123,48 @@ class Puller:
                     group.create_task(one_layer(descriptor, diff_id))
         except BaseExceptionGroup as failed:
             raise _first_cause(failed) from None
+        blobs = {top.digest: top.body, image.manifest_blob.digest: image.manifest_blob.body,
+                 manifest.config.digest: image.config_body}
         await asyncio.to_thread(self._write_blobs, blobs)
         return ImageRecord(
-            reference=str(reference), digest=top.digest, manifest_digest=manifest_blob.digest,
+            reference=str(reference), digest=top.digest, manifest_digest=image.manifest_blob.digest,
             config_digest=manifest.config.digest, layers=tuple(layer.digest for layer in manifest.layers),
-            blobs=(*(blob.digest for blob in blobs), manifest.config.digest),
-            entrypoint=config.entrypoint, cmd=config.cmd, env=config.env, working_dir=config.working_dir,
-            user=config.user, pulled=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            blobs=tuple(blobs), entrypoint=config.entrypoint, cmd=config.cmd, env=config.env,
+            working_dir=config.working_dir, user=config.user,
+            pulled=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
+
+    async def resolve(self, client: BlobSource, reference: Reference, top: FetchedManifest) -> Resolved:
+        """From the top document to this platform's manifest and its config, each verified; nothing stored."""
+        if top.media_type in INDEX_TYPES:
+            chosen = select_platform(parse_index(top.body, top.media_type), self.platform)
+            manifest_blob = await client.fetch_manifest(reference, chosen.digest)
+        elif top.media_type in MANIFEST_TYPES:
+            manifest_blob = top
+        else:
+            raise ImagePullError(f"unsupported manifest media type {top.media_type!r}")
+        if manifest_blob.media_type not in MANIFEST_TYPES:
+            raise ImagePullError(f"manifest {manifest_blob.digest}: media type {manifest_blob.media_type!r} "
+                                 "is not an image manifest")
+        manifest = parse_manifest(manifest_blob.body, manifest_blob.media_type)
+        config_body = await self._config(client, reference, manifest.config)
+        return Resolved(top, manifest_blob, manifest, config_body, parse_config(config_body, len(manifest.layers)))
 
     def complete(self, record: ImageRecord) -> bool:
         """Whether every blob and unpacked layer of `record` is in the store (blocking)."""
         return (all(self.layout.has_blob(digest) for digest in record.blobs)
                 and all(self.layout.has_layer(digest) for digest in record.layers))
 
-    def _write_blobs(self, blobs: list[FetchedManifest]) -> None:
-        for blob in blobs:
-            self.layout.write_blob(blob.digest, blob.body)
+    def _write_blobs(self, blobs: dict[str, bytes]) -> None:
+        for digest, body in blobs.items():
+            self.layout.write_blob(digest, body)
 
-    async def _config(self, client: RegistryClient, reference: Reference, descriptor: Descriptor) -> bytes:
+    async def _config(self, client: BlobSource, reference: Reference, descriptor: Descriptor) -> bytes:
         if await asyncio.to_thread(self.layout.has_blob, descriptor.digest):
             return await asyncio.to_thread(self.layout.read_blob, descriptor.digest)
-        body = await client.fetch_blob(reference, descriptor, limit=MAX_CONFIG_BYTES)
-        await asyncio.to_thread(self.layout.write_blob, descriptor.digest, body)
-        return body
+        return await client.fetch_blob(reference, descriptor, limit=MAX_CONFIG_BYTES)  # stored with the manifest
 
-    async def _layer(self, client: RegistryClient, reference: Reference, descriptor: Descriptor,
+    async def _layer(self, client: BlobSource, reference: Reference, descriptor: Descriptor,
                      diff_id: str, budget: LayerBudget) -> None:
         async with self._layer_locks.hold(descriptor.digest):
             if await asyncio.to_thread(self.layout.has_layer, descriptor.digest):

@@ -3,10 +3,13 @@
     ensure(image, policy) --present?--> Image          (IfNotPresent; Never raises ErrImageNeverPull)
                           --Always / absent--> pull --> Image   (an unchanged digest downloads nothing)
 
+    load(archive)  --verify every blob and diff_id--> pull from the archive as from a registry --> [Image]
+
 One store per `<stateDir>/images`, shared by all pods and by the `nodeagent images` command, which reads
-it without the agent. Concurrent ensures of one reference pull once (a lock per reference, and one per
-layer digest below it); pulls take the store's file lock shared and `prune` exclusive, so a prune in
-another process never removes what a pull is adding. A container holds its image with a lease
+it without the agent and pulls and loads into it (`images pull`, `images load`). Concurrent ensures of
+one reference pull once (a lock per reference, and one per layer digest below it); pulls and loads take
+the store's file lock shared and `prune` exclusive, so a prune in another process never removes what a
+pull or a load is adding. A container holds its image with a lease
 (`ensure(..., holder=container_id)`, `release(container_id)`): a leased image is never pruned, even
 after its tag moved to new content.
 """
@@ -26,15 +29,18 @@ from types import TracebackType
 
 import aiohttp
 
+from nodeagent.images.archive import LayoutSource, open_layout
 from nodeagent.images.auth import Authenticator
-from nodeagent.images.budget import UnpackLimits
+from nodeagent.images.budget import PullBudget, UnpackLimits
 from nodeagent.images.credentials import Credentials, DockerConfigError, parse_docker_config
 from nodeagent.images.errors import ImageError, ImageNeverPullError, ImagePullError
 from nodeagent.images.layout import ImageRecord, Lease, StoreLayout, remove_tree
 from nodeagent.images.manifest import Platform, this_platform
+from nodeagent.images.progress import Report, Watched
 from nodeagent.images.pull import KeyedLocks, Puller
 from nodeagent.images.reference import Reference, parse_reference
 from nodeagent.images.registry import RegistryClient
+from nodeagent.images.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +124,11 @@ class ImageStore:
         """Nothing to release: each pull has its own HTTP session, closed with it, so a store needs no
         closing when its owner (the runc runtime, the agent) goes away."""
 
-    async def ensure(self, image: str, pull_policy: PullPolicy | str, *, holder: str | None = None) -> Image:
-        """The image, pulled as `pull_policy` says; with `holder`, leased to it in the same step.
-        Raises InvalidImageNameError, ImageNeverPullError or ImagePullError (each with its `reason`)."""
+    async def ensure(self, image: str, pull_policy: PullPolicy | str, *, holder: str | None = None,
+                     progress: Report | None = None) -> Image:
+        """The image, pulled as `pull_policy` says; with `holder`, leased to it in the same step; `progress`
+        hears of each layer downloaded. Raises InvalidImageNameError, ImageNeverPullError or ImagePullError
+        (each with its `reason`)."""
         reference = parse_reference(image)
         policy = PullPolicy(pull_policy)
         async with self._reference_locks.hold(str(reference)), self._shared_lock():
@@ -129,9 +137,40 @@ class ImageStore:
                 raise ImageNeverPullError(image)
             if policy is PullPolicy.ALWAYS or record is None:
                 current = record or await asyncio.to_thread(self.layout.read_record, str(reference))
-                record = await self._pull(reference, current)
+                record = await self._pull(reference, current, progress)
             await asyncio.to_thread(self._used, record, holder)
         return self._image(record)
+
+    async def load(self, source: str, progress: Report | None = None) -> list[Image]:
+        """The images of an archive (`docker save`, an OCI layout directory or an `oci-archive`; "-" reads
+        standard input) added to the store as pulls add them. Every blob and diff_id of every image is
+        verified before the first image is added: a corrupt archive adds no image. Raises ImageError."""
+        async with self._shared_lock():
+            staging = await in_thread(self.layout.staging, "load-")
+            try:
+                layout = await in_thread(open_layout, source, staging)
+                archive = LayoutSource(layout)
+                for reference, _ in layout.images:
+                    await self._verify(archive, reference)
+                watched = archive if progress is None else Watched(archive, progress)
+                loaded = []
+                for reference, _ in layout.images:
+                    async with self._reference_locks.hold(str(reference)):
+                        current = await asyncio.to_thread(self.layout.read_record, str(reference))
+                        record = await self._puller.pull(watched, reference, current)
+                        await asyncio.to_thread(self.layout.write_record, record)
+                    log.info("image=%s digest=%s layers=%d loaded", reference, record.digest, len(record.layers))
+                    loaded.append(self._image(record))
+                return loaded
+            finally:
+                await in_thread(remove_tree, staging)
+
+    async def _verify(self, archive: LayoutSource, reference: Reference) -> None:
+        resolved = await self._puller.resolve(archive, reference, await archive.fetch_manifest(reference))
+        budget = PullBudget(self._puller.limits)
+        for descriptor, diff_id in zip(resolved.manifest.layers, resolved.config.diff_ids, strict=True):
+            if not await asyncio.to_thread(self.layout.has_layer, descriptor.digest):
+                await in_thread(archive.check_layer, descriptor, diff_id, budget.layer(descriptor.digest))
 
     async def get(self, image: str) -> Image | None:
         """The image if the store has all of it, without contacting any registry."""
@@ -179,14 +218,15 @@ class ImageStore:
 
     # -- pulling
 
-    async def _pull(self, reference: Reference, current: ImageRecord | None) -> ImageRecord:
+    async def _pull(self, reference: Reference, current: ImageRecord | None, progress: Report | None) -> ImageRecord:
         try:
             timeout = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_STALL_SECONDS)
             async with asyncio.timeout(self.timeout_seconds), aiohttp.ClientSession(timeout=timeout) as session:
                 credentials = await asyncio.to_thread(self._credentials)
                 client = RegistryClient(session, self._authenticator, credentials=credentials,
                                         insecure_registries=self.insecure_registries)
-                record = await self._puller.pull(client, reference, current)
+                source = client if progress is None else Watched(client, progress)
+                record = await self._puller.pull(source, reference, current)
         except TimeoutError:
             raise ImagePullError(f"{reference}: not pulled within {self.timeout_seconds:g}s") from None
         except ImagePullError as exc:

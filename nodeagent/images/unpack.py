@@ -95,6 +95,18 @@ def unpack_layer(blob_path: str, destination: str, *, label: str, budget: LayerB
     return UnpackedLayer("sha256:" + reader.hasher.hexdigest(), size)
 
 
+def diff_id_of(blob_path: str, *, label: str, budget: LayerBudget) -> str:
+    """The sha256 of the blob's uncompressed content (its diff_id), without unpacking it; a blob that
+    decompresses past the budget is refused as its unpacking would be."""
+    with open(blob_path, "rb") as blob, _decompressed(blob, label) as stream:
+        reader = _HashingReader(stream, budget)
+        try:
+            reader.drain()
+        except (EOFError, OSError, ValueError) as exc:
+            raise ImagePullError(f"layer {label}: cannot decompress: {exc}") from None
+    return "sha256:" + reader.hasher.hexdigest()
+
+
 @contextmanager
 def _decompressed(blob: IO[bytes], label: str) -> Iterator[_Readable]:
     magic = blob.read(4)

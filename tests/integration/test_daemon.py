@@ -171,8 +171,7 @@ def test_unchanged_manifest_is_a_no_op(agent: AgentHarness) -> None:
 
 
 def test_removed_manifest_stops_the_pod_and_removes_its_cgroups(agent: AgentHarness) -> None:
-    agent.write("gone.yaml", (EXAMPLES / "qos-guaranteed.yaml").read_text().replace(
-        "image: nginx", "image: nginx\n    command: [sleep, '3600']"))
+    agent.write("gone.yaml", (EXAMPLES / "qos-guaranteed.yaml").read_text())
     wait_for(lambda: running(agent, "qos-demo", "qos-example"), what="running")
     pod_cgroup = agent.cgroup_path("qos-demo", None, "qos-example")
     container = agent.cgroup_path("qos-demo", "qos-demo-ctr", "qos-example")
@@ -315,8 +314,7 @@ def test_missing_command_is_a_create_container_error(agent: AgentHarness) -> Non
 
 
 def test_get_and_events_json_are_kubernetes_lists(agent: AgentHarness) -> None:
-    agent.write("static-web.yaml", (EXAMPLES / "static-web.yaml").read_text().replace(
-        "image: nginx", "image: nginx\n      command: [sleep, '3600']"))
+    agent.write("static-web.yaml", (EXAMPLES / "static-web.yaml").read_text())
     wait_for(lambda: running(agent, "static-web"), what="running")
     pods = json.loads(agent.cli("get", "pods", "-o", "json").stdout)
     assert pods["kind"] == "PodList" and pods["apiVersion"] == "v1"

@@ -215,9 +215,10 @@ def init_demo(images: Images) -> str:
     """The docs' init-demo: the init container fills the emptyDir (here from inside the pod, without the
     internet), the app container serves it (busybox httpd for nginx)."""
     document = yaml.safe_load(example("init-demo", images.busybox.reference))
-    document["spec"]["initContainers"][0]["command"] = [
-        "sh", "-c", 'echo "written by $(hostname)" > /work-dir/index.html && cat /etc/hosts >> /work-dir/index.html']
-    document["spec"]["containers"][0]["command"] = ["httpd", "-f", "-p", "80", "-h", "/usr/share/nginx/html"]
+    init, app = document["spec"]["initContainers"][0], document["spec"]["containers"][0]
+    work, html = init["volumeMounts"][0]["mountPath"], app["volumeMounts"][0]["mountPath"]
+    init["command"] = ["sh", "-c", f'echo "written by $(hostname)" > {work}/index.html && cat /etc/hosts >> {work}/index.html']
+    app["command"] = ["httpd", "-f", "-p", "80", "-h", html]
     document["spec"]["terminationGracePeriodSeconds"] = 2
     return yaml.safe_dump(document)
 
