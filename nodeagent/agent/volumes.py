@@ -8,6 +8,7 @@ An emptyDir lives as long as the pod: across container restarts, removed with th
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import stat
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, Volume
-from nodeagent.errors import NodeAgentError
+from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime.base import Mount
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
@@ -119,28 +120,41 @@ MOUNT_POINTS_FILE = "mountpoints"
 
 def ensure_mount_points(directory: str, mounts: tuple[Mount, ...]) -> None:
     """For host-process containers: create missing mount targets on the host, and note each one in
-    the pod's directory so that it is removed with the pod (or after a crash, on the next start)."""
-    created = []
-    for mount in mounts:
-        target = mount.container_path
+    the pod's directory so that it is removed with the pod (or after a crash, on the next start).
+    A target that cannot be one (through a file, a file for a directory) is a RunContainerError."""
+    created: list[str] = []
+    try:
+        for mount in mounts:
+            _ensure_mount_point(mount, created)
+    finally:
+        if created:
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, MOUNT_POINTS_FILE), "a") as handle:
+                handle.writelines(f"{path}\n" for path in created)
+
+
+def _ensure_mount_point(mount: Mount, created: list[str]) -> None:
+    target = mount.container_path
+    is_dir = os.path.isdir(mount.host_path)
+    try:
         if os.path.lexists(target):
-            continue
-        missing = []
+            if os.path.isdir(target) != is_dir:
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))  # mount(2)'s word for either
+            return
         parent = target
         while not os.path.lexists(parent):
-            missing.append(parent)
+            created.append(parent)  # removed with the pod if made (and still empty)
             parent = os.path.dirname(parent)
-        if os.path.isdir(mount.host_path):
+        if is_dir:
             os.makedirs(target, mode=0o755)
         else:
             os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
             with open(target, "a"):
                 pass
-        created.extend(missing)
-    if created:
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, MOUNT_POINTS_FILE), "a") as handle:
-            handle.writelines(f"{path}\n" for path in created)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()  # Go's words: "not a directory"
+        raise RuntimeStartError("RunContainerError", f'error mounting "{mount.host_path}" to "{target}": '
+                                                     f"{reason}") from None
 
 
 def remove_mount_points(directory: str) -> None:
