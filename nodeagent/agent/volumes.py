@@ -1,23 +1,29 @@
 """Pod volumes on the node: emptyDir under the state directory, hostPath checked by its type.
 
     <stateDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>   (tmpfs when medium: Memory)
+    <stateDir>/pods/<uid>/volume-subpaths/<volume>/<container>/<index>   (a volumeMount's subPath)
 
-An emptyDir lives as long as the pod: across container restarts, removed with the pod.
+An emptyDir lives as long as the pod: across container restarts, removed with the pod. A subPath is
+mounted for each start of its container, safely (nodeagent.agent.subpath), and the runtime gets that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import shutil
 import stat
 from dataclasses import dataclass
 
+from nodeagent.agent import subpath
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, Volume
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime.base import Mount
+
+log = logging.getLogger(__name__)
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
 
@@ -32,13 +38,35 @@ class PodVolumes:
     paths: dict[str, str]  # volume name -> host path
 
     def mounts(self, container: Container) -> tuple[Mount, ...]:
+        """What the runtime mounts: a volume's directory, or the target prepare_subpaths mounts a subPath on."""
         found = []
-        for mount in container.volume_mounts or []:
-            source = self.paths[mount.name or ""]
+        for index, mount in enumerate(container.volume_mounts or []):
+            name = mount.name or ""
+            source = self.paths[name]
             if mount.sub_path:
-                source = os.path.join(source, mount.sub_path)
+                source = subpath.target_path(self.pod_dir, name, container.name or "", index)
             found.append(Mount(source, mount.mount_path or "", mount.read_only))
         return tuple(found)
+
+    async def prepare_subpaths(self, container: Container) -> None:
+        """Mount the container's subPaths afresh (any earlier start's go first); a subPath that leaves its
+        volume is the kubelet's CreateContainerConfigError, its details only in the log, as the kubelet's."""
+        await subpath.unbind_container(self.pod_dir, container.name or "")
+        for index, mount in enumerate(container.volume_mounts or []):
+            if not mount.sub_path:
+                continue
+            name = mount.name or ""
+            target = subpath.target_path(self.pod_dir, name, container.name or "", index)
+            try:
+                await subpath.bind(self.paths[name], mount.sub_path, target)
+            except (NodeAgentError, OSError) as exc:
+                making = isinstance(exc, subpath.SubPathError) and exc.making
+                log.warning("subPath %r of volumeMount %r of container %r: %s", mount.sub_path, name,
+                            container.name, exc)
+                await subpath.unbind_container(self.pod_dir, container.name or "")
+                step = "create subPath directory" if making else "prepare subPath"
+                raise RuntimeStartError("CreateContainerConfigError", f'failed to {step} for volumeMount "{name}" '
+                                                                      f'of container "{container.name}"') from None
 
 
 def pod_dir(state_dir: str, uid: str) -> str:
@@ -97,13 +125,13 @@ def check_host_path(name: str, path: str, kind: str) -> None:
 
 
 async def tear_down(state_dir: str, uid: str) -> None:
-    """Unmount memory-backed emptyDirs and remove the pod's directory."""
+    """Unmount what is mounted in the pod's directory (memory-backed emptyDirs, subPaths), then remove it:
+    never while anything is still mounted there, which removing would reach through."""
     directory = pod_dir(state_dir, uid)
-    empty_dirs = os.path.join(directory, "volumes", EMPTY_DIR)
-    if os.path.isdir(empty_dirs):
-        for entry in os.scandir(empty_dirs):
-            if os.path.ismount(entry.path):
-                await _run("umount", entry.path)
+    try:
+        await subpath.unmount_under(directory)
+    except NodeAgentError as exc:
+        raise VolumeError(f"{directory} is kept: {exc}") from None
     await asyncio.to_thread(shutil.rmtree, directory, True)
 
 

@@ -401,6 +401,8 @@ class PodWorker:
         if own_cgroup:
             await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
             await services.cgroups.apply([spec.cgroup])
+        if self.volumes is not None:
+            await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
             volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
         try:
@@ -619,7 +621,10 @@ class PodWorker:
         self._torn_down = True
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         volumes.remove_mount_points(directory)
-        await volumes.tear_down(services.state_dir, self.pod.uid)
+        try:
+            await volumes.tear_down(services.state_dir, self.pod.uid)
+        except NodeAgentError as exc:
+            log.error("pod=%s: removing its volumes: %s", self.key, exc)
         log_dir = pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid)
         await asyncio.to_thread(shutil.rmtree, log_dir, True)
 
