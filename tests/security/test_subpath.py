@@ -8,47 +8,9 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 from tests.integration.harness import NODE, AgentHarness, wait_for
-
-REFUSED = 'failed to prepare subPath for volumeMount "shared" of container "victim"'
-
-
-def mounts_under(directory: Path) -> list[str]:
-    """Mount points at or below `directory` in the test's (the agent's) mount namespace."""
-    top = str(directory)
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == top or point.startswith(top + "/"):
-            found.append(point)
-    return found
-
-
-def waiting(agent: AgentHarness, pod: str, container: str) -> dict[str, Any] | None:
-    state = agent.container_status(pod, container)["state"]
-    return state.get("waiting") if state.get("waiting", {}).get("reason") == "CreateContainerConfigError" else None
-
-
-def escape_pod(name: str, shared: Path, mount: Path, outside: Path) -> str:
-    return f"""
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  terminationGracePeriodSeconds: 2
-  initContainers:
-  - name: plant
-    image: busybox
-    command: [sh, -c, "ln -s / {shared}/escape"]
-    volumeMounts: [{{name: shared, mountPath: {shared}}}]
-  containers:
-  - name: victim
-    image: busybox
-    command: [sh, -c, "cat {mount}{outside}/canary; touch {mount}{outside}/written; exec sleep 3600"]
-    volumeMounts: [{{name: shared, mountPath: {mount}, subPath: escape}}]
-  volumes: [{{name: shared, emptyDir: {{}}}}]
-"""
+from tests.security.subpaths import REFUSED, escape_pod, mounts_under, waiting
 
 
 def test_a_subpath_through_a_symlink_to_the_nodes_root_is_refused(agent: AgentHarness, tmp_path: Path) -> None:
