@@ -10,11 +10,11 @@ from tests.integration.harness import AgentHarness
 REFUSED = 'failed to prepare subPath for volumeMount "shared" of container "victim"'
 
 
-def mounts_under(directory: Path) -> list[str]:
-    """Mount points at or below `directory` in the test's (the agent's) mount namespace."""
+def mounts_under(directory: Path, pid: int | None = None) -> list[str]:
+    """Mount points at or below `directory` in the test's mount namespace (or that of process `pid`)."""
     top = str(directory)
     found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in Path(f"/proc/{pid or 'self'}/mountinfo").read_text().splitlines():
         point = line.split()[4].replace("\\040", " ")
         if point == top or point.startswith(top + "/"):
             found.append(point)
