@@ -11,7 +11,7 @@ bind-mounted, through /proc/self/fd/N, on
 
 and the runtime gets that path, which nothing a container does can redirect any more. A missing subPath
 is made first, the same way: the existing part resolved and checked, each new directory made with mkdirat
-under its opened parent. The mounts go before the container's next start and with the pod.
+under its opened parent. Each start of the container mounts afresh; the mounts go with the pod.
 """
 
 from __future__ import annotations
@@ -48,13 +48,9 @@ def target_path(pod_dir: str, volume: str, container: str, index: int) -> str:
 
 
 async def bind(volume_path: str, sub_path: str, target: str) -> None:
-    """Mount `sub_path` of the volume on `target`, made if missing; SubPathError if it leaves the volume."""
+    """Mount `sub_path` of the volume on `target` afresh (what an earlier start mounted there goes first),
+    made if missing; SubPathError if it leaves the volume."""
     await asyncio.to_thread(_bind, volume_path, sub_path, target)
-
-
-async def unbind_container(pod_dir: str, container: str) -> None:
-    """Unmount and remove a container's subPath targets (before it starts again)."""
-    await asyncio.to_thread(_unbind, os.path.join(pod_dir, SUBPATHS), container)
 
 
 async def unmount_under(directory: str) -> None:
@@ -63,7 +59,7 @@ async def unmount_under(directory: str) -> None:
     await asyncio.to_thread(_unmount_all, directory)
 
 
-def mounted_under(directory: str) -> list[str]:
+def _mounted_under(directory: str) -> list[str]:
     """The mount points at or below `directory`, in the order they were mounted."""
     top = directory.rstrip("/")
     return [point for point in _mount_points() if point == top or point.startswith(top + "/")]
@@ -72,6 +68,7 @@ def mounted_under(directory: str) -> list[str]:
 # -- in a thread ------------------------------------------------------------------------------------
 
 def _bind(volume_path: str, sub_path: str, target: str) -> None:
+    _unmount_all(target)
     base = os.path.realpath(volume_path)
     wanted = os.path.join(base, sub_path)
     if not os.path.exists(wanted):  # as the kubelet: made (safely) if missing, with the volume's mode
@@ -160,34 +157,11 @@ def _prepare_target(target: str, *, is_dir: bool) -> None:
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640))
 
 
-def _unbind(top: str, container: str) -> None:
-    for volume in _entries(top):
-        directory = os.path.join(volume, container)
-        for index in _names(directory):
-            path = os.path.join(directory, index)
-            _unmount_all(path)
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.rmdir(path)  # empty: nothing is mounted on it any more
-            else:
-                os.unlink(path)
-
-
-def _entries(directory: str) -> list[str]:
-    return [os.path.join(directory, name) for name in _names(directory)]
-
-
-def _names(directory: str) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
 def _unmount_all(directory: str) -> None:
-    points = mounted_under(directory)
+    points = _mounted_under(directory)
     for point in sorted(reversed(points), key=lambda p: -p.count("/")):  # deepest first, then latest first
         _unmount(point)
-    left = mounted_under(directory)
+    left = _mounted_under(directory)
     if left:
         raise SubPathError(f"still mounted under {directory}: {', '.join(left)}")
 

@@ -49,9 +49,8 @@ class PodVolumes:
         return tuple(found)
 
     async def prepare_subpaths(self, container: Container) -> None:
-        """Mount the container's subPaths afresh (any earlier start's go first); a subPath that leaves its
-        volume is the kubelet's CreateContainerConfigError, its details only in the log, as the kubelet's."""
-        await subpath.unbind_container(self.pod_dir, container.name or "")
+        """Mount the container's subPaths for a start; one that leaves its volume is the kubelet's
+        CreateContainerConfigError, with the details only in the log (as the kubelet's)."""
         for index, mount in enumerate(container.volume_mounts or []):
             if not mount.sub_path:
                 continue
@@ -60,11 +59,10 @@ class PodVolumes:
             try:
                 await subpath.bind(self.paths[name], mount.sub_path, target)
             except (NodeAgentError, OSError) as exc:
-                making = isinstance(exc, subpath.SubPathError) and exc.making
                 log.warning("subPath %r of volumeMount %r of container %r: %s", mount.sub_path, name,
                             container.name, exc)
-                await subpath.unbind_container(self.pod_dir, container.name or "")
-                step = "create subPath directory" if making else "prepare subPath"
+                step = "create subPath directory" if isinstance(exc, subpath.SubPathError) and exc.making \
+                    else "prepare subPath"
                 raise RuntimeStartError("CreateContainerConfigError", f'failed to {step} for volumeMount "{name}" '
                                                                       f'of container "{container.name}"') from None
 

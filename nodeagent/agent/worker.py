@@ -397,14 +397,14 @@ class PodWorker:
         spec = self._container_spec(container, attempt)
         services = self.services
         image_id = await self._ensure_image(container, spec)
-        own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
-        if own_cgroup:
-            await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
-            await services.cgroups.apply([spec.cgroup])
         if self.volumes is not None:
             await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
             volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
+        own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
+        if own_cgroup:
+            await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
+            await services.cgroups.apply([spec.cgroup])
         try:
             running = await services.runtime.start(spec)
         except RuntimeStartError:
