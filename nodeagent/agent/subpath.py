@@ -60,8 +60,9 @@ async def unmount_under(directory: str) -> None:
 
 
 def _mounted_under(directory: str) -> list[str]:
-    """The mount points at or below `directory`, in the order they were mounted."""
-    top = directory.rstrip("/")
+    """The mount points at or below `directory`, in the order they were mounted. mountinfo names them by
+    their real path: so is `directory` looked up (a state directory under a symbolic link is no blind spot)."""
+    top = os.path.realpath(directory).rstrip("/")
     return [point for point in _mount_points() if point == top or point.startswith(top + "/")]
 
 

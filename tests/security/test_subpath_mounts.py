@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from nodeagent.agent import subpath, volumes
+from nodeagent.api.model import Container
+from nodeagent.errors import RuntimeStartError
 from tests.security.subpaths import mounts_under
 
 
@@ -86,3 +88,34 @@ def test_tear_down_unmounts_before_removing_and_never_reaches_through(root: Path
     assert not pod_dir.exists()
     assert mounts_under(root) == []
     assert (outside / "data" / "precious").read_text() == "keep\n"
+
+
+def test_tear_down_finds_the_mounts_of_a_state_directory_under_a_link(root: Path) -> None:
+    real = root / "real-state"
+    real.mkdir()
+    (root / "state").symlink_to(real)
+    pod_dir = Path(volumes.pod_dir(str(root / "state"), "uid1"))
+    outside = root / "outside"
+    (outside / "data").mkdir(parents=True)
+    (outside / "data" / "precious").write_text("keep\n")
+    bind(outside, "data", pod_dir / "volume-subpaths" / "v" / "c" / "0")
+    assert mounts_under(real) == [str(real / "pods/uid1/volume-subpaths/v/c/0")]
+    asyncio.run(volumes.tear_down(str(root / "state"), "uid1"))
+    assert mounts_under(root) == []
+    assert (outside / "data" / "precious").read_text() == "keep\n"
+
+
+def test_a_subpath_made_through_a_link_out_of_the_volume_is_the_kubelets_create_error(root: Path) -> None:
+    volume, outside = root / "volume", root / "outside"
+    volume.mkdir()
+    outside.mkdir()
+    (volume / "escape").symlink_to(outside)
+    pod = volumes.PodVolumes(str(root / "pod"), {"shared": str(volume)})
+    container = Container.model_validate(
+        {"name": "victim", "volumeMounts": [{"name": "shared", "mountPath": "/x", "subPath": "escape/new"}]})
+    with pytest.raises(RuntimeStartError) as refused:
+        asyncio.run(pod.prepare_subpaths(container))
+    assert (refused.value.reason, refused.value.message) == (
+        "CreateContainerConfigError",
+        'failed to create subPath directory for volumeMount "shared" of container "victim"')
+    assert list(outside.iterdir()) == [] and mounts_under(root) == []
