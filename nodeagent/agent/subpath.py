@@ -91,7 +91,8 @@ def _bind(volume_path: str, sub_path: str, target: str) -> None:
 def _make_dirs(base: str, wanted: str, mode: int) -> None:
     """doSafeMakeDir: the existing part resolved and checked, each missing directory made under its opened
     parent, never through a symbolic link."""
-    existing, missing = wanted, list[str]()
+    existing = wanted
+    missing: list[str] = []
     while not os.path.lexists(existing):
         existing, name = os.path.split(existing)
         missing.insert(0, name)
