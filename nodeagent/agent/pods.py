@@ -164,7 +164,10 @@ class PodManager:
             directory = volumes.pod_dir(self.services.state_dir, uid)
             log.warning("removing %s: it belongs to no known pod", directory)
             volumes.remove_mount_points(directory)
-            await volumes.tear_down(self.services.state_dir, uid)
+            try:
+                await volumes.tear_down(self.services.state_dir, uid)
+            except NodeAgentError as exc:
+                log.error("removing an orphaned pod directory: %s", exc)
         layout = conmon.ConmonLayout(self.services.state_dir)
         for entry in sorted(old_bundles - self.referenced_bundles()):
             # e.g. a start the agent was killed in: its first process may still wait to be released

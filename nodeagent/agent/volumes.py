@@ -1,22 +1,29 @@
 """Pod volumes on the node: emptyDir under the state directory, hostPath checked by its type.
 
     <stateDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>   (tmpfs when medium: Memory)
+    <stateDir>/pods/<uid>/volume-subpaths/<volume>/<container>/<index>   (a volumeMount's subPath)
 
-An emptyDir lives as long as the pod: across container restarts, removed with the pod.
+An emptyDir lives as long as the pod: across container restarts, removed with the pod. A subPath is
+mounted for each start of its container, safely (nodeagent.agent.subpath), and the runtime gets that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import shutil
 import stat
 from dataclasses import dataclass
 
+from nodeagent.agent import subpath
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, Volume
-from nodeagent.errors import NodeAgentError
+from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime.base import Mount
+
+log = logging.getLogger(__name__)
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
 
@@ -31,13 +38,33 @@ class PodVolumes:
     paths: dict[str, str]  # volume name -> host path
 
     def mounts(self, container: Container) -> tuple[Mount, ...]:
+        """What the runtime mounts: a volume's directory, or the target prepare_subpaths mounts a subPath on."""
         found = []
-        for mount in container.volume_mounts or []:
-            source = self.paths[mount.name or ""]
+        for index, mount in enumerate(container.volume_mounts or []):
+            name = mount.name or ""
+            source = self.paths[name]
             if mount.sub_path:
-                source = os.path.join(source, mount.sub_path)
+                source = subpath.target_path(self.pod_dir, name, container.name or "", index)
             found.append(Mount(source, mount.mount_path or "", mount.read_only))
         return tuple(found)
+
+    async def prepare_subpaths(self, container: Container) -> None:
+        """Mount the container's subPaths for a start; one that leaves its volume is the kubelet's
+        CreateContainerConfigError, with the details only in the log (as the kubelet's)."""
+        for index, mount in enumerate(container.volume_mounts or []):
+            if not mount.sub_path:
+                continue
+            name = mount.name or ""
+            target = subpath.target_path(self.pod_dir, name, container.name or "", index)
+            try:
+                await subpath.bind(self.paths[name], mount.sub_path, target)
+            except (NodeAgentError, OSError) as exc:
+                log.warning("subPath %r of volumeMount %r of container %r: %s", mount.sub_path, name,
+                            container.name, exc)
+                step = "create subPath directory" if isinstance(exc, subpath.SubPathError) and exc.making \
+                    else "prepare subPath"
+                raise RuntimeStartError("CreateContainerConfigError", f'failed to {step} for volumeMount "{name}" '
+                                                                      f'of container "{container.name}"') from None
 
 
 def pod_dir(state_dir: str, uid: str) -> str:
@@ -96,13 +123,13 @@ def check_host_path(name: str, path: str, kind: str) -> None:
 
 
 async def tear_down(state_dir: str, uid: str) -> None:
-    """Unmount memory-backed emptyDirs and remove the pod's directory."""
+    """Unmount what is mounted in the pod's directory (memory-backed emptyDirs, subPaths), then remove it:
+    never while anything is still mounted there, which removing would reach through."""
     directory = pod_dir(state_dir, uid)
-    empty_dirs = os.path.join(directory, "volumes", EMPTY_DIR)
-    if os.path.isdir(empty_dirs):
-        for entry in os.scandir(empty_dirs):
-            if os.path.ismount(entry.path):
-                await _run("umount", entry.path)
+    try:
+        await subpath.unmount_under(directory)
+    except NodeAgentError as exc:
+        raise VolumeError(f"{directory} is kept: {exc}") from None
     await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
@@ -119,28 +146,41 @@ MOUNT_POINTS_FILE = "mountpoints"
 
 def ensure_mount_points(directory: str, mounts: tuple[Mount, ...]) -> None:
     """For host-process containers: create missing mount targets on the host, and note each one in
-    the pod's directory so that it is removed with the pod (or after a crash, on the next start)."""
-    created = []
-    for mount in mounts:
-        target = mount.container_path
+    the pod's directory so that it is removed with the pod (or after a crash, on the next start).
+    A target that cannot be one (through a file, a file for a directory) is a RunContainerError."""
+    created: list[str] = []
+    try:
+        for mount in mounts:
+            _ensure_mount_point(mount, created)
+    finally:
+        if created:
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, MOUNT_POINTS_FILE), "a") as handle:
+                handle.writelines(f"{path}\n" for path in created)
+
+
+def _ensure_mount_point(mount: Mount, created: list[str]) -> None:
+    target = mount.container_path
+    is_dir = os.path.isdir(mount.host_path)
+    try:
         if os.path.lexists(target):
-            continue
-        missing = []
+            if os.path.isdir(target) != is_dir:
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))  # mount(2)'s word for either
+            return
         parent = target
         while not os.path.lexists(parent):
-            missing.append(parent)
+            created.append(parent)  # removed with the pod if made (and still empty)
             parent = os.path.dirname(parent)
-        if os.path.isdir(mount.host_path):
+        if is_dir:
             os.makedirs(target, mode=0o755)
         else:
             os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
             with open(target, "a"):
                 pass
-        created.extend(missing)
-    if created:
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, MOUNT_POINTS_FILE), "a") as handle:
-            handle.writelines(f"{path}\n" for path in created)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()  # Go's words: "not a directory"
+        raise RuntimeStartError("RunContainerError", f'error mounting "{mount.host_path}" to "{target}": '
+                                                     f"{reason}") from None
 
 
 def remove_mount_points(directory: str) -> None:

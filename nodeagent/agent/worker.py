@@ -397,12 +397,14 @@ class PodWorker:
         spec = self._container_spec(container, attempt)
         services = self.services
         image_id = await self._ensure_image(container, spec)
+        if self.volumes is not None:
+            await self.volumes.prepare_subpaths(container)
+        if services.runtime.host_mount_points and spec.mounts:
+            volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
         own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
         if own_cgroup:
             await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
             await services.cgroups.apply([spec.cgroup])
-        if services.runtime.host_mount_points and spec.mounts:
-            volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
         try:
             running = await services.runtime.start(spec)
         except RuntimeStartError:
@@ -619,7 +621,10 @@ class PodWorker:
         self._torn_down = True
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         volumes.remove_mount_points(directory)
-        await volumes.tear_down(services.state_dir, self.pod.uid)
+        try:
+            await volumes.tear_down(services.state_dir, self.pod.uid)
+        except NodeAgentError as exc:
+            log.error("pod=%s: removing its volumes: %s", self.key, exc)
         log_dir = pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid)
         await asyncio.to_thread(shutil.rmtree, log_dir, True)
 
