@@ -54,6 +54,7 @@ class ContainerSpec:
     capabilities_add: tuple[str, ...] = ()
     capabilities_drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
+    run_as_non_root: bool = False  # the kubelet's check: refused when the container would run as uid 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -1,0 +1,49 @@
+"""The effective securityContext of one container (the kubelet's DetermineEffectiveSecurityContext): the
+container's fields over the pod's, as the ContainerSpec fields every runtime enforces.
+
+    security_fields(pod.spec, container) -> {"run_as_user": 1000, ..., "capabilities_drop": ("ALL",)}
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from nodeagent.api.model import Container, PodSpec
+
+
+class SecurityFields(TypedDict):
+    run_as_user: int | None
+    run_as_group: int | None
+    run_as_non_root: bool
+    supplemental_groups: tuple[int, ...]
+    privileged: bool
+    read_only_root: bool
+    capabilities_add: tuple[str, ...]
+    capabilities_drop: tuple[str, ...]
+    allow_privilege_escalation: bool | None
+
+
+def security_fields(pod: PodSpec, container: Container) -> SecurityFields:
+    """runAsUser, runAsGroup and runAsNonRoot: the container's, else the pod's. Supplemental groups: the
+    pod's supplementalGroups then its fsGroup. The rest exist on the container only."""
+    pod_sc, sc = pod.security_context, container.security_context
+
+    def either(name: str) -> object:
+        value = getattr(sc, name) if sc is not None else None
+        return value if value is not None else (getattr(pod_sc, name) if pod_sc is not None else None)
+
+    user, group = either("run_as_user"), either("run_as_group")
+    assert user is None or isinstance(user, int)
+    assert group is None or isinstance(group, int)
+    groups = tuple(pod_sc.supplemental_groups or ()) if pod_sc is not None else ()
+    if pod_sc is not None and pod_sc.fs_group is not None:
+        groups = (*groups, pod_sc.fs_group)
+    caps = sc.capabilities if sc is not None else None
+    return SecurityFields(
+        run_as_user=user, run_as_group=group, run_as_non_root=either("run_as_non_root") is True,
+        supplemental_groups=groups,
+        privileged=bool(sc and sc.privileged), read_only_root=bool(sc and sc.read_only_root_filesystem),
+        capabilities_add=tuple(caps.add or ()) if caps is not None else (),
+        capabilities_drop=tuple(caps.drop or ()) if caps is not None else (),
+        allow_privilege_escalation=sc.allow_privilege_escalation if sc is not None else None,
+    )
