@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import agent_root, harness  # noqa: F401  (the same real agent)
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

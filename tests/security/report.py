@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from nodeagent.runtime.oci_runtime import KERNEL_CAPABILITIES
 from nodeagent.runtime.oci_spec import DEFAULT_CAPABILITIES
+from tests.integration.harness import NODE, AgentHarness, wait_for
 
 FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
 
@@ -46,3 +48,27 @@ NONE = mask(())
 def own_capabilities() -> str:
     with open("/proc/self/status") as handle:
         return next(line.split()[1] for line in handle if line.startswith("CapEff:"))
+
+
+def status_of(agent: AgentHarness, name: str) -> dict[str, str]:
+    """The report of pod `name`'s only container, once it has written it all."""
+    return wait_for(lambda: (found := parse(agent.cli("logs", name, check=False).stdout)).get("root") and found,
+                    what=f"{name}'s report", timeout=30)
+
+
+def assert_refused(agent: AgentHarness, name: str, expected: str) -> None:
+    """Container `c` of pod `name` waits in CreateContainerConfigError with the kubelet's message, which a
+    Warning `Failed` event repeats."""
+
+    def refused() -> dict[str, Any] | None:
+        waiting = agent.container_status(name, "c")["state"].get("waiting", {})
+        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
+
+    waiting = wait_for(refused, what="CreateContainerConfigError", timeout=30)
+    uid = agent.pod(name)["metadata"]["uid"]
+    message = f'{expected} (pod: "{name}-{NODE}_default({uid})", container: c)'
+    assert waiting["message"] == message
+    events = [e for e in agent.events() if e["involvedObject"].get("name") == f"{name}-{NODE}"]
+    assert any(e["reason"] == "Failed" and e["type"] == "Warning" and e["message"] == f"Error: {message}"
+               for e in events), events
+    assert "CreateContainerConfigError" in agent.cli("get", "pods").stdout

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.harness import NODE, AgentHarness, wait_for
-from tests.security.report import DEFAULT, NONE, mask, own_capabilities, parse, report
+from tests.integration.harness import AgentHarness, wait_for
+from tests.security.report import DEFAULT, NONE, assert_refused, mask, own_capabilities, report, status_of
 
 PROBE_FILE = f"/nodeagent-secctx-{secrets.token_hex(4)}"  # in `/`: removed by the container, else by the test
 
@@ -38,12 +38,6 @@ def pod(name: str, container: dict[str, Any], **spec: Any) -> str:
     return yaml.safe_dump({"kind": "Pod", "metadata": {"name": name}, "spec": {
         "terminationGracePeriodSeconds": 1, **spec,
         "containers": [{"name": "c", "image": "host", "command": ["sh", "-c", report(PROBE_FILE)], **container}]}})
-
-
-def status_of(agent: AgentHarness, name: str) -> dict[str, str]:
-    """The container's report, once it has written it all."""
-    return wait_for(lambda: (found := parse(agent.cli("logs", name, check=False).stdout)).get("root") and found,
-                    what=f"{name}'s report")
 
 
 def test_the_default_is_the_runtime_default_capability_set_as_root(agent: AgentHarness) -> None:
@@ -110,19 +104,7 @@ def test_read_only_root_file_system_keeps_the_volumes_writable(agent: AgentHarne
 def test_run_as_non_root_is_refused_in_the_kubelets_words(agent: AgentHarness, name: str,
                                                          context: dict[str, Any], expected: str) -> None:
     agent.write(f"{name}.yaml", pod(name, {}, securityContext=context))
-
-    def refused() -> dict[str, Any] | None:
-        waiting = agent.container_status(name, "c")["state"].get("waiting", {})
-        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
-
-    waiting = wait_for(refused, what="CreateContainerConfigError")
-    uid = agent.pod(name)["metadata"]["uid"]
-    message = f'{expected} (pod: "{name}-{NODE}_default({uid})", container: c)'
-    assert waiting["message"] == message
-    events = [e for e in agent.events() if e["involvedObject"].get("name") == f"{name}-{NODE}"]
-    assert any(e["reason"] == "Failed" and e["type"] == "Warning" and e["message"] == f"Error: {message}"
-               for e in events), events
-    assert "CreateContainerConfigError" in agent.cli("get", "pods").stdout
+    assert_refused(agent, name, expected)
 
 
 def test_run_as_non_root_with_a_user_runs(agent: AgentHarness) -> None:
