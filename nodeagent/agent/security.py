@@ -2,6 +2,8 @@
 container's fields over the pod's, as the ContainerSpec fields every runtime enforces.
 
     security_fields(pod.spec, container) -> {"run_as_user": 1000, ..., "capabilities_drop": ("ALL",)}
+
+A field no runtime here can honour is refused (CreateContainerConfigError naming it and why), never ignored.
 """
 
 from __future__ import annotations
@@ -9,6 +11,13 @@ from __future__ import annotations
 from typing import TypedDict
 
 from nodeagent.api.model import Container, PodSpec
+from nodeagent.errors import RuntimeStartError
+
+REFUSED = {
+    "seLinuxOptions": "nodeagent applies no SELinux labels (on any runtime): the container would not run with "
+                      "the label asked for",
+    "windowsOptions": "Windows options cannot apply to a container on a Linux node",
+}
 
 
 class SecurityFields(TypedDict):
@@ -47,3 +56,17 @@ def security_fields(pod: PodSpec, container: Container) -> SecurityFields:
         capabilities_drop=tuple(caps.drop or ()) if caps is not None else (),
         allow_privilege_escalation=sc.allow_privilege_escalation if sc is not None else None,
     )
+
+
+def refuse_unenforceable(pod: PodSpec, container: Container) -> None:
+    """RuntimeStartError (CreateContainerConfigError) for the first field in REFUSED that asks for something,
+    on the container or the pod."""
+    for where, context in (("securityContext", container.security_context),
+                           ("spec.securityContext", pod.security_context)):
+        if context is None:
+            continue
+        selinux = context.se_linux_options
+        for field, value in (("seLinuxOptions", selinux and any(selinux.model_dump().values())),
+                             ("windowsOptions", context.windows_options)):
+            if value:  # an empty object asks for nothing
+                raise RuntimeStartError("CreateContainerConfigError", f"{where}.{field}: {REFUSED[field]}")

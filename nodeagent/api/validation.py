@@ -19,6 +19,7 @@ DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
                    "BlockDevice")
 EMPTY_DIR_MEDIA = ("", "Memory")
+FS_GROUP_CHANGE_POLICIES = ("OnRootMismatch", "Always")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 STATIC_POD_ONLY = "static pods run without an API server"
 
@@ -78,6 +79,9 @@ def validate_spec(spec: PodSpec) -> list[FieldError]:
                ("fsGroup", security.fs_group),
                *((f"supplementalGroups[{i}]", gid) for i, gid in enumerate(security.supplemental_groups or []))]
         errors += validate_ids(ids, "spec.securityContext")
+        policy = security.fs_group_change_policy
+        if policy is not None and policy not in FS_GROUP_CHANGE_POLICIES:
+            errors.append(unsupported("spec.securityContext.fsGroupChangePolicy", policy, FS_GROUP_CHANGE_POLICIES))
     if spec.hostname:
         errors += [invalid("spec.hostname", spec.hostname, p) for p in names.dns1123_label(spec.hostname)]
     for field, value in (("serviceAccountName", spec.service_account_name),

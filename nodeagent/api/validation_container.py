@@ -29,6 +29,7 @@ from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.errors import FieldError
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+PROC_MOUNTS = ("Default", "Unmasked")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
 SCHEMES = ("HTTP", "HTTPS")
@@ -110,6 +111,11 @@ def validate_ids(ids: list[tuple[str, int | None]], path: str) -> list[FieldErro
 def _validate_security(security: SecurityContext, path: str) -> list[FieldError]:
     """The API server's ValidateSecurityContext: ID ranges, and no_new_privs that cannot hold."""
     errors = validate_ids([("runAsUser", security.run_as_user), ("runAsGroup", security.run_as_group)], path)
+    if security.proc_mount is not None and security.proc_mount not in PROC_MOUNTS:
+        errors.append(unsupported(f"{path}.procMount", security.proc_mount, PROC_MOUNTS))
+    elif security.proc_mount == "Unmasked":  # a static pod has no user namespace: hostUsers is true
+        errors.append(invalid(f"{path}.procMount", security.proc_mount, "`hostUsers` must be false to use "
+                                                                        "`Unmasked`"))
     if security.allow_privilege_escalation is False:
         shown = security.model_dump(exclude_none=True)
         if security.privileged:

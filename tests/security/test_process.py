@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,39 @@ def test_run_as_non_root_with_a_user_runs(agent: AgentHarness) -> None:
     agent.write("sec-nonroot-ok.yaml", pod("sec-nonroot-ok", {"securityContext": {"runAsUser": 1000}},
                                            securityContext={"runAsNonRoot": True}))
     assert status_of(agent, "sec-nonroot-ok")["Uid"] == "1000 1000 1000 1000"
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory any user can reach (pytest's tmp_path is root's alone), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="nodeagent-secctx-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_fs_group_owns_the_empty_dir_and_what_is_made_in_it(agent: AgentHarness, open_dir: Path) -> None:
+    data = open_dir / "owned"
+    text = yaml.safe_load(pod("sec-fsgroup", {"securityContext": {"runAsUser": 65534},
+                                              "volumeMounts": [{"name": "data", "mountPath": str(data)}]},
+                              securityContext={"fsGroup": 7}, volumes=[{"name": "data", "emptyDir": {}}]))
+    command = text["spec"]["containers"][0]["command"]
+    command[2] = (f"touch {data}/file && stat -c 'volume: %g %a' {data} && stat -c 'file: %g' {data}/file; "
+                  + command[2])
+    agent.write("sec-fsgroup.yaml", yaml.safe_dump(text))
+    found = status_of(agent, "sec-fsgroup")
+    assert (found["volume"], found["file"]) == ("7 2777", "7")
+    assert found["Groups"] == "7"
+
+
+def test_selinux_options_are_refused_not_ignored(agent: AgentHarness) -> None:
+    agent.write("sec-selinux.yaml", pod("sec-selinux", {"securityContext": {"seLinuxOptions": {"level": "s0:c1"}}}))
+
+    def refused() -> dict[str, Any] | None:
+        waiting = agent.container_status("sec-selinux", "c")["state"].get("waiting", {})
+        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
+
+    message = wait_for(refused, what="CreateContainerConfigError")["message"]
+    assert message.startswith("securityContext.seLinuxOptions: nodeagent applies no SELinux labels")

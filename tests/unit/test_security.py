@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from nodeagent.agent.security import security_fields
+from nodeagent.agent.security import refuse_unenforceable, security_fields
 from nodeagent.api.model import Pod
 from nodeagent.errors import RuntimeStartError
 from nodeagent.plan.pod import CgroupPlan
@@ -14,7 +14,7 @@ from nodeagent.plan.resource_config import ResourceConfig
 from nodeagent.runtime.base import ContainerSpec
 from nodeagent.runtime.oci_spec import ALL_CAPABILITIES
 from nodeagent.runtime.security import setpriv_argv, verify_run_as_non_root
-from tests.unit.test_validation import pod, problems
+from tests.unit.test_validation import pod, problems, warnings
 
 SPEC = ContainerSpec(
     pod_name="web-node1", pod_namespace="default", pod_uid="u1", name="c", attempt=0, image="busybox",
@@ -111,3 +111,46 @@ def test_an_unknown_capability_is_refused() -> None:
         setpriv_argv(replace(SPEC, capabilities_add=("NET_WIZARD",)), EVERY)
     assert caught.value.reason == "CreateContainerConfigError"
     assert caught.value.message == "securityContext.capabilities.add: unknown capability 'NET_WIZARD'"
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("  containers: [{name: c, image: x, securityContext: {procMount: Sometimes}}]\n",
+     'spec.containers[0].securityContext.procMount: Unsupported value: "Sometimes": supported values: '
+     '"Default", "Unmasked"'),
+    ("  containers: [{name: c, image: x, securityContext: {procMount: Unmasked}}]\n",
+     'spec.containers[0].securityContext.procMount: Invalid value: "Unmasked": `hostUsers` must be false to use '
+     "`Unmasked`"),
+    ("  securityContext: {fsGroupChangePolicy: Never}\n  containers: [{name: c, image: x}]\n",
+     'spec.securityContext.fsGroupChangePolicy: Unsupported value: "Never": supported values: "Always", '
+     '"OnRootMismatch"'),
+])
+def test_proc_mount_and_fs_group_change_policy_values(spec: str, expected: str) -> None:
+    assert problems(pod(spec)) == [expected]
+
+
+def test_default_proc_mount_is_valid_and_no_unknown_field() -> None:
+    text = pod("  securityContext: {fsGroupChangePolicy: OnRootMismatch, seLinuxOptions: {level: 's0:c1'}}\n"
+               "  containers: [{name: c, image: x, securityContext: {procMount: Default, windowsOptions: {}}}]\n")
+    assert problems(text) == [] and warnings(text) == []
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("  securityContext: {seLinuxOptions: {level: 's0:c1'}}\n  containers: [{name: c, image: x}]\n",
+     "spec.securityContext.seLinuxOptions: nodeagent applies no SELinux labels"),
+    ("  containers: [{name: c, image: x, securityContext: {windowsOptions: {runAsUserName: admin}}}]\n",
+     "securityContext.windowsOptions: Windows options cannot apply"),
+])
+def test_what_cannot_be_honoured_is_refused_when_the_container_would_start(spec: str, expected: str) -> None:
+    parsed = Pod.model_validate(yaml.safe_load(pod(spec))).spec
+    assert parsed.containers is not None
+    with pytest.raises(RuntimeStartError) as caught:
+        refuse_unenforceable(parsed, parsed.containers[0])
+    assert caught.value.reason == "CreateContainerConfigError"
+    assert caught.value.message.startswith(expected)
+
+
+def test_empty_options_ask_for_nothing() -> None:
+    parsed = Pod.model_validate(yaml.safe_load(pod(
+        "  containers: [{name: c, image: x, securityContext: {seLinuxOptions: {}, windowsOptions: {}}}]\n"))).spec
+    assert parsed.containers is not None
+    refuse_unenforceable(parsed, parsed.containers[0])
