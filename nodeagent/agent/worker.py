@@ -522,7 +522,9 @@ class PodWorker:
             log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
             cgroup_parent=parent, host_network=spec.host_network,
             dns=pod_dns(spec.dns_policy, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
-            labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}))
+            labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
+            privileged=any(c.security_context is not None and c.security_context.privileged
+                           for c in [*(spec.init_containers or []), *(spec.containers or [])]))
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services

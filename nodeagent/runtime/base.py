@@ -136,6 +136,7 @@ class PodSandboxSpec:
     port_mappings: tuple[HostPort, ...]
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
+    privileged: bool = False  # a container of the pod is: the runtime must allow it in the sandbox
 
 
 @dataclass(frozen=True, slots=True)
