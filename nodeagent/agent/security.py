@@ -8,11 +8,12 @@ A field no runtime here can honour is refused (CreateContainerConfigError naming
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from nodeagent.api.model import Container, PodSpec
 from nodeagent.errors import RuntimeStartError
 
+T = TypeVar("T")
 REFUSED = {
     "seLinuxOptions": "nodeagent applies no SELinux labels (on any runtime): the container would not run with "
                       "the label asked for",
@@ -36,26 +37,26 @@ def security_fields(pod: PodSpec, container: Container) -> SecurityFields:
     """runAsUser, runAsGroup and runAsNonRoot: the container's, else the pod's. Supplemental groups: the
     pod's supplementalGroups then its fsGroup. The rest exist on the container only."""
     pod_sc, sc = pod.security_context, container.security_context
-
-    def either(name: str) -> object:
-        value = getattr(sc, name) if sc is not None else None
-        return value if value is not None else (getattr(pod_sc, name) if pod_sc is not None else None)
-
-    user, group = either("run_as_user"), either("run_as_group")
-    assert user is None or isinstance(user, int)
-    assert group is None or isinstance(group, int)
+    user = _first(sc.run_as_user if sc else None, pod_sc.run_as_user if pod_sc else None)
+    group = _first(sc.run_as_group if sc else None, pod_sc.run_as_group if pod_sc else None)
+    non_root = _first(sc.run_as_non_root if sc else None, pod_sc.run_as_non_root if pod_sc else None)
     groups = tuple(pod_sc.supplemental_groups or ()) if pod_sc is not None else ()
     if pod_sc is not None and pod_sc.fs_group is not None:
         groups = (*groups, pod_sc.fs_group)
     caps = sc.capabilities if sc is not None else None
     return SecurityFields(
-        run_as_user=user, run_as_group=group, run_as_non_root=either("run_as_non_root") is True,
+        run_as_user=user, run_as_group=group, run_as_non_root=non_root is True,
         supplemental_groups=groups,
         privileged=bool(sc and sc.privileged), read_only_root=bool(sc and sc.read_only_root_filesystem),
         capabilities_add=tuple(caps.add or ()) if caps is not None else (),
         capabilities_drop=tuple(caps.drop or ()) if caps is not None else (),
         allow_privilege_escalation=sc.allow_privilege_escalation if sc is not None else None,
     )
+
+
+def _first(*values: T | None) -> T | None:
+    """The first value that is set (a container's field, then its pod's)."""
+    return next((value for value in values if value is not None), None)
 
 
 def refuse_unenforceable(pod: PodSpec, container: Container) -> None:
