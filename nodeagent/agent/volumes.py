@@ -75,11 +75,16 @@ async def set_up(state_dir: str, pod: StaticPod) -> PodVolumes:
     directory = pod_dir(state_dir, pod.uid)
     paths: dict[str, str] = {}
     for volume in pod.pod.spec.volumes or []:
-        paths[volume.name or ""] = await _set_up_one(directory, volume)
+        paths[volume.name or ""] = await _set_up_one(directory, volume, _fs_group(pod))
     return PodVolumes(directory, paths)
 
 
-async def _set_up_one(directory: str, volume: Volume) -> str:
+def _fs_group(pod: StaticPod) -> int | None:
+    security = pod.pod.spec.security_context
+    return security.fs_group if security is not None else None
+
+
+async def _set_up_one(directory: str, volume: Volume, group: int | None) -> str:
     name = volume.name or ""
     if volume.empty_dir is not None:
         path = os.path.join(directory, "volumes", EMPTY_DIR, name)
@@ -90,6 +95,9 @@ async def _set_up_one(directory: str, volume: Volume) -> str:
             if volume.empty_dir.size_limit is not None:
                 options += f",size={volume.empty_dir.size_limit.value()}"
             await _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", path)
+        if group is not None:  # as the kubelet's SetVolumeOwnership: the fsGroup's, and what is made in it too
+            os.chown(path, -1, group)
+            os.chmod(path, 0o2777)
         return path
     assert volume.host_path is not None and volume.host_path.path
     check_host_path(name, volume.host_path.path, volume.host_path.type)

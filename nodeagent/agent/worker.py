@@ -31,6 +31,7 @@ from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
+from nodeagent.agent.security import refuse_unenforceable, security_fields
 from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
@@ -394,6 +395,7 @@ class PodWorker:
         name = container.name or ""
         record = self.records[name]
         attempt = record.restart_count + (1 if record.container_id is not None else 0)
+        refuse_unenforceable(self.pod.pod.spec, container)
         spec = self._container_spec(container, attempt)
         services = self.services
         image_id = await self._ensure_image(container, spec)
@@ -522,7 +524,9 @@ class PodWorker:
             log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
             cgroup_parent=parent, host_network=spec.host_network,
             dns=pod_dns(spec.dns_policy, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
-            labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}))
+            labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
+            privileged=any(c.security_context is not None and c.security_context.privileged
+                           for c in [*(spec.init_containers or []), *(spec.containers or [])]))
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services
@@ -530,15 +534,6 @@ class PodWorker:
         addresses = self.addresses
         env = container_env(self.pod, container, addresses, services.node)
         command, args = command_line(container, env)
-        pod_security = self.pod.pod.spec.security_context
-        security = container.security_context
-        user = security.run_as_user if security and security.run_as_user is not None else (
-            pod_security.run_as_user if pod_security else None)
-        group = security.run_as_group if security and security.run_as_group is not None else (
-            pod_security.run_as_group if pod_security else None)
-        groups = tuple(pod_security.supplemental_groups or []) if pod_security else ()
-        if pod_security and pod_security.fs_group is not None:
-            groups = (*groups, pod_security.fs_group)
         cgroup = self.plan.container(name)
         mounts = self.volumes.mounts(container) if self.volumes is not None else ()
         hostname = pod_hostname(self.pod.pod.spec.hostname or self.pod.name)
@@ -554,18 +549,14 @@ class PodWorker:
         return ContainerSpec(
             pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,
-            working_dir=container.working_dir, run_as_user=user, run_as_group=group, supplemental_groups=groups,
+            working_dir=container.working_dir,
             mounts=mounts, cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
             log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
                                         attempt),
             hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
             monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",
-            privileged=bool(security and security.privileged),
-            read_only_root=bool(security and security.read_only_root_filesystem),
-            capabilities_add=tuple(security.capabilities.add or []) if security and security.capabilities else (),
-            capabilities_drop=tuple(security.capabilities.drop or []) if security and security.capabilities else (),
-            allow_privilege_escalation=security.allow_privilege_escalation if security else None,
+            **security_fields(self.pod.pod.spec, container),
         )
 
     async def _terminate_containers(self) -> None:

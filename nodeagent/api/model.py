@@ -208,6 +208,13 @@ class Capabilities(K8sModel):
     drop: list[str] | None = None
 
 
+class SELinuxOptions(K8sModel):
+    user: str | None = None
+    role: str | None = None
+    type: str | None = None
+    level: str | None = None
+
+
 class SecurityContext(K8sModel):
     run_as_user: int | None = None
     run_as_group: int | None = None
@@ -216,6 +223,10 @@ class SecurityContext(K8sModel):
     read_only_root_filesystem: bool | None = None
     allow_privilege_escalation: bool | None = None
     capabilities: Capabilities | None = None
+    proc_mount: str | None = None
+    # Modelled to be refused when a container would start (nodeagent.agent.security): never ignored.
+    se_linux_options: SELinuxOptions | None = None
+    windows_options: Any = None
 
 
 class PodSecurityContext(K8sModel):
@@ -223,7 +234,11 @@ class PodSecurityContext(K8sModel):
     run_as_group: int | None = None
     run_as_non_root: bool | None = None
     fs_group: int | None = None
+    fs_group_change_policy: str | None = None
     supplemental_groups: list[int] | None = None
+    # Modelled to be refused when a container would start (nodeagent.agent.security): never ignored.
+    se_linux_options: SELinuxOptions | None = None
+    windows_options: Any = None
 
 
 def default_pull_policy(image: str | None) -> str:

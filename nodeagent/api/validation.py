@@ -11,7 +11,7 @@ from __future__ import annotations
 from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
 from nodeagent.api.model import ObjectMeta, Pod, PodSpec, Volume
-from nodeagent.api.validation_container import validate_containers
+from nodeagent.api.validation_container import validate_containers, validate_ids
 from nodeagent.errors import FieldError
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -19,6 +19,7 @@ DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
                    "BlockDevice")
 EMPTY_DIR_MEDIA = ("", "Memory")
+FS_GROUP_CHANGE_POLICIES = ("OnRootMismatch", "Always")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 STATIC_POD_ONLY = "static pods run without an API server"
 
@@ -72,6 +73,15 @@ def validate_spec(spec: PodSpec) -> list[FieldError]:
     if spec.active_deadline_seconds is not None and spec.active_deadline_seconds <= 0:
         errors.append(invalid("spec.activeDeadlineSeconds", spec.active_deadline_seconds,
                               "must be greater than 0"))
+    security = spec.security_context
+    if security is not None:
+        ids = [("runAsUser", security.run_as_user), ("runAsGroup", security.run_as_group),
+               ("fsGroup", security.fs_group),
+               *((f"supplementalGroups[{i}]", gid) for i, gid in enumerate(security.supplemental_groups or []))]
+        errors += validate_ids(ids, "spec.securityContext")
+        policy = security.fs_group_change_policy
+        if policy is not None and policy not in FS_GROUP_CHANGE_POLICIES:
+            errors.append(unsupported("spec.securityContext.fsGroupChangePolicy", policy, FS_GROUP_CHANGE_POLICIES))
     if spec.hostname:
         errors += [invalid("spec.hostname", spec.hostname, p) for p in names.dns1123_label(spec.hostname)]
     for field, value in (("serviceAccountName", spec.service_account_name),

@@ -23,11 +23,13 @@ from nodeagent.api.model import (
     PodSpec,
     Probe,
     ResourceRequirements,
+    SecurityContext,
 )
 from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.errors import FieldError
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+PROC_MOUNTS = ("Default", "Unmasked")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
 SCHEMES = ("HTTP", "HTTPS")
@@ -95,12 +97,33 @@ def validate_container(
             errors += _validate_probe(probe, f"{path}.{field}", must_succeed_once=field != "readinessProbe")
     if container.lifecycle is not None:
         errors += _validate_lifecycle(container.lifecycle, f"{path}.lifecycle")
-    security = container.security_context
-    if security is not None:
-        for field, value in (("runAsUser", security.run_as_user), ("runAsGroup", security.run_as_group)):
-            if value is not None and not 0 <= value <= 2**31 - 1:
-                errors.append(invalid(f"{path}.securityContext.{field}", value,
-                                      "must be between 0 and 2147483647, inclusive"))
+    if container.security_context is not None:
+        errors += _validate_security(container.security_context, f"{path}.securityContext")
+    return errors
+
+
+def validate_ids(ids: list[tuple[str, int | None]], path: str) -> list[FieldError]:
+    """User and group IDs, each {field: value}: Kubernetes' range."""
+    return [invalid(f"{path}.{field}", value, "must be between 0 and 2147483647, inclusive")
+            for field, value in ids if value is not None and not 0 <= value <= 2**31 - 1]
+
+
+def _validate_security(security: SecurityContext, path: str) -> list[FieldError]:
+    """The API server's ValidateSecurityContext: ID ranges, and no_new_privs that cannot hold."""
+    errors = validate_ids([("runAsUser", security.run_as_user), ("runAsGroup", security.run_as_group)], path)
+    if security.proc_mount is not None and security.proc_mount not in PROC_MOUNTS:
+        errors.append(unsupported(f"{path}.procMount", security.proc_mount, PROC_MOUNTS))
+    elif security.proc_mount == "Unmasked":  # a static pod has no user namespace: hostUsers is true
+        errors.append(invalid(f"{path}.procMount", security.proc_mount, "`hostUsers` must be false to use "
+                                                                        "`Unmasked`"))
+    if security.allow_privilege_escalation is False:
+        shown = security.model_dump(exclude_none=True)
+        if security.privileged:
+            errors.append(invalid(path, shown, "cannot set `allowPrivilegeEscalation` to false and `privileged` "
+                                               "to true"))
+        if "CAP_SYS_ADMIN" in (security.capabilities.add or [] if security.capabilities else []):
+            errors.append(invalid(path, shown, "cannot set `allowPrivilegeEscalation` to false and "
+                                               "`capabilities.Add` CAP_SYS_ADMIN"))
     return errors
 
 

@@ -54,6 +54,7 @@ class ContainerSpec:
     capabilities_add: tuple[str, ...] = ()
     capabilities_drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
+    run_as_non_root: bool = False  # the kubelet's check: refused when the container would run as uid 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -135,6 +136,7 @@ class PodSandboxSpec:
     port_mappings: tuple[HostPort, ...]
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
+    privileged: bool = False  # a container of the pod is: the runtime must allow it in the sandbox
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,10 @@ whether or not the agent is running.
 
     conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run  (waits on <bundle>/start)
     agent: attach to cgroup, oom_score_adj, write "go"
-      -> [nsenter --net=<pod netns>, a fresh /sys] mounts, cd, [setpriv], exec command
+      -> [nsenter --net=<pod netns>, a fresh /sys] mounts, [/ read-only], cd, setpriv, exec command
+
+setpriv gives the command its user, groups, capabilities (the runtime default set with the container's
+securityContext.capabilities; all with privileged) and no_new_privs (nodeagent.runtime.security).
 
 A pod with its own network (not hostNetwork) gets its namespace, its /etc/hosts and /etc/resolv.conf
 (bind-mounted from the bundle) and a /sys that shows its own interfaces, not the node's.
@@ -39,7 +42,9 @@ from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
 from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, ImageReady, RunningContainer
 from nodeagent.runtime.monitored import MonitoredContainer, now
+from nodeagent.runtime.oci_runtime import available_capabilities
 from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.security import setpriv_argv, verify_run_as_non_root
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +74,14 @@ create)
 *) echo "nodeagent process runtime: $command is not supported" >&2; exit 1 ;;
 esac
 """
-# $1 workdir, $2 uid, $3 gid, $4 groups ("" = none), $5 a directory for a fresh sysfs ("" = keep the
-# node's), $6 mount count, then (source target ro|rw)..., then the command. Nothing here is built from a
-# manifest: values only come in as arguments. sysfs shows the interfaces of the namespace that mounts it;
-# the node's cgroup tree is carried over into the new /sys.
+# $1 workdir, $2 "ro" to make / read-only ("" = keep it), $3 a directory for a fresh sysfs ("" = keep the
+# node's), $4 mount count, then (source target ro|rw)..., then setpriv and the command. Nothing here is
+# built from a manifest: values only come in as arguments. sysfs shows the interfaces of the namespace that
+# mounts it; the node's cgroup tree is carried over into the new /sys. / is made read-only after the binds,
+# in the private mount namespace: the volumes, /proc, /sys, /dev and the node's other mounts keep theirs.
 LAUNCHER = r"""
-workdir=$1 uid=$2 gid=$3 groups=$4 sysfs=$5 n=$6
-shift 6
+workdir=$1 root=$2 sysfs=$3 n=$4
+shift 4
 if [ -n "$sysfs" ]; then
   mount -t sysfs sysfs "$sysfs" && mount --rbind /sys/fs/cgroup "$sysfs/fs/cgroup" && mount --move "$sysfs" /sys \
     || exit 125
@@ -86,11 +92,8 @@ while [ "$n" -gt 0 ]; do
   shift 3
   n=$((n - 1))
 done
+if [ "$root" = ro ]; then mount -o remount,bind,ro / || exit 125; fi
 cd -- "$workdir" || exit 125
-if [ -n "$uid" ]; then
-  if [ -n "$groups" ]; then exec setpriv --reuid="$uid" --regid="$gid" --groups="$groups" -- "$@"; fi
-  exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
-fi
 exec "$@"
 """
 
@@ -104,6 +107,7 @@ class ProcessRuntime:
         self.kernel_log = kernel_log
         self.layout = conmon.ConmonLayout(state_dir)
         self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
+        self.capabilities = available_capabilities()
         self._oom_adj_warned = False
         write_atomically(self.oci_runtime, OCI_RUNTIME.encode(), mode=0o755)
 
@@ -111,10 +115,11 @@ class ProcessRuntime:
         return None  # the image is only recorded: commands run from the host's own tree
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
+        verify_run_as_non_root(spec, str(os.geteuid()))  # without runAsUser, it runs as the agent does
         env = container_env(spec)
         oci_id = secrets.token_hex(32)
         bundle = self.layout.bundle(oci_id)
-        argv = launcher_argv(spec, env, bundle)
+        argv = launcher_argv(spec, env, bundle, setpriv_argv(spec, self.capabilities))
         os.makedirs(bundle, mode=0o700)
         os.mkfifo(os.path.join(bundle, "start"), 0o600)
         write_pod_files(spec, bundle)
@@ -157,15 +162,12 @@ class ProcessRuntime:
                                   kernel_log=self.kernel_log, prefix=PREFIX)
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
-        """A command in the container's cgroup, mount namespace, user, working directory and environment."""
+        """A command in the container's cgroup, mount namespace, user, capabilities, working directory and
+        environment."""
         assert isinstance(running, MonitoredContainer)
         spec = running.spec
-        user = []
-        if spec.run_as_user is not None:
-            gid = spec.run_as_group if spec.run_as_group is not None else spec.run_as_user
-            user = ["setpriv", f"--reuid={spec.run_as_user}", f"--regid={gid}", "--clear-groups", "--"]
         argv = ["/bin/sh", "-c", 'read -r go || exit 125; exec "$@"', "nodeagent-exec", "nsenter", "--target",
-                str(running.pid), "--mount", "--net", "--wd", "--", *user, *command]
+                str(running.pid), "--mount", "--net", "--wd", "--", *setpriv_argv(spec, self.capabilities), *command]
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=container_env(spec), start_new_session=True)
@@ -239,8 +241,9 @@ def write_pod_files(spec: ContainerSpec, bundle: str) -> None:
         os.mkdir(os.path.join(bundle, "sys"), 0o700)
 
 
-def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str) -> list[str]:
-    """The launcher's command line, or RuntimeStartError for what would fail to start anyway."""
+def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str, setpriv: Sequence[str]) -> list[str]:
+    """The launcher's command line, or RuntimeStartError for what would fail to start anyway. `setpriv`
+    (nodeagent.runtime.security) drops to the container's user and capabilities right before the exec."""
     if not spec.command:
         raise RuntimeStartError(
             "CreateContainerError",
@@ -254,17 +257,14 @@ def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str) -> l
     if not os.path.isdir(workdir):
         raise RuntimeStartError("RunContainerError", f'chdir to cwd ("{workdir}") set in config failed: '
                                                      "no such file or directory")
-    uid = "" if spec.run_as_user is None else str(spec.run_as_user)
-    gid = str(spec.run_as_group if spec.run_as_group is not None else (spec.run_as_user or 0)) if uid else ""
-    groups = ",".join(str(g) for g in spec.supplemental_groups)
     binds = [(m.host_path, m.container_path, "ro" if m.read_only else "rw") for m in spec.mounts]
     binds += [(source, target, "rw") for target, (source, _) in pod_files(spec, bundle).items()]
     sysfs = os.path.join(bundle, "sys") if spec.netns is not None else ""
     prefix = ["nsenter", f"--net={spec.netns}", "--"] if spec.netns is not None else []
-    if binds or sysfs:
+    if binds or sysfs or spec.read_only_root:
         prefix += ["unshare", "--mount", "--propagation", "private"]
-    return [*prefix, "/bin/sh", "-c", LAUNCHER, "nodeagent-launch", workdir, uid, gid, groups, sysfs,
-            str(len(binds)), *(value for bind in binds for value in bind), *command]
+    return [*prefix, "/bin/sh", "-c", LAUNCHER, "nodeagent-launch", workdir, "ro" if spec.read_only_root else "",
+            sysfs, str(len(binds)), *(value for bind in binds for value in bind), *setpriv, *command]
 
 
 def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:

@@ -44,6 +44,7 @@ from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.security import verify_run_as_non_root
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class RuncRuntime:
             # ensure_image pulled for Always just before: taking it from the store now keeps the same digest
             policy = PullPolicy.IF_NOT_PRESENT if spec.pull_policy == PullPolicy.ALWAYS.value else spec.pull_policy
             image = await self.images.ensure(spec.image, policy, holder=oci_id)
+            verify_run_as_non_root(spec, image.user)
             await mount_rootfs(image.layers, upper, work, rootfs)
             await asyncio.to_thread(self._write_config, spec, image, bundle, rootfs)
             os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)

@@ -82,3 +82,8 @@ def test_an_exit_as_the_runtime_reports_it() -> None:
     assert (exited.exit_code, exited.oom_killed, exited.finished_at.isoformat()) == (
         137, True, "2023-11-14T22:13:20.500000+00:00")
     assert not container_exit(cri.ContainerStatus(exit_code=1, reason="Error", finished_at=1)).oom_killed
+
+
+def test_a_sandbox_allows_privileged_containers_only_when_one_is() -> None:
+    assert not sandbox_config(POD, 0).linux.security_context.privileged
+    assert sandbox_config(replace(POD, privileged=True), 0).linux.security_context.privileged

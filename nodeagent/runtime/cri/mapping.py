@@ -54,7 +54,8 @@ def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
         annotations=dict(pod.annotations),
         linux=cri.LinuxPodSandboxConfig(
             cgroup_parent=pod.cgroup_parent,
-            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod.host_network))),
+            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod.host_network),
+                                                             privileged=pod.privileged)),
     )
 
 

@@ -51,6 +51,7 @@ from nodeagent.runtime.cri.mapping import (
     timestamp,
 )
 from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.security import CONFIG_ERROR, verify_run_as_non_root
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ class CriRuntime:
         if sandbox is None:
             raise RuntimeStartError("CreateContainerError", "the pod has no sandbox")
         sandbox_id, sandbox_config_ = sandbox
+        if spec.run_as_non_root and spec.run_as_user is None:
+            verify_run_as_non_root(spec, await self._image_user(spec.image))
         await self._remove_previous(sandbox_id, spec.name)
         config = container_config(spec, sandbox_config_, self.cgroup_version)
         try:
@@ -211,6 +214,17 @@ class CriRuntime:
                                  else dt.datetime.now(dt.UTC))
         container.watch()
         return container
+
+    async def _image_user(self, image: str) -> str:
+        """The image's user as the runtime reports it, as the kubelet reads it for runAsNonRoot: its uid, else
+        its name; none is root."""
+        try:
+            found = await self.client.image_status(image)
+        except CRIError as exc:
+            raise RuntimeStartError(CONFIG_ERROR, exc.message) from exc
+        if found is None:
+            return ""
+        return str(found.uid.value) if found.HasField("uid") else found.username
 
     async def _remove_previous(self, sandbox_id: str, name: str) -> None:
         """The container's earlier exited attempt (kept until now, as the kubelet keeps one, for its status)."""
