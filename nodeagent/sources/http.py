@@ -3,8 +3,9 @@
 Every `httpCheckFrequency` (with jittered back-off after failures, capped at that period) a GET with
 the `staticPodURLHeader` headers and `If-None-Match`/`If-Modified-Since`; a 304 or an unchanged
 body changes nothing. The body (a Pod, a PodList, a `v1 List`, multi-document YAML; at most 10 MiB,
-read as a stream, within a total timeout) replaces the set of http pods. Every failure (connection,
-timeout, TLS, non-2xx, a body too large or undecodable, an invalid pod) keeps the last good set.
+read as a stream, within a total timeout, then decoded in a thread so a large body never stalls the
+event loop) replaces the set of http pods. Every failure (connection, timeout, TLS, non-2xx, a body
+too large or undecodable, an invalid pod, any error nobody foresaw) keeps the last good set.
 Secrets never leave: header values and the URL's credentials and query values are redacted from
 everything this module logs, stores or reports.
 """
@@ -17,6 +18,7 @@ import hashlib
 import logging
 import random
 import ssl
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -24,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 
 from nodeagent.api.decode import MAX_MANIFEST_BYTES
-from nodeagent.api.manifest import StaticPod, load_manifest
+from nodeagent.api.manifest import StaticPod, load_manifest, unexpected
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,10 @@ class HttpSource:
         except FetchError as exc:
             self._failed(now, str(exc))
             return None
+        except Exception as exc:  # whatever one fetch meets, it fails that fetch only, never the agent
+            log.error("staticPodURL %s: %s", self.origin, self.redact(traceback.format_exc()))
+            self._failed(now, self.redact(str(unexpected(exc))))
+            return None
         if self.status.failures:
             log.info("staticPodURL %s recovered after %d failed fetches", self.origin, self.status.failures)
             self.on_event("Normal", "ManifestURLRecovered",
@@ -191,11 +197,10 @@ class HttpSource:
             raise FetchError(f"no complete answer within {self.settings.timeout_seconds:.0f}s") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise FetchError(self.redact(describe_error(exc))) from None
-        digest = hashlib.sha256(body).hexdigest()
-        if digest == self._digest:
+        digest, pods = await asyncio.to_thread(self._parse, body)
+        if pods is None:
             self._etag, self._last_modified = etag, modified
             return None, "unchanged"
-        pods = self._decode(body)
         self._digest, self._etag, self._last_modified = digest, etag, modified
         return pods, f"{response.status} {response.reason or ''}: {len(pods)} pod(s)".replace(" :", ":")
 
@@ -208,6 +213,11 @@ class HttpSource:
                 raise FetchError(f"the body is larger than {self.settings.max_bytes // 2**20} MiB")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> tuple[str, list[StaticPod] | None]:
+        """(digest, pods), pods None when the body is what it was (blocking: run in a thread)."""
+        digest = hashlib.sha256(body).hexdigest()
+        return digest, None if digest == self._digest else self._decode(body)
 
     def _decode(self, body: bytes) -> list[StaticPod]:
         if not body.strip():
