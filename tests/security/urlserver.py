@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from nodeagent.api.manifest import StaticPod
@@ -31,17 +31,17 @@ class Recorder:
 
 
 @asynccontextmanager
-async def serving(recorder: Recorder) -> AsyncIterator[str]:
+async def serving(recorder: Recorder, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
     """The recorder served on a fresh loopback port; yields its base URL (another port: another origin)."""
     app = web.Application()
     app.router.add_get("/{path:.*}", recorder.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -55,7 +55,7 @@ class Fetcher:
                                  on_event=lambda *event: self.events.append(event))
 
     async def fetch(self) -> list[StaticPod] | None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with self.source.session() as session:
             return await self.source.fetch(session)
 
     def reasons(self) -> list[str]:
