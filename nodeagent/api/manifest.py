@@ -108,14 +108,14 @@ def load_manifest(content: bytes, *, origin: str, source: SourceKind, node_name:
                 pod, raw, origin=origin, source=source, node_name=node_name)
         except Exception as exc:  # as above, for one pod
             log.exception("%s: %s: validating the pod failed unexpectedly", origin, where or "the pod")
-            static, errors, warnings = None, [unexpected(exc)], []
+            pod, static, errors, warnings = None, None, [unexpected(exc)], []
         result.warnings.extend(Problem(where, w) for w in warnings)
-        if static is None:
+        if pod is None or static is None:
             result.problems.extend(Problem(where, e) for e in errors)
             continue
         name_errors = [invalid("metadata.name", static.name, p) for p in dns1123_subdomain(static.name)]
         if static.key in names:
-            name_errors.append(duplicate("metadata.name", raw.data["metadata"]["name"]))
+            name_errors.append(duplicate("metadata.name", pod.metadata.name))
         elif static.uid in uids:  # the pod manager keys pods by UID: two would displace each other
             name_errors.append(duplicate("metadata.uid", static.uid))
         names.add(static.key)
