@@ -95,3 +95,16 @@ async def test_a_redirect_from_https_to_http_is_refused(tmp_path: Path) -> None:
     assert plain.requests == []  # not even a request without the headers: its answer could not be trusted
     assert fetcher.reasons() == ["ManifestURLFailed"]
     assert f"redirect from https to http refused: {http_base}/pods.json" in fetcher.events[0][2]
+
+
+async def test_a_redirect_to_another_scheme_is_refused() -> None:
+    recorder = Recorder()
+
+    async def handle(request: web.Request) -> web.Response:
+        return redirect_to("file:///etc/shadow")
+
+    recorder.handler = handle
+    async with serving(recorder) as base:
+        fetcher = Fetcher(base + "/pods.json", headers=HEADERS)
+        assert await fetcher.fetch() is None
+    assert "redirect to file:///etc/shadow refused: not http or https" in fetcher.events[0][2]
