@@ -50,6 +50,34 @@ def parse_duration_ns(raw: object) -> int:
 
 Duration = Annotated[int, BeforeValidator(parse_duration_ns)]
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_NOT_SHOWN = "(the value is not shown: it may be a secret)"
+
+
+def _check_headers(raw: object) -> object:
+    """staticPodURLHeader's shape, checked without ever quoting a value (nor a name that is not a header
+    name): they hold credentials, and a config error ends up in logs and journals."""
+    if raw is None:
+        return raw
+    if not isinstance(raw, dict):
+        raise ValueError(f"must be a map of header names to lists of values {_NOT_SHOWN}")
+    for name, values in raw.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"a header name is not a valid HTTP header name {_NOT_SHOWN}")
+        if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+            raise ValueError(f'header "{name}": must be a list of strings {_NOT_SHOWN}')
+        if any(char in value for value in values for char in "\r\n\0"):
+            raise ValueError(f'header "{name}": a value contains a line break or NUL {_NOT_SHOWN}')
+    return raw
+
+
+def _check_url(raw: object) -> object:
+    """staticPodURL, refused without quoting it: it may carry a password or a signed query."""
+    if raw is not None and (not isinstance(raw, str) or (raw and not raw.startswith(("http://", "https://")))):
+        raise ValueError("Invalid value: must be an http:// or https:// URL (the value is not shown: it may hold "
+                         "credentials)")
+    return raw
+
 
 class _ConfigModel(BaseModel):
     model_config = ConfigDict(
@@ -135,8 +163,9 @@ class KubeletConfig(_ConfigModel):
     api_version: str = "kubelet.config.k8s.io/v1beta1"
     kind: str = "KubeletConfiguration"
     static_pod_path: str = "/etc/kubernetes/manifests"
-    static_pod_url: str | None = Field(default=None, alias="staticPodURL")
-    static_pod_url_header: dict[str, list[str]] | None = Field(default=None, alias="staticPodURLHeader")
+    static_pod_url: Annotated[str | None, BeforeValidator(_check_url)] = Field(default=None, alias="staticPodURL")
+    static_pod_url_header: Annotated[dict[str, list[str]] | None, BeforeValidator(_check_headers)] = Field(
+        default=None, alias="staticPodURLHeader")
     file_check_frequency: Duration = 20 * 10**9
     http_check_frequency: Duration = 20 * 10**9
     cgroup_driver: str | None = None
@@ -164,13 +193,6 @@ class KubeletConfig(_ConfigModel):
     def _known_driver(cls, value: str | None) -> str | None:
         if value is not None and value not in ("cgroupfs", "systemd"):
             raise ValueError(f'Unsupported value: "{value}": supported values: "cgroupfs", "systemd"')
-        return value
-
-    @field_validator("static_pod_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("Invalid value: must be an http:// or https:// URL")
         return value
 
     @field_validator("cgroup_root")

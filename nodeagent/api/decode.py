@@ -2,7 +2,9 @@
 
 YAML goes through nodeagent.api.yamlload (PyYAML's C parser, plain data only), JSON through the
 json module. A file may hold a Pod, a PodList, a `v1 List` of pods or several YAML
-documents. Nothing is executed: tags other than YAML's plain types are refused.
+documents. Nothing is executed: tags other than YAML's plain types are refused. Hostile input is
+bounded: at most 10 MiB, maps and lists nested at most MAX_NESTING deep (a pod needs about 15),
+integers of at most MAX_INT_DIGITS digits.
 
     bytes --decode_manifest()--> [RawPod(where="items[1]", document=2, data={...}), ...]
 """
@@ -15,9 +17,12 @@ from typing import Any
 
 import yaml
 
-from nodeagent.api.yamlload import YAMLLoadError, load_documents
+from nodeagent.api.yamlload import MAX_INT_DIGITS, YAMLLoadError, load_documents
 
 MAX_MANIFEST_BYTES = 10 * 1024 * 1024
+# Everything after decoding (validation, deep copies, the unknown-field walk) recurses into the data:
+# the cap keeps that far from Python's recursion limit, whatever thread it runs in.
+MAX_NESTING = 100
 
 
 class DecodeError(ValueError):
@@ -61,7 +66,7 @@ def decode_manifest(content: bytes) -> Decoded:
     warnings: list[str] = []
     is_json = text.lstrip().startswith(("{", "["))
     try:
-        documents = [json.loads(text)] if is_json else list(load_documents(text, warnings))
+        documents = [json.loads(text, parse_int=_json_int)] if is_json else list(load_documents(text, warnings))
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except yaml.MarkedYAMLError as exc:
@@ -71,14 +76,34 @@ def decode_manifest(content: bytes) -> Decoded:
     except YAMLLoadError as exc:
         raise DecodeError(str(exc)) from None
     except RecursionError:
-        raise DecodeError("document nests too deeply") from None
+        raise DecodeError(f"a document nests maps and lists more than {MAX_NESTING} deep") from None
 
     pods: list[RawPod] = []
     for number, document in enumerate(documents, start=1):
         if document is None:
             continue
+        if _nests_deeper(document, MAX_NESTING):
+            raise DecodeError(f"document {number} nests maps and lists more than {MAX_NESTING} deep")
         pods.extend(_pods_of(document, number))
     return Decoded(pods=pods, documents=len(documents), warnings=warnings)
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise DecodeError(f"a number has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _nests_deeper(document: Any, limit: int) -> bool:
+    """Whether maps and lists nest more than `limit` deep (iterative: the check cannot recurse too far)."""
+    level = [document] if isinstance(document, (dict, list)) else []
+    for _ in range(limit):
+        level = [child for value in level
+                 for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return False
+    return True
 
 
 def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:

@@ -4,12 +4,14 @@
         -> ManifestResult(pods=[StaticPod(...)], problems=[...], warnings=[...])
 
 A file is all or nothing for its caller: `problems` lists every error of every pod in it, each with
-where it sits and its field path.
+where it sits and its field path. Nothing in the bytes can make it raise: a failure this module did
+not foresee is logged with its traceback and becomes a problem of the file (or of that pod).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +33,8 @@ from nodeagent.api.resources import QOSClass, qos_class
 from nodeagent.api.unknown import find_unknown_fields
 from nodeagent.api.validation import validate_pod
 from nodeagent.errors import FieldError
+
+log = logging.getLogger(__name__)
 
 SourceKind = Literal["file", "http"]
 
@@ -90,25 +94,44 @@ def load_manifest(content: bytes, *, origin: str, source: SourceKind, node_name:
         decoded = decode_manifest(content)
     except DecodeError as exc:
         return ManifestResult(problems=[Problem("", FieldError("", str(exc)))])
+    except Exception as exc:  # hostile bytes must never end the agent: this file is invalid, that is all
+        log.exception("%s: decoding failed unexpectedly", origin)
+        return ManifestResult(problems=[Problem("", unexpected(exc))])
     result = ManifestResult(warnings=[Problem("", FieldError("", w)) for w in decoded.warnings])
-    seen: dict[str, str] = {}
+    names: set[str] = set()
+    uids: set[str] = set()
     for raw in decoded.pods:
         where = raw.locate(decoded.documents)
-        pod, errors, warnings = parse_pod(raw)
+        try:
+            pod, errors, warnings = parse_pod(raw)
+            static = None if pod is None or errors else make_static(
+                pod, raw, origin=origin, source=source, node_name=node_name)
+        except Exception as exc:  # as above, for one pod
+            log.exception("%s: %s: validating the pod failed unexpectedly", origin, where or "the pod")
+            pod, static, errors, warnings = None, None, [unexpected(exc)], []
         result.warnings.extend(Problem(where, w) for w in warnings)
-        if pod is None or errors:
+        if pod is None or static is None:
             result.problems.extend(Problem(where, e) for e in errors)
             continue
-        static = make_static(pod, raw, origin=origin, source=source, node_name=node_name)
         name_errors = [invalid("metadata.name", static.name, p) for p in dns1123_subdomain(static.name)]
-        if static.key in seen:
+        if static.key in names:
             name_errors.append(duplicate("metadata.name", pod.metadata.name))
-        seen[static.key] = where
+        elif static.uid in uids:  # the pod manager keys pods by UID: two would displace each other
+            name_errors.append(duplicate("metadata.uid", static.uid))
+        names.add(static.key)
+        uids.add(static.uid)
         if name_errors:
             result.problems.extend(Problem(where, e) for e in name_errors)
             continue
         result.pods.append(static)
     return result
+
+
+def unexpected(exc: Exception) -> FieldError:
+    """A failure nobody foresaw, as a problem to report (the traceback goes to the log)."""
+    text = str(exc)
+    return FieldError("", f"cannot be processed ({type(exc).__name__}{': ' + text[:200] if text else ''}); "
+                          "the agent's log has the details")
 
 
 def parse_pod(raw: RawPod) -> tuple[Pod | None, list[FieldError], list[FieldError]]:

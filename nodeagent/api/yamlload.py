@@ -7,6 +7,7 @@ strings, maps and lists, so those are resolved and built here in one tight pass;
 - only plain data: a tag that would build anything else (`!!python/...`, `!!binary`, `!!set`,
   custom tags) is refused; timestamps stay strings, as Kubernetes' YAML reader sees them;
 - duplicate keys are reported, not silently overwritten;
+- an integer of more than MAX_INT_DIGITS digits is refused (Python would raise past 4300);
 - a document that contains itself, and one whose aliases expand past a budget of nodes (an alias
   bomb), are refused.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 MAX_EXPANDED_NODES = 500_000
+MAX_INT_DIGITS = 100  # an int64 has 19
 
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
@@ -48,7 +50,15 @@ def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     raise YAMLLoadError(f"line {node.start_mark.line + 1}: tag {node.tag} is not allowed in a manifest")
 
 
+def _bounded_int(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    assert isinstance(node, yaml.ScalarNode)
+    if len(node.value) > MAX_INT_DIGITS:
+        raise YAMLLoadError(f"line {node.start_mark.line + 1}: a number has more than {MAX_INT_DIGITS} digits")
+    return loader.construct_yaml_int(node)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_Loader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 for _tag in ("binary", "set", "omap", "pairs"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 _Loader.add_constructor(None, _refuse)  # any tag SafeLoader has no constructor for

@@ -22,7 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from nodeagent.api.decode import MAX_MANIFEST_BYTES
-from nodeagent.api.manifest import ManifestResult, Problem, load_manifest
+from nodeagent.api.manifest import ManifestResult, Problem, load_manifest, unexpected
 from nodeagent.errors import FieldError
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,11 @@ class FileSource:
         """Every manifest file as it is now, in name order (blocking: run it in a thread)."""
         found = []
         for path in self.candidates():
-            manifest = self._read(path)
+            try:
+                manifest = self._read(path)
+            except Exception as exc:  # one file, whatever is in it, never stops the others or the agent
+                log.exception("%s: reading the manifest failed unexpectedly", path)
+                manifest = ManifestFile(path, "", ManifestResult(problems=[Problem("", unexpected(exc))]))
             if manifest is not None:
                 found.append(manifest)
         self._cache = {m.path: m for m in found}

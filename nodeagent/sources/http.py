@@ -3,8 +3,12 @@
 Every `httpCheckFrequency` (with jittered back-off after failures, capped at that period) a GET with
 the `staticPodURLHeader` headers and `If-None-Match`/`If-Modified-Since`; a 304 or an unchanged
 body changes nothing. The body (a Pod, a PodList, a `v1 List`, multi-document YAML; at most 10 MiB,
-read as a stream, within a total timeout) replaces the set of http pods. Every failure (connection,
-timeout, TLS, non-2xx, a body too large or undecodable, an invalid pod) keeps the last good set.
+read as a stream, within a total timeout, then decoded in a thread so a large body never stalls the
+event loop) replaces the set of http pods. Every failure (connection, timeout, TLS, non-2xx, a body
+too large or undecodable, an invalid pod, any error nobody foresaw) keeps the last good set.
+Redirects (at most 5) are followed here, not by aiohttp: the `staticPodURLHeader` headers go only to
+the configured URL's origin (scheme, host, port), never to another one, and a redirect from https to
+http is refused, as is one to anything but http(s).
 Secrets never leave: header values and the URL's credentials and query values are redacted from
 everything this module logs, stores or reports.
 """
@@ -17,20 +21,22 @@ import hashlib
 import logging
 import random
 import ssl
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
 from nodeagent.api.decode import MAX_MANIFEST_BYTES
-from nodeagent.api.manifest import StaticPod, load_manifest
+from nodeagent.api.manifest import StaticPod, load_manifest, unexpected
 
 log = logging.getLogger(__name__)
 
 REDACTED = "REDACTED"
 FIRST_RETRY_SECONDS = 1.0
 MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +138,15 @@ class HttpSource:
             context.load_cert_chain(self.settings.cert_file, self.settings.key_file)
         return context
 
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP client for this source: its TLS trust (on every hop of a redirect too) and timeout."""
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+        return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=self.ssl_context()))
+
     async def run(self, on_update: Callable[[list[StaticPod] | None], Awaitable[None]]) -> None:
         """Fetch now and then periodically until cancelled; after each fetch on_update gets the new good
         set, or None when nothing changed or the fetch failed."""
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
-        connector = aiohttp.TCPConnector(ssl=self.ssl_context() if self.settings.url.startswith("https") else False)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with self.session() as session:
             while True:
                 await on_update(await self.fetch(session))
                 failures = self.status.failures
@@ -152,6 +161,10 @@ class HttpSource:
             pods, result = await self._fetch(session)
         except FetchError as exc:
             self._failed(now, str(exc))
+            return None
+        except Exception as exc:  # whatever one fetch meets, it fails that fetch only, never the agent
+            log.error("staticPodURL %s: %s", self.origin, self.redact(traceback.format_exc()))
+            self._failed(now, self.redact(str(unexpected(exc))))
             return None
         if self.status.failures:
             log.info("staticPodURL %s recovered after %d failed fetches", self.origin, self.status.failures)
@@ -172,32 +185,51 @@ class HttpSource:
                                   None if self._pods is None else len(self._pods))
 
     async def _fetch(self, session: aiohttp.ClientSession) -> tuple[list[StaticPod] | None, str]:
-        headers = [(name, value) for name, values in self.settings.headers.items() for value in values]
-        if self._etag:
-            headers.append(("If-None-Match", self._etag))
-        if self._last_modified:
-            headers.append(("If-Modified-Since", self._last_modified))
         try:
-            async with session.get(self._request_url, headers=headers, max_redirects=MAX_REDIRECTS) as response:
-                if response.status == 304:
-                    return None, "304 Not Modified"
-                if not 200 <= response.status < 300:
-                    raise FetchError(f"HTTP {response.status} {response.reason or ''}".strip())
-                body = await self._read(response)
-                etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+            async with asyncio.timeout(self.settings.timeout_seconds):  # the whole chain of redirects
+                response, body = await self._get(session)
         except FetchError:
             raise
         except TimeoutError:
             raise FetchError(f"no complete answer within {self.settings.timeout_seconds:.0f}s") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise FetchError(self.redact(describe_error(exc))) from None
-        digest = hashlib.sha256(body).hexdigest()
-        if digest == self._digest:
+        if response.status == 304:
+            return None, "304 Not Modified"
+        etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        digest, pods = await asyncio.to_thread(self._parse, body)
+        if pods is None:
             self._etag, self._last_modified = etag, modified
             return None, "unchanged"
-        pods = self._decode(body)
         self._digest, self._etag, self._last_modified = digest, etag, modified
         return pods, f"{response.status} {response.reason or ''}: {len(pods)} pod(s)".replace(" :", ":")
+
+    async def _get(self, session: aiohttp.ClientSession) -> tuple[aiohttp.ClientResponse, bytes]:
+        """The final answer and its body, redirects followed here: the staticPodURLHeader headers go to
+        the configured origin only, and a redirect from https to http is refused."""
+        conditional = ([("If-None-Match", self._etag)] if self._etag else []) + (
+            [("If-Modified-Since", self._last_modified)] if self._last_modified else [])
+        configured = [(name, value) for name, values in self.settings.headers.items() for value in values]
+        url = self._request_url
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = (configured if _origin(url) == _origin(self._request_url) else []) + conditional
+            async with session.get(url, headers=headers, allow_redirects=False) as response:
+                location = response.headers.get("Location")
+                if response.status not in REDIRECTS or location is None:
+                    if response.status != 304 and not 200 <= response.status < 300:
+                        raise FetchError(f"HTTP {response.status} {response.reason or ''}".strip())
+                    return response, b"" if response.status == 304 else await self._read(response)
+            url = self._redirect(url, location)
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _redirect(self, url: str, location: str) -> str:
+        target = urljoin(url, location)
+        scheme = urlsplit(target).scheme
+        if scheme not in ("http", "https"):
+            raise FetchError(self.redact(f"redirect to {redact_url(target)} refused: not http or https"))
+        if urlsplit(url).scheme == "https" and scheme == "http":
+            raise FetchError(self.redact(f"redirect from https to http refused: {redact_url(target)}"))
+        return target
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         chunks = []
@@ -208,6 +240,11 @@ class HttpSource:
                 raise FetchError(f"the body is larger than {self.settings.max_bytes // 2**20} MiB")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> tuple[str, list[StaticPod] | None]:
+        """(digest, pods), pods None when the body is what it was (blocking: run in a thread)."""
+        digest = hashlib.sha256(body).hexdigest()
+        return digest, None if digest == self._digest else self._decode(body)
 
     def _decode(self, body: bytes) -> list[StaticPod]:
         if not body.strip():
@@ -223,14 +260,18 @@ class HttpSource:
         return result.pods
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what a browser calls the origin."""
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line reason for a failed request, in words a user recognises."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return f"TLS: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS: {exc}"
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return f"more than {MAX_REDIRECTS} redirects"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
     return str(exc) or type(exc).__name__

@@ -3,7 +3,8 @@
 Pure. Rules, in order:
 - a file that does not parse or validate keeps its last valid pods running (an editor's half-saved
   file must not stop a workload) and is reported with every error;
-- a pod name defined twice: the first file in name order wins, and the conflict is reported.
+- a pod name, or a pod UID (the pod manager's key), defined twice: the first file in name order
+  wins, files win over the URL, and the conflict is reported.
 """
 
 from __future__ import annotations
@@ -28,8 +29,34 @@ class Desired:
     last_good: dict[str, list[StaticPod]] = field(default_factory=dict)  # file -> its last valid pods
 
 
+class _Chosen:
+    """The pods chosen so far, by name and by UID: a later pod that shares either is a duplicate."""
+
+    def __init__(self, pods: list[StaticPod]) -> None:
+        self.by_key = {pod.key: pod for pod in pods}
+        self.by_uid = {pod.uid: pod for pod in pods}
+
+    def take(self, pod: StaticPod, problems: list[SourceProblem], *, files_win: bool = False) -> None:
+        """Choose `pod`, or report it as a DuplicateManifest of the pod chosen before it."""
+        where, verdict = ("at", " (files win)") if files_win else ("in", "")
+        first = self.by_key.get(pod.key)
+        if first is not None:
+            clash = f"pod {pod.key} is defined in {first.origin} and {where} {pod.origin}"
+        elif (first := self.by_uid.get(pod.uid)) is not None:
+            clash = (f"pod {pod.key} {where} {pod.origin} has the UID {pod.uid} of pod {first.key} in "
+                     f"{first.origin}")
+        else:
+            self.by_key[pod.key] = self.by_uid[pod.uid] = pod
+            return
+        message = f"{clash}: running the one from {first.origin}{verdict}, ignoring {pod.origin}"
+        problems.append(SourceProblem("DuplicateManifest", message, first))
+
+    def pods(self) -> list[StaticPod]:
+        return list(self.by_key.values())
+
+
 def merge_files(files: list[ManifestFile], last_good: dict[str, list[StaticPod]]) -> Desired:
-    chosen: dict[str, StaticPod] = {}
+    chosen = _Chosen([])
     problems: list[SourceProblem] = []
     good: dict[str, list[StaticPod]] = {}
     for manifest in files:
@@ -47,28 +74,14 @@ def merge_files(files: list[ManifestFile], last_good: dict[str, list[StaticPod]]
         if pods:
             good[manifest.path] = pods
         for pod in pods:
-            first = chosen.get(pod.key)
-            if first is not None:
-                problems.append(SourceProblem(
-                    "DuplicateManifest",
-                    f"pod {pod.key} is defined in {first.origin} and in {pod.origin}: running the one from "
-                    f"{first.origin}, ignoring {pod.origin}", first))
-                continue
-            chosen[pod.key] = pod
-    return Desired(list(chosen.values()), problems, good)
+            chosen.take(pod, problems)
+    return Desired(chosen.pods(), problems, good)
 
 
 def merge_sources(files: Desired, http: list[StaticPod]) -> Desired:
     """File pods and http pods side by side; a name defined by both runs the file's pod."""
-    chosen = {pod.key: pod for pod in files.pods}
+    chosen = _Chosen(files.pods)
     problems = list(files.problems)
     for pod in http:
-        first = chosen.get(pod.key)
-        if first is not None:
-            problems.append(SourceProblem(
-                "DuplicateManifest",
-                f"pod {pod.key} is defined in {first.origin} and at {pod.origin}: running the one from "
-                f"{first.origin} (files win), ignoring {pod.origin}", first))
-            continue
-        chosen[pod.key] = pod
-    return Desired(list(chosen.values()), problems, files.last_good)
+        chosen.take(pod, problems, files_win=True)
+    return Desired(chosen.pods(), problems, files.last_good)

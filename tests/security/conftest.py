@@ -1,13 +1,17 @@
-"""Hostile manifests against a real agent (root): the integration tests' fixtures, and their `root` mark."""
+"""Hostile input against real parts: the integration tests' fixtures, and the `root` mark for the tests
+that run an agent."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import agent, agent_root, harness  # noqa: F401  (fixtures used here too)
+from tests.integration.conftest import agent, agent_root, harness
+from tests.integration.test_http_source import server
+
+__all__ = ["agent", "agent_root", "harness", "server"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/security" in str(item.fspath):
+        if "tests/security" in str(item.fspath) and "agent_root" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.root)

@@ -67,7 +67,7 @@ def test_timestamps_stay_strings() -> None:
         (b"- a\n- b\n", "is a list, not an object"),
         (b"kind: Pod\n  bad: [\n", "invalid YAML"),
         (b'{"kind": "Pod",', "invalid JSON"),
-        (b"[" * 100000, "invalid JSON|nests too deeply"),
+        (b"[" * 100000, "invalid JSON|nests maps and lists more than 100 deep"),
     ],
     ids=["too-big", "elf", "not-utf8", "python-apply", "python-name", "binary-tag", "set-tag", "deployment",
          "no-kind", "list", "bad-yaml", "bad-json", "deep-json"],
