@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from nodeagent.agent.store import PodStore
 from nodeagent.cgroups.detect import CgroupLayout, choose_driver, detect_layout, systemd_is_init
 from nodeagent.cli.client import AgentClient, ApiError
 from nodeagent.config import KubeletConfig, load_config
@@ -252,6 +253,20 @@ def check_state_dir(path: str, *, min_free_bytes: int = GiB) -> Check:
     return Check("state dir", "ok", f"{where}: {_size(free)} free")
 
 
+def check_quarantined_state(state_dir: str) -> Check:
+    """State files the agent moved aside (unreadable, or a newer agent's): their pods are kept as they were,
+    running but unmanaged unless a source names them again, until someone looks."""
+    found = PodStore(state_dir).quarantined()
+    if not found:
+        return Check("quarantined state", "ok", "no state file was moved aside")
+    files = [path for paths in found.values() for path in paths]
+    return Check("quarantined state", "warn", f"{len(files)} state file(s) of {len(found)} pod(s) could not be read "
+                 f"and were moved aside, nothing of those pods removed: {', '.join(files)}",
+                 "read `nodeagent events` (StateQuarantined) and the log; once the pod is running again or known "
+                 "gone, remove the file (a pod no source names keeps running until its processes and "
+                 "<stateDir>/pods/<uid> are removed by hand)")
+
+
 def run_checks(config: KubeletConfig) -> list[Check]:
     """Every check, on this machine, for this configuration."""
     layout = detect_layout()
@@ -269,6 +284,7 @@ def run_checks(config: KubeletConfig) -> list[Check]:
         check_socket(config.nodeagent.socket),
         check_ip_forward(IP_FORWARD),
         check_state_dir(config.nodeagent.state_dir),
+        check_quarantined_state(config.nodeagent.state_dir),
     ]
 
 

@@ -23,6 +23,7 @@ from nodeagent.doctor import (
     check_driver,
     check_ip_forward,
     check_manifests,
+    check_quarantined_state,
     check_root,
     check_runtime,
     check_socket,
@@ -420,3 +421,15 @@ def test_on_this_machine(tmp_path: Path) -> None:
            "group/other" in lines
     assert result.exit_code == (1 if any(line.startswith("fail") for line in lines) else 0)
     assert not (tmp_path / "state").exists()  # doctor looks, never creates
+
+
+def test_quarantined_state_files_are_listed(tmp_path: Path) -> None:
+    assert check_quarantined_state(str(tmp_path)) == Check("quarantined state", "ok", "no state file was moved aside")
+    moved = tmp_path / "pods" / "u1" / "pod.json.quarantined-20261204T160000.000000Z"
+    moved.parent.mkdir(parents=True)
+    moved.write_text("{")
+    (tmp_path / "pods" / "u2").mkdir()  # a pod without quarantine: not listed
+    check = check_quarantined_state(str(tmp_path))
+    assert check.status == "warn"
+    assert check.message == (f"1 state file(s) of 1 pod(s) could not be read and were moved aside, nothing of those "
+                             f"pods removed: {moved}")
