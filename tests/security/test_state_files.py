@@ -136,3 +136,24 @@ def test_a_url_pod_survives_an_unreachable_url_at_start_with_its_data(harness: A
     assert running(agent, "keeper")["containerID"] == before["containerID"]  # type: ignore[index]
     assert agent.procs(agent.cgroup_path("keeper", "c")) == pids
     assert data.read_text() == "keep me"
+
+
+def test_a_taken_back_pod_does_not_run_its_init_containers_again(agent: AgentHarness) -> None:
+    runs = agent.root / "init-runs"
+    agent.write("inited.yaml", f"""kind: Pod
+metadata: {{name: inited}}
+spec:
+  initContainers: [{{name: setup, image: x, command: [sh, -c, 'echo ran >> {runs}']}}]
+  containers: [{{name: c, image: x, command: [sleep, '3600']}}]
+""")
+    before = wait_for(lambda: running(agent, "inited"), what="inited running")
+    uid = agent.pod("inited")["metadata"]["uid"]
+    agent.stop(signal.SIGKILL)
+    (agent.state / "pods" / uid / "pod.json").write_text("")
+    agent.start()
+    now = wait_for(lambda: running(agent, "inited"), what="inited running again")
+    assert now["containerID"] == before["containerID"]
+    init = agent.container_status("inited", "setup")
+    assert init["state"]["terminated"]["reason"] == "Completed"
+    assert agent.pod("inited")["status"]["phase"] == "Running"
+    assert runs.read_text() == "ran\n"
