@@ -85,7 +85,7 @@ class PodManager:
             self._launch(worker)
             log.info("pod=%s uid=%s: restored from the state directory", worker.key, worker.pod.uid)
         for quarantine in moved:
-            self._report(quarantine)
+            self._report_quarantine(quarantine)
         for uid, files in self.store.quarantined().items():
             if uid not in self.workers:
                 self.found[uid] = await self._find_running(uid)
@@ -94,7 +94,7 @@ class PodManager:
         self._admit_waiting()
         return len(self.workers)
 
-    def _report(self, quarantine: Quarantine) -> None:
+    def _report_quarantine(self, quarantine: Quarantine) -> None:
         message = (f"state file of pod {quarantine.uid}: {quarantine.reason}; moved aside to {quarantine.path}. "
                    "Nothing of the pod is removed or killed; its running containers are taken back if a source "
                    "names it again")
