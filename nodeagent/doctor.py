@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from nodeagent.agent.store import PodStore
 from nodeagent.cgroups.detect import CgroupLayout, choose_driver, detect_layout, systemd_is_init
 from nodeagent.cli.client import AgentClient, ApiError
 from nodeagent.config import KubeletConfig, load_config
@@ -27,6 +28,7 @@ Status = Literal["ok", "warn", "fail"]
 PROC_SWAPS = "/proc/swaps"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 GiB = 1 << 30
+MAX_LINKS = 40  # as the kernel's limit on symlinks in one lookup
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
@@ -128,7 +130,8 @@ def check_swap(swaps_path: str, *, fail_swap_on: bool, swap_behavior: str) -> Ch
 
 
 def check_manifests(path: str) -> Check:
-    """staticPodPath: whoever can write there (or to a manifest in it) runs code as root."""
+    """staticPodPath: whoever can write there (or to a manifest in it, or to any directory or symlink on the
+    way to either, links followed as the agent follows them) runs code as root."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -137,8 +140,7 @@ def check_manifests(path: str) -> Check:
         return Check("manifests", "fail", f"cannot stat {path}: {exc.strerror}", "set staticPodPath to a directory")
     if stat.S_ISDIR(info.st_mode):
         try:
-            manifests = sorted(e.path for e in os.scandir(path)
-                               if not e.name.startswith(".") and e.is_file(follow_symlinks=False))
+            manifests = sorted(e.path for e in os.scandir(path) if not e.name.startswith(".") and e.is_file())
         except OSError as exc:
             return Check("manifests", "fail", f"cannot list {path}: {exc.strerror}", "run nodeagent doctor as root")
         kind = f"a directory of {len(manifests)} file{'' if len(manifests) == 1 else 's'}"
@@ -148,23 +150,57 @@ def check_manifests(path: str) -> Check:
         return Check("manifests", "fail", f"{path} is neither a directory nor a file",
                      "set staticPodPath to a directory of manifests")
     for name in [path, *manifests]:
-        if (unsafe := _unsafe(name)) is not None:
+        if (unsafe := _unsafe_way(name)) is not None:
             return unsafe
     return Check("manifests", "ok", f"{path}: {kind}, owned by root, not writable by group/other")
 
 
-def _unsafe(path: str) -> Check | None:
-    try:
-        info = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:  # a manifest removed while we looked
-        return None
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return Check("manifests", "fail", f"{path} is writable by group/other (mode {stat.S_IMODE(info.st_mode):04o}): "
-                     "anyone who can write there runs code as root", f"chmod go-w {path}")
-    if info.st_uid != 0:
-        return Check("manifests", "fail", f"{path} is owned by uid {info.st_uid}, not root: that user can run code "
-                     "as root", f"chown root:root {path}")
+def _unsafe_way(name: str) -> Check | None:
+    """What the agent reads for `name` must be root's, and so must every directory and symlink on the way.
+    A directory above it may be writable by others if it is sticky (as /tmp): then only root renames what
+    root owns in it."""
+    read = os.path.realpath(name)
+    for entry in reversed(_way(name)):
+        try:
+            info = os.stat(entry, follow_symlinks=False)
+        except FileNotFoundError:  # removed while we looked
+            continue
+        via = "" if entry == name else f" (reached from {name})"
+        sticky = stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX and entry != read
+        if not stat.S_ISLNK(info.st_mode) and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+            return Check("manifests", "fail", f"{entry} is writable by group/other (mode "
+                         f"{stat.S_IMODE(info.st_mode):04o}): anyone who can write there runs code as root{via}",
+                         f"chmod go-w {entry}")
+        if info.st_uid != 0:
+            return Check("manifests", "fail", f"{entry} is owned by uid {info.st_uid}, not root: that user can run "
+                         f"code as root{via}", f"chown root:root {entry}")
     return None
+
+
+def _way(path: str) -> list[str]:
+    """Every directory and symlink from / to what `path` names, symlinks followed (at most MAX_LINKS)."""
+    found = ["/"]
+    current = "/"
+    todo = os.path.abspath(path).split("/")
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        entry = os.path.join(current, part)
+        if entry not in found:
+            found.append(entry)
+        if os.path.islink(entry) and links < MAX_LINKS:
+            links += 1
+            target = os.readlink(entry)
+            current = "/" if target.startswith("/") else current
+            todo = [*target.split("/"), *todo]
+        else:
+            current = entry
+    return found
 
 
 def check_runtime(runtime: str, *, search_path: str | None, runc_path: str = "runc",
@@ -252,6 +288,20 @@ def check_state_dir(path: str, *, min_free_bytes: int = GiB) -> Check:
     return Check("state dir", "ok", f"{where}: {_size(free)} free")
 
 
+def check_quarantined_state(state_dir: str) -> Check:
+    """State files the agent moved aside (unreadable, or a newer agent's): their pods are kept as they were,
+    running but unmanaged unless a source names them again, until someone looks."""
+    found = PodStore(state_dir).quarantined()
+    if not found:
+        return Check("quarantined state", "ok", "no state file was moved aside")
+    files = [path for paths in found.values() for path in paths]
+    return Check("quarantined state", "warn", f"{len(files)} state file(s) of {len(found)} pod(s) could not be read "
+                 f"and were moved aside, nothing of those pods removed: {', '.join(files)}",
+                 "read `nodeagent events` (StateQuarantined) and the log; once the pod is running again or known "
+                 "gone, remove the file (a pod no source names keeps running until its processes and "
+                 "<stateDir>/pods/<uid> are removed by hand)")
+
+
 def run_checks(config: KubeletConfig) -> list[Check]:
     """Every check, on this machine, for this configuration."""
     layout = detect_layout()
@@ -269,6 +319,7 @@ def run_checks(config: KubeletConfig) -> list[Check]:
         check_socket(config.nodeagent.socket),
         check_ip_forward(IP_FORWARD),
         check_state_dir(config.nodeagent.state_dir),
+        check_quarantined_state(config.nodeagent.state_dir),
     ]
 
 

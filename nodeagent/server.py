@@ -9,7 +9,8 @@
     GET /nodeagent/v1/sources                              the sources, and the URL's last fetch
     GET /healthz, /metrics (Prometheus; also on a TCP address when nodeagent.metricsBindAddress is set)
 
-The socket is 0600, or 0660 for a configured group.
+The socket is 0600, or 0660 for a configured group. Both listeners have limits (nodeagent.apilimits): time
+to send a request, idle keep-alive, connections at once, no request body.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
 from nodeagent.agent.status import rfc3339
 from nodeagent.agent.worker import PodWorker
+from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
@@ -67,9 +69,11 @@ class StatusServer:
         self.sampler = UsageSampler(cgroups)
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
+        self._listeners: list[asyncio.Server] = []
+        self._guard = ConnectionGuard("API socket")
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard.middleware])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/api/v1/pods", self.list_pods)
@@ -85,11 +89,11 @@ class StatusServer:
         os.makedirs(os.path.dirname(self.socket_path), mode=0o755, exist_ok=True)
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)  # left by an agent that did not stop cleanly
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
         await self._runner.setup()
         old_umask = os.umask(0o177)
         try:
-            await web.UnixSite(self._runner, self.socket_path).start()
+            self._listeners.append(await self._guard.listen(self._runner, path=self.socket_path))
         finally:
             os.umask(old_umask)
         if self.socket_group:
@@ -97,14 +101,18 @@ class StatusServer:
             os.chmod(self.socket_path, 0o660)
         if self.metrics_address:
             host, _, port = self.metrics_address.rpartition(":")
-            metrics_app = web.Application()
+            guard = ConnectionGuard(f"metrics on {self.metrics_address}")
+            metrics_app = web.Application(middlewares=[guard.middleware])
             metrics_app.router.add_get("/healthz", self.healthz)
             metrics_app.router.add_get("/metrics", self.prometheus)
-            self._metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            self._metrics_runner = web.AppRunner(metrics_app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
             await self._metrics_runner.setup()
-            await web.TCPSite(self._metrics_runner, host or "127.0.0.1", int(port)).start()
+            self._listeners.append(await guard.listen(self._metrics_runner, host=host or "127.0.0.1", port=int(port)))
 
     async def stop(self) -> None:
+        for listener in self._listeners:
+            listener.close()  # no new connections; the runners close the open ones
+        self._listeners = []
         for runner in (self._runner, self._metrics_runner):
             if runner is not None:
                 await runner.cleanup()

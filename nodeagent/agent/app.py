@@ -163,7 +163,8 @@ class Agent:
         )
         eviction = eviction_memory_bytes(self.config.eviction_hard, node.memory_bytes)
         capacity = allocatable(node, eviction_memory=eviction, max_pods=self.config.max_pods)
-        self.pods = PodManager(self.services, PodStore(self.config.nodeagent.state_dir), capacity)
+        self.pods = PodManager(self.services, PodStore(self.config.nodeagent.state_dir), capacity,
+                               node_name=self.config.node_name)
         self.node_name = self.config.node_name
         self._last_good: dict[str, list[StaticPod]] = {}
         self._reported: set[tuple[str, str]] = set()
@@ -215,7 +216,7 @@ class Agent:
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
-        restored = self.pods.restore()
+        restored = await self.pods.restore()
         sources = asyncio.create_task(self._run_sources(), name="sources")
         stopping = asyncio.create_task(self._stop.wait())
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
@@ -342,9 +343,17 @@ class Agent:
             self.notifier.watchdog()
             await asyncio.sleep(self.notifier.watchdog_seconds / 2)
 
-    async def _on_files(self, files: list[ManifestFile]) -> None:
-        self._file_desired = merge_files(files, self._last_good)
-        self._last_good = self._file_desired.last_good
+    async def _on_files(self, files: list[ManifestFile] | None) -> None:
+        """A scan of staticPodPath. None: it could not be read, which says nothing about which pods should run:
+        the file pods stay as they are (before the first good read, those restored from the state directory)."""
+        if files is None:
+            if self._file_desired is not None:
+                return
+            restored = [w.pod for w in self.pods.pods() if w.pod.source == "file" and w.terminating_since is None]
+            self._file_desired = Desired(restored, [])
+        else:
+            self._file_desired = merge_files(files, self._last_good)
+            self._last_good = self._file_desired.last_good
         await self._sync()
 
     async def _sync(self) -> None:

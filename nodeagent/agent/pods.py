@@ -1,25 +1,32 @@
 """The pods on this node: one worker per desired pod, started, replaced and stopped as the sources say.
 
-    restore()       -> workers rebuilt from the state directory, their containers adopted
+    restore()       -> workers rebuilt from the state directory, their containers adopted; an unusable
+                       state file is quarantined and its pod's running containers found from the runtime
     sync(desired)   -> workers for new UIDs start, workers whose UID is gone stop;
                        the node's QoS cgroups follow the set of pods
     clean_orphans() -> pod cgroups, networks, container bundles and pod directories nobody owns are removed
 
 Like the kubelet, two pods of one name never run at once: a changed manifest's new pod waits until
 the old one has terminated.
+
+A quarantined UID (nodeagent.agent.store) is never an orphan: nothing of it is removed or killed. When a
+source names that pod again (same manifest, same UID), its new worker adopts the containers found running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable
 
 from nodeagent.agent import volumes
 from nodeagent.agent.admission import Allocatable, Rejection, admit
-from nodeagent.agent.snapshot import restore, snapshot
-from nodeagent.agent.store import PodStore
+from nodeagent.agent.events import WARNING, ObjectRef
+from nodeagent.agent.records import State, Termination
+from nodeagent.agent.snapshot import UnusableState, restore, snapshot
+from nodeagent.agent.store import PodStore, Quarantine
 from nodeagent.agent.worker import NodeServices, PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.resources import QOSClass
@@ -27,17 +34,20 @@ from nodeagent.errors import NodeAgentError
 from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
 from nodeagent.runtime import conmon
+from nodeagent.runtime.base import FoundContainer
 
 log = logging.getLogger(__name__)
 
 
 
 class PodManager:
-    def __init__(self, services: NodeServices, store: PodStore, capacity: Allocatable) -> None:
+    def __init__(self, services: NodeServices, store: PodStore, capacity: Allocatable, *, node_name: str) -> None:
         self.services = services
         self.store = store
         self.capacity = capacity
+        self.node_name = node_name
         self.workers: dict[str, PodWorker] = {}  # by UID, terminating ones included
+        self.found: dict[str, list[FoundContainer]] = {}  # quarantined UIDs without a worker: what runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def persist(self, worker: PodWorker) -> None:
@@ -57,18 +67,63 @@ class PodManager:
     async def start(self) -> None:
         await self._apply_node_cgroups([])
 
-    def restore(self) -> int:
-        """Workers for the pods the state directory knows; their containers are adopted as they run."""
-        for state in self.store.load_all():
-            worker = restore(state, self.services)
-            if worker is None or worker.pod.uid in self.workers:
+    async def restore(self) -> int:
+        """Workers for the pods the state directory knows; their containers are adopted as they run. What
+        cannot be used is quarantined and reported; what its pods run is looked for in the runtime."""
+        now = self.services.clock.now()
+        states, moved = self.store.load_all(now)
+        for state in states:
+            try:
+                worker = restore(state, self.services)
+            except UnusableState as exc:
+                moved.append(self.store.quarantine(str(state["uid"]), str(exc), now))
+                continue
+            if worker.pod.uid in self.workers:
                 continue
             if worker.start_time is None:  # it had not been admitted: it is judged again
                 worker.reject(Rejection("Pending", "waiting for admission"))
             self._launch(worker)
             log.info("pod=%s uid=%s: restored from the state directory", worker.key, worker.pod.uid)
+        for quarantine in moved:
+            self._report_quarantine(quarantine)
+        for uid, files in self.store.quarantined().items():
+            if uid not in self.workers:
+                self.found[uid] = await self._find_running(uid)
+                log.warning("pod uid=%s: its state is quarantined (%s): kept as it is, %d container(s) running",
+                            uid, ", ".join(files), len(self.found[uid]))
         self._admit_waiting()
         return len(self.workers)
+
+    def _report_quarantine(self, quarantine: Quarantine) -> None:
+        message = (f"state file of pod {quarantine.uid}: {quarantine.reason}; moved aside to {quarantine.path}. "
+                   "Nothing of the pod is removed or killed; its running containers are taken back if a source "
+                   "names it again")
+        log.error("%s", message)
+        self.services.events.record(ObjectRef("Node", self.node_name), WARNING, "StateQuarantined", message)
+
+    async def _find_running(self, uid: str) -> list[FoundContainer]:
+        try:
+            return await self.services.runtime.find_running(uid)
+        except NodeAgentError as exc:
+            log.error("pod uid=%s: looking for its running containers: %s", uid, exc)
+            return []
+
+    def _take_back(self, worker: PodWorker) -> None:
+        """A quarantined pod a source names again: its worker adopts what runs, with the restart counts. An app
+        container running means the init containers had completed (they are not run again)."""
+        found = [f for f in self.found.pop(worker.pod.uid, []) if f.name in worker.records]
+        for container in found:
+            worker.records[container.name] = dataclasses.replace(worker.records[container.name],
+                                                                 restart_count=container.attempt)
+            worker.adoptable[container.name] = dict(container.saved)
+            log.info("pod=%s container=%s: found running, taken back (restart count %d)", worker.key,
+                     container.name, container.attempt)
+        if any(not worker.records[f.name].init for f in found):
+            now = self.services.clock.now()
+            for name, record in worker.records.items():
+                if record.init and name not in worker.adoptable:
+                    worker.records[name] = dataclasses.replace(record, state=State.TERMINATED, reason=None,
+                                                               terminated=Termination(0, "Completed", None, now, None))
 
     async def sync(self, desired: Iterable[StaticPod]) -> None:
         wanted = {pod.uid: pod for pod in desired}
@@ -84,6 +139,7 @@ class PodManager:
                 if any(w.key == pod.key for w in self.workers.values()):
                     self.services.metrics.pod_replaced()
                 worker = PodWorker(pod, self.services)
+                self._take_back(worker)
                 rejection = admit(pod, self._admitted_pods(), self.capacity)
                 if rejection is not None:
                     worker.reject(rejection)
@@ -139,8 +195,8 @@ class PodManager:
     async def clean_orphans(self, old_bundles: set[str]) -> None:
         """Remove what nobody owns any more: the sandboxes of unknown UIDs (first: a sandbox's containers live
         in its pod cgroup), pod cgroups of unknown UIDs under our cgroupRoot, pod directories without a pod,
-        and old container bundles no pod refers to (with their exit files)."""
-        known = set(self.workers)
+        and old container bundles no pod refers to (with their exit files). Quarantined UIDs are known."""
+        known = set(self.workers) | set(self.store.quarantined())
         if self.services.sandboxes is not None:
             try:
                 await self.services.sandboxes.clean_up(known)
@@ -180,7 +236,7 @@ class PodManager:
         if self.services.networks is None:
             return
         try:
-            await self.services.networks.clean_up(set(self.workers))
+            await self.services.networks.clean_up(set(self.workers) | set(self.store.quarantined()))
         except NodeAgentError as exc:
             log.error("removing the networks of pods that are gone: %s", exc)
 
@@ -190,6 +246,8 @@ class PodManager:
             for saved in [*worker.adoptable.values(), *(r.saved() for r in worker.running.values())]:
                 if "ociId" in saved:
                     found.add(str(saved["ociId"]))
+        for containers in self.found.values():
+            found.update(str(c.saved["ociId"]) for c in containers if "ociId" in c.saved)
         return found
 
     async def close(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,8 +18,11 @@ from nodeagent.agent.worker import NodeServices, PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Pod
 from nodeagent.api.resources import qos_class
+from nodeagent.errors import NodeAgentError
 
-log = logging.getLogger(__name__)
+
+class UnusableState(NodeAgentError):
+    """A saved state that parses but does not describe a pod this agent can rebuild."""
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -94,8 +96,8 @@ def snapshot(worker: PodWorker) -> dict[str, Any]:
     }
 
 
-def restore(state: dict[str, Any], services: NodeServices) -> PodWorker | None:
-    """The worker as it was, its running containers marked to be adopted; None if the state is unusable."""
+def restore(state: dict[str, Any], services: NodeServices) -> PodWorker:
+    """The worker as it was, its running containers marked to be adopted; UnusableState if it cannot be."""
     try:
         model = Pod.model_validate(state["pod"])
         pod = StaticPod(pod=model, source=state["source"], origin=state["origin"], config_hash=state["configHash"],
@@ -124,6 +126,6 @@ def restore(state: dict[str, Any], services: NodeServices) -> PodWorker | None:
             if saved["running"] is not None:
                 worker.adoptable[name] = saved["running"]
     except (KeyError, TypeError, ValueError, ValidationError, AssertionError) as exc:
-        log.error("saved state of pod %s cannot be used (%s): treated as unknown", state.get("uid"), exc)
-        return None
+        raise UnusableState(f"it does not describe a pod this agent can rebuild ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})") from exc
     return worker

@@ -366,6 +366,10 @@ class PodWorker:
                          outcome.exit_code)
                 return await self._record_exit(name, outcome, record.started_at, record.container_id)
             self.running[name] = outcome
+            if record.container_id != outcome.container_id:  # found running, its saved state lost
+                probed = container.readiness_probe is not None or container.startup_probe is not None
+                self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
+                             container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
             log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
             self._stop_if_stopping(outcome)
             return await self._watch(name, outcome)

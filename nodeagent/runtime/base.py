@@ -83,6 +83,16 @@ class ExecResult:
     output: str  # stdout and stderr, shortened
 
 
+@dataclass(frozen=True, slots=True)
+class FoundContainer:
+    """A running container found from the runtime's own records (its monitor's files, its labels), for a pod
+    whose saved state the agent lost: what adopt() takes to watch it again."""
+
+    name: str
+    attempt: int  # its restart count, as its log file is named
+    saved: Mapping[str, Any]
+
+
 class RunningContainer(Protocol):
     """One started container attempt."""
 
@@ -116,6 +126,9 @@ class Runtime(Protocol):
 
     async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
         """Take back a container started before an agent restart: still running, or how it ended."""
+
+    async def find_running(self, pod_uid: str) -> list[FoundContainer]:
+        """The pod's containers that run now, found without the agent's saved state (it was unreadable)."""
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""

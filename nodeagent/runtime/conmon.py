@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -21,7 +22,10 @@ import shutil
 import signal
 from dataclasses import dataclass
 
+import psutil
+
 from nodeagent.errors import RuntimeStartError
+from nodeagent.runtime.base import FoundContainer
 from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
@@ -133,6 +137,48 @@ def read_exit_code(layout: ConmonLayout, container_id: str) -> int | None:
     except ValueError:
         return None
     return code if code >= 0 else None
+
+
+def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
+    """The pod's running containers, from conmon's own files and processes only: each bundle's conmon.pid
+    names a conmon whose command line names the bundle's container and its log file
+    (<logs>/<namespace>_<name>_<uid>/<container>/<attempt>.log); the pidfile names the container's
+    process, which must be conmon's child. Blocking: run it in a thread."""
+    found = []
+    directory = os.path.join(layout.state_dir, "containers")
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    for container_id in entries:
+        bundle = layout.bundle(container_id)
+        try:
+            conmon_pid, pid = _read_pid(os.path.join(bundle, "conmon.pid")), _read_pid(os.path.join(bundle, "pidfile"))
+            argv = psutil.Process(conmon_pid).cmdline()
+            child = psutil.Process(pid)
+            ours = child.ppid() == conmon_pid and _option(argv, "-c") == container_id
+            started = child.create_time()
+        except (OSError, ValueError, psutil.Error):
+            continue
+        log_path = (_option(argv, "-l") or "").removeprefix("k8s-file:")
+        pod_dir, name, attempt = (os.path.basename(os.path.dirname(os.path.dirname(log_path))),
+                                  os.path.basename(os.path.dirname(log_path)), os.path.basename(log_path))
+        if not (ours and pod_dir.endswith(f"_{pod_uid}") and attempt.removesuffix(".log").isdigit()):
+            continue
+        saved = {"ociId": container_id, "conmon": ProcessIdentity.of(conmon_pid).to_json(),
+                 "container": ProcessIdentity.of(pid).to_json(),
+                 "startedAt": dt.datetime.fromtimestamp(started, dt.UTC).isoformat()}
+        found.append(FoundContainer(name, int(attempt.removesuffix(".log")), saved))
+    return found
+
+
+def _read_pid(path: str) -> int:
+    with open(path) as handle:
+        return int(handle.read(32).strip())
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    return next((argv[i + 1] for i in range(len(argv) - 1) if argv[i] == flag), None)
 
 
 def abandon(layout: ConmonLayout, container_id: str) -> None:

@@ -40,7 +40,14 @@ from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.durable import write_atomically
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, ImageReady, RunningContainer
+from nodeagent.runtime.base import (
+    ContainerExit,
+    ContainerSpec,
+    ExecResult,
+    FoundContainer,
+    ImageReady,
+    RunningContainer,
+)
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import available_capabilities
 from nodeagent.runtime.procinfo import ProcessIdentity
@@ -155,6 +162,9 @@ class ProcessRuntime:
             container.watch()
             return container
         return await container.wait()
+
+    async def find_running(self, pod_uid: str) -> list[FoundContainer]:
+        return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
 
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:

@@ -38,7 +38,14 @@ from nodeagent.images.errors import ImageError, MountError
 from nodeagent.images.overlay import mount_rootfs, unmount
 from nodeagent.images.store import Image, ImageStore, PullPolicy
 from nodeagent.runtime import conmon
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, ImageReady, RunningContainer
+from nodeagent.runtime.base import (
+    ContainerExit,
+    ContainerSpec,
+    ExecResult,
+    FoundContainer,
+    ImageReady,
+    RunningContainer,
+)
 from nodeagent.runtime.image_user import resolve_user
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
@@ -117,6 +124,11 @@ class RuncRuntime:
             container.watch()
             return container
         return await container.wait()
+
+    async def find_running(self, pod_uid: str) -> list[FoundContainer]:
+        found = await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
+        self._live.update(str(f.saved["ociId"]) for f in found)
+        return found
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """`runc exec`: the container's namespaces, cgroup, user, environment and working directory (its

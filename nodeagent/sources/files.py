@@ -57,7 +57,8 @@ class FileSource:
         self._cache: dict[str, ManifestFile] = {}
         self._missing_reported = False
 
-    def candidates(self) -> list[str]:
+    def candidates(self) -> list[str] | None:
+        """The manifest files to read; None when staticPodPath exists but cannot be listed (not "no pods")."""
         if os.path.isfile(self.path):
             return [self.path]
         try:
@@ -68,15 +69,19 @@ class FileSource:
                 self._missing_reported = True
             return []
         except OSError as exc:
-            log.error("reading staticPodPath %s: %s", self.path, exc.strerror)
-            return []
+            log.error("reading staticPodPath %s: %s; the file pods stay as they are", self.path, exc.strerror)
+            return None
         self._missing_reported = False
         return [os.path.join(self.path, name) for name in names if is_manifest_name(name)]
 
-    def scan(self) -> list[ManifestFile]:
-        """Every manifest file as it is now, in name order (blocking: run it in a thread)."""
+    def scan(self) -> list[ManifestFile] | None:
+        """Every manifest file as it is now, in name order; None if the directory cannot be read (blocking: run
+        it in a thread)."""
+        paths = self.candidates()
+        if paths is None:
+            return None
         found = []
-        for path in self.candidates():
+        for path in paths:
             try:
                 manifest = self._read(path)
             except Exception as exc:  # one file, whatever is in it, never stops the others or the agent
@@ -117,7 +122,7 @@ class FileSource:
             result = _failed("the file defines no pod (empty, or only comments)")
         return ManifestFile(path, digest, result)
 
-    async def run(self, on_scan: Callable[[list[ManifestFile]], Awaitable[None]]) -> None:
+    async def run(self, on_scan: Callable[[list[ManifestFile] | None], Awaitable[None]]) -> None:
         """Scan now, then on every change (debounced) and every fileCheckFrequency, until cancelled."""
         loop = asyncio.get_running_loop()
         dirty = asyncio.Event()

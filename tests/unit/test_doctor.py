@@ -23,6 +23,7 @@ from nodeagent.doctor import (
     check_driver,
     check_ip_forward,
     check_manifests,
+    check_quarantined_state,
     check_root,
     check_runtime,
     check_socket,
@@ -193,6 +194,75 @@ def test_manifest_dir_owned_by_another_user_fails(tmp_path: Path) -> None:
     assert check.status == "fail"
     assert check.message == f"{manifests} is owned by uid 65534, not root: that user can run code as root"
     assert check.fix == f"chown root:root {manifests}"
+
+
+@needs_root
+def test_symlinked_manifest_whose_target_another_user_can_write_fails(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir(mode=0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    target = write(elsewhere / "pod.yaml", "kind: Pod\n", 0o644)
+    os.chown(target, 65534, 65534)
+    (manifests / "pod.yaml").symlink_to(target)
+    check = check_manifests(str(manifests))
+    assert check.status == "fail"
+    assert check.message == (f"{target} is owned by uid 65534, not root: that user can run code as root "
+                             f"(reached from {manifests / 'pod.yaml'})")
+    assert check.fix == f"chown root:root {target}"
+
+
+@needs_root
+def test_symlinked_manifest_in_a_directory_another_user_owns_fails(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir(mode=0o755)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, 65534)  # its owner can replace the file, whatever the file's own mode
+    (manifests / "pod.yaml").symlink_to(write(theirs / "pod.yaml", "kind: Pod\n", 0o644))
+    check = check_manifests(str(manifests))
+    assert (check.status, check.fix) == ("fail", f"chown root:root {theirs}")
+
+
+@needs_root
+def test_symlink_on_the_way_in_a_group_writable_directory_fails(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir(mode=0o755)
+    hop = tmp_path / "hop"
+    hop.mkdir()
+    hop.chmod(0o775)  # whoever is in its group can point the link elsewhere
+    real = tmp_path / "real"
+    real.mkdir(mode=0o755)
+    (hop / "link.yaml").symlink_to(write(real / "pod.yaml", "kind: Pod\n"))
+    (manifests / "pod.yaml").symlink_to(hop / "link.yaml")
+    check = check_manifests(str(manifests))
+    assert (check.status, check.fix) == ("fail", f"chmod go-w {hop}")
+
+
+@needs_root
+def test_symlinked_manifest_dir_is_judged_by_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o755)
+    write(real / "web.yaml", "kind: Pod\n")
+    link = tmp_path / "manifests"
+    link.symlink_to(real)
+    assert check_manifests(str(link)).status == "ok"  # the link's own mode (0777) means nothing
+    os.chown(real, 65534, 65534)
+    check = check_manifests(str(link))
+    assert (check.status, check.fix) == ("fail", f"chown root:root {real}")
+
+
+@needs_root
+def test_a_directory_above_the_manifests_that_others_can_write_fails(tmp_path: Path) -> None:
+    above = tmp_path / "above"
+    above.mkdir()
+    above.chmod(0o777)  # anyone can rename manifests/ away and put their own in its place
+    manifests = above / "manifests"
+    manifests.mkdir(mode=0o755)
+    check = check_manifests(str(manifests))
+    assert (check.status, check.fix) == ("fail", f"chmod go-w {above}")
+    above.chmod(0o1777)  # sticky, as /tmp: only root, manifests/'s owner, may rename it
+    assert check_manifests(str(manifests)).status == "ok"
 
 
 def test_missing_manifest_dir_warns(tmp_path: Path) -> None:
@@ -420,3 +490,15 @@ def test_on_this_machine(tmp_path: Path) -> None:
            "group/other" in lines
     assert result.exit_code == (1 if any(line.startswith("fail") for line in lines) else 0)
     assert not (tmp_path / "state").exists()  # doctor looks, never creates
+
+
+def test_quarantined_state_files_are_listed(tmp_path: Path) -> None:
+    assert check_quarantined_state(str(tmp_path)) == Check("quarantined state", "ok", "no state file was moved aside")
+    moved = tmp_path / "pods" / "u1" / "pod.json.quarantined-20261204T160000.000000Z"
+    moved.parent.mkdir(parents=True)
+    moved.write_text("{")
+    (tmp_path / "pods" / "u2").mkdir()  # a pod without quarantine: not listed
+    check = check_quarantined_state(str(tmp_path))
+    assert check.status == "warn"
+    assert check.message == (f"1 state file(s) of 1 pod(s) could not be read and were moved aside, nothing of those "
+                             f"pods removed: {moved}")

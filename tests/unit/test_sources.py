@@ -112,6 +112,12 @@ def test_a_missing_directory_gives_no_pods(tmp_path: Path) -> None:
     assert missing.scan() == []
 
 
+def test_a_directory_that_cannot_be_listed_is_not_an_empty_one(tmp_path: Path) -> None:
+    loop = tmp_path / "manifests"
+    loop.symlink_to(loop)  # ELOOP: it exists, and cannot be read
+    assert source(loop).scan() is None
+
+
 def test_a_directory_that_appears_later_is_read(tmp_path: Path) -> None:
     directory = tmp_path / "manifests"
     src = source(directory)

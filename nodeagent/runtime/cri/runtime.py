@@ -31,6 +31,7 @@ from nodeagent.runtime.base import (
     ContainerExit,
     ContainerSpec,
     ExecResult,
+    FoundContainer,
     ImageReady,
     PodSandboxSpec,
     RunningContainer,
@@ -251,6 +252,15 @@ class CriRuntime:
         container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at))
         container.watch()
         return container
+
+    async def find_running(self, pod_uid: str) -> list[FoundContainer]:
+        found = []
+        for container in await self.client.list_containers(labels={POD_UID: pod_uid, **OURS},
+                                                           state=cri.CONTAINER_RUNNING):
+            _, identity = await self._status(container.id)
+            saved = {"criId": container.id, **({"process": identity.to_json()} if identity else {})}
+            found.append(FoundContainer(container.metadata.name, container.metadata.attempt, saved))
+        return found
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         assert isinstance(running, CriContainer)
