@@ -51,6 +51,7 @@ from nodeagent.runtime.base import (
     Runtime,
     Sandbox,
 )
+from nodeagent.runtime.logrotate import LogFile
 from nodeagent.runtime.logs import container_log_path, pod_log_dir
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,19 @@ class PodWorker:
     @property
     def key(self) -> str:
         return self.pod.key
+
+    def log_files(self) -> list[LogFile]:
+        """Each container's log files to keep bounded: the current attempt's (with its writer while it runs)
+        and the previous one's."""
+        files = []
+        for name, record in self.records.items():
+            running = self.running.get(name)
+            for attempt in range(max(0, record.restart_count - 1), record.restart_count + 1):
+                path = container_log_path(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid,
+                                          name, attempt)
+                writer = running if running is not None and attempt == record.restart_count else None
+                files.append(LogFile(path, writer.reopen_log if writer is not None else None))
+        return files
 
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection

@@ -333,6 +333,17 @@ class CriContainer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
 
+    async def reopen_log(self) -> bool:
+        """ReopenContainerLog: the runtime has made the new file when it answers; it refuses a stopped container."""
+        if self._ended.done():
+            return False
+        try:
+            await self.runtime.client.reopen_container_log(self.cri_id)
+        except CRIError as exc:
+            log.debug("container %s: ReopenContainerLog: %s", self.cri_id[:12], exc)
+            return False
+        return True
+
     def kill(self) -> None:
         """SIGKILL the main process now, and every process of the container through the runtime."""
         if self._ended.done():
