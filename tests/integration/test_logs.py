@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import yaml
 
 from tests.integration.harness import NODE, AgentHarness, wait_for
@@ -15,14 +18,14 @@ from tests.integration.harness import NODE, AgentHarness, wait_for
 MAX_SIZE = 1 << 20
 MAX_FILES = 3
 BURST_LINES = 250_000  # 100-byte lines: 25 MB of output at once, ~36 MB as CRI records
-BURST = (f"yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
-         f" | head -n {BURST_LINES}; echo the-last-line; sleep 3600")
+LINE = "0123456789" * 10
 
 
-def burst_pod(name: str, image: str = "busybox") -> str:
+def burst_pod(name: str, lines: int = BURST_LINES, image: str = "busybox") -> str:
+    burst = f"yes {LINE} 2>/dev/null | head -n {lines}; echo the-last-line; sleep 3600"
     return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-                               {"name": "burst", "image": image, "command": ["/bin/sh", "-c", BURST]}]}})
+                               {"name": "burst", "image": image, "command": ["/bin/sh", "-c", burst]}]}})
 
 
 def container_log_dir(agent: AgentHarness, pod: str, container: str) -> Path:
@@ -50,6 +53,8 @@ def assert_burst_bounded(agent: AgentHarness, pod: str) -> None:
     assert names[0] == "0.log" and 2 <= len(names) <= MAX_FILES, names
     assert all(name.startswith("0.log.") and name.endswith(".gz") for name in names[1:]), names
     assert b"the-last-line" in newest_records(directory)
+    assert agent.cli("logs", pod, "--tail", "1").stdout == "the-last-line\n"  # in the rotated file, or the new one
+    assert agent.cli("logs", pod, "--tail", "4").stdout.startswith(LINE)
 
 
 def test_a_burst_is_bounded_within_seconds_with_the_newest_lines_kept(harness: AgentHarness) -> None:
@@ -57,3 +62,28 @@ def test_a_burst_is_bounded_within_seconds_with_the_newest_lines_kept(harness: A
     harness.start()
     harness.write("burst.yaml", burst_pod("burst"))
     assert_burst_bounded(harness, "burst")
+
+
+def test_the_tail_of_a_large_log_costs_the_agent_little_memory(harness: AgentHarness) -> None:
+    harness.configure({"containerLogMaxSize": "1Gi"})
+    harness.start()
+    harness.write("large.yaml", burst_pod("large", lines=1_100_000))  # 110 MB of output, 160 MB of records
+    directory = container_log_dir(harness, "large", "burst")
+    wait_for(lambda: (directory / "0.log").read_bytes()[-200:].endswith(b" stdout F the-last-line\n"), timeout=120,
+             what="the large log written", interval=0.5)
+    assert (directory / "0.log").stat().st_size > 100 * 2**20
+    assert harness.process is not None
+    agent = psutil.Process(harness.process.pid)
+    before = agent.memory_info().rss
+    assert harness.cli("logs", "large", "--tail", "1").stdout == "the-last-line\n"
+    assert harness.cli("logs", "large", "--tail", "4").stdout.startswith(f"{LINE}\n{LINE}\n")
+    assert harness.cli("logs", "large", "--limit-bytes", "15").stdout == LINE[:15]
+    lines = 0
+    with subprocess.Popen([sys.executable, "-m", "nodeagent", "logs", "--socket", str(harness.socket), "large"],
+                          stdout=subprocess.PIPE) as whole:  # the whole log streamed, counted as it comes
+        assert whole.stdout is not None
+        for block in iter(lambda: whole.stdout.read(1 << 20), b""):
+            lines += block.count(b"\n")
+    assert lines == 1_100_001
+    grown = agent.memory_info().rss - before
+    assert grown < 40 * 2**20, f"the agent's RSS grew by {grown / 2**20:.0f} MiB"
