@@ -4,6 +4,7 @@ large log costs the agent little memory."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import subprocess
@@ -13,7 +14,14 @@ from pathlib import Path
 import psutil
 import yaml
 
+from tests.integration.containerd import BUSYBOX_IMAGE, Containerd, containerd, cri_images
 from tests.integration.harness import NODE, AgentHarness, wait_for
+from tests.integration.registry import Registry, auth_registry, registry
+from tests.integration.test_cri import configure as use_containerd
+from tests.integration.test_cri import remove_sandboxes
+from tests.integration.test_runc import Images, RuncAgent, images
+
+__all__ = ["auth_registry", "containerd", "cri_images", "images", "registry"]  # the fixtures, imported for pytest
 
 MAX_SIZE = 1 << 20
 MAX_FILES = 3
@@ -57,11 +65,37 @@ def assert_burst_bounded(agent: AgentHarness, pod: str) -> None:
     assert agent.cli("logs", pod, "--tail", "4").stdout.startswith(LINE)
 
 
+LIMITS = {"containerLogMaxSize": "1Mi", "containerLogMaxFiles": MAX_FILES}
+
+
 def test_a_burst_is_bounded_within_seconds_with_the_newest_lines_kept(harness: AgentHarness) -> None:
-    harness.configure({"containerLogMaxSize": "1Mi", "containerLogMaxFiles": MAX_FILES})
+    harness.configure(LIMITS)
     harness.start()
     harness.write("burst.yaml", burst_pod("burst"))
     assert_burst_bounded(harness, "burst")
+
+
+def test_a_burst_under_runc_is_bounded(tmp_path: Path, registry: Registry, images: Images) -> None:
+    agent = RuncAgent(tmp_path, [registry])
+    try:
+        agent.harness.configure(LIMITS)
+        agent.harness.start()
+        agent.harness.write("burst.yaml", burst_pod("burst", image=images.busybox.reference))
+        assert_burst_bounded(agent.harness, "burst")
+    finally:
+        agent.clean_up()
+
+
+def test_a_burst_under_containerd_is_bounded(harness: AgentHarness, containerd: Containerd) -> None:
+    use_containerd(harness, containerd)
+    harness.configure(LIMITS)
+    harness.start()
+    try:
+        harness.write("burst.yaml", burst_pod("burst", image=BUSYBOX_IMAGE))
+        assert_burst_bounded(harness, "burst")
+    finally:
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))  # before the harness kills the pods' cgroups
 
 
 def test_the_tail_of_a_large_log_costs_the_agent_little_memory(harness: AgentHarness) -> None:
