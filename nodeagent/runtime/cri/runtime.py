@@ -50,6 +50,7 @@ from nodeagent.runtime.cri.mapping import (
     sandbox_config,
     timestamp,
 )
+from nodeagent.runtime.execoutput import message
 from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
@@ -244,8 +245,7 @@ class CriRuntime:
             response = await self.client.exec_sync(running.cri_id, command, timeout_s=max(1, math.ceil(timeout)))
         except CRIError as exc:
             return ExecResult(exit_code=-1, output=exc.message)
-        output = (response.stdout + response.stderr).decode(errors="replace").strip()
-        return ExecResult(exit_code=response.exit_code, output=output[:1024])
+        return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
 
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
