@@ -28,10 +28,10 @@ BURST_LINES = 250_000  # 100-byte lines: 25 MB of output at once, ~36 MB as CRI 
 LINE = "0123456789" * 10
 
 
-def burst_pod(name: str, lines: int = BURST_LINES, image: str = "busybox") -> str:
-    burst = f"yes {LINE} 2>/dev/null | head -n {lines}; echo the-last-line; sleep 3600"
+def burst_pod(name: str, lines: int = BURST_LINES, image: str = "busybox", then: str = "sleep 3600") -> str:
+    burst = f"yes {LINE} 2>/dev/null | head -n {lines}; echo the-last-line; {then}"
     return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                           "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                           "spec": {"terminationGracePeriodSeconds": 1, "restartPolicy": "Never", "containers": [
                                {"name": "burst", "image": image, "command": ["/bin/sh", "-c", burst]}]}})
 
 
@@ -79,6 +79,17 @@ def test_a_burst_is_bounded_within_seconds_with_the_newest_lines_kept(harness: A
     harness.start()
     harness.write("burst.yaml", burst_pod("burst"))
     assert_burst_bounded(harness, "burst")
+
+
+def test_the_log_of_a_container_that_ended_is_trimmed_in_place(harness: AgentHarness) -> None:
+    harness.configure(LIMITS)
+    harness.start()
+    harness.write("ended.yaml", burst_pod("ended", then="exit 0"))
+    wait_for(lambda: "terminated" in harness.container_status("ended", "burst")["state"], timeout=30, what="the end")
+    directory = container_log_dir(harness, "ended", "burst")
+    wait_for(lambda: (directory / "0.log").stat().st_size <= MAX_SIZE, timeout=5, what="0.log trimmed")
+    assert on_disk(directory) <= MAX_SIZE * MAX_FILES
+    assert harness.cli("logs", "ended", "--tail", "1").stdout == "the-last-line\n"
 
 
 def test_a_burst_under_runc_is_bounded(tmp_path: Path, registry: Registry, images: Images) -> None:
