@@ -9,6 +9,7 @@ import gzip
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -137,3 +138,31 @@ def test_the_tail_of_a_large_log_costs_the_agent_little_memory(harness: AgentHar
     assert lines == 1_100_001
     grown = peak_rss(harness.process.pid) - before
     assert grown < 40 * 2**20, f"the agent's peak RSS grew by {grown / 2**20:.0f} MiB"
+
+
+def test_follow_goes_on_across_rotations(harness: AgentHarness) -> None:
+    harness.configure(LIMITS)
+    harness.start()
+    rounds = (f"for i in 0 1 2; do yes {LINE} 2>/dev/null | head -n 30000; echo mark-$i; sleep 1.5; done; "
+              "echo the-end; sleep 3600")
+    harness.write("rounds.yaml", yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rounds"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            {"name": "c", "image": "busybox", "command": ["/bin/sh", "-c", rounds]}]}}))
+    wait_for(lambda: "running" in harness.container_status("rounds", "c")["state"], what="running")
+    lines: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "nodeagent", "logs", "-f", "rounds", "--socket", str(harness.socket)],
+                          stdout=subprocess.PIPE, text=True) as follow:
+        assert follow.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(follow.stdout or []), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: "the-end\n" in lines, timeout=40, what="the follow's last line", interval=0.2)
+        finally:
+            follow.kill()
+    marks = [line.strip() for line in lines if line != LINE + "\n"]
+    assert marks == ["mark-0", "mark-1", "mark-2", "the-end"]
+    directory = container_log_dir(harness, "rounds", "c")
+    assert len(os.listdir(directory)) >= 2  # it did rotate meanwhile
+    assert harness.cli("logs", "rounds", "--since", "1h", "--tail", "1").stdout == "the-end\n"
+    assert harness.cli("logs", "rounds", "--since-time", "2999-01-01T00:00:00Z").stdout == ""
