@@ -1,7 +1,8 @@
 """Reading a container's log as `kubectl logs` asks for it, in chunks, never the whole file at once.
 
     tailLines    the last N records, found by reading blocks backwards from the end (as the kubelet's
-                 tail.FindTailLineStartIndex: an unfinished last record is not counted)
+                 tail.FindTailLineStartIndex: an unfinished last record is not counted), moved back to the
+                 start of a line whose first pieces (P records) it would cut off
     limitBytes   the output stops after N bytes
     since        records older than this time are skipped (sinceSeconds / sinceTime)
     follow       at the end of the file, wait for more while the container runs; when a rotation has put
@@ -103,6 +104,8 @@ def earlier_files(handle: BinaryIO, path: str, tail_lines: int | None) -> list[t
     to skip: all of them whole, or for a tail as many of the newest as it reaches back to (the current file's
     handle is left at the tail's start)."""
     rotated = rotated_files(path)
+    if rotated and _replaced_since_opened(path, handle):  # rotated since it was opened: the newest one is it
+        rotated.pop()
     if tail_lines is None:
         return [(name, 0) for name in rotated]
     offset, found = tail_start(handle, tail_lines)
@@ -135,11 +138,18 @@ def _skip_records(stream: io.BufferedIOBase, records: int) -> bytes:
     return b""
 
 
+def _replaced_since_opened(path: str, handle: BinaryIO) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:  # between the rename and the writer's reopen
+        return True
+
+
 def _replaced(path: str, handle: BinaryIO) -> BinaryIO | None:
     """The new file at `path` when a rotation has put one there, else None."""
+    if not _replaced_since_opened(path, handle):
+        return None
     try:
-        if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
-            return None
         return open(path, "rb")
     except FileNotFoundError:  # between the rename and the writer's reopen
         return None

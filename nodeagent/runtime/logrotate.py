@@ -79,7 +79,7 @@ def newest_lines_offset(path: str, limit: int) -> int:
     return size  # no line starts within the limit: nothing of it is kept
 
 
-def compress(path: str, limit: int) -> str:
+def compress(path: str, limit: int) -> None:
     """`path` -> `path.gz` holding its newest `limit` bytes, atomically; the original is removed."""
     target = path + ".gz"
     offset = newest_lines_offset(path, limit)
@@ -88,7 +88,6 @@ def compress(path: str, limit: int) -> str:
         shutil.copyfileobj(source, out, COPY_BYTES)
     os.replace(target + ".tmp", target)
     os.unlink(path)
-    return target
 
 
 def trim(path: str, limit: int) -> None:

@@ -181,3 +181,14 @@ def test_a_tail_starts_with_a_whole_line(tmp_path: Path) -> None:
     assert read_all(path, LogOptions(tail_lines=2)) == b"line 2line 3\nline 5\n"
     assert read_all(path, LogOptions(tail_lines=1)) == b"line 5\n"
     assert read_all(path, LogOptions(tail_lines=5)) == b"line 1\nline 2line 3\nline 5\n"
+
+
+def test_a_rotation_between_opening_and_reading_shows_nothing_twice(tmp_path: Path) -> None:
+    path = rotated_chain(tmp_path)
+    handle = open_log(str(path))
+    os.rename(path, tmp_path / "0.log.20261204-150002")  # rotated right after it was opened
+    path.write_bytes(record(300))
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in read_log(handle, str(path), LogOptions(), lambda: False)])
+    assert asyncio.run(collect()) == lines(0, 299)
