@@ -185,6 +185,8 @@ class KubeletConfig(_ConfigModel):
     feature_gates: dict[str, bool] | None = None
     memory_throttling_factor: float = 0.9
     pod_logs_dir: str | None = None
+    container_log_max_size: str = "10Mi"  # a quantity, as the kubelet's string field
+    container_log_max_files: int = 5
     resolv_conf: str = "/etc/resolv.conf"  # what dnsPolicy Default (and ClusterFirst without cluster DNS) gives
     nodeagent: NodeAgentConfig = NodeAgentConfig()
 
@@ -209,6 +211,24 @@ class KubeletConfig(_ConfigModel):
             raise ValueError("must be between 1ms and 1s, inclusive")
         return value
 
+    @field_validator("container_log_max_size")
+    @classmethod
+    def _log_size(cls, value: str) -> str:
+        try:
+            size = parse_quantity(value).value()
+        except ValueError as exc:
+            raise ValueError(f'Invalid value: "{value}": {exc}') from None
+        if size <= 0:
+            raise ValueError(f'Invalid value: "{value}": must be greater than 0')
+        return value
+
+    @field_validator("container_log_max_files")
+    @classmethod
+    def _log_files(cls, value: int) -> int:
+        if value <= 1:
+            raise ValueError(f"Invalid value: {value}: must be greater than 1")
+        return value
+
     @property
     def node_name(self) -> str:
         return (self.nodeagent.node_name or socket.gethostname()).lower()
@@ -216,6 +236,10 @@ class KubeletConfig(_ConfigModel):
     @property
     def pod_logs_path(self) -> str:
         return self.pod_logs_dir or f"{self.nodeagent.state_dir}/logs/pods"
+
+    @property
+    def container_log_max_bytes(self) -> int:
+        return parse_quantity(self.container_log_max_size).value()
 
     def swap_behavior(self) -> SwapBehavior:
         return SwapBehavior.LIMITED_SWAP if self.memory_swap.swap_behavior == "LimitedSwap" else SwapBehavior.NO_SWAP

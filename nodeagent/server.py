@@ -2,7 +2,8 @@
 
     GET /api/v1/pods                                       v1 PodList (?view=table: a meta.k8s.io/v1 Table)
     GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
-    GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=
+    GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=&tailLines=
+                                                           &limitBytes=&sinceSeconds=&sinceTime=
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
     GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
@@ -16,12 +17,13 @@ to send a request, idle keep-alive, connections at once, no request body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import grp
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,12 +38,11 @@ from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.printing import pod_table
-from nodeagent.runtime.logs import LogRenderer, container_log_path
+from nodeagent.runtime.logread import LogOptions, open_log, read_log
+from nodeagent.runtime.logs import container_log_path
 from nodeagent.usage import UsageSampler
 
 log = logging.getLogger(__name__)
-
-FOLLOW_POLL_SECONDS = 0.2
 
 
 def status_error(code: int, reason: str, message: str) -> web.Response:
@@ -209,24 +210,63 @@ class StatusServer:
         attempt = record.restart_count - 1 if previous else record.restart_count
         path = container_log_path(self.logs_dir, worker.pod.namespace, worker.pod.name, worker.pod.uid, container,
                                   attempt)
-        if attempt < 0 or not os.path.exists(path):
+        try:
+            options = log_options(query, datetime.datetime.now(datetime.UTC), follow_allowed=not previous)
+        except ValueError as exc:
+            return status_error(400, "BadRequest", str(exc))
+        try:
+            if attempt < 0:
+                raise FileNotFoundError(path)
+            handle = await asyncio.to_thread(open_log, path)
+        except FileNotFoundError:
             which = "previous terminated container" if previous else "container"
             return status_error(400, "BadRequest", f'{which} "{container}" in pod "{worker.pod.name}" not found')
-        renderer = LogRenderer(timestamps=query.get("timestamps") in ("true", "1"))
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await response.prepare(request)
-        follow = query.get("follow") in ("true", "1") and not previous
-        with open(path, "rb") as handle:
-            while True:
-                await response.write(renderer.feed(handle.read()))
-                current = worker.records[container]
-                same_instance = current.restart_count == record.restart_count and current.state is State.RUNNING
-                if not follow or not same_instance:
-                    await response.write(renderer.feed(handle.read()) + renderer.finish())
-                    break
-                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+        def same_instance_running() -> bool:
+            current = worker.records[container]
+            return current.restart_count == record.restart_count and current.state is State.RUNNING
+
+        async with contextlib.aclosing(read_log(handle, path, options, same_instance_running)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def log_options(query: Mapping[str, str], now: datetime.datetime, *, follow_allowed: bool) -> LogOptions:
+    """The PodLogOptions of a query, checked as the API server does; ValueError names what is wrong."""
+    def flag(name: str) -> bool:
+        return query.get(name) in ("true", "1")
+
+    def number(name: str, least: int) -> int | None:
+        raw = query.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f'{name}: Invalid value: "{raw}": must be an integer') from None
+        if value < least:
+            bound = "greater than 0" if least == 1 else "greater than or equal to 0"
+            raise ValueError(f"{name}: Invalid value: {value}: must be {bound}")
+        return value
+
+    since_seconds = number("sinceSeconds", 1)
+    since_time = query.get("sinceTime") or None
+    if since_seconds is not None and since_time is not None:
+        raise ValueError("at most one of `sinceTime` or `sinceSeconds` may be specified")
+    since = now - datetime.timedelta(seconds=since_seconds) if since_seconds is not None else None
+    if since_time is not None:
+        try:
+            since = datetime.datetime.fromisoformat(since_time)
+        except ValueError:
+            raise ValueError(f'sinceTime: Invalid value: "{since_time}": must be an RFC3339 time') from None
+        if since.tzinfo is None:
+            raise ValueError(f'sinceTime: Invalid value: "{since_time}": must be an RFC3339 time') from None
+    return LogOptions(tail_lines=number("tailLines", 0), limit_bytes=number("limitBytes", 1), since=since,
+                      timestamps=flag("timestamps"), follow=flag("follow") and follow_allowed)
 
 
 def _json(data: Any) -> web.Response:

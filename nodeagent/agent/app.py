@@ -39,6 +39,7 @@ from nodeagent.network.pods import PodNetworks
 from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
 from nodeagent.runtime.base import PodSandboxes, Runtime, RuntimeConnection, RuntimePreparation
+from nodeagent.runtime.logrotate import LogLimits, keep_bounded
 from nodeagent.runtime.process import ProcessRuntime
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
@@ -220,6 +221,10 @@ class Agent:
         sources = asyncio.create_task(self._run_sources(), name="sources")
         stopping = asyncio.create_task(self._stop.wait())
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        limits = LogLimits(self.config.container_log_max_bytes, self.config.container_log_max_files)
+        rotation = asyncio.create_task(
+            keep_bounded(lambda: [f for worker in self.pods.pods() for f in worker.log_files()], limits),
+            name="log rotation")
         try:
             first = asyncio.create_task(self._first_sync.wait())
             await asyncio.wait({first, stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
@@ -241,9 +246,9 @@ class Agent:
         finally:
             log.info("nodeagent is stopping; pods keep running")
             self.notifier.stopping()
-            for task in (sources, stopping, watchdog):
+            for task in (sources, stopping, watchdog, rotation):
                 task.cancel()
-            await asyncio.gather(sources, stopping, watchdog, return_exceptions=True)
+            await asyncio.gather(sources, stopping, watchdog, rotation, return_exceptions=True)
             await self.pods.close()
             await server.stop()
             self.kernel_log.close()

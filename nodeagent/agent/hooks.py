@@ -1,5 +1,6 @@
 """Lifecycle hooks (postStart, preStop) as the kubelet runs them: exec in the container, HTTP GET, sleep.
 
+An httpGet hook's answer is read up to 10 KiB (the kubelet's maxRespBodyLength), whatever its size.
 Returns None when the hook succeeded, else the kubelet's description of the failure, which the
 worker turns into FailedPostStartHook / FailedPreStopHook events.
 """
@@ -15,6 +16,15 @@ from nodeagent.api.model import Container, HTTPGetAction, LifecycleHandler
 from nodeagent.runtime.base import RunningContainer, Runtime
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024  # the kubelet's maxRespBodyLength: what it reads of a hook's (or probe's) answer
+
+
+async def discard_body(response: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> None:
+    """Read at most `limit` bytes of the body and drop them, as the kubelet's discardHTTPRespBody; the rest
+    is never read (the connection is closed instead)."""
+    while limit > 0 and (chunk := await response.content.read(limit)):
+        limit -= len(chunk)
 
 
 async def run_hook(handler: LifecycleHandler, *, runtime: Runtime, running: RunningContainer, container: Container,
@@ -54,7 +64,7 @@ async def _http_get(action: HTTPGetAction, container: Container, pod_ip: str, ti
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
                 session.get(url, headers=headers, ssl=False) as response:
-            await response.read()
+            await discard_body(response)
     except (aiohttp.ClientError, OSError) as exc:
         return (f"HTTP lifecycle hook ({action.path}) for Container \"{container.name}\" failed - error: "
                 f"Get \"{url}\": {exc}")

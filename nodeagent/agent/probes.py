@@ -6,7 +6,9 @@
 
 Each probe waits initialDelaySeconds after the start, then runs every periodSeconds within
 timeoutSeconds: exec (exit code 0), httpGet (a status from 200 to 399), tcpSocket (a connection), grpc
-(the health protocol's SERVING, grpcprobe.py).
+(the health protocol's SERVING, grpcprobe.py). An httpGet probe's body is not read at all (the kubelet
+reads 10 KiB of it, only to log it): the status decides, and the connection is closed; an exec probe's
+output is read with a cap (runtime/execoutput.py).
 """
 
 from __future__ import annotations

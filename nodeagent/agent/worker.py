@@ -52,6 +52,7 @@ from nodeagent.runtime.base import (
     Runtime,
     Sandbox,
 )
+from nodeagent.runtime.logrotate import LogFile
 from nodeagent.runtime.logs import container_log_path, pod_log_dir
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,24 @@ class PodWorker:
     @property
     def key(self) -> str:
         return self.pod.key
+
+    def log_files(self) -> list[LogFile]:
+        """Each container's log files to keep bounded: the previous attempt's, and the current one's with its
+        writer while it runs, or once it has ended (not while it starts or is adopted: no writer known yet)."""
+        files = []
+        for name, record in self.records.items():
+            if record.restart_count > 0:
+                files.append(LogFile(self._log_path(name, record.restart_count - 1), None))
+            running = self.running.get(name)
+            if running is not None:
+                files.append(LogFile(self._log_path(name, record.restart_count), running.reopen_log))
+            elif record.container_id is not None and record.state is not State.RUNNING:  # that attempt has ended
+                files.append(LogFile(self._log_path(name, record.restart_count), None))
+        return files
+
+    def _log_path(self, container: str, attempt: int) -> str:
+        return container_log_path(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, container,
+                                  attempt)
 
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
@@ -555,8 +574,7 @@ class PodWorker:
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,
             working_dir=container.working_dir,
             mounts=mounts, cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
-            log_path=container_log_path(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, name,
-                                        attempt),
+            log_path=self._log_path(name, attempt),
             hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
             monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",

@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the agent is not answering or the pod is not found (one li
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -158,15 +159,36 @@ def describe_pod_command(name: str, socket_option: str | None) -> None:
 @click.option("-p", "--previous", is_flag=True, help="The previous instance of the container.")
 @click.option("-f", "--follow", is_flag=True, help="Stream until the container stops.")
 @click.option("--timestamps", is_flag=True)
+@click.option("--tail", type=int, default=-1, show_default=True,
+              help="Lines of the most recent log to show; -1: all.")
+@click.option("--limit-bytes", type=int, help="The most bytes of the log to show.")
+@click.option("--since", type=str, help="Only newer logs, as a duration (5s, 2m, 3h).")
+@click.option("--since-time", type=str, help="Only logs after this RFC3339 time.")
 @with_agent
-def logs(pod: str, container: str | None, previous: bool, follow: bool, timestamps: bool,
-         socket_option: str | None) -> None:
+def logs(pod: str, container: str | None, previous: bool, follow: bool, timestamps: bool, tail: int,
+         limit_bytes: int | None, since: str | None, since_time: str | None, socket_option: str | None) -> None:
     """Print a container's logs (kubectl logs)."""
+    if since and since_time:
+        raise click.UsageError("at most one of --since-time or --since may be specified")
     agent = client(socket_option) if not follow else AgentClient(socket_path(socket_option), timeout=None)
     found = find_pod(agent, pod)
     query = {"previous": str(previous).lower(), "follow": str(follow).lower(), "timestamps": str(timestamps).lower()}
     if container:
         query["container"] = container
+    if tail >= 0:
+        query["tailLines"] = str(tail)
+    if limit_bytes is not None:
+        query["limitBytes"] = str(limit_bytes)
+    if since:
+        from nodeagent.config import parse_duration_ns  # pydantic and yaml: only for the command that needs them
+
+        try:
+            seconds = parse_duration_ns(since) / 1e9
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+        query["sinceSeconds"] = str(max(1, math.ceil(seconds)))  # kubectl rounds up to whole seconds
+    if since_time:
+        query["sinceTime"] = since_time
     meta = found["metadata"]
     out = sys.stdout.buffer
     for chunk in agent.stream(pod_url(meta["namespace"], meta["name"]) + "/log", **query):

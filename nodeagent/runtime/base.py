@@ -112,6 +112,9 @@ class RunningContainer(Protocol):
     def saved(self) -> dict[str, Any]:
         """What to store so that the runtime can adopt this container after an agent restart."""
 
+    async def reopen_log(self) -> bool:
+        """Have the log's writer reopen its path (after a rotation renamed it); False if nothing writes it."""
+
 
 class Runtime(Protocol):
     name: str

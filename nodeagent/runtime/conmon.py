@@ -31,6 +31,7 @@ from nodeagent.runtime.procinfo import ProcessIdentity
 log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT_SECONDS = 30.0
+REOPEN_LOG = b"2 0 0\n"  # on conmon's control FIFO: message type 2, reopen the log file (as CRI-O sends it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,21 @@ def _read_sync(fd: int) -> dict[str, object]:
     except ValueError:
         return {"data": -1, "message": f"conmon said {data!r}"}
     return parsed if isinstance(parsed, dict) else {"data": -1}
+
+
+def request_log_reopen(layout: ConmonLayout, container_id: str) -> bool:
+    """Ask conmon to reopen its log file (it writes a new one at its path); False if no conmon listens."""
+    try:
+        fd = os.open(os.path.join(layout.bundle(container_id), "ctl"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: conmon has exited, ENOENT: the bundle is gone
+        return False
+    try:
+        os.write(fd, REOPEN_LOG)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def read_exit_code(layout: ConmonLayout, container_id: str) -> int | None:

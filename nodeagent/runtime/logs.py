@@ -10,6 +10,7 @@ end inside a UTF-8 character, so pieces are joined before anything is decoded.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 
@@ -37,11 +38,13 @@ def parse_line(line: bytes) -> tuple[bytes, str, bool, bytes] | None:
 class LogRenderer:
     """CRI records in, the container's output out: pieces joined, optionally each line time-stamped.
 
-    feed() may get any slice of a file; a record is only rendered once its newline has arrived.
+    feed() may get any slice of a file; a record is only rendered once its newline has arrived. As the
+    kubelet's, `since` is checked per record: a line's pieces stamped before it are left out.
     """
 
-    def __init__(self, *, timestamps: bool = False) -> None:
+    def __init__(self, *, timestamps: bool = False, since: dt.datetime | None = None) -> None:
         self.timestamps = timestamps
+        self.since = since  # records stamped earlier are left out (sinceTime, sinceSeconds)
         self._pending = b""
         self._line_start = True
 
@@ -60,6 +63,8 @@ class LogRenderer:
         if parsed is None:
             return b""
         stamp, _, partial, content = parsed
+        if self.since is not None and dt.datetime.fromisoformat(stamp.decode()) < self.since:
+            return b""
         prefix = stamp + b" " if self.timestamps and self._line_start else b""
         self._line_start = not partial
         return prefix + content + (b"" if partial else b"\n")

@@ -28,6 +28,7 @@ from nodeagent.runtime.base import ContainerExit, ContainerSpec
 log = logging.getLogger(__name__)
 
 OOM_RECHECKS = 50
+REOPEN_SECONDS = 2.0  # how long conmon may take to make the new log file
 
 
 def now() -> dt.datetime:
@@ -156,6 +157,19 @@ class MonitoredContainer:
         if not self._exited.done() and self.monitored.container.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
+
+    async def reopen_log(self) -> bool:
+        """conmon makes a new file at the log's path once it has read the request: True once it has (or while
+        conmon lives on, late), False if no conmon listens (the container has ended)."""
+        if self._exited.done() or not conmon.request_log_reopen(self.layout, self.monitored.container_id):
+            return False
+        deadline = time.monotonic() + REOPEN_SECONDS
+        while not os.path.exists(self.spec.log_path):
+            if time.monotonic() > deadline:
+                log.warning("container=%s: conmon did not reopen its log within %gs", self.spec.name, REOPEN_SECONDS)
+                return self.monitored.conmon.alive()
+            await asyncio.sleep(0.01)
+        return True
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

@@ -48,6 +48,7 @@ from nodeagent.runtime.base import (
     ImageReady,
     RunningContainer,
 )
+from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import available_capabilities
 from nodeagent.runtime.procinfo import ProcessIdentity
@@ -186,14 +187,14 @@ class ProcessRuntime:
             await self.cgroups.attach(spec.cgroup.path, process.pid)
             process.stdin.write(b"go\n")
             process.stdin.close()
-            output, _ = await asyncio.wait_for(process.communicate(), timeout)
+            assert process.stdout is not None
+            output, _ = await asyncio.wait_for(asyncio.gather(read_capped(process.stdout), process.wait()), timeout)
         except (TimeoutError, NodeAgentError, OSError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
             return ExecResult(exit_code=-1, output=str(exc) or "timed out")
-        text = output.decode(errors="replace").strip()
-        return ExecResult(exit_code=process.returncode or 0, output=text[:1024])
+        return ExecResult(exit_code=process.returncode or 0, output=message(output))
 
     def _set_oom_score_adj(self, pid: int, value: int | None) -> None:
         """Set it; where the kernel refuses (no CAP_SYS_RESOURCE for a negative value), keep the

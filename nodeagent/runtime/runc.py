@@ -46,6 +46,7 @@ from nodeagent.runtime.base import (
     ImageReady,
     RunningContainer,
 )
+from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.image_user import resolve_user
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
@@ -56,7 +57,6 @@ from nodeagent.runtime.security import verify_run_as_non_root
 log = logging.getLogger(__name__)
 
 PREFIX = "runc://"
-EXEC_OUTPUT_BYTES = 1024
 
 
 class RuncRuntime:
@@ -140,7 +140,8 @@ class RuncRuntime:
             *self.runc.argv("exec", "--pid-file", pid_file, oci_id, *command), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout)
+            assert process.stdout is not None
+            output, _ = await asyncio.wait_for(asyncio.gather(read_capped(process.stdout), process.wait()), timeout)
         except TimeoutError:
             return ExecResult(exit_code=-1, output=f"command timed out after {timeout:g}s")
         finally:
@@ -152,8 +153,7 @@ class RuncRuntime:
                 await asyncio.shield(process.wait())
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pid_file)
-        text = output.decode(errors="replace").strip()
-        return ExecResult(exit_code=process.returncode or 0, output=text[:EXEC_OUTPUT_BYTES])
+        return ExecResult(exit_code=process.returncode or 0, output=message(output))
 
     # -- creating -------------------------------------------------------------------------------------
 

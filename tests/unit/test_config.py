@@ -21,6 +21,8 @@ def test_kubelet_defaults() -> None:
     assert config.swap_behavior() is SwapBehavior.NO_SWAP
     assert config.nodeagent.runtime == "process"
     assert config.cgroup_driver is None
+    assert (config.container_log_max_size, config.container_log_max_bytes, config.container_log_max_files) == (
+        "10Mi", 10 * 2**20, 5)
 
 
 def test_an_existing_kubelet_config_works() -> None:
@@ -50,6 +52,9 @@ def test_an_existing_kubelet_config_works() -> None:
         ({"nodeagent": {"runtime": "docker"}}, 'nodeagent.runtime: Unsupported value: "docker"'),
         ({"nodeagent": {"nodeName": "Bad_Name"}}, 'nodeagent.nodeName: Invalid value: "Bad_Name"'),
         ({"memorySwap": {"swapBehavior": "Unlimited"}}, 'memorySwap.swapBehavior: Unsupported value: "Unlimited"'),
+        ({"containerLogMaxSize": "lots"}, 'containerLogMaxSize: Invalid value: "lots"'),
+        ({"containerLogMaxSize": "0"}, 'containerLogMaxSize: Invalid value: "0": must be greater than 0'),
+        ({"containerLogMaxFiles": 1}, "containerLogMaxFiles: Invalid value: 1: must be greater than 1"),
     ],
 )
 def test_invalid_values_name_their_field(data: dict[str, object], message: str) -> None:

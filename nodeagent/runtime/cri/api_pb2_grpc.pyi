@@ -54,6 +54,7 @@ class RuntimeServiceStub:
     ListContainers: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListContainersRequest, _api_pb2.ListContainersResponse]
     ContainerStatus: _grpc.UnaryUnaryMultiCallable[_api_pb2.ContainerStatusRequest, _api_pb2.ContainerStatusResponse]
     ExecSync: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]
+    ReopenContainerLog: _grpc.UnaryUnaryMultiCallable[_api_pb2.ReopenContainerLogRequest, _api_pb2.ReopenContainerLogResponse]
     Status: _grpc.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]
     RuntimeConfig: _grpc.UnaryUnaryMultiCallable[_api_pb2.RuntimeConfigRequest, _api_pb2.RuntimeConfigResponse]
     """Newer runtimes only (containerd >= 2.0, CRI-O >= 1.31); older ones answer UNIMPLEMENTED."""
@@ -74,6 +75,7 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     ListContainers: _aio.UnaryUnaryMultiCallable[_api_pb2.ListContainersRequest, _api_pb2.ListContainersResponse]  # type: ignore[assignment]
     ContainerStatus: _aio.UnaryUnaryMultiCallable[_api_pb2.ContainerStatusRequest, _api_pb2.ContainerStatusResponse]  # type: ignore[assignment]
     ExecSync: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]  # type: ignore[assignment]
+    ReopenContainerLog: _aio.UnaryUnaryMultiCallable[_api_pb2.ReopenContainerLogRequest, _api_pb2.ReopenContainerLogResponse]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]  # type: ignore[assignment]
     RuntimeConfig: _aio.UnaryUnaryMultiCallable[_api_pb2.RuntimeConfigRequest, _api_pb2.RuntimeConfigResponse]  # type: ignore[assignment]
     """Newer runtimes only (containerd >= 2.0, CRI-O >= 1.31); older ones answer UNIMPLEMENTED."""
@@ -169,6 +171,13 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.ExecSyncRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ExecSyncResponse, _abc.Awaitable[_api_pb2.ExecSyncResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReopenContainerLog(
+        self,
+        request: _api_pb2.ReopenContainerLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ReopenContainerLogResponse, _abc.Awaitable[_api_pb2.ReopenContainerLogResponse]]: ...
 
     @_abc_1.abstractmethod
     def Status(

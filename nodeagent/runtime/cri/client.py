@@ -212,6 +212,11 @@ class CRIClient:
         return await self._call("ExecSync", self._runtime.ExecSync, request,
                                 max(timeout_s, 0) + self.deadlines.lifecycle_s)
 
+    async def reopen_container_log(self, container_id: str) -> None:
+        """Have the runtime write the container's log at its path anew (after a rotation renamed it)."""
+        await self._call("ReopenContainerLog", self._runtime.ReopenContainerLog,
+                         api_pb2.ReopenContainerLogRequest(container_id=container_id), self.deadlines.status_s)
+
     # -- images --------------------------------------------------------------------------------------
 
     async def pull_image(self, image: str, *, auth: api_pb2.AuthConfig | None = None,

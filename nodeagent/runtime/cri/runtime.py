@@ -51,6 +51,7 @@ from nodeagent.runtime.cri.mapping import (
     sandbox_config,
     timestamp,
 )
+from nodeagent.runtime.execoutput import message
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.security import CONFIG_ERROR, verify_run_as_non_root
 
@@ -268,8 +269,7 @@ class CriRuntime:
             response = await self.client.exec_sync(running.cri_id, command, timeout_s=max(1, math.ceil(timeout)))
         except CRIError as exc:
             return ExecResult(exit_code=-1, output=exc.message)
-        output = (response.stdout + response.stderr).decode(errors="replace").strip()
-        return ExecResult(exit_code=response.exit_code, output=output[:1024])
+        return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
 
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
@@ -356,6 +356,17 @@ class CriContainer:
         if self.process is not None and not self._ended.done() and self.process.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
+
+    async def reopen_log(self) -> bool:
+        """ReopenContainerLog: the runtime has made the new file when it answers; it refuses a stopped container."""
+        if self._ended.done():
+            return False
+        try:
+            await self.runtime.client.reopen_container_log(self.cri_id)
+        except CRIError as exc:
+            log.debug("container %s: ReopenContainerLog: %s", self.cri_id[:12], exc)
+            return False
+        return True
 
     def kill(self) -> None:
         """SIGKILL the main process now, and every process of the container through the runtime."""

@@ -1,0 +1,142 @@
+"""Container log rotation in the kubelet's layout (containerLogMaxSize, containerLogMaxFiles), bounded sooner.
+
+    <container dir>/0.log                       the file the runtime writes now
+    <container dir>/0.log.20261204-160237.gz    rotated files, compressed, oldest first by name
+
+Once the current file is larger than containerLogMaxSize it is renamed to `<name>.<timestamp>` and the
+runtime is asked to reopen its log (conmon's control FIFO, CRI ReopenContainerLog), so that it writes a new
+file; the rotated file is then compressed in a thread, keeping only its newest containerLogMaxSize bytes
+(from a line's start), and the oldest rotated files beyond containerLogMaxFiles - 1 are deleted. The kubelet
+checks every 10 s and keeps the newest rotated file uncompressed and whole, so one burst overshoots its limit
+until the next rotation; here the check runs every second and every rotated file is trimmed and compressed,
+so a few seconds after any burst a container's logs take at most about maxSize x maxFiles, newest lines kept.
+
+A file no runtime writes any more (its container has exited) is trimmed in place to its newest maxSize bytes
+instead, so that `logs --previous` still finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import gzip
+import logging
+import os
+import re
+import shutil
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 1.0
+TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"  # the kubelet's "20060102-150405"
+COPY_BYTES = 1 << 20
+_ROTATED = re.compile(r"\d{8}-\d{6}(\.gz)?")
+
+Reopen = Callable[[], Awaitable[bool]]  # ask the writer to reopen the path; False: there is no writer
+
+
+@dataclass(frozen=True, slots=True)
+class LogLimits:
+    max_size: int  # bytes
+    max_files: int  # the current file and the rotated ones
+
+
+@dataclass(frozen=True, slots=True)
+class LogFile:
+    """A container's log file to keep bounded, with the way to make its writer reopen it (None: no writer)."""
+
+    path: str
+    reopen: Reopen | None
+
+
+def rotated_files(path: str) -> list[str]:
+    """The rotated files of a log, oldest first (the timestamps sort as their names)."""
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    prefix = base + "."
+    return sorted(os.path.join(directory, name) for name in names
+                  if name.startswith(prefix) and _ROTATED.fullmatch(name[len(prefix):]))
+
+
+def newest_lines_offset(path: str, limit: int) -> int:
+    """Where the newest `limit` bytes of a file begin, moved forward to the start of a line."""
+    size = os.path.getsize(path)
+    if size <= limit:
+        return 0
+    start = size - limit
+    with open(path, "rb") as handle:
+        handle.seek(start - 1)
+        while block := handle.read(64 * 1024):
+            newline = block.find(b"\n")
+            if newline >= 0:
+                return handle.tell() - len(block) + newline + 1
+    return size  # no line starts within the limit: nothing of it is kept
+
+
+def compress(path: str, limit: int) -> None:
+    """`path` -> `path.gz` holding its newest `limit` bytes, atomically; the original is removed."""
+    target = path + ".gz"
+    offset = newest_lines_offset(path, limit)
+    with open(path, "rb") as source, gzip.open(target + ".tmp", "wb") as out:
+        source.seek(offset)
+        shutil.copyfileobj(source, out, COPY_BYTES)
+    os.replace(target + ".tmp", target)
+    os.unlink(path)
+
+
+def trim(path: str, limit: int) -> None:
+    """Keep only the newest `limit` bytes of a file no one writes any more, atomically."""
+    offset = newest_lines_offset(path, limit)
+    if offset == 0:
+        return
+    with open(path, "rb") as source, open(path + ".tmp", "wb") as out:
+        source.seek(offset)
+        shutil.copyfileobj(source, out, COPY_BYTES)
+    os.replace(path + ".tmp", path)
+
+
+def prune(path: str, keep: int) -> None:
+    """Delete the oldest rotated files beyond `keep` (at least 1)."""
+    for old in rotated_files(path)[:-keep]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(old)
+
+
+async def bound(file: LogFile, limits: LogLimits, now: dt.datetime) -> None:
+    """One check of one log: rotate (or trim) it when it is over the size, compress and prune rotated files."""
+    path = file.path
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return
+    if size > limits.max_size:
+        rotated = f"{path}.{now.strftime(TIMESTAMP_FORMAT)}"
+        if file.reopen is None:
+            await asyncio.to_thread(trim, path, limits.max_size)
+        elif not os.path.lexists(rotated) and not os.path.lexists(rotated + ".gz"):  # else: next second
+            os.rename(path, rotated)
+            if not await file.reopen():  # the container is ending: put the file back, trimmed once it has
+                os.rename(rotated, path)
+                return
+    for waiting in rotated_files(path):
+        if not waiting.endswith(".gz"):
+            await asyncio.to_thread(compress, waiting, limits.max_size)
+    prune(path, limits.max_files - 1)
+
+
+async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits,
+                       clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    """Every CHECK_SECONDS, bound every log `files()` names; a failure is logged and retried next time."""
+    while True:
+        for file in list(files()):
+            try:
+                await bound(file, limits, clock())
+            except Exception as exc:  # a pod's log, whatever is wrong with it, never ends the rotation
+                log.warning("rotating the log %s: %s", file.path, exc)
+        await asyncio.sleep(CHECK_SECONDS)

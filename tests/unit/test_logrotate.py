@@ -1,0 +1,120 @@
+"""Log rotation: the kubelet's names, every rotated file trimmed and compressed, the oldest deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import os
+from pathlib import Path
+
+from nodeagent.runtime.logrotate import LogFile, LogLimits, bound, newest_lines_offset, prune, rotated_files
+
+T0 = dt.datetime(2026, 12, 4, 16, 2, 37, tzinfo=dt.UTC)
+
+
+def records(first: int, last: int) -> bytes:
+    return b"".join(b"2026-12-04T16:02:37.000000000Z stdout F line %06d\n" % i for i in range(first, last + 1))
+
+
+def reopener(path: Path, calls: list[str]) -> LogFile:
+    async def reopen() -> bool:
+        calls.append("reopen")
+        path.write_bytes(b"")  # what conmon or containerd does: a new file at the path
+        return True
+    return LogFile(str(path), reopen)
+
+
+def test_newest_lines_offset_starts_at_a_line(tmp_path: Path) -> None:
+    data = records(1, 100)
+    line = len(records(1, 1))
+    for limit in (line * 10, line * 10 + 7, line * 10 - 1):
+        path = tmp_path / f"offset-{limit}"
+        try:
+            path.write_bytes(data)
+            offset = newest_lines_offset(str(path), limit)
+            assert offset % line == 0 and len(data) - offset <= limit
+            assert len(data) - offset >= limit - line
+        finally:
+            path.unlink()
+
+
+def test_a_burst_is_rotated_trimmed_and_compressed(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    log.write_bytes(records(1, 10_000))  # ~560 KB at once
+    calls: list[str] = []
+    asyncio.run(bound(reopener(log, calls), LogLimits(max_size=10_000, max_files=3), T0))
+    assert calls == ["reopen"]
+    assert sorted(os.listdir(tmp_path)) == ["0.log", "0.log.20261204-160237.gz"]
+    kept = gzip.decompress((tmp_path / "0.log.20261204-160237.gz").read_bytes())
+    assert len(kept) <= 10_000 and kept.endswith(records(10_000, 10_000))
+    assert kept.startswith(b"2026-12-04T")  # a whole first line
+
+
+def test_no_rotation_under_the_size(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    log.write_bytes(records(1, 10))
+    calls: list[str] = []
+    asyncio.run(bound(reopener(log, calls), LogLimits(max_size=10_000, max_files=3), T0))
+    assert calls == [] and os.listdir(tmp_path) == ["0.log"]
+
+
+def test_at_most_max_files_in_all(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    calls: list[str] = []
+    limits = LogLimits(max_size=1000, max_files=3)
+    for second in range(5):
+        log.write_bytes(records(second * 100, second * 100 + 99))
+        asyncio.run(bound(reopener(log, calls), limits, T0 + dt.timedelta(seconds=second)))
+    assert sorted(os.listdir(tmp_path)) == ["0.log", "0.log.20261204-160240.gz", "0.log.20261204-160241.gz"]
+    newest = gzip.decompress((tmp_path / "0.log.20261204-160241.gz").read_bytes())
+    assert newest.endswith(records(499, 499))
+
+
+def test_twice_in_one_second_waits_for_the_next(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    calls: list[str] = []
+    limits = LogLimits(max_size=1000, max_files=5)
+    for _ in range(2):
+        log.write_bytes(records(1, 100))
+        asyncio.run(bound(reopener(log, calls), limits, T0))
+    assert calls == ["reopen"]
+    assert sorted(os.listdir(tmp_path)) == ["0.log", "0.log.20261204-160237.gz"]
+    assert log.read_bytes() == records(1, 100)  # not lost: rotated a second later
+
+
+def test_a_file_no_one_writes_is_trimmed_in_place(tmp_path: Path) -> None:
+    log = tmp_path / "3.log"
+    log.write_bytes(records(1, 1000))
+    asyncio.run(bound(LogFile(str(log), None), LogLimits(max_size=5000, max_files=2), T0))
+    assert os.listdir(tmp_path) == ["3.log"]
+    data = log.read_bytes()
+    assert len(data) <= 5000 and data.endswith(records(1000, 1000)) and data.startswith(b"2026-12-04T")
+
+
+def test_a_writer_that_is_gone_gets_its_file_back(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    log.write_bytes(records(1, 1000))
+
+    async def gone() -> bool:
+        return False
+    asyncio.run(bound(LogFile(str(log), gone), LogLimits(max_size=5000, max_files=2), T0))
+    assert os.listdir(tmp_path) == ["0.log"] and log.read_bytes() == records(1, 1000)
+
+
+def test_a_rotated_file_left_uncompressed_is_compressed_next_time(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    log.write_bytes(b"")
+    (tmp_path / "0.log.20261204-160000").write_bytes(records(1, 1000))  # an agent stopped mid-rotation
+    asyncio.run(bound(LogFile(str(log), None), LogLimits(max_size=5000, max_files=2), T0))
+    assert sorted(os.listdir(tmp_path)) == ["0.log", "0.log.20261204-160000.gz"]
+
+
+def test_rotated_files_are_the_kubelet_names_oldest_first(tmp_path: Path) -> None:
+    for name in ("0.log", "0.log.20261204-160237.gz", "0.log.20261204-150000", "0.log.tmp", "1.log.20261204-150000",
+                 "0.log.20261204-160237.gz.tmp", "0.log.junk"):
+        (tmp_path / name).write_bytes(b"")
+    assert [os.path.basename(p) for p in rotated_files(str(tmp_path / "0.log"))] == [
+        "0.log.20261204-150000", "0.log.20261204-160237.gz"]
+    prune(str(tmp_path / "0.log"), 1)
+    assert not (tmp_path / "0.log.20261204-150000").exists() and (tmp_path / "0.log.20261204-160237.gz").exists()
