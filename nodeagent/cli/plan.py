@@ -90,12 +90,13 @@ def _node(config: KubeletConfig, cpu: str | None, memory: str | None, swap: str 
 
     here = read_node_info(config)
     try:
-        return node_info(
+        sized = node_info(
             parse_quantity(cpu).milli_value() if cpu else here.cpu_millis,
             parse_quantity(memory).value() if memory else here.memory_bytes,
             parse_quantity(swap).value() if swap else here.swap_bytes,
             config,
         )
+        return dataclasses.replace(sized, hugepages=here.hugepages, hugetlb_controller=here.hugetlb_controller)
     except QuantityError as exc:
         fail(f"node size: {exc}")
         raise  # unreachable: fail() exits
