@@ -32,9 +32,14 @@ class QOSClass(enum.Enum):
     BESTEFFORT = "BestEffort"
 
 
+def container_requests(pod: Pod) -> Amounts:
+    """resourcehelper.AggregateContainerRequests: the containers alone, no pod-level, no overhead."""
+    return _pod_amounts(pod, lambda c: c.resources.requests)
+
+
 def pod_requests(pod: Pod) -> Amounts:
     """resourcehelper.PodRequests: containers, then pod-level requests, then overhead added."""
-    total = _pod_amounts(pod, lambda c: c.resources.requests)
+    total = container_requests(pod)
     pod_level = pod.spec.resources.requests if pod.spec.resources else None
     for name, quantity in (pod_level or {}).items():
         if name in POD_LEVEL_RESOURCES:

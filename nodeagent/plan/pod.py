@@ -19,6 +19,7 @@ from nodeagent.api.resources import (
     MEMORY,
     QOSClass,
     container_hugepages,
+    container_requests,
     limits_declared,
     milli,
     pod_hugepages,
@@ -242,7 +243,23 @@ def oom_score_adj(pod: StaticPod, container: Container, node: NodeInfo) -> int:
     if pod.qos is QOSClass.BESTEFFORT:
         return formulas.BESTEFFORT_OOM_SCORE_ADJ
     request = _request(container, MEMORY)
-    return formulas.burstable_oom_score_adj(request.value() if request else 0, node.memory_bytes)
+    memory = (request.value() if request else 0) + remaining_pod_memory_per_container(pod)
+    return formulas.burstable_oom_score_adj(memory, node.memory_bytes)
+
+
+def remaining_pod_memory_per_container(pod: StaticPod) -> int:
+    """kubelet remainingPodMemReqPerContainer: the pod-level memory request the containers' own
+    requests leave, shared by every container (init ones included); 0 without a pod-level request."""
+    spec = pod.pod.spec
+    pod_request = ((spec.resources.requests if spec.resources else None) or {}).get(MEMORY)
+    if pod_request is None or pod_request.is_zero():
+        return 0
+    containers = len(spec.containers or []) + len(spec.init_containers or [])
+    remaining = pod_request.value() - whole(container_requests(pod.pod), MEMORY)
+    if not containers:
+        return 0
+    share = abs(remaining) // containers  # Go's division truncates toward zero
+    return share if remaining >= 0 else -share
 
 
 def _request(container: Container, resource: str) -> Quantity | None:
