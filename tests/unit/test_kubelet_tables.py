@@ -4,6 +4,7 @@ Source: kubernetes/kubernetes as stored in the reference index (the PodLevelReso
 index holds no tagged v1.34.x checkout, so the case names and numbers are those of these files):
   pkg/kubelet/qos/policy_test.go           TestGetContainerOOMScoreAdjust
   pkg/kubelet/cm/helpers_linux_test.go     TestMilliCPUToQuota, TestHugePageLimits, TestResourceConfigForPod
+  pkg/apis/core/v1/helper/qos/qos_test.go  TestComputePodQOS
 The Go tests build pods in memory, without the API server's defaulting or validation; a static pod
 is always defaulted and validated, so cases that rely on skipping either are listed in EXCLUDED.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodeagent.api.resources import pod_hugepages, pod_requests
+from nodeagent.api.resources import QOSClass, pod_hugepages, pod_requests, qos_class
 from nodeagent.plan import formulas
 from nodeagent.plan.pod import oom_score_adj, pod_resources
 from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig
@@ -48,6 +49,9 @@ EXCLUDED = {
     "TestGetContainerOOMScoreAdjust/burstable-pod-resources-equal-container-requests":
         "invalid as a manifest: the containers' cpu requests (10m) exceed the pod-level 5m, which the API "
         "server's validation refuses",
+    "TestComputePodQOS/burstable-with-pod-and-container-level-resources-2":
+        "invalid as a manifest: pod-level cpu request 10m above its 5m limit, and the containers' memory "
+        "requests (20Mi) above the pod-level 10Mi",
     "TestHugePageLimits/no valid hugepages":
         "\"2Mi\" is not a resource name a manifest may carry (validation refuses it before any plan)",
     "TestHugePageLimits/2Mi only":
@@ -176,8 +180,63 @@ def test_resource_config_for_pod(case: str) -> None:
     assert pod_resources(load_pod(pod(containers)), node, settings) == expected
 
 
+def rl(cpu: str, memory: str) -> str:
+    return ", ".join(part for part in (f"cpu: '{cpu}'" if cpu else "", f"memory: '{memory}'" if memory else "")
+                     if part)
+
+
+def reqs(requests: tuple[str, str], limits: tuple[str, str]) -> str:
+    return requirements(rl(*requests), rl(*limits))
+
+
+def pod_level(requests: tuple[str, str], limits: tuple[str, str]) -> str:
+    return f"  resources: {{{reqs(requests, limits)}}}\n"
+
+
+NONE = ("", "")
+QOS_CASES: dict[str, tuple[str, QOSClass]] = {
+    "guaranteed": (pod([reqs(("100m", "100Mi"), ("100m", "100Mi"))]), QOSClass.GUARANTEED),
+    "guaranteed-guaranteed": (pod([reqs(("100m", "100Mi"), ("100m", "100Mi"))] * 2), QOSClass.GUARANTEED),
+    "best-effort-best-effort": (pod(["", ""]), QOSClass.BESTEFFORT),
+    "best-effort": (pod([""]), QOSClass.BESTEFFORT),
+    "best-effort-burstable": (pod(["", reqs(("1", ""), ("2", ""))]), QOSClass.BURSTABLE),
+    "best-effort-guaranteed": (pod(["", reqs(("10m", "100Mi"), ("10m", "100Mi"))]), QOSClass.BURSTABLE),
+    "burstable-cpu-guaranteed-memory": (pod([reqs(("", "100Mi"), ("", "100Mi"))]), QOSClass.BURSTABLE),
+    "burstable-no-limits": (pod([reqs(("100m", "100Mi"), NONE)]), QOSClass.BURSTABLE),
+    "burstable-guaranteed": (pod([reqs(("1", "100Mi"), ("2", "100Mi")), reqs(("100m", "100Mi"), ("100m", "100Mi"))]),
+                             QOSClass.BURSTABLE),
+    "burstable-unbounded-but-requests-match-limits": (
+        pod([reqs(("100m", "100Mi"), ("200m", "200Mi")), reqs(("100m", "100Mi"), NONE)]), QOSClass.BURSTABLE),
+    "burstable-1": (pod([reqs(("10m", "100Mi"), ("100m", "200Mi"))]), QOSClass.BURSTABLE),
+    "burstable-2": (pod([reqs(("0", "0"), ("100m", "200Mi"))]), QOSClass.BURSTABLE),
+    "best-effort-hugepages": (
+        pod([requirements("cpu: '0', memory: '0', hugepages-2Mi: 1Gi", "cpu: '0', memory: '0', hugepages-2Mi: 1Gi")]),
+        QOSClass.BESTEFFORT),
+    "init-container": (pod([""], init=[reqs(("10m", "100Mi"), ("100m", "200Mi"))]), QOSClass.BURSTABLE),
+    "guaranteed-with-pod-level-resources": (
+        pod([""], pod_level(("10m", "100Mi"), ("10m", "100Mi"))), QOSClass.GUARANTEED),
+    "guaranteed-with-pod-and-container-level-resources": (
+        pod([reqs(("3m", "10Mi"), ("5m", "20Mi"))], pod_level(("10m", "100Mi"), ("10m", "100Mi"))),
+        QOSClass.GUARANTEED),
+    "burstable-with-pod-level-resources": (
+        pod([""], pod_level(("10m", "10Mi"), ("20m", "50Mi"))), QOSClass.BURSTABLE),
+    "burstable-with-pod-and-container-level-resources": (
+        pod([reqs(("5m", "10Mi"), ("5m", "10Mi"))], pod_level(("10m", "10Mi"), ("20m", "50Mi"))), QOSClass.BURSTABLE),
+    "burstable-with-pod-and-container-level-requests": (
+        pod([reqs(("5m", "10Mi"), NONE)], pod_level(("10m", "10Mi"), NONE)), QOSClass.BURSTABLE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QOS_CASES), ids=lambda c: f"TestComputePodQOS/{c}")
+def test_compute_pod_qos(case: str) -> None:
+    manifest, expected = QOS_CASES[case]
+    static_pod = load_pod(manifest)
+    assert qos_class(static_pod.pod) is expected
+    assert static_pod.qos is expected
+
+
 def test_excluded_cases_name_real_go_cases_and_give_a_reason() -> None:
     for name, reason in EXCLUDED.items():
         test, _, case = name.partition("/")
         assert test.startswith("Test") and case and len(reason) > 20
-        assert case not in OOM_CASES and case not in RESOURCE_CONFIG_CASES, name
+        assert case not in OOM_CASES and case not in RESOURCE_CONFIG_CASES and case not in QOS_CASES, name
