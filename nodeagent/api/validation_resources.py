@@ -13,7 +13,7 @@ from nodeagent.api import names
 from nodeagent.api.fielderrors import forbidden, invalid, required, unsupported
 from nodeagent.api.model import PodSpec, ResourceRequirements
 from nodeagent.api.quantity import Quantity
-from nodeagent.api.resources import CPU, MEMORY, POD_LEVEL_RESOURCES, hugepage_size
+from nodeagent.api.resources import CPU, HUGEPAGES_PREFIX, MEMORY, POD_LEVEL_RESOURCES, hugepage_size
 from nodeagent.errors import FieldError
 
 STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
@@ -33,7 +33,7 @@ def validate_resources(resources: ResourceRequirements, path: str, *, pod_level:
             if quantity.amount < 0:
                 errors.append(invalid(where, str(quantity), "must be greater than or equal to 0"))
             size = hugepage_size(name)
-            if size is not None and not _whole_pages(quantity, size):
+            if name.startswith(HUGEPAGES_PREFIX) and (size is None or not _whole_pages(quantity, size)):
                 errors.append(invalid(where, str(quantity), f"{quantity} is not positive integer multiple of {name}"))
     for name, request in requests.items():
         limit = limits.get(name)
@@ -46,7 +46,7 @@ def validate_resources(resources: ResourceRequirements, path: str, *, pod_level:
             errors.append(invalid(f"{path}.requests.{name}", str(request),
                                   f"must be less than or equal to {name} limit of {limit}"))
     asked = {*limits, *requests}
-    if any(hugepage_size(name) is not None for name in asked) and not asked & {CPU, MEMORY}:
+    if any(name.startswith(HUGEPAGES_PREFIX) for name in asked) and not asked & {CPU, MEMORY}:
         errors.append(forbidden(path, "HugePages require cpu or memory"))
     return errors
 
@@ -98,16 +98,16 @@ def _format(amount: Fraction, name: str) -> str:
 
 def _whole_pages(quantity: Quantity, page_size: int) -> bool:
     amount = quantity.amount
-    return amount.denominator == 1 and amount.numerator % page_size == 0
+    return page_size > 0 and amount.denominator == 1 and amount.numerator % page_size == 0
 
 
 def _overcommit_allowed(name: str) -> bool:
     """helper.IsOvercommitAllowed: native resources, but not hugepages."""
     native = "/" not in name or name.split("/", 1)[0].endswith("kubernetes.io")
-    return native and hugepage_size(name) is None and not name.startswith("hugepages-")
+    return native and not name.startswith(HUGEPAGES_PREFIX)
 
 
 def _is_resource_name(name: str) -> bool:
-    if name in STANDARD_RESOURCES or name.startswith("hugepages-"):
+    if name in STANDARD_RESOURCES or name.startswith(HUGEPAGES_PREFIX):
         return True
     return "/" in name and not names.qualified_name(name)

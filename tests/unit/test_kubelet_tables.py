@@ -5,6 +5,8 @@ index holds no tagged v1.34.x checkout, so the case names and numbers are those 
   pkg/kubelet/qos/policy_test.go           TestGetContainerOOMScoreAdjust
   pkg/kubelet/cm/helpers_linux_test.go     TestMilliCPUToQuota, TestHugePageLimits, TestResourceConfigForPod
   pkg/apis/core/v1/helper/qos/qos_test.go  TestComputePodQOS
+  pkg/kubelet/kuberuntime/kuberuntime_container_linux_test.go
+                                           TestGetHugepageLimitsFromResources, TestGenerateLinuxContainerResources
 The Go tests build pods in memory, without the API server's defaulting or validation; a static pod
 is always defaulted and validated, so cases that rely on skipping either are listed in EXCLUDED.
 """
@@ -15,9 +17,10 @@ import pytest
 
 from nodeagent.api.resources import QOSClass, pod_hugepages, pod_requests, qos_class
 from nodeagent.plan import formulas
-from nodeagent.plan.pod import oom_score_adj, pod_resources
+from nodeagent.plan.pod import oom_score_adj, plan_pod, pod_resources
 from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig
 from nodeagent.plan.settings import NodeInfo, PlanSettings
+from nodeagent.runtime.cri.mapping import linux_resources
 from tests.conftest import load_pod
 
 MiB = 1 << 20
@@ -52,6 +55,11 @@ EXCLUDED = {
     "TestComputePodQOS/burstable-with-pod-and-container-level-resources-2":
         "invalid as a manifest: pod-level cpu request 10m above its 5m limit, and the containers' memory "
         "requests (20Mi) above the pod-level 10Mi",
+    "TestGetHugepageLimitsFromResources/Skip2MB":
+        "\"hugepages-2MB\" is refused by validation (not a hugepage size), so no plan is made; the refusal "
+        "is tested in test_hugepage_names_that_are_no_size_are_refused",
+    "TestGetHugepageLimitsFromResources/Skip1GB": "as Skip2MB, with \"hugepages-1GB\"",
+    "TestGetHugepageLimitsFromResources/Skip2MBand1GB": "as Skip2MB, with both names",
     "TestHugePageLimits/no valid hugepages":
         "\"2Mi\" is not a resource name a manifest may carry (validation refuses it before any plan)",
     "TestHugePageLimits/2Mi only":
@@ -235,8 +243,66 @@ def test_compute_pod_qos(case: str) -> None:
     assert static_pod.qos is expected
 
 
+GiB = 1 << 30
+HUGE_NODE = NodeInfo(cpu_millis=4000, memory_bytes=1 << 36, hugepages=((2 * MiB, 0), (GiB, 0)),
+                     hugetlb_controller=True)
+HUGEPAGE_CASES = {
+    "Success2MB": ("hugepages-2Mi: 2Mi", {"2MB": 2097152, "1GB": 0}),
+    "Success1GB": ("hugepages-1Gi: 2Gi", {"2MB": 0, "1GB": 2147483648}),
+    "Success2MBand1GB": ("cpu: '0', hugepages-2Mi: 2Mi, hugepages-1Gi: 2Gi", {"2MB": 2097152, "1GB": 2147483648}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGEPAGE_CASES), ids=lambda c: f"TestGetHugepageLimitsFromResources/{c}")
+def test_get_hugepage_limits_from_resources(case: str) -> None:
+    limits, expected = HUGEPAGE_CASES[case]
+    # a manifest needs cpu or memory beside hugepages (Success1GB/2MB in Go have neither)
+    limits += "" if "cpu" in limits else ", memory: 1Gi"
+    plan = plan_pod(load_pod(pod([requirements(limits=limits)])), HUGE_NODE, PlanSettings(cgroup_version=1))
+    resources = linux_resources(plan.container("c0").resources, None, 1)
+    assert {h.page_size: h.limit for h in resources.hugepage_limits} == expected
+
+
+@pytest.mark.parametrize("name", ["hugepages-2MB", "hugepages-1GB"])
+def test_hugepage_names_that_are_no_size_are_refused(name: str) -> None:
+    from nodeagent.api.manifest import load_manifest
+
+    text = pod([requirements(limits=f"{name}: 2Mi, memory: 1Gi")])
+    result = load_manifest(text.encode(), origin="/m/p.yaml", source="file", node_name="n")
+    assert f"2Mi is not positive integer multiple of {name}" in " ".join(str(p) for p in result.problems)
+
+
+# (limits, requests, singleProcessOOMKill, cgroup version) -> (shares, memory limit, oom_score_adj, unified)
+LINUX_RESOURCES_CASES = {
+    "cgroup1:requests & limits, cpu & memory, guaranteed qos": (
+        ("250m", "500Mi"), ("250m", "500Mi"), True, 1, (256, 524288000, -997, {})),
+    "cgroup1:requests & limits, cpu & memory, burstable qos": (
+        ("500m", "750Mi"), ("250m", "500Mi"), True, 1, (256, 786432000, 970, {})),
+    "cgroup1:best-effort qos": (NONE, NONE, True, 1, (2, 0, 1000, {})),
+    "cgroup2:requests & limits, cpu & memory, guaranteed qos": (
+        ("250m", "500Mi"), ("250m", "500Mi"), False, 2, (256, 524288000, -997, {"memory.oom.group": "1"})),
+    "cgroup2:requests & limits, cpu & memory, burstable qos": (
+        ("500m", "750Mi"), ("250m", "500Mi"), False, 2, (256, 786432000, 970, {"memory.oom.group": "1"})),
+    "cgroup2:best-effort qos": (NONE, NONE, False, 2, (2, 0, 1000, {"memory.oom.group": "1"})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINUX_RESOURCES_CASES), ids=lambda c: f"TestGenerateLinuxContainerResources/{c}")
+def test_generate_linux_container_resources(case: str) -> None:
+    """The Go test's node has no swap controller and no CFS quota; swap settings are compared apart
+    (v1 memsw, v2 memory.swap.max are the swap tests' business), CFS quota is off as there."""
+    limits, requests, single, version, (shares, memory, oom, unified) = LINUX_RESOURCES_CASES[case]
+    settings = PlanSettings(cgroup_version=version, cpu_cfs_quota=False, single_process_oom_kill=single)
+    node = NodeInfo(cpu_millis=4000, memory_bytes=17179860387)
+    plan = plan_pod(load_pod(pod([reqs(requests, limits)])), node, settings)
+    container = plan.container("c0")
+    resources = linux_resources(container.resources, container.oom_score_adj, version)
+    assert (resources.cpu_shares, resources.memory_limit_in_bytes, resources.oom_score_adj) == (shares, memory, oom)
+    assert {k: v for k, v in resources.unified.items() if k != "memory.swap.max"} == unified
+
+
 def test_excluded_cases_name_real_go_cases_and_give_a_reason() -> None:
     for name, reason in EXCLUDED.items():
         test, _, case = name.partition("/")
         assert test.startswith("Test") and case and len(reason) > 20
-        assert case not in OOM_CASES and case not in RESOURCE_CONFIG_CASES and case not in QOS_CASES, name
+        assert case not in {*OOM_CASES, *RESOURCE_CONFIG_CASES, *QOS_CASES, *HUGEPAGE_CASES}, name
