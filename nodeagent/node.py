@@ -23,8 +23,8 @@ def read_node_info(config: KubeletConfig) -> NodeInfo:
     swap = psutil.swap_memory().total
     storage_root = config.nodeagent.state_dir if os.path.isdir(config.nodeagent.state_dir) else "/"
     storage = psutil.disk_usage(storage_root).total
-    info = node_info(cpu_millis, memory, swap, config, storage_bytes=storage)
-    return dataclasses.replace(info, hugepages=read_hugepages(), hugetlb_controller=has_hugetlb(detect_layout()))
+    info = node_info(cpu_millis, memory, swap, config, storage_bytes=storage, hugepages=read_hugepages())
+    return dataclasses.replace(info, hugetlb_controller=has_hugetlb(detect_layout()))
 
 
 def read_hugepages(directory: str = HUGEPAGES_DIR) -> tuple[tuple[int, int], ...]:
@@ -61,8 +61,10 @@ def has_hugetlb(layout: CgroupLayout) -> bool:
 
 
 def node_info(cpu_millis: int, memory_bytes: int, swap_bytes: int, config: KubeletConfig, *,
-              storage_bytes: int = 0) -> NodeInfo:
-    reserved = {"cpu": 0, "memory": 0, "ephemeral-storage": 0}
+              storage_bytes: int = 0, hugepages: tuple[tuple[int, int], ...] = ()) -> NodeInfo:
+    """Allocatable = capacity - systemReserved - kubeReserved, hugepages-<size> included."""
+    names = {size: f"hugepages-{_binary(size)}" for size, _ in hugepages}
+    reserved = {"cpu": 0, "memory": 0, "ephemeral-storage": 0, **dict.fromkeys(names.values(), 0)}
     for reservation in (config.system_reserved or {}, config.kube_reserved or {}):
         for name in reserved:
             if name in reservation:
@@ -75,4 +77,14 @@ def node_info(cpu_millis: int, memory_bytes: int, swap_bytes: int, config: Kubel
         allocatable_cpu_millis=max(cpu_millis - reserved["cpu"], 0),
         allocatable_memory_bytes=max(memory_bytes - reserved["memory"], 0),
         ephemeral_storage_bytes=max(storage_bytes - reserved["ephemeral-storage"], 0),
+        hugepages=tuple((size, max(total - reserved[names[size]], 0)) for size, total in hugepages),
     )
+
+
+def _binary(size: int) -> str:
+    """A page size as a resource name spells it: 2097152 -> "2Mi" (the kubelet's hugepages-2Mi)."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        unit = 1 << (10 * ("KMGTPE".index(suffix[0]) + 1))
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)

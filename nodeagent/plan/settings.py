@@ -26,7 +26,7 @@ class NodeInfo:
     allocatable_cpu_millis: int | None = None
     allocatable_memory_bytes: int | None = None
     ephemeral_storage_bytes: int = 0  # allocatable, for the downward API
-    hugepages: tuple[tuple[int, int], ...] = ()  # (page size, total bytes) per size the node has, ascending
+    hugepages: tuple[tuple[int, int], ...] = ()  # (page size, allocatable bytes) per size the node has, ascending
     hugetlb_controller: bool = False  # the hugetlb cgroup controller is there to write limits to
 
     @property

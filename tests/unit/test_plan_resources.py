@@ -1,6 +1,8 @@
 """Issue 16's resources: hugetlb limits, hugepages admission, cpu "0", singleProcessOOMKill, critical by
 priority, pod overhead and pod-level resources; and None as the only "unset" of a ResourceConfig."""
 
+from pathlib import Path
+
 import pytest
 
 from nodeagent.agent.admission import Allocatable, admit
@@ -8,6 +10,7 @@ from nodeagent.api.manifest import load_manifest
 from nodeagent.api.resources import QOSClass
 from nodeagent.config import parse_config
 from nodeagent.errors import ConfigError
+from nodeagent.node import node_info, read_hugepages
 from nodeagent.plan.pod import plan_pod
 from nodeagent.plan.qos import HUGEPAGES_UNBOUNDED, plan_node_cgroups
 from nodeagent.plan.resource_config import ResourceConfig, hugepage_unit_size, render_v1, render_v2
@@ -219,3 +222,18 @@ def test_none_is_the_only_unset() -> None:
     zeros = ResourceConfig(cpu_quota_us=0, memory_bytes=0, pids_max=0, memory_min_bytes=0)
     assert render_v1(zeros) == {"cpu.cfs_quota_us": "0", "memory.limit_in_bytes": "0", "pids.max": "0"}
     assert render_v2(zeros) == {"cpu.max": "0", "memory.max": "0", "memory.min": "0", "pids.max": "0"}
+
+
+def test_node_hugepages_read_from_sysfs_shape(tmp_path: Path) -> None:
+    for name, pages in (("hugepages-2048kB", "512\n"), ("hugepages-1048576kB", "2\n"), ("not-hugepages", "9")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "nr_hugepages").write_text(pages)
+    assert read_hugepages(str(tmp_path)) == ((TWO_MI, 512 * TWO_MI), (GiB, 2 * GiB))
+    assert read_hugepages(str(tmp_path / "missing")) == ()
+
+
+def test_allocatable_hugepages_are_capacity_less_reservations() -> None:
+    config, _ = parse_config({"systemReserved": {"hugepages-2Mi": "64Mi"}, "kubeReserved": {"hugepages-2Mi": "32Mi"}},
+                             "test")
+    info = node_info(4000, 16 * GiB, 0, config, hugepages=((TWO_MI, 512 * MiB), (GiB, GiB)))
+    assert info.hugepages == ((TWO_MI, 416 * MiB), (GiB, GiB))
