@@ -8,7 +8,10 @@
 As in Go, a parsed amount is rounded up (away from zero) to a multiple of 1n; a binary one (Ki..Ei)
 is capped at the largest int64, a decimal one is kept exactly ("12E" stays 12*10**18, above int64),
 as apimachinery's ParseQuantity. value() and milli_value() round up away from zero like Value() and
-MilliValue() and, like apimachinery's newest scaledValue, saturate at the int64 bounds.
+MilliValue(); a result outside int64 is 0, as Go's AsScaledInt64 gives for every amount it holds as
+an int64Amount ("12E", "1e30": any spelling of up to 18 significant digits), so a 12E memory limit
+is no limit at all, exactly as the kubelet reads it. (For the rare inf.Dec amounts Go's result is
+the low 64 bits of the true one; 0 is used there too.)
 Arithmetic is on Fraction, never float.
 """
 
@@ -87,7 +90,7 @@ class Quantity:
 
 def _round_away(amount: Fraction) -> int:
     rounded = ceil(amount) if amount >= 0 else floor(amount)
-    return max(MIN_INT64, min(MAX_INT64, rounded))
+    return rounded if MIN_INT64 <= rounded <= MAX_INT64 else 0
 
 
 def parse_quantity(raw: str | int | float) -> Quantity:

@@ -237,3 +237,17 @@ def test_allocatable_hugepages_are_capacity_less_reservations() -> None:
                              "test")
     info = node_info(4000, 16 * GiB, 0, config, hugepages=((TWO_MI, 512 * MiB), (GiB, GiB)))
     assert info.hugepages == ((TWO_MI, 416 * MiB), (GiB, GiB))
+
+
+def test_a_12e_memory_limit_is_kept_exact_but_reads_as_zero_as_the_kubelet_reads_it() -> None:
+    # Value() of int64Amount{12, 18} overflows to 0: the kubelet writes no memory limit and admits the pod
+    text = pod_yaml("  - {name: a, image: x, resources: {limits: {memory: 12E, cpu: '1'}}}\n")
+    pod = load_pod(text)
+    assert pod.qos is QOSClass.GUARANTEED
+    plan = plan_pod(pod, NODE, V1)
+    assert plan.pod is not None
+    assert "memory.limit_in_bytes" not in plan.pod.files
+    assert "memory.limit_in_bytes" not in plan.container("a").files
+    assert admit(pod, [], Allocatable(cpu_millis=4000, memory_bytes=GiB, pods=110)) is None
+    bigger = pod_yaml("  - {name: a, image: x, resources: {requests: {memory: 12E}, limits: {memory: 10E}}}\n")
+    assert any("must be less than or equal to memory limit of 10E" in e for e in errors_of(bigger))
