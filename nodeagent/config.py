@@ -184,6 +184,7 @@ class KubeletConfig(_ConfigModel):
     container_runtime_endpoint: str | None = None  # unset: the one known socket that answers (as kubeadm)
     feature_gates: dict[str, bool] | None = None
     memory_throttling_factor: float = 0.9
+    single_process_oom_kill: bool | None = Field(default=None, alias="singleProcessOOMKill")
     pod_logs_dir: str | None = None
     container_log_max_size: str = "10Mi"  # a quantity, as the kubelet's string field
     container_log_max_files: int = 5
@@ -245,6 +246,14 @@ class KubeletConfig(_ConfigModel):
         return SwapBehavior.LIMITED_SWAP if self.memory_swap.swap_behavior == "LimitedSwap" else SwapBehavior.NO_SWAP
 
     def plan_settings(self, *, cgroup_version: int, cgroup_driver: CgroupDriverName) -> PlanSettings:
+        """The plan's settings on this cgroup version; ConfigError for what the kubelet refuses on it."""
+        single_process_oom_kill = self.single_process_oom_kill
+        if single_process_oom_kill is None:
+            single_process_oom_kill = cgroup_version == 1
+        elif not single_process_oom_kill and cgroup_version == 1:
+            raise ConfigError("KubeletConfiguration", [FieldError(
+                "singleProcessOOMKill", "invalid configuration: singleProcessOOMKill must not be explicitly set "
+                                        "to false when using cgroup v1")])
         return PlanSettings(
             cgroup_version=cgroup_version,
             cgroup_driver=cgroup_driver,
@@ -257,6 +266,7 @@ class KubeletConfig(_ConfigModel):
             memory_qos=bool((self.feature_gates or {}).get("MemoryQoS")),
             memory_throttling_factor=self.memory_throttling_factor,
             enforce_node_allocatable="pods" in self.enforce_node_allocatable,
+            single_process_oom_kill=single_process_oom_kill,
         )
 
 

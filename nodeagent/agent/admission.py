@@ -1,8 +1,9 @@
 """Admission as the kubelet does it: a pod starts only if its requests fit what the node has left.
 
 Pure. Allocatable = capacity - systemReserved - kubeReserved - evictionHard memory.available;
-"used" is what the admitted pods request. Resources are checked in the kubelet's order (pods, cpu,
-memory) and the first that does not fit is the reason, in the kubelet's words:
+hugepages-<size>: the node's pages of that size (none: 0). "used" is what the admitted pods request.
+Resources are checked in the kubelet's order (pods, cpu, memory, then hugepages by size) and the
+first that does not fit is the reason, in the kubelet's words:
 
     OutOfmemory: Node didn't have enough resource: memory, requested: 1073741824000, used: 0, capacity: ...
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.quantity import parse_quantity
-from nodeagent.api.resources import CPU, MEMORY, milli, pod_requests, whole
+from nodeagent.api.resources import CPU, MEMORY, hugepage_size, milli, pod_requests, whole
 from nodeagent.errors import QuantityError
 from nodeagent.plan.settings import NodeInfo
 
@@ -26,6 +27,7 @@ class Allocatable:
     cpu_millis: int
     memory_bytes: int
     pods: int
+    hugepages: tuple[tuple[int, int], ...] = ()  # (page size, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +54,25 @@ def eviction_memory_bytes(eviction_hard: dict[str, str] | None, memory_capacity:
 
 def allocatable(node: NodeInfo, *, eviction_memory: int, max_pods: int) -> Allocatable:
     return Allocatable(cpu_millis=node.pod_cpu_millis,
-                       memory_bytes=max(node.pod_memory_bytes - eviction_memory, 0), pods=max_pods)
+                       memory_bytes=max(node.pod_memory_bytes - eviction_memory, 0), pods=max_pods,
+                       hugepages=node.hugepages)
 
 
 def admit(pod: StaticPod, admitted: Iterable[StaticPod], capacity: Allocatable) -> Rejection | None:
     running = list(admitted)
     requests = pod_requests(pod.pod)
     used = [pod_requests(p.pod) for p in running]
-    checks = (
+    checks = [
         ("pods", 1, len(running), capacity.pods),
         (CPU, milli(requests, CPU), sum(milli(u, CPU) for u in used), capacity.cpu_millis),
         (MEMORY, whole(requests, MEMORY), sum(whole(u, MEMORY) for u in used), capacity.memory_bytes),
-    )
+    ]
+    node_hugepages = dict(capacity.hugepages)
+    for name in sorted(requests, key=lambda n: hugepage_size(n) or 0):
+        size = hugepage_size(name)
+        if size is not None:
+            checks.append((name, whole(requests, name), sum(whole(u, name) for u in used),
+                           node_hugepages.get(size, 0)))
     for resource, requested, in_use, total in checks:
         if requested and requested + in_use > total:
             return Rejection(f"OutOf{resource}", f"Node didn't have enough resource: {resource}, requested: "

@@ -320,6 +320,8 @@ class PodSpec(K8sModel):
     hostname: str | None = None
     subdomain: str | None = None
     security_context: PodSecurityContext | None = None
+    overhead: ResourceList | None = None  # set by a RuntimeClass admission in a cluster; honoured as written
+    resources: ResourceRequirements | None = None  # pod-level resources (beta, on by default since 1.34)
     # Need an API server: refused for static pods.
     service_account_name: str | None = None
     service_account: str | None = Field(default=None, alias="serviceAccount")

@@ -5,8 +5,13 @@
                      | n | u | m | "" | k | M | G | T | P | E (decimal SI)
                      | (e|E) <sign>? <digits>                 (decimal exponent)
 
-As in Go, a parsed amount is rounded up (away from zero) to a multiple of 1n and capped at the
-largest int64; value() and milli_value() round up away from zero like Value() and MilliValue().
+As in Go, a parsed amount is rounded up (away from zero) to a multiple of 1n; a binary one (Ki..Ei)
+is capped at the largest int64, a decimal one is kept exactly ("12E" stays 12*10**18, above int64),
+as apimachinery's ParseQuantity. value() and milli_value() round up away from zero like Value() and
+MilliValue(); a result outside int64 is 0, as Go's AsScaledInt64 gives for every amount it holds as
+an int64Amount ("12E", "1e30": any spelling of up to 18 significant digits), so a 12E memory limit
+is no limit at all, exactly as the kubelet reads it. (For the rare inf.Dec amounts Go's result is
+the low 64 bits of the true one; 0 is used there too.)
 Arithmetic is on Fraction, never float.
 """
 
@@ -26,10 +31,14 @@ ERR_NUMERIC = "unable to parse numeric part of quantity"
 ERR_SUFFIX = "unable to parse quantity's suffix"
 
 MAX_INT64 = 2**63 - 1
+MIN_INT64 = -(2**63)
 _NANO = Fraction(1, 10**9)
 # Beyond this many significant digits the exact arithmetic gets costly; Go would accept them, but
 # no resource amount needs them, so they are refused as a numeric error rather than risked.
 _MAX_DIGITS = 1000
+# Go keeps any decimal amount exactly (inf.Dec); here amounts beyond 10**1000 are held as 10**1000,
+# so that "1e2000000000" costs nothing. No comparison of resource amounts can tell them apart.
+_DECIMAL_CEILING = Fraction(10**_MAX_DIGITS)
 
 _SHAPE = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?([eEinumkKMGTP]*)([-+]?\d*)")
 _DECIMAL_SI = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -80,7 +89,8 @@ class Quantity:
 
 
 def _round_away(amount: Fraction) -> int:
-    return ceil(amount) if amount >= 0 else floor(amount)
+    rounded = ceil(amount) if amount >= 0 else floor(amount)
+    return rounded if MIN_INT64 <= rounded <= MAX_INT64 else 0
 
 
 def parse_quantity(raw: str | int | float) -> Quantity:
@@ -120,18 +130,19 @@ def _parse_amount(text: str) -> Fraction:
         binary_factor = 2**power
     # Early outs before any big power of ten: the value is at least 10**(len-1+scale) and, with
     # at most 2**60 from a binary suffix, below 10**(len+scale+19).
-    if len(digits) - 1 + scale > 19:
-        magnitude = Fraction(MAX_INT64)
+    ceiling = Fraction(MAX_INT64) if base == 2 else _DECIMAL_CEILING
+    if len(digits) - 1 + scale > (19 if base == 2 else _MAX_DIGITS):
+        magnitude = ceiling
     elif len(digits) + scale + (19 if base == 2 else 0) <= -9:
         magnitude = _NANO
     else:
         numerator = int(digits) * binary_factor
         if scale >= 0:
-            magnitude = Fraction(min(numerator * 10**scale, MAX_INT64))
+            magnitude = min(Fraction(numerator * 10**scale), ceiling)
         else:
             # Round up to a whole number of nanos (exact already when scale >= -9).
             nanos = -(-numerator * 10**9 // 10**-scale)
-            magnitude = min(Fraction(nanos, 10**9), Fraction(MAX_INT64))
+            magnitude = min(Fraction(nanos, 10**9), ceiling)
     return -magnitude if sign == "-" else magnitude
 
 

@@ -1,7 +1,9 @@
 """Pod-level resource sums and the QoS class, as Kubernetes' component-helpers compute them.
 
 Pod requests (and limits) are the larger of the app containers' sum and the largest init container,
-resource by resource. Amounts stay exact Fractions until a caller rounds them.
+resource by resource; pod-level `spec.resources` replace them for cpu and memory where set, and
+`spec.overhead` is added (to limits only where there is a limit). Amounts stay exact Fractions until
+a caller rounds them.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 
-from nodeagent.api.model import Container, Pod
-from nodeagent.api.quantity import Quantity
+from nodeagent.api.model import Container, Pod, ResourceRequirements
+from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.errors import QuantityError
 
 Amounts = dict[str, Fraction]
 _Picker = Callable[[Container], Mapping[str, Quantity] | None]
@@ -19,6 +22,8 @@ _Picker = Callable[[Container], Mapping[str, Quantity] | None]
 CPU = "cpu"
 MEMORY = "memory"
 _QOS_RESOURCES = (CPU, MEMORY)
+POD_LEVEL_RESOURCES = (CPU, MEMORY)  # IsSupportedPodLevelResource
+HUGEPAGES_PREFIX = "hugepages-"
 
 
 class QOSClass(enum.Enum):
@@ -27,12 +32,49 @@ class QOSClass(enum.Enum):
     BESTEFFORT = "BestEffort"
 
 
-def pod_requests(pod: Pod) -> Amounts:
+def container_requests(pod: Pod) -> Amounts:
+    """resourcehelper.AggregateContainerRequests: the containers alone, no pod-level, no overhead."""
     return _pod_amounts(pod, lambda c: c.resources.requests)
 
 
+def pod_requests(pod: Pod) -> Amounts:
+    """resourcehelper.PodRequests: containers, then pod-level requests, then overhead added."""
+    total = container_requests(pod)
+    pod_level = pod.spec.resources.requests if pod.spec.resources else None
+    for name, quantity in (pod_level or {}).items():
+        if name in POD_LEVEL_RESOURCES:
+            total[name] = quantity.amount
+    for name, quantity in (pod.spec.overhead or {}).items():
+        total[name] = total.get(name, Fraction(0)) + quantity.amount
+    return total
+
+
 def pod_limits(pod: Pod) -> Amounts:
-    return _pod_amounts(pod, lambda c: c.resources.limits)
+    """resourcehelper.PodLimits: containers, then pod-level limits, then overhead added to those set."""
+    total = _pod_amounts(pod, lambda c: c.resources.limits)
+    pod_level = pod.spec.resources.limits if pod.spec.resources else None
+    for name, quantity in (pod_level or {}).items():
+        if name in POD_LEVEL_RESOURCES:
+            total[name] = quantity.amount
+    for name, quantity in (pod.spec.overhead or {}).items():
+        if name in total:
+            total[name] += quantity.amount
+    return total
+
+
+def limits_declared(pod: Pod) -> tuple[bool, bool]:
+    """(cpu, memory): every container has a limit for it, or the pod-level limits have one
+    (the kubelet's cpuLimitsDeclared and memoryLimitsDeclared in ResourceConfigForPod)."""
+    pod_level = (pod.spec.resources.limits if pod.spec.resources else None) or {}
+    declared = []
+    for name in (CPU, MEMORY):
+        everywhere = all(not _amount(c.resources.limits, name).is_zero() for c in pod.all_containers())
+        declared.append(everywhere or not _amount(pod_level, name).is_zero())
+    return declared[0], declared[1]
+
+
+def _amount(values: Mapping[str, Quantity] | None, name: str) -> Quantity:
+    return (values or {}).get(name) or Quantity(Fraction(0), "0")
 
 
 def _pod_amounts(pod: Pod, pick: _Picker) -> Amounts:
@@ -46,6 +88,36 @@ def _pod_amounts(pod: Pod, pick: _Picker) -> Amounts:
     return total
 
 
+def hugepage_size(resource: str) -> int | None:
+    """The page size in bytes of a hugepages-<size> resource (v1helper.HugePageSizeFromResourceName)."""
+    if not resource.startswith(HUGEPAGES_PREFIX):
+        return None
+    try:
+        return parse_quantity(resource[len(HUGEPAGES_PREFIX):]).value()
+    except QuantityError:
+        return None
+
+
+def pod_hugepages(requests: Amounts) -> dict[int, int]:
+    """Page size -> bytes the pod asks for (kubelet HugePageLimits, from the pod's requests)."""
+    limits: dict[int, int] = {}
+    for name, amount in requests.items():
+        size = hugepage_size(name)
+        if size is not None:
+            limits[size] = limits.get(size, 0) + Quantity(amount, "").value()
+    return limits
+
+
+def container_hugepages(container: Container) -> dict[int, Quantity]:
+    """Page size -> a container's limit (GetHugepageLimitsFromResources reads limits)."""
+    found = {}
+    for name, quantity in (container.resources.limits or {}).items():
+        size = hugepage_size(name)
+        if size is not None:
+            found[size] = quantity
+    return found
+
+
 def milli(amounts: Amounts, name: str) -> int:
     """A pod-level amount in thousandths, rounded up like Quantity.MilliValue()."""
     return Quantity(amounts.get(name, Fraction(0)), "").milli_value()
@@ -57,19 +129,28 @@ def whole(amounts: Amounts, name: str) -> int:
 
 
 def qos_class(pod: Pod) -> QOSClass:
-    """Kubernetes' GetPodQOS: only cpu and memory count; init containers count like the others."""
-    return classify(pod.all_containers())
+    """Kubernetes' ComputePodQOS: only cpu and memory count; init containers count like the others;
+    pod-level resources, when set, decide alone."""
+    resources = pod.spec.resources
+    if resources is not None and is_pod_level_resources_set(resources):
+        return classify([resources])
+    return classify(c.resources for c in pod.all_containers())
 
 
-def classify(containers: Iterable[Container]) -> QOSClass:
+def is_pod_level_resources_set(resources: ResourceRequirements) -> bool:
+    """resourcehelper.IsPodLevelResourcesSet: a pod-level request or limit of cpu or memory."""
+    return any(name in POD_LEVEL_RESOURCES for name in {**(resources.requests or {}), **(resources.limits or {})})
+
+
+def classify(all_resources: Iterable[ResourceRequirements]) -> QOSClass:
     requests: Amounts = {}
     limits: Amounts = {}
     guaranteed = True
-    for container in containers:
-        for name, quantity in _positive(container.resources.requests):
+    for resources in all_resources:
+        for name, quantity in _positive(resources.requests):
             requests[name] = requests.get(name, Fraction(0)) + quantity
         found = set()
-        for name, quantity in _positive(container.resources.limits):
+        for name, quantity in _positive(resources.limits):
             found.add(name)
             limits[name] = limits.get(name, Fraction(0)) + quantity
         if not found.issuperset(_QOS_RESOURCES):

@@ -12,6 +12,7 @@ from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
 from nodeagent.api.model import ObjectMeta, Pod, PodSpec, Volume
 from nodeagent.api.validation_container import validate_containers, validate_ids
+from nodeagent.api.validation_resources import validate_pod_resources
 from nodeagent.errors import FieldError
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -63,6 +64,7 @@ def validate_spec(spec: PodSpec) -> list[FieldError]:
     if not spec.containers:
         errors.append(required("spec.containers"))
     errors += validate_containers(spec, volume_names)
+    errors += validate_pod_resources(spec)
     if spec.restart_policy not in RESTART_POLICIES:
         errors.append(unsupported("spec.restartPolicy", spec.restart_policy, RESTART_POLICIES))
     if spec.dns_policy not in DNS_POLICIES:

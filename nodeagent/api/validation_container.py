@@ -22,10 +22,10 @@ from nodeagent.api.model import (
     LifecycleHandler,
     PodSpec,
     Probe,
-    ResourceRequirements,
     SecurityContext,
 )
 from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.api.validation_resources import validate_resources
 from nodeagent.errors import FieldError
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -38,7 +38,6 @@ FIELD_REF_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "metad
                    "status.hostIPs", "status.podIP", "status.podIPs")
 RESOURCE_REF_NAMES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
                       "requests.memory", "requests.ephemeral-storage")
-STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 CPU_DIVISORS = ("1m", "1")
 BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
 STATIC_POD_ONLY = "static pods run without an API server"
@@ -217,31 +216,6 @@ def _validate_ports(container: Container, path: str, host_network: bool) -> list
         if port.protocol not in PROTOCOLS:
             errors.append(unsupported(f"{where}.protocol", port.protocol, PROTOCOLS))
     return errors
-
-
-def validate_resources(resources: ResourceRequirements, path: str) -> list[FieldError]:
-    errors: list[FieldError] = []
-    limits = resources.limits or {}
-    requests = resources.requests or {}
-    for field, values in (("limits", limits), ("requests", requests)):
-        for name, quantity in values.items():
-            where = f"{path}.{field}.{name}"
-            if not _is_resource_name(name):
-                errors.append(invalid(where, name, "must be a standard resource type or fully qualified"))
-            if quantity.amount < 0:
-                errors.append(invalid(where, str(quantity), "must be greater than or equal to 0"))
-    for name, request in requests.items():
-        limit = limits.get(name)
-        if limit is not None and request > limit:
-            errors.append(invalid(f"{path}.requests.{name}", str(request),
-                                  f"must be less than or equal to {name} limit of {limit}"))
-    return errors
-
-
-def _is_resource_name(name: str) -> bool:
-    if name in STANDARD_RESOURCES or name.startswith("hugepages-"):
-        return True
-    return "/" in name and not names.qualified_name(name)
 
 
 def _validate_mounts(container: Container, path: str, volume_names: set[str]) -> list[FieldError]:

@@ -3,10 +3,11 @@
     V1Hierarchy({"memory": "/sys/fs/cgroup/memory", "cpu": ..., "cpuacct": ..., "pids": ...})
       .apply("/kubepods/burstable/pod1", {"cpu.shares": "2", "memory.limit_in_bytes": "104857600"})
 
-Only the controllers nodeagent manages get directories: memory, cpu, cpuacct (usage) and pids. OCI
-runtimes (runc, crun, containerd's runc) create a container's cgroup, and its missing parents, in every
-hierarchy mounted (cpuset, devices, freezer, blkio, name=systemd, a hybrid's cgroup2): removing a cgroup
-removes what is left of it there too (`runtime_mounts`), or pods would leave directories behind.
+Only the controllers nodeagent manages get directories: memory, cpu, cpuacct (usage), pids and, where
+mounted, hugetlb. OCI runtimes (runc, crun, containerd's runc) create a container's cgroup, and its
+missing parents, in every hierarchy mounted (cpuset, devices, freezer, blkio, name=systemd, a hybrid's
+cgroup2): removing a cgroup removes what is left of it there too (`runtime_mounts`), or pods would leave
+directories behind.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from nodeagent.cgroups import files
 from nodeagent.errors import CgroupError, CgroupWriteError
 
-MANAGED_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+MANAGED_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "hugetlb")
 MEMORY_LIMIT = "memory.limit_in_bytes"
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from nodeagent.cgroups import files
 from nodeagent.errors import CgroupError
 
-WANTED_CONTROLLERS = ("cpu", "memory", "pids")
+WANTED_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")
 
 
 class V2Hierarchy:

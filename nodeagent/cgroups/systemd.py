@@ -4,7 +4,7 @@
         the plan's values as unit properties, SetUnitProperties when they change, StopUnit to remove;
     each container of the process runtime: a transient scope in its pod's slice (PIDs, Delegate).
 Every job is awaited (JobRemoved) and a failed one is reported with systemd's own words. What
-systemd cannot express (v1 memsw, memory.oom.group) is written to the unit's cgroup files
+systemd cannot express (v1 memsw, memory.oom.group, hugetlb limits) is written to the unit's cgroup files
 afterwards, as the kubelet does. Reading (usage, OOM counters, processes) goes to the files: the
 unit's cgroup is an ordinary cgroup once systemd made it.
 """
@@ -55,19 +55,19 @@ def unit_properties(config: ResourceConfig, cgroup_version: int) -> list[tuple[s
             props.append(("CPUWeight", Variant("t", shares_to_weight(config.cpu_shares))))
         else:
             props.append(("CPUShares", Variant("t", config.cpu_shares)))
-    if config.cpu_quota_us and config.cpu_quota_us > 0 and config.cpu_period_us:
+    if config.cpu_quota_us is not None and config.cpu_quota_us > 0 and config.cpu_period_us:
         props.append(("CPUQuotaPerSecUSec", Variant("t", config.cpu_quota_us * 1_000_000 // config.cpu_period_us)))
-    if config.cpu_period_us:
+    if config.cpu_period_us is not None:
         props.append(("CPUQuotaPeriodUSec", Variant("t", config.cpu_period_us)))
-    if config.memory_bytes:
+    if config.memory_bytes is not None:
         props.append(("MemoryMax" if cgroup_version == 2 else "MemoryLimit", Variant("t", _bytes(config.memory_bytes))))
     if cgroup_version == 2 and config.swap_max_bytes is not None:
         props.append(("MemorySwapMax", Variant("t", _bytes(config.swap_max_bytes))))
-    if config.memory_min_bytes:
+    if config.memory_min_bytes is not None:
         props.append(("MemoryMin", Variant("t", config.memory_min_bytes)))
-    if config.memory_high_bytes:
+    if config.memory_high_bytes is not None:
         props.append(("MemoryHigh", Variant("t", _bytes(config.memory_high_bytes))))
-    if config.pids_max:
+    if config.pids_max is not None:
         props.append(("TasksMax", Variant("t", _bytes(config.pids_max))))
     return props
 
@@ -79,6 +79,7 @@ def files_systemd_cannot_set(files: dict[str, str], cgroup_version: int) -> dict
         left["memory.memsw.limit_in_bytes"] = files["memory.memsw.limit_in_bytes"]
     if cgroup_version == 2 and "memory.oom.group" in files:
         left["memory.oom.group"] = files["memory.oom.group"]
+    left.update({name: value for name, value in files.items() if name.startswith("hugetlb.")})  # no property
     return left
 
 

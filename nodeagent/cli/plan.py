@@ -30,13 +30,15 @@ if TYPE_CHECKING:  # the model and planner load only when `plan` runs: other com
 @click.option("--node-cpu", help="Node CPUs as a quantity (2, 1500m). Default: this machine's.")
 @click.option("--node-memory", help="Node memory as a quantity (16Gi). Default: this machine's.")
 @click.option("--node-swap", help="Node swap as a quantity. Default: this machine's.")
+@click.option("--node-hugepages", help="Node hugepages as SIZE=TOTAL,... (2Mi=1Gi,1Gi=0), planned as if the hugetlb "
+                                       "controller were there; \"\" for none. Default: this machine's.")
 @click.option("--swap-behavior", type=click.Choice(["NoSwap", "LimitedSwap"]), help="Default: configured.")
 @click.option("--node-name", help="Default: configured, else the lower-cased hostname.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
 def plan(
     manifest: str, config_path: str | None, cgroup_version: str | None, cgroup_driver: str | None,
     cgroup_root: str | None, node_cpu: str | None, node_memory: str | None, node_swap: str | None,
-    swap_behavior: str | None, node_name: str | None, output: str,
+    node_hugepages: str | None, swap_behavior: str | None, node_name: str | None, output: str,
 ) -> None:
     """Show the cgroups, files and values (and oom_score_adj) the kubelet would give MANIFEST's pods."""
     from nodeagent.config import load_config
@@ -45,10 +47,10 @@ def plan(
 
     try:
         config, _ = load_config(config_path)
+        settings = _settings(config, cgroup_version, cgroup_driver, cgroup_root, swap_behavior)
     except ConfigError as exc:
         fail(str(exc))
-    settings = _settings(config, cgroup_version, cgroup_driver, cgroup_root, swap_behavior)
-    node = _node(config, node_cpu, node_memory, node_swap)
+    node = _node(config, node_cpu, node_memory, node_swap, node_hugepages)
     result = _load(manifest, node_name or config.node_name)
     for warning in result.warnings:
         click.echo(f"warning: {_label(manifest)}: {warning}", err=True)
@@ -83,19 +85,27 @@ def _settings(config: KubeletConfig, version: str | None, driver: str | None, ro
     return settings
 
 
-def _node(config: KubeletConfig, cpu: str | None, memory: str | None, swap: str | None) -> NodeInfo:
+def _node(config: KubeletConfig, cpu: str | None, memory: str | None, swap: str | None,
+          hugepages: str | None) -> NodeInfo:
     from nodeagent.api.quantity import parse_quantity
     from nodeagent.errors import QuantityError
     from nodeagent.node import node_info, read_node_info
 
     here = read_node_info(config)
     try:
-        return node_info(
+        sized = node_info(
             parse_quantity(cpu).milli_value() if cpu else here.cpu_millis,
             parse_quantity(memory).value() if memory else here.memory_bytes,
             parse_quantity(swap).value() if swap else here.swap_bytes,
             config,
         )
+        if hugepages is None:
+            return dataclasses.replace(sized, hugepages=here.hugepages, hugetlb_controller=here.hugetlb_controller)
+        pages = []
+        for item in filter(None, hugepages.split(",")):
+            size, _, total = item.partition("=")
+            pages.append((parse_quantity(size.strip()).value(), parse_quantity(total.strip() or "0").value()))
+        return dataclasses.replace(sized, hugepages=tuple(sorted(pages)), hugetlb_controller=True)
     except QuantityError as exc:
         fail(f"node size: {exc}")
         raise  # unreachable: fail() exits

@@ -14,12 +14,25 @@ from dataclasses import dataclass, field
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.api.quantity import Quantity
-from nodeagent.api.resources import CPU, MEMORY, QOSClass, milli, pod_limits, pod_requests, whole
+from nodeagent.api.resources import (
+    CPU,
+    MEMORY,
+    QOSClass,
+    container_hugepages,
+    container_requests,
+    limits_declared,
+    milli,
+    pod_hugepages,
+    pod_limits,
+    pod_requests,
+    whole,
+)
 from nodeagent.plan import formulas, paths
 from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig, render
 from nodeagent.plan.settings import CgroupDriverName, NodeInfo, PlanSettings, SwapBehavior
 
 CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+SYSTEM_CRITICAL_PRIORITY = 2_000_000_000  # scheduling.SystemCriticalPriority
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +88,7 @@ def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> Resource
     parent = paths.node_name(settings)
     if per_pod:
         name = paths.pod_name(pod.uid, pod.qos, settings)
-        pod_config = pod_resources(pod, settings)
+        pod_config = pod_resources(pod, node, settings)
         pod_plan = CgroupPlan("pod", paths.spell(name, settings.cgroup_driver),
                               render(pod_config, settings.cgroup_version), resources=pod_config)
         parent = name
@@ -100,64 +113,79 @@ def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> Resource
                         pod=pod_plan, containers=tuple(containers), monitor=monitor)
 
 
-def pod_resources(pod: StaticPod, settings: PlanSettings) -> ResourceConfig:
-    """kubelet ResourceConfigForPod: what the pod cgroup gets for its QoS class."""
+def pod_resources(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> ResourceConfig:
+    """kubelet ResourceConfigForPod: what the pod cgroup gets for its QoS class (pod-level resources,
+    when set, decide; overhead is added)."""
     requests = pod_requests(pod.pod)
     limits = pod_limits(pod.pod)
-    containers = pod.pod.all_containers()
-    cpu_limits_everywhere = all(_limit(c, CPU) for c in containers)
-    memory_limits_everywhere = all(_limit(c, MEMORY) for c in containers)
+    cpu_limits_declared, memory_limits_declared = limits_declared(pod.pod)
 
     shares = formulas.milli_cpu_to_shares(milli(requests, CPU))
-    quota = formulas.milli_cpu_to_quota(milli(limits, CPU), settings.cpu_cfs_quota_period_us)
+    quota: int | None = formulas.milli_cpu_to_quota(milli(limits, CPU), settings.cpu_cfs_quota_period_us) or None
     if not settings.cpu_cfs_quota:
         quota = UNLIMITED
     period = settings.cpu_cfs_quota_period_us
+    memory = whole(limits, MEMORY) or None
     pids = settings.pod_pids_limit if settings.pod_pids_limit > 0 else None
     memory_min = None
     if settings.memory_qos and settings.cgroup_version == 2:
         memory_min = whole(requests, MEMORY) or None
+    hugepages = _hugepage_limits(pod_hugepages(requests), node)
 
     if pod.qos is QOSClass.GUARANTEED:
         return ResourceConfig(cpu_shares=shares, cpu_quota_us=quota, cpu_period_us=period,
-                              memory_bytes=whole(limits, MEMORY), pids_max=pids, memory_min_bytes=memory_min)
+                              memory_bytes=memory, pids_max=pids, memory_min_bytes=memory_min,
+                              hugepage_limits=hugepages)
     if pod.qos is QOSClass.BURSTABLE:
         return ResourceConfig(
             cpu_shares=shares,
-            cpu_quota_us=quota if cpu_limits_everywhere else None,
-            cpu_period_us=period if cpu_limits_everywhere else None,
-            memory_bytes=whole(limits, MEMORY) if memory_limits_everywhere else None,
+            cpu_quota_us=quota if cpu_limits_declared else None,
+            cpu_period_us=period if cpu_limits_declared else None,
+            memory_bytes=memory if memory_limits_declared else None,
             pids_max=pids,
             memory_min_bytes=memory_min,
+            hugepage_limits=hugepages,
         )
-    return ResourceConfig(cpu_shares=formulas.MIN_SHARES, pids_max=pids, memory_min_bytes=memory_min)
+    return ResourceConfig(cpu_shares=formulas.MIN_SHARES, pids_max=pids, memory_min_bytes=memory_min,
+                          hugepage_limits=hugepages)
 
 
 def container_resources(
     pod: StaticPod, container: Container, node: NodeInfo, settings: PlanSettings
 ) -> ResourceConfig:
-    """kubelet generateLinuxContainerResources: cpu, memory and swap of one container's cgroup."""
-    request_cpu = _request(container, CPU)
+    """kubelet generateLinuxContainerResources: cpu, memory, swap and hugetlb of one container's cgroup."""
+    requests = container.resources.requests or {}
     limit_cpu = _limit(container, CPU)
-    shares = formulas.milli_cpu_to_shares(
-        limit_cpu.milli_value() if request_cpu is None and limit_cpu is not None
-        else (request_cpu.milli_value() if request_cpu else 0)
-    )
+    if CPU not in requests and limit_cpu is not None:
+        shares = formulas.milli_cpu_to_shares(limit_cpu.milli_value())
+    else:  # an explicit request, even "0", is the request (2 shares for 0)
+        shares = formulas.milli_cpu_to_shares(requests[CPU].milli_value() if CPU in requests else 0)
     quota = period = None
     if settings.cpu_cfs_quota:
         period = settings.cpu_cfs_quota_period_us
-        quota = formulas.milli_cpu_to_quota(limit_cpu.milli_value() if limit_cpu else 0, period)
+        quota = formulas.milli_cpu_to_quota(limit_cpu.milli_value() if limit_cpu else 0, period) or None
     limit = _limit(container, MEMORY)
-    memory = limit.value() if limit else None
+    memory = (limit.value() or None) if limit else None
     memsw, swap = _swap(pod, container, memory, node, settings)
     memory_min = memory_high = None
     if settings.memory_qos and settings.cgroup_version == 2:
         memory_min, memory_high = _memory_qos(container, memory, node, settings)
+    hugepages = {size: amount.value() for size, amount in container_hugepages(container).items()}
     return ResourceConfig(
         cpu_shares=shares, cpu_quota_us=quota, cpu_period_us=period, memory_bytes=memory,
         memsw_bytes=memsw, swap_max_bytes=swap, memory_min_bytes=memory_min, memory_high_bytes=memory_high,
-        memory_oom_group=True if settings.cgroup_version == 2 else None,
+        memory_oom_group=True if settings.cgroup_version == 2 and not settings.single_process_oom_kill else None,
+        hugepage_limits=_hugepage_limits(hugepages, node),
     )
+
+
+def _hugepage_limits(limits: dict[int, int], node: NodeInfo) -> tuple[tuple[int, int], ...] | None:
+    """A limit for every page size the node has, 0 where none is asked for (kubelet maybeSetHugetlb);
+    None where the node has no hugetlb controller to write them to."""
+    sizes = node.hugepage_sizes
+    if not sizes:
+        return None
+    return tuple((size, limits.get(size, 0)) for size in sizes)
 
 
 def _swap(
@@ -165,13 +193,13 @@ def _swap(
 ) -> tuple[int | None, int | None]:
     """(v1 memsw total, v2 swap) for a container: NoSwap unless LimitedSwap applies to it.
 
-    The kubelet never gives swap to static pods; here every pod is static, so only pods with a
-    critical priority class keep that rule.
+    The kubelet never gives swap to static pods; here every pod is static, so only critical pods
+    (kubelet IsCriticalPod: a critical priority class, or a priority of 2000000000 and above) keep that rule.
     """
     request = _request(container, MEMORY)
     limited = (
         settings.swap_behavior is SwapBehavior.LIMITED_SWAP
-        and pod.pod.spec.priority_class_name not in CRITICAL_PRIORITY_CLASSES
+        and not is_critical(pod)
         and pod.qos is QOSClass.BURSTABLE
         and (request is not None or memory is not None)
         and (request.value() if request else 0) != (memory or 0)
@@ -201,6 +229,13 @@ def _memory_qos(
     return memory_min, high if high > request_bytes else None
 
 
+def is_critical(pod: StaticPod) -> bool:
+    """kubelet IsCriticalPod, less "every static pod is critical" (see _swap)."""
+    spec = pod.pod.spec
+    return spec.priority_class_name in CRITICAL_PRIORITY_CLASSES or (
+        spec.priority is not None and spec.priority >= SYSTEM_CRITICAL_PRIORITY)
+
+
 def oom_score_adj(pod: StaticPod, container: Container, node: NodeInfo) -> int:
     """kubelet GetContainerOOMScoreAdjust."""
     if pod.pod.spec.priority_class_name == "system-node-critical" or pod.qos is QOSClass.GUARANTEED:
@@ -208,7 +243,23 @@ def oom_score_adj(pod: StaticPod, container: Container, node: NodeInfo) -> int:
     if pod.qos is QOSClass.BESTEFFORT:
         return formulas.BESTEFFORT_OOM_SCORE_ADJ
     request = _request(container, MEMORY)
-    return formulas.burstable_oom_score_adj(request.value() if request else 0, node.memory_bytes)
+    memory = (request.value() if request else 0) + remaining_pod_memory_per_container(pod)
+    return formulas.burstable_oom_score_adj(memory, node.memory_bytes)
+
+
+def remaining_pod_memory_per_container(pod: StaticPod) -> int:
+    """kubelet remainingPodMemReqPerContainer: the pod-level memory request the containers' own
+    requests leave, shared by every container (init ones included); 0 without a pod-level request."""
+    spec = pod.pod.spec
+    pod_request = ((spec.resources.requests if spec.resources else None) or {}).get(MEMORY)
+    if pod_request is None or pod_request.is_zero():
+        return 0
+    containers = len(spec.containers or []) + len(spec.init_containers or [])
+    remaining = pod_request.value() - whole(container_requests(pod.pod), MEMORY)
+    if not containers:
+        return 0
+    share = abs(remaining) // containers  # Go's division truncates toward zero
+    return share if remaining >= 0 else -share
 
 
 def _request(container: Container, resource: str) -> Quantity | None:

@@ -26,6 +26,13 @@ class NodeInfo:
     allocatable_cpu_millis: int | None = None
     allocatable_memory_bytes: int | None = None
     ephemeral_storage_bytes: int = 0  # allocatable, for the downward API
+    hugepages: tuple[tuple[int, int], ...] = ()  # (page size, allocatable bytes) per size the node has, ascending
+    hugetlb_controller: bool = False  # the hugetlb cgroup controller is there to write limits to
+
+    @property
+    def hugepage_sizes(self) -> tuple[int, ...]:
+        """The sizes whose hugetlb limits the kubelet writes on every cgroup (none without the controller)."""
+        return tuple(size for size, _ in self.hugepages) if self.hugetlb_controller else ()
 
     @property
     def pod_cpu_millis(self) -> int:
@@ -52,3 +59,4 @@ class PlanSettings:
     memory_throttling_factor: float = 0.9
     page_size: int = 4096
     enforce_node_allocatable: bool = True  # enforceNodeAllocatable has "pods"
+    single_process_oom_kill: bool = False  # v2: no memory.oom.group (the kubelet's default is v1 only)

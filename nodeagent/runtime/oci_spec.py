@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig, render_v2
+from nodeagent.plan.resource_config import ResourceConfig, hugepage_unit_size, render_v2
 from nodeagent.runtime.base import ContainerSpec
 
 OCI_VERSION = "1.0.2"
@@ -142,21 +142,24 @@ def linux_resources(config: ResourceConfig, cgroup_version: int) -> dict[str, An
     cpu: dict[str, Any] = {}
     if config.cpu_shares is not None:
         cpu["shares"] = config.cpu_shares
-    if config.cpu_quota_us:
+    if config.cpu_quota_us is not None:
         cpu["quota"] = config.cpu_quota_us
-    if config.cpu_period_us:
+    if config.cpu_period_us is not None:
         cpu["period"] = config.cpu_period_us
     if cpu:
         resources["cpu"] = cpu
     memory: dict[str, Any] = {}
-    if config.memory_bytes:
+    if config.memory_bytes is not None:
         memory["limit"] = config.memory_bytes
-    if config.memsw_bytes:
+    if config.memsw_bytes is not None:
         memory["swap"] = config.memsw_bytes
     if memory:
         resources["memory"] = memory
-    if config.pids_max:
-        resources["pids"] = {"limit": config.pids_max if config.pids_max != UNLIMITED else -1}
+    if config.pids_max is not None:
+        resources["pids"] = {"limit": config.pids_max}
+    if config.hugepage_limits is not None:
+        resources["hugepageLimits"] = [{"pageSize": hugepage_unit_size(size), "limit": limit}
+                                       for size, limit in config.hugepage_limits]
     return resources
 
 

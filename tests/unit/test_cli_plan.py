@@ -13,7 +13,8 @@ from nodeagent.cli.main import cli
 from tests.conftest import EXAMPLES
 
 MiB = 1 << 20
-FIXED_NODE = ["--node-cpu", "4", "--node-memory", "16Gi", "--node-swap", "4Gi", "--node-name", "node1"]
+FIXED_NODE = ["--node-cpu", "4", "--node-memory", "16Gi", "--node-swap", "4Gi", "--node-hugepages", "",
+              "--node-name", "node1"]
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
@@ -139,3 +140,28 @@ def test_console_entry_points() -> None:
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["pod"]["qosClass"] == "Guaranteed"
+
+
+def test_hugetlb_files_for_the_node_hugepages_given() -> None:
+    manifest = ("kind: Pod\nmetadata: {name: h}\nspec:\n  containers:\n  - {name: c, image: x, resources: "
+                "{limits: {hugepages-2Mi: 4Mi, memory: 64Mi}}}\n")
+    code, out, err = run("plan", "-", "--cgroup-version", "1", "--cgroup-driver", "cgroupfs", *FIXED_NODE[:-4],
+                         "--node-hugepages", "2Mi=1Gi,1Gi=0", "--node-name", "node1", "-o", "json", stdin=manifest)
+    assert code == 0, err
+    cgroups = json.loads(out)["cgroups"]
+    for cgroup in cgroups:
+        assert cgroup["files"]["hugetlb.2MB.limit_in_bytes"] == str(4 * MiB)
+        assert cgroup["files"]["hugetlb.1GB.limit_in_bytes"] == "0"
+
+
+def test_pod_level_limits_show_on_the_pod_cgroup() -> None:
+    manifest = ("kind: Pod\nmetadata: {name: p}\nspec:\n  resources: {limits: {cpu: 500m, memory: 64Mi}}\n"
+                "  containers:\n  - {name: c, image: x}\n")
+    code, out, err = run("plan", "-", "--cgroup-version", "2", "--cgroup-driver", "cgroupfs", *FIXED_NODE,
+                         "-o", "json", stdin=manifest)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["pod"]["qosClass"] == "Guaranteed"
+    assert plan["cgroups"][0]["level"] == "pod"
+    assert plan["cgroups"][0]["files"]["memory.max"] == str(64 * MiB)
+    assert plan["cgroups"][0]["files"]["cpu.max"] == "50000 100000"

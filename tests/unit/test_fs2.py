@@ -124,7 +124,7 @@ def test_the_values_are_written_exactly_as_planned(mount: Path) -> None:
         ("memory pids", "memory", "+pids"),
         ("io", "", None),
         ("cpu memory pids", "cpu memory pids", None),
-        ("cpuset cpu io memory hugetlb pids rdma misc", "cpuset io", "+cpu +memory +pids"),
+        ("cpuset cpu io memory hugetlb pids rdma misc", "cpuset io", "+cpu +memory +pids +hugetlb"),
     ],
     ids=["none-enabled", "cpu-enabled", "memory-and-io-enabled", "no-pids-available", "only-pids-missing",
          "nothing-wanted-available", "all-enabled-no-write", "kernel-order-and-extra-controllers"],
@@ -139,8 +139,8 @@ def test_only_wanted_available_not_yet_enabled_controllers_are_written(
     assert subtree(mount) == (written if written is not None else before)
 
 
-def test_wanted_controllers_are_cpu_memory_pids_in_that_order() -> None:
-    assert WANTED_CONTROLLERS == ("cpu", "memory", "pids")
+def test_wanted_controllers_are_cpu_memory_pids_hugetlb_in_that_order() -> None:
+    assert WANTED_CONTROLLERS == ("cpu", "memory", "pids", "hugetlb")
 
 
 def test_a_level_already_enabled_is_not_written_again(mount: Path) -> None:

@@ -87,6 +87,13 @@ def test_resources_v1_and_v2() -> None:
                                                   "memory.oom.group": "1"}}
 
 
+def test_hugepage_limits_v1_and_v2() -> None:
+    config = ResourceConfig(hugepage_limits=((2 << 20, 4 << 20), (1 << 30, 0)))
+    assert linux_resources(config, 1)["hugepageLimits"] == [{"pageSize": "2MB", "limit": 4 << 20},
+                                                            {"pageSize": "1GB", "limit": 0}]
+    assert linux_resources(config, 2) == {"unified": {"hugetlb.2MB.max": str(4 << 20), "hugetlb.1GB.max": "0"}}
+
+
 def test_the_whole_spec() -> None:
     config = oci_spec(spec(mounts=(Mount("/var/lib/x", "/data", True),)), IMAGE, rootfs="/b/rootfs",
                       cgroups_path="/kubepods/podu1/c", cgroup_version=1, security=Security(read_only_root=True),

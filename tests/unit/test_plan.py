@@ -91,10 +91,10 @@ def test_pod_requests_include_init_containers() -> None:
     assert [c.container for c in plan.containers] == ["i", "a", "b"]
 
 
-def test_container_shares_come_from_the_limit_without_a_request() -> None:
-    # a container whose request was explicitly zero but has a limit: shares from the limit
+def test_an_explicit_zero_cpu_request_gives_two_shares_not_the_limit() -> None:
+    # kubelet calculateLinuxResources: only a missing request falls back to the limit; "0" is a request
     text = pod_with("  - {name: a, image: x, resources: {requests: {cpu: '0'}, limits: {cpu: '2'}}}\n")
-    assert plan_pod(load_pod(text), NODE, V1).container("a").files["cpu.shares"] == "2048"
+    assert plan_pod(load_pod(text), NODE, V1).container("a").files["cpu.shares"] == "2"
 
 
 def test_cpu_cfs_quota_off() -> None:

@@ -32,7 +32,7 @@ Mi = 1024 * 1024
         ("1n", 1, 1),
         ("1u", 1, 1),
         ("2k", 2000, 2000000),
-        ("1E", 10**18, 10**21),
+        ("1E", 10**18, 0),  # MilliValue overflows int64: Go's AsScaledInt64 gives 0
         ("1E3", 1000, 1000000),
         ("1e+3", 1000, 1000000),
         ("1.G", 10**9, 10**12),
@@ -93,17 +93,31 @@ def test_bool_is_not_a_quantity() -> None:
         parse_quantity(True)
 
 
-def test_rounds_up_to_nano_and_caps_at_int64() -> None:
+def test_rounds_up_to_nano_and_caps_binary_amounts_at_int64() -> None:
     assert parse_quantity("0.0000000001").amount == Fraction(1, 10**9)
     assert parse_quantity("1e-1000000").amount == Fraction(1, 10**9)
-    assert parse_quantity("1e1000000").value() == MAX_INT64
+    assert parse_quantity("1e1000000").value() == 0  # beyond int64: 0, as Go's Value()
+    assert parse_quantity("9Ei").amount == MAX_INT64
     assert parse_quantity("9Ei").value() == MAX_INT64
-    assert parse_quantity("-1e30").value() == -MAX_INT64
+    assert parse_quantity("-16Ei").amount == -MAX_INT64
+
+
+def test_decimal_amounts_above_int64_are_kept_as_apimachinery_keeps_them() -> None:
+    # ParseQuantity caps only BinarySI; "12E" is int64Amount{12, 18} and 1e30 an exact inf.Dec
+    assert parse_quantity("12E").amount == 12 * 10**18
+    assert parse_quantity("12E") > parse_quantity("10E") > parse_quantity("9Ei")
+    assert parse_quantity("-1e30").amount == -(10**30)
+    assert parse_quantity("12345678901234567890123").amount == 12345678901234567890123
+    # Value() of an amount beyond int64 is 0 (int64Amount{12, 18}.AsScaledInt64(0) overflows)
+    assert parse_quantity("12E").value() == 0
+    assert parse_quantity("-1e30").value() == 0
+    assert parse_quantity("12E").milli_value() == 0
+    assert parse_quantity("9E").value() == 9 * 10**18
 
 
 def test_huge_exponent_is_instant() -> None:
     # 10**2000000000 would never finish; the cap is decided before any power is taken.
-    assert parse_quantity("5e2000000000").value() == MAX_INT64
+    assert parse_quantity("5e2000000000").value() == 0  # beyond int64, as Go
 
 
 def test_compare() -> None:
@@ -141,7 +155,8 @@ def _expected(text: str) -> Fraction:
     magnitude = abs(exact)
     if magnitude:
         magnitude = Fraction(ceil(magnitude * 10**9), 10**9)
-    magnitude = min(magnitude, Fraction(MAX_INT64))
+    if text.endswith("i"):  # only BinarySI is capped
+        magnitude = min(magnitude, Fraction(MAX_INT64))
     return -magnitude if exact < 0 else magnitude
 
 

@@ -6,7 +6,7 @@ import pytest
 from nodeagent.cgroups.systemd import INFINITY, files_systemd_cannot_set, unit_properties
 from nodeagent.plan.pod import CgroupPlan, plan_pod
 from nodeagent.plan.qos import plan_node_cgroups
-from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig
+from nodeagent.plan.resource_config import UNLIMITED, ResourceConfig, render
 from nodeagent.plan.settings import CgroupDriverName, NodeInfo, PlanSettings
 from tests.conftest import example, load_pod
 
@@ -76,3 +76,10 @@ def test_unlimited_is_systemd_s_infinity() -> None:
     properties = dict(unit_properties(ResourceConfig(memory_bytes=UNLIMITED, pids_max=UNLIMITED), 2))
     assert properties["MemoryMax"].value == INFINITY
     assert properties["TasksMax"].value == INFINITY
+
+
+@pytest.mark.parametrize(("version", "name"), [(1, "hugetlb.2MB.limit_in_bytes"), (2, "hugetlb.2MB.max")])
+def test_hugetlb_limits_have_no_property_and_go_to_the_files(version: int, name: str) -> None:
+    config = ResourceConfig(cpu_shares=2, hugepage_limits=((2 << 20, 0),))
+    assert files_systemd_cannot_set(render(config, version), version) == {name: "0"}
+    assert not [key for key, _ in unit_properties(config, version) if "huge" in key.lower()]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from nodeagent.plan.resource_config import ResourceConfig, render_v2
+from nodeagent.plan.resource_config import ResourceConfig, hugepage_unit_size, render_v2
 from nodeagent.runtime.base import ContainerExit, ContainerSpec, PodSandboxSpec
 from nodeagent.runtime.cri import api_pb2 as cri
 
@@ -96,14 +96,21 @@ def linux_resources(config: ResourceConfig, oom_score_adj: int | None,
     if cgroup_version == 2:
         unified = {name: value for name, value in render_v2(config).items() if name in UNIFIED_V2}
     return cri.LinuxContainerResources(
-        cpu_period=config.cpu_period_us or 0,
-        cpu_quota=config.cpu_quota_us if config.cpu_quota_us and config.cpu_quota_us > 0 else 0,
-        cpu_shares=config.cpu_shares or 0,
-        memory_limit_in_bytes=config.memory_bytes if config.memory_bytes and config.memory_bytes > 0 else 0,
-        memory_swap_limit_in_bytes=config.memsw_bytes if config.memsw_bytes and config.memsw_bytes > 0 else 0,
+        cpu_period=_positive(config.cpu_period_us),
+        cpu_quota=_positive(config.cpu_quota_us),
+        cpu_shares=_positive(config.cpu_shares),
+        memory_limit_in_bytes=_positive(config.memory_bytes),
+        memory_swap_limit_in_bytes=_positive(config.memsw_bytes),
         oom_score_adj=oom_score_adj or 0,
+        hugepage_limits=[cri.HugepageLimit(page_size=hugepage_unit_size(size), limit=limit)
+                         for size, limit in config.hugepage_limits or ()],
         unified=unified,
     )
+
+
+def _positive(value: int | None) -> int:
+    """CRI's 0 for unset; UNLIMITED (-1) is unset there too."""
+    return value if value is not None and value > 0 else 0
 
 
 def timestamp(nanoseconds: int) -> dt.datetime:
