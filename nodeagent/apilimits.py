@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -47,13 +48,14 @@ class ConnectionGuard:
         return _Guarded(self)
 
     async def listen(self, runner: web.AppRunner, *, path: str | None = None, host: str = "",
-                     port: int = 0) -> asyncio.Server:
-        """Serve the runner's application on a Unix socket (path) or TCP (host, port), through the guard."""
+                     port: int = 0, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+        """Serve the runner's application on a Unix socket (path) or TCP (host, port, over TLS when given),
+        through the guard."""
         self.factory = runner.server
         loop = asyncio.get_running_loop()
         if path is not None:
             return await loop.create_unix_server(self, path, backlog=MAX_CONNECTIONS)
-        return await loop.create_server(self, host, port, backlog=MAX_CONNECTIONS, reuse_address=True)
+        return await loop.create_server(self, host, port, backlog=MAX_CONNECTIONS, reuse_address=True, ssl=tls)
 
     def admit(self, connection: _Guarded) -> bool:
         """Room for a new connection: made by evicting the oldest one not being answered, if need be."""
