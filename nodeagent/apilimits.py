@@ -7,7 +7,10 @@ descriptors) away from the others.
     - at most MAX_CONNECTIONS at once. One more evicts the oldest connection that is not being answered
       (slow or idle ones: a client that sends its request at once is answered first); when every one is
       being answered, the new one is closed.
-    - no request bodies (every endpoint is a GET): 413, and the connection is closed.
+    - no request bodies (every endpoint is a GET), but for a DELETE's DeleteOptions of at most
+      MAX_DELETE_BODY bytes (kubectl sends one; it is read and ignored): 413, and the connection is closed.
+      A POST, PUT or PATCH with a body is answered unread (the Kubernetes API refuses writes with 405), and
+      the connection closed.
 
 An answer being written has no time limit: `logs -f` streams as long as the container runs.
 """
@@ -22,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+MAX_DELETE_BODY = 4096
 
 HEADER_TIMEOUT_SECONDS = 5.0
 KEEPALIVE_SECONDS = 5.0
@@ -83,7 +87,14 @@ class ConnectionGuard:
             connection.answering = True
             connection.cancel_timer()
         try:
-            if request.body_exists:
+            if request.method == "DELETE" and request.content_length is not None and \
+                    request.content_length <= MAX_DELETE_BODY:
+                await request.read()
+            elif request.body_exists and request.method in ("POST", "PUT", "PATCH"):
+                answer = await handler(request)
+                answer.force_close()
+                return answer
+            elif request.body_exists:
                 response = web.json_response(
                     {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "RequestEntityTooLarge",
                      "message": "this API takes no request body", "code": 413}, status=413)
