@@ -30,11 +30,11 @@ class Change:
 
 
 class PodFeed:
-    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]], *, history: int = HISTORY) -> None:
         self._snapshot = snapshot
         self._seen: dict[str, tuple[str, dict[str, Any], int]] = {}  # uid -> (JSON text, pod, version)
         self.version = 1
-        self._history: collections.deque[Change] = collections.deque(maxlen=HISTORY)
+        self._history: collections.deque[Change] = collections.deque(maxlen=history)
         self._changed = asyncio.Condition()
         self._scheduled = False
 
@@ -62,7 +62,7 @@ class PodFeed:
             before = self._seen.get(uid)
             if before is None or before[0] != text:
                 changes.append(("ADDED" if before is None else "MODIFIED", uid, text, pod))
-        for uid in set(self._seen) - set(current):
+        for uid in [uid for uid in self._seen if uid not in current]:
             changes.append(("DELETED", uid, "", self._seen[uid][1]))
         for kind, uid, text, pod in changes:
             self.version += 1
