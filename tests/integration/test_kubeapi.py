@@ -20,6 +20,10 @@ import yaml
 
 from nodeagent.kubeapi.tls import Pki
 from tests.integration.harness import NODE, AgentHarness, wait_for
+from tests.integration.registry import Registry, auth_registry, registry
+from tests.integration.test_runc import Images, RuncAgent, images, manifest
+
+__all__ = ["auth_registry", "images", "registry"]  # the fixtures, imported for pytest
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
                                 reason="kubectl is not installed (Debian: apt-get install kubernetes-client)")
@@ -228,3 +232,45 @@ print(json.dumps({{"names": names, "rv": listed.metadata.resource_version, "seen
     data = json.loads(result.stdout)
     assert data["names"] == [f"web-{NODE}"] and int(data["rv"]) > 0
     assert ["ADDED", f"web-{NODE}"] in data["seen"] and ["ADDED", f"worker-{NODE}"] in data["seen"]
+
+
+def test_kubectl_with_the_runc_runtime(tmp_path: Path, registry: Registry, auth_registry: Registry,
+                                       images: Images) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the agent creates cgroups, mounts and containers")
+    (tmp_path / "runc").mkdir()
+    runc = RuncAgent(tmp_path / "runc", [registry, auth_registry])
+    try:
+        agent = runc.harness
+        agent.start()
+        document = yaml.safe_load(manifest("app", [{"name": "app", "image": images.busybox.reference, "command": [
+            "sh", "-c", "echo one; echo two; while true; do echo tick; sleep 0.2; done"]}]))
+        document["metadata"]["labels"] = {"app": "x"}
+        agent.write("app.yaml", yaml.safe_dump(document))
+        kubectl = Kubectl(agent, make_kubeconfig(agent, tmp_path / "kubeconfig"))
+        watcher = kubectl.popen("get", "pods", "-w", "-o", "name")
+        try:
+            kubectl.run("wait", "--for=condition=Ready", f"pod/app-{NODE}", "--timeout=60s", timeout=70)
+        finally:
+            watcher.terminate()
+            seen, _ = watcher.communicate(timeout=10)
+        assert f"pod/app-{NODE}" in seen.split()
+        wide = kubectl.out("get", "pods", "-A", "-o", "wide", "-l", "app=x").splitlines()
+        assert len(wide) == 2 and wide[1].split()[:4] == ["default", f"app-{NODE}", "1/1", "Running"]
+        pod_json = json.loads(kubectl.out("get", "pod", f"app-{NODE}", "-o", "json"))
+        assert pod_json["status"]["containerStatuses"][0]["containerID"].startswith("runc://")
+        assert re.search(r"^\s+Container ID:\s+runc://", kubectl.out("describe", "pod", f"app-{NODE}"), re.M)
+        assert kubectl.out("logs", f"app-{NODE}", "--tail", "1").strip() == "tick"
+        follower = kubectl.popen("logs", "-f", f"app-{NODE}", "--tail", "0")
+        try:
+            time.sleep(1.5)
+        finally:
+            follower.terminate()
+            followed, _ = follower.communicate(timeout=10)
+        assert followed.count("tick") >= 3
+        assert any("Started" in line for line in kubectl.out("get", "events").splitlines())
+        top = wait_for(lambda: kubectl.run("top", "pods", check=False).stdout, what="kubectl top pods")
+        assert f"app-{NODE}" in top
+        assert kubectl.out("get", "nodes", "-o", "wide").splitlines()[1].split()[-1] == "runc://nodeagent"
+    finally:
+        runc.clean_up()
