@@ -108,10 +108,7 @@ class StatusServer:
         finally:
             os.umask(old_umask)
         if self.api is not None and self.api.bind_address:
-            tls = await asyncio.to_thread(self.api.prepare)
-            guard = ConnectionGuard(f"Kubernetes API on {self.api.bind_address}")
-            self._listeners.append(await guard.listen(self._runner, host=self.api.host, port=self.api.port,
-                                                      tls=tls))
+            await self._listen_https(self._runner, self.api)
         if self.socket_group:
             os.chown(self.socket_path, 0, grp.getgrnam(self.socket_group).gr_gid)
             os.chmod(self.socket_path, 0o660)
@@ -124,6 +121,16 @@ class StatusServer:
             self._metrics_runner = web.AppRunner(metrics_app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
             await self._metrics_runner.setup()
             self._listeners.append(await guard.listen(self._metrics_runner, host=host or "127.0.0.1", port=int(port)))
+
+    async def _listen_https(self, runner: web.AppRunner, api: ApiSettings) -> None:
+        """The Kubernetes API: a failure (the port taken, an unwritable stateDir) costs that listener only, as
+        the socket and the pods matter more; it is logged as an error."""
+        try:
+            tls = await asyncio.to_thread(api.prepare)
+            guard = ConnectionGuard(f"Kubernetes API on {api.bind_address}")
+            self._listeners.append(await guard.listen(runner, host=api.host, port=api.port, tls=tls))
+        except (OSError, ValueError) as exc:
+            log.error("the Kubernetes API is not served on %s (nodeagent.apiBindAddress): %s", api.bind_address, exc)
 
     async def stop(self) -> None:
         for listener in self._listeners:

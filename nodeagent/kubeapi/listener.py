@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from nodeagent.config import KubeletConfig
 from nodeagent.kubeapi.auth import Authenticator, ensure_token_file
-from nodeagent.kubeapi.tls import Pki
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +31,10 @@ class ApiSettings:
         return Authenticator(self.token_file, list(self.full_access_groups), list(self.read_only_groups))
 
     def prepare(self) -> ssl.SSLContext:
-        """The CA, serving certificate and token file (made when missing; blocking: call in a thread)."""
+        """The CA, serving certificate and token file (made when missing; blocking: call in a thread).
+        `cryptography` loads here, not when the agent starts (40 ms)."""
+        from nodeagent.kubeapi.tls import Pki
+
         hosts = sorted({"localhost", "127.0.0.1", "::1", self.node_name, socket.gethostname()}
                        | ({self.host} if self.host not in ("0.0.0.0", "::") else set()))
         pki = Pki(self.pki_dir)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -137,6 +138,7 @@ def test_get_pods_all_namespaces_wide_json_and_labels(kubectl: Kubectl) -> None:
 
 def test_get_pods_watch_sees_a_pod_appear_and_wait_for_ready(process_agent: AgentHarness, kubectl: Kubectl) -> None:
     watcher = kubectl.popen("get", "pods", "-w", "-o", "name")
+    printer = kubectl.popen("get", "pods", "-w")  # server-side Tables in the watch events
     try:
         time.sleep(1.5)
         process_agent.write("late.yaml", pod("late", "sleep 3600"))
@@ -144,10 +146,15 @@ def test_get_pods_watch_sees_a_pod_appear_and_wait_for_ready(process_agent: Agen
         time.sleep(0.5)
     finally:
         watcher.terminate()
+        printer.terminate()
         out, _ = watcher.communicate(timeout=10)
+        printed, _ = printer.communicate(timeout=10)
         process_agent.remove("late.yaml")
     names = out.split()
     assert f"pod/late-{NODE}" in names and f"pod/web-{NODE}" in names
+    rows = [line.split() for line in printed.splitlines()]
+    assert rows[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert [f"late-{NODE}", "1/1", "Running"] in [row[:3] for row in rows]
 
 
 def test_describe_pod_and_node_and_get_nodes_and_events(kubectl: Kubectl) -> None:
@@ -289,3 +296,16 @@ def test_kubectl_with_the_runc_runtime(tmp_path: Path, registry: Registry, auth_
         assert kubectl.out("get", "nodes", "-o", "wide").splitlines()[1].split()[-1] == "runc://nodeagent"
     finally:
         runc.clean_up()
+
+
+def test_a_taken_api_port_costs_the_https_listener_only(harness: AgentHarness) -> None:
+    harness.use_host_network()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        harness.configure({"nodeagent": {"apiBindAddress": address}})
+        harness.write("one.yaml", pod("one", "sleep 3600"))
+        harness.start()
+        wait_for(lambda: harness.pod("one")["status"]["phase"] == "Running", what="the pod running")
+        assert f"the Kubernetes API is not served on {address} (nodeagent.apiBindAddress)" in harness.agent_log()
