@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from nodeagent.kubeapi import discovery
+from nodeagent.kubeapi import discovery, openapi
 from nodeagent.kubeapi.selectors import EVENT_FIELDS, POD_FIELDS, Match, SelectorError, matcher
 from nodeagent.kubeapi.status import not_found, status_error
 from nodeagent.kubeapi.tables import table, wants_table
@@ -45,6 +46,9 @@ class KubeApi:
         get("/apis", _document(discovery.groups))
         get("/apis/metrics.k8s.io", _document(discovery.metrics_group))
         get("/apis/metrics.k8s.io/v1beta1", _document(discovery.metrics_resources))
+        get("/openapi/v3", _document(openapi.index))
+        for path, document in openapi.DOCUMENTS.items():
+            get(f"/openapi/v3/{path}", _document(functools.partial(dict, document)))
         get("/api/v1/pods", self.list_pods)
         get("/api/v1/namespaces/{namespace}/pods", self.list_pods)
         get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod)

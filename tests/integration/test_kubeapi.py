@@ -309,3 +309,10 @@ def test_a_taken_api_port_costs_the_https_listener_only(harness: AgentHarness) -
         harness.start()
         wait_for(lambda: harness.pod("one")["status"]["phase"] == "Running", what="the pod running")
         assert f"the Kubernetes API is not served on {address} (nodeagent.apiBindAddress)" in harness.agent_log()
+
+
+def test_kubectl_explain_reads_the_openapi_documents(kubectl: Kubectl) -> None:
+    explained = kubectl.out("explain", "pods")
+    assert "KIND:       Pod" in explained and re.search(r"^  spec\t<Object>$", explained, re.M)
+    assert "map[string]string" in kubectl.out("explain", "pods.metadata.labels")
+    assert "GROUP:      metrics.k8s.io" in kubectl.out("explain", "podmetrics")
