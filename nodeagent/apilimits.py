@@ -8,7 +8,8 @@ descriptors) away from the others.
       (slow or idle ones: a client that sends its request at once is answered first); when every one is
       being answered, the new one is closed.
     - no request bodies (every endpoint is a GET), but for a DELETE's DeleteOptions of at most
-      MAX_DELETE_BODY bytes (kubectl sends one; it is read and ignored): 413, and the connection is closed.
+      MAX_DELETE_BODY bytes (kubectl sends one; it is read, within HEADER_TIMEOUT_SECONDS, and ignored): 413,
+      and the connection is closed.
       A POST, PUT or PATCH with a body is answered unread (the Kubernetes API refuses writes with 405), and
       the connection closed.
 
@@ -89,7 +90,15 @@ class ConnectionGuard:
         try:
             if request.method == "DELETE" and request.content_length is not None and \
                     request.content_length <= MAX_DELETE_BODY:
-                await request.read()
+                try:
+                    async with asyncio.timeout(HEADER_TIMEOUT_SECONDS):
+                        await request.read()
+                except TimeoutError:
+                    response = web.json_response(
+                        {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Timeout",
+                         "message": "the request body did not arrive in time", "code": 408}, status=408)
+                    response.force_close()
+                    return response
             elif request.body_exists and request.method in ("POST", "PUT", "PATCH"):
                 answer = await handler(request)
                 answer.force_close()
