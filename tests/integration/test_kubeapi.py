@@ -136,7 +136,7 @@ def test_get_pods_all_namespaces_wide_json_and_labels(kubectl: Kubectl) -> None:
     assert missing.returncode == 1 and 'pods "nothing" not found' in missing.stderr
 
 
-def test_get_pods_watch_sees_a_pod_appear_and_wait_for_ready(process_agent: AgentHarness, kubectl: Kubectl) -> None:
+def test_get_pods_watch_sees_a_pod_appear_and_wait_for_ready_and_delete(process_agent: AgentHarness, kubectl: Kubectl) -> None:
     watcher = kubectl.popen("get", "pods", "-w", "-o", "name")
     printer = kubectl.popen("get", "pods", "-w")  # server-side Tables in the watch events
     try:
@@ -144,12 +144,15 @@ def test_get_pods_watch_sees_a_pod_appear_and_wait_for_ready(process_agent: Agen
         process_agent.write("late.yaml", pod("late", "sleep 3600"))
         kubectl.run("wait", "--for=condition=Ready", f"pod/late-{NODE}", "--timeout=30s", timeout=40)
         time.sleep(0.5)
+        process_agent.remove("late.yaml")
+        kubectl.run("wait", "--for=delete", f"pod/late-{NODE}", "--timeout=30s", timeout=40)  # a DELETED event
     finally:
         watcher.terminate()
         printer.terminate()
         out, _ = watcher.communicate(timeout=10)
         printed, _ = printer.communicate(timeout=10)
-        process_agent.remove("late.yaml")
+        if (process_agent.manifests / "late.yaml").exists():
+            process_agent.remove("late.yaml")
     names = out.split()
     assert f"pod/late-{NODE}" in names and f"pod/web-{NODE}" in names
     rows = [line.split() for line in printed.splitlines()]
