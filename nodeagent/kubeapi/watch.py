@@ -46,8 +46,7 @@ class PodFeed:
 
     def _refresh_soon(self) -> None:
         self._scheduled = False
-        if self.refresh():
-            asyncio.get_running_loop().create_task(self._wake())
+        self.refresh()
 
     async def _wake(self) -> None:
         async with self._changed:
@@ -71,6 +70,8 @@ class PodFeed:
             else:
                 self._seen[uid] = (text, pod, self.version)
             self._history.append(Change(self.version, kind, self.stamp(pod, self.version)))
+        if changes:  # whoever noticed first (the hook, or a list), the watchers hear of it
+            asyncio.get_running_loop().create_task(self._wake())
         return bool(changes)
 
     @staticmethod
