@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-HISTORY = 4096
+HISTORY = 1024  # changes kept for watchers that resume (a pod JSON is a few kB: a few MB at most)
 
 
 class Expired(Exception):
