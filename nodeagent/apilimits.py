@@ -7,7 +7,11 @@ descriptors) away from the others.
     - at most MAX_CONNECTIONS at once. One more evicts the oldest connection that is not being answered
       (slow or idle ones: a client that sends its request at once is answered first); when every one is
       being answered, the new one is closed.
-    - no request bodies (every endpoint is a GET): 413, and the connection is closed.
+    - no request bodies (every endpoint is a GET), but for a DELETE's DeleteOptions of at most
+      MAX_DELETE_BODY bytes (kubectl sends one; it is read, within HEADER_TIMEOUT_SECONDS, and ignored): 413,
+      and the connection is closed.
+      A POST, PUT or PATCH with a body is answered unread (the Kubernetes API refuses writes with 405), and
+      the connection closed.
 
 An answer being written has no time limit: `logs -f` streams as long as the container runs.
 """
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+MAX_DELETE_BODY = 4096
 
 HEADER_TIMEOUT_SECONDS = 5.0
 KEEPALIVE_SECONDS = 5.0
@@ -47,13 +53,14 @@ class ConnectionGuard:
         return _Guarded(self)
 
     async def listen(self, runner: web.AppRunner, *, path: str | None = None, host: str = "",
-                     port: int = 0) -> asyncio.Server:
-        """Serve the runner's application on a Unix socket (path) or TCP (host, port), through the guard."""
+                     port: int = 0, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+        """Serve the runner's application on a Unix socket (path) or TCP (host, port, over TLS when given),
+        through the guard."""
         self.factory = runner.server
         loop = asyncio.get_running_loop()
         if path is not None:
             return await loop.create_unix_server(self, path, backlog=MAX_CONNECTIONS)
-        return await loop.create_server(self, host, port, backlog=MAX_CONNECTIONS, reuse_address=True)
+        return await loop.create_server(self, host, port, backlog=MAX_CONNECTIONS, reuse_address=True, ssl=tls)
 
     def admit(self, connection: _Guarded) -> bool:
         """Room for a new connection: made by evicting the oldest one not being answered, if need be."""
@@ -81,7 +88,22 @@ class ConnectionGuard:
             connection.answering = True
             connection.cancel_timer()
         try:
-            if request.body_exists:
+            if request.method == "DELETE" and request.content_length is not None and \
+                    request.content_length <= MAX_DELETE_BODY:
+                try:
+                    async with asyncio.timeout(HEADER_TIMEOUT_SECONDS):
+                        await request.read()
+                except TimeoutError:
+                    response = web.json_response(
+                        {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Timeout",
+                         "message": "the request body did not arrive in time", "code": 408}, status=408)
+                    response.force_close()
+                    return response
+            elif request.body_exists and request.method in ("POST", "PUT", "PATCH"):
+                answer = await handler(request)
+                answer.force_close()
+                return answer
+            elif request.body_exists:
                 response = web.json_response(
                     {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "RequestEntityTooLarge",
                      "message": "this API takes no request body", "code": 413}, status=413)

@@ -26,6 +26,7 @@ from nodeagent.images.budget import DEFAULT_LAYER_BYTES, DEFAULT_PULL_BYTES, Unp
 from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
 
 DEFAULT_CONFIG_PATH = "/etc/nodeagent/nodeagent.yaml"
+DEFAULT_API_PORT = 6443  # the API server's port: nothing else serves it on a node without a control plane
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -133,6 +134,28 @@ class NodeAgentConfig(_ConfigModel):
     image_max_pull_size: QuantityField = parse_quantity(DEFAULT_PULL_BYTES)
     systemd_bus_address: str | None = None  # default: the system bus
     network: NetworkConfig = NetworkConfig()
+    # The Kubernetes API for kubectl, over HTTPS ("" turns it off); nodeagent.kubeapi
+    api_bind_address: str = f"127.0.0.1:{DEFAULT_API_PORT}"
+    api_token_file: str | None = None  # the static token file; default <stateDir>/api/tokens.csv
+    api_full_access_groups: list[str] = ["system:masters"]
+    api_read_only_groups: list[str] = ["nodeagent:read-only"]
+
+    @field_validator("api_bind_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value:
+            _, colon, port = value.rpartition(":")
+            if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f'Invalid value: "{value}": must be HOST:PORT with a port from 1 to 65535')
+        return value
+
+    @property
+    def api_tokens_path(self) -> str:
+        return self.api_token_file or f"{self.state_dir}/api/tokens.csv"
+
+    @property
+    def api_pki_dir(self) -> str:
+        return f"{self.state_dir}/api/pki"
 
     @field_validator("runtime")
     @classmethod

@@ -1,4 +1,6 @@
-"""The status API: Kubernetes-shaped JSON over a Unix socket (aiohttp), read by the CLI and by scripts.
+"""The status API: Kubernetes-shaped JSON over a Unix socket (aiohttp), read by the CLI and by scripts, and the
+same application over HTTPS for kubectl (nodeagent.apiBindAddress; nodeagent.kubeapi: authentication,
+discovery, pods/events/nodes/metrics with selectors, watch and Tables).
 
     GET /api/v1/pods                                       v1 PodList (?view=table: a meta.k8s.io/v1 Table)
     GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
@@ -6,6 +8,7 @@
                                                            &limitBytes=&sinceSeconds=&sinceTime=
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
+    (and the rest of nodeagent.kubeapi.routes)
     GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
     GET /nodeagent/v1/sources                              the sources, and the URL's last fetch
     GET /healthz, /metrics (Prometheus; also on a TCP address when nodeagent.metricsBindAddress is set)
@@ -36,8 +39,12 @@ from nodeagent.agent.worker import PodWorker
 from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
+from nodeagent.kubeapi.listener import ApiSettings
+from nodeagent.kubeapi.nodes import NodeSampler
+from nodeagent.kubeapi.routes import KubeApi
+from nodeagent.kubeapi.status import status_error
+from nodeagent.kubeapi.watch import PodFeed
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
-from nodeagent.printing import pod_table
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
 from nodeagent.runtime.logs import container_log_path
 from nodeagent.usage import UsageSampler
@@ -45,18 +52,12 @@ from nodeagent.usage import UsageSampler
 log = logging.getLogger(__name__)
 
 
-def status_error(code: int, reason: str, message: str) -> web.Response:
-    """A `v1 Status`, as the API server answers errors."""
-    body = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "message": message, "reason": reason,
-            "code": code}
-    return web.json_response(body, status=code)
-
-
 class StatusServer:
     def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, metrics: AgentMetrics,
                  sources: Callable[[], dict[str, object]], *, node_name: str,
                  logs_dir: str, socket_path: str, socket_group: str | None,
-                 metrics_address: str | None = None) -> None:
+                 metrics_address: str | None = None, api: ApiSettings | None = None,
+                 node: Callable[[], dict[str, Any]] = dict) -> None:
         self.pods = pods
         self.events = events
         self.cgroups = cgroups
@@ -72,16 +73,25 @@ class StatusServer:
         self._metrics_runner: web.AppRunner | None = None
         self._listeners: list[asyncio.Server] = []
         self._guard = ConnectionGuard("API socket")
+        self.api = api
+        self.feed = PodFeed(lambda: [worker.to_json() for worker in self.pods.pods()])
+        self.node_sampler = NodeSampler()
+        self.kube = KubeApi(self.feed, self._events_json, node, self._pod_metric_items, self._node_metric_items,
+                            address=lambda: api.bind_address if api else "")
+
+    def pods_changed(self) -> None:
+        """The agent's on_change hook: pods' resource versions and watch events."""
+        self.feed.changed()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard.middleware])
+        middlewares = [self._guard.middleware]
+        if self.api is not None:
+            middlewares.append(self.api.authenticator().middleware)
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
-        app.router.add_get("/api/v1/pods", self.list_pods)
-        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod)
+        self.kube.add_routes(app)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log)
-        app.router.add_get("/api/v1/events", self.list_events)
-        app.router.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
         app.router.add_get("/nodeagent/v1/namespaces/{namespace}/pods/{name}/cgroups", self.pod_cgroups)
         app.router.add_get("/nodeagent/v1/sources", self.source_status)
         return app
@@ -97,6 +107,8 @@ class StatusServer:
             self._listeners.append(await self._guard.listen(self._runner, path=self.socket_path))
         finally:
             os.umask(old_umask)
+        if self.api is not None and self.api.bind_address:
+            await self._listen_https(self._runner, self.api)
         if self.socket_group:
             os.chown(self.socket_path, 0, grp.getgrnam(self.socket_group).gr_gid)
             os.chmod(self.socket_path, 0o660)
@@ -109,6 +121,16 @@ class StatusServer:
             self._metrics_runner = web.AppRunner(metrics_app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
             await self._metrics_runner.setup()
             self._listeners.append(await guard.listen(self._metrics_runner, host=host or "127.0.0.1", port=int(port)))
+
+    async def _listen_https(self, runner: web.AppRunner, api: ApiSettings) -> None:
+        """The Kubernetes API: a failure (the port taken, an unwritable stateDir) costs that listener only, as
+        the socket and the pods matter more; it is logged as an error."""
+        try:
+            tls = await asyncio.to_thread(api.prepare)
+            guard = ConnectionGuard(f"Kubernetes API on {api.bind_address}")
+            self._listeners.append(await guard.listen(runner, host=api.host, port=api.port, tls=tls))
+        except (OSError, ValueError) as exc:
+            log.error("the Kubernetes API is not served on %s (nodeagent.apiBindAddress): %s", api.bind_address, exc)
 
     async def stop(self) -> None:
         for listener in self._listeners:
@@ -132,12 +154,6 @@ class StatusServer:
     async def prometheus(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
-    async def list_pods(self, request: web.Request) -> web.Response:
-        items = [worker.to_json() for worker in self.pods.pods()]
-        if request.query.get("view") == "table":
-            return _json(pod_table(items, datetime.datetime.now(datetime.UTC)))
-        return _json({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": ""}, "items": items})
-
     def _worker(self, request: web.Request) -> PodWorker | web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         worker = self.pods.find(namespace, name)
@@ -145,17 +161,13 @@ class StatusServer:
             return status_error(404, "NotFound", f'pods "{name}" not found')
         return worker
 
-    async def get_pod(self, request: web.Request) -> web.Response:
-        worker = self._worker(request)
-        if isinstance(worker, web.Response):
-            return worker
-        return _json(worker.to_json())
+    def _events_json(self) -> list[dict[str, Any]]:
+        return [event.to_json(self.node_name) for event in self.events.events()]
 
-    async def list_events(self, request: web.Request) -> web.Response:
-        items = [event.to_json(self.node_name) for event in self.events.events()]
-        return _json({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": ""}, "items": items})
+    async def _node_metric_items(self) -> list[dict[str, Any]]:
+        return [await self.node_sampler.metrics(self.node_name)]
 
-    async def pod_metrics(self, request: web.Request) -> web.Response:
+    async def _pod_metric_items(self) -> list[dict[str, Any]]:
         workers = self.pods.pods()
         rates = await self.sampler.rates([plan.path for w in workers for plan in w.plan.containers])
         now = rfc3339(datetime.datetime.now(datetime.UTC))
@@ -167,8 +179,7 @@ class StatusServer:
                 window = max(rates[plan.path].window_seconds for plan in worker.plan.containers if plan.path in rates)
                 items.append({"metadata": {"name": worker.pod.name, "namespace": worker.pod.namespace},
                               "timestamp": now, "window": f"{window:.3f}s", "containers": containers})
-        return _json({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "metadata": {},
-                      "items": items})
+        return items
 
     async def pod_cgroups(self, request: web.Request) -> web.Response:
         worker = self._worker(request)

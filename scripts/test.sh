@@ -11,6 +11,8 @@ packages=(stress conmon systemd iproute2 nftables containerd runc crun container
           gcc libc6-dev docker-registry apache2-utils dbus
           qemu-system-x86 linux-image-amd64 debootstrap e2fsprogs cpio kmod)
 missing=()
+# kubectl for the Kubernetes API tests (tests/integration/test_kubeapi.py): Debian's, when there is none
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done

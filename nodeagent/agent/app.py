@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -34,6 +36,8 @@ from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import ConfigError, NodeAgentError
+from nodeagent.kubeapi.listener import api_settings
+from nodeagent.kubeapi.nodes import node_json
 from nodeagent.metrics import AgentMetrics
 from nodeagent.network.pods import PodNetworks
 from nodeagent.node import read_node_info
@@ -177,13 +181,22 @@ class Agent:
         self._http_attempted = False
         self.http_source: HttpSource | None = None
         self._status_scheduled = False
+        self._api_changed: Callable[[], None] = lambda: None
+        self._started = dt.datetime.now(dt.UTC)
 
     def _changed(self) -> None:
-        """Something about a pod changed: tell the embedder, and systemd's STATUS within a second."""
+        """Something about a pod changed: tell the embedder, the API's watches, and systemd's STATUS within a
+        second."""
         self.on_change()
+        self._api_changed()
         if self.notifier.enabled and not self._status_scheduled:
             self._status_scheduled = True
             asyncio.get_running_loop().call_later(1.0, self._send_status)
+
+    def _node_json(self) -> dict[str, Any]:
+        return node_json(self.node_name, self.services.node, self.pods.capacity,
+                         address=self.services.addresses.host_ip, runtime=f"{self.runtime.name}://nodeagent",
+                         started=self._started, now=dt.datetime.now(dt.UTC))
 
     def _send_status(self) -> None:
         self._status_scheduled = False
@@ -209,7 +222,9 @@ class Agent:
                               node_name=self.node_name,
                               logs_dir=self.config.pod_logs_path, socket_path=self.config.nodeagent.socket,
                               socket_group=self.config.nodeagent.socket_group,
-                              metrics_address=self.config.nodeagent.metrics_bind_address)
+                              metrics_address=self.config.nodeagent.metrics_bind_address,
+                              api=api_settings(self.config), node=self._node_json)
+        self._api_changed = server.pods_changed  # the Kubernetes API's resource versions and watches
         if isinstance(self.runtime, RuntimeConnection):
             await self.runtime.connect(self.cgroups.name)
         if isinstance(self.runtime, RuntimePreparation):

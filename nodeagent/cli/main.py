@@ -11,6 +11,7 @@ import click
 from nodeagent.cli.commands import describe, events, get, logs, top
 from nodeagent.cli.doctor import doctor
 from nodeagent.cli.images import images
+from nodeagent.cli.kubeconfig import kubeconfig
 from nodeagent.cli.output import examples
 from nodeagent.cli.plan import plan
 from nodeagent.cli.run import run
@@ -29,7 +30,7 @@ def cli() -> None:
     """nodeagent: the kubelet's job for static pods, without a control plane."""
 
 
-for command in (run, get, describe, logs, events, top, plan, doctor, images):
+for command in (run, get, describe, logs, events, top, plan, doctor, images, kubeconfig):
     cli.add_command(command)
 
 

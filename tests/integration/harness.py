@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +45,14 @@ def cgroup_driver() -> CgroupfsDriver:
         assert layout.v2_mount is not None
         return CgroupfsDriver(V2Hierarchy(layout.v2_mount))
     return CgroupfsDriver(V1Hierarchy(layout.v1_mounts, runtime_mounts=layout.mounts))
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback now (for the agent's Kubernetes API: never the default 6443, which
+    agents of parallel tests in the machine's network namespace would share)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float = 15.0, what: str = "condition",
@@ -76,7 +85,7 @@ class AgentHarness:
             "staticPodPath": str(self.manifests), "fileCheckFrequency": "2s", "cgroupRoot": self.cgroup_root,
             "cgroupDriver": "cgroupfs",
             "nodeagent": {"stateDir": str(self.state), "socket": str(self.socket), "nodeName": NODE,
-                          "logLevel": "DEBUG"},
+                          "logLevel": "DEBUG", "apiBindAddress": f"127.0.0.1:{free_port()}"},
         }
         self.configure({})
         self.node: Node | None = create_node(root / "node")

@@ -147,3 +147,15 @@ def test_a_request_body_is_refused(agent: AgentHarness) -> None:
         client.sendall(b"GET /api/v1/pods HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 65536)
         answer = client.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_a_delete_body_that_never_comes_is_cut_off(agent: AgentHarness) -> None:
+    """kubectl's DeleteOptions are read: one announced and not sent holds the connection HEADER_TIMEOUT_SECONDS."""
+    client = connect(agent.socket)
+    assert client is not None
+    with contextlib.closing(client):
+        client.settimeout(HEADER_TIMEOUT_SECONDS + 10)
+        began = time.monotonic()
+        client.sendall(b"DELETE /api/v1/namespaces/default/pods/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        answer = client.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - began < HEADER_TIMEOUT_SECONDS + 3

@@ -1,0 +1,1 @@
+"""The Kubernetes API subset for this node, served over HTTPS to kubectl and client libraries."""
