@@ -26,7 +26,10 @@ from nodeagent.images.budget import DEFAULT_LAYER_BYTES, DEFAULT_PULL_BYTES, Unp
 from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
 
 DEFAULT_CONFIG_PATH = "/etc/nodeagent/nodeagent.yaml"
-DEFAULT_API_PORT = 6443  # the API server's port: nothing else serves it on a node without a control plane
+# Not 6443: static pods are often the control plane itself (kubeadm's kube-apiserver binds 0.0.0.0:6443), and
+# not the kubelet's 10250/10255/10248 or the other components' 102xx ports, so the agent never takes a port a
+# workload it runs, or a kubelet it hands over to, needs.
+DEFAULT_API_PORT = 10260
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 

@@ -48,7 +48,7 @@ def cgroup_driver() -> CgroupfsDriver:
 
 
 def free_port() -> int:
-    """A TCP port free on the loopback now (for the agent's Kubernetes API: never the default 6443, which
+    """A TCP port free on the loopback now (for the agent's Kubernetes API: never the default port, which
     agents of parallel tests in the machine's network namespace would share)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

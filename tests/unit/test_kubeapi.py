@@ -162,5 +162,5 @@ def test_api_bind_address_must_be_host_and_port(value: str) -> None:
 
 
 def test_api_bind_address_defaults_to_the_loopback_and_empty_turns_it_off() -> None:
-    assert parse_config({}, "test")[0].nodeagent.api_bind_address == "127.0.0.1:6443"
+    assert parse_config({}, "test")[0].nodeagent.api_bind_address == "127.0.0.1:10260"
     assert parse_config({"nodeagent": {"apiBindAddress": ""}}, "test")[0].nodeagent.api_bind_address == ""
