@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from nodeagent.api.manifest import StaticPod, load_manifest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -23,7 +21,3 @@ def load_pod(text: str | bytes, *, node_name: str = "node1", origin: str = "/m/p
 def example(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
-
-@pytest.fixture
-def examples_dir() -> Path:
-    return EXAMPLES

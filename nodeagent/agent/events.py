@@ -97,6 +97,3 @@ class EventRecorder:
 
     def events(self) -> list[Event]:
         return sorted(self._events.values(), key=lambda e: e.last_timestamp)
-
-    def for_object(self, uid: str) -> list[Event]:
-        return [e for e in self.events() if e.involved.uid == uid]
