@@ -31,7 +31,6 @@ from aiohttp import web
 from nodeagent.agent.events import EventRecorder
 from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
-from nodeagent.agent.status import rfc3339
 from nodeagent.agent.worker import PodWorker
 from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
@@ -40,6 +39,7 @@ from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.printing import pod_table
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
 from nodeagent.runtime.logs import container_log_path
+from nodeagent.timeformat import rfc3339
 from nodeagent.usage import UsageSampler
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nodeagent.agent.status import rfc3339
+from nodeagent.timeformat import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -84,6 +84,7 @@ def images(context: click.Context, config_path: str | None, output: str | None) 
     import asyncio  # here, as the store's modules: every other command starts faster without them
 
     from nodeagent.images.errors import ImageError
+    from nodeagent.timeformat import rfc3339
 
     try:
         found = asyncio.run(_store(_settings(config_path)).list_images())
@@ -92,7 +93,7 @@ def images(context: click.Context, config_path: str | None, output: str | None) 
     if output:
         print_data({"images": [{"reference": image.reference, "repository": image.repository, "tag": image.tag,
                                 "digest": image.digest, "imageID": image.image_id, "size": image.size_bytes,
-                                "lastUsed": image.last_used.strftime("%Y-%m-%dT%H:%M:%SZ")} for image in found]},
+                                "lastUsed": rfc3339(image.last_used)} for image in found]},
                    output)
         return
     rows = [[image.repository, image.tag or "<none>", image.digest.removeprefix("sha256:")[:13],
