@@ -21,11 +21,11 @@ from nodeagent.api.model import QuantityField
 from nodeagent.api.names import dns1123_subdomain
 from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.api.unknown import find_unknown_fields
+from nodeagent.defaults import SOCKET_PATH
 from nodeagent.errors import ConfigError, FieldError
 from nodeagent.images.budget import DEFAULT_LAYER_BYTES, DEFAULT_PULL_BYTES, UnpackLimits
 from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
 
-DEFAULT_CONFIG_PATH = "/etc/nodeagent/nodeagent.yaml"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -119,7 +119,7 @@ class NodeAgentConfig(_ConfigModel):
     runtime: str = "process"
     node_name: str | None = None
     state_dir: str = "/var/lib/nodeagent"
-    socket: str = "/run/nodeagent/nodeagent.sock"
+    socket: str = SOCKET_PATH
     socket_group: str | None = None
     log_level: str = "INFO"
     metrics_bind_address: str | None = None  # "127.0.0.1:10255": /metrics and /healthz over TCP too

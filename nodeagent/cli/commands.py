@@ -16,6 +16,7 @@ import click
 
 from nodeagent.cli.client import AgentClient, ApiError, pod_url, socket_path
 from nodeagent.cli.output import examples, fail, print_data, table
+from nodeagent.defaults import SOCKET_PATH
 from nodeagent.errors import AgentUnavailableError
 from nodeagent.printing import age, pod_table
 
@@ -28,7 +29,7 @@ def with_agent(command: Callable[P, R]) -> Callable[P, R]:
     """Adds --socket and turns an absent agent or an API error into one line and exit 1."""
 
     @click.option("--socket", "socket_option", help="The agent's socket (default: $NODEAGENT_SOCKET, the "
-                                                     "configured one, /run/nodeagent/nodeagent.sock).")
+                                                     f"configured one, {SOCKET_PATH}).")
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:

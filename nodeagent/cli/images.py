@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nodeagent.cli.output import examples, fail, print_data, table
+from nodeagent.defaults import CONFIG_PATH, existing_config
 
 if TYPE_CHECKING:  # the store's modules load only when an images command runs
     from nodeagent.config import NodeAgentConfig
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the store's modules load only when an images command runs
     from nodeagent.images.store import ImageStore
 
 _CONFIG_HELP = ("The agent's configuration, for its stateDir (default: $NODEAGENT_CONFIG, else "
-                "/etc/nodeagent/nodeagent.yaml when it exists, else the embedded defaults).")
+                f"{CONFIG_PATH} when it exists, else the embedded defaults).")
 
 
 def human_size(size_bytes: int) -> str:
@@ -42,13 +43,11 @@ def human_size(size_bytes: int) -> str:
 
 def _settings(config_path: str | None) -> NodeAgentConfig:
     """The `nodeagent:` settings of the configuration: its stateDir, socket and registry settings."""
-    from nodeagent.config import DEFAULT_CONFIG_PATH, load_config
+    from nodeagent.config import load_config
     from nodeagent.errors import ConfigError
 
-    if config_path is None and os.path.exists(DEFAULT_CONFIG_PATH):
-        config_path = DEFAULT_CONFIG_PATH
     try:
-        config, _ = load_config(config_path)
+        config, _ = load_config(existing_config(config_path))
     except ConfigError as exc:
         fail(str(exc))
     return config.nodeagent
