@@ -1,7 +1,7 @@
 """The status API: Kubernetes-shaped JSON over a Unix socket (aiohttp), read by the CLI and by scripts.
 
     GET /api/v1/pods                                       v1 PodList (?view=table: a meta.k8s.io/v1 Table)
-    GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
+    GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod (?view=table: its one-row Table)
     GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=&tailLines=
                                                            &limitBytes=&sinceSeconds=&sinceTime=
     GET /api/v1/events                                     v1 EventList
@@ -149,6 +149,8 @@ class StatusServer:
         worker = self._worker(request)
         if isinstance(worker, web.Response):
             return worker
+        if request.query.get("view") == "table":
+            return _json(pod_table([worker.to_json()], datetime.datetime.now(datetime.UTC)))
         return _json(worker.to_json())
 
     async def list_events(self, request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from nodeagent.cli.client import AgentClient, ApiError, pod_url, socket_path
 from nodeagent.cli.output import examples, fail, print_data, table
 from nodeagent.defaults import SOCKET_PATH
 from nodeagent.errors import AgentUnavailableError
-from nodeagent.printing import age, pod_table
+from nodeagent.printing import age
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -124,11 +124,14 @@ def get_pods(output: str | None, namespace: str | None, all_namespaces: bool, so
 @with_agent
 def get_pod(name: str, output: str | None, socket_option: str | None) -> None:
     """One pod, by NAME or NAMESPACE/NAME."""
-    pod = find_pod(client(socket_option), name)
+    agent = client(socket_option)
+    pod = find_pod(agent, name)
     if output in ("json", "yaml"):
         print_data(pod, output)
     else:
-        click.echo(render_table(pod_table([pod], now()), output == "wide", False))
+        meta = pod["metadata"]
+        click.echo(render_table(agent.get(pod_url(meta["namespace"], meta["name"]), view="table"), output == "wide",
+                                False))
 
 
 @click.group(epilog=examples("nodeagent describe pod memory-demo-2"))

@@ -330,6 +330,10 @@ def test_get_and_events_json_are_kubernetes_lists(agent: AgentHarness) -> None:
     assert container["containerID"].startswith("process://") and "startedAt" in container["state"]["running"]
     one = json.loads(agent.cli("get", "pod", "static-web", "-o", "json").stdout)
     assert one["metadata"]["uid"] == pod["metadata"]["uid"]
+    table = agent.client.get(f"/api/v1/namespaces/default/pods/static-web-{NODE}", view="table")
+    assert table["kind"] == "Table" and [r["cells"][0] for r in table["rows"]] == [f"static-web-{NODE}"]
+    listed, shown = (agent.cli("get", *what, "-o", "wide").stdout.splitlines() for what in (("pods",), ("pod", "static-web")))
+    assert shown[0] == listed[0] and shown[1].split()[:4] == listed[1].split()[:4]
     events = json.loads(agent.cli("events", "-o", "json").stdout)
     assert events["kind"] == "EventList"
     started = next(e for e in events["items"] if e["reason"] == "Started")
