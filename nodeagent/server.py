@@ -98,7 +98,8 @@ class StatusServer:
         finally:
             os.umask(old_umask)
         if self.socket_group:
-            os.chown(self.socket_path, 0, grp.getgrnam(self.socket_group).gr_gid)
+            group = await asyncio.to_thread(grp.getgrnam, self.socket_group)  # NSS may ask a directory server
+            os.chown(self.socket_path, 0, group.gr_gid)
             os.chmod(self.socket_path, 0o660)
         if self.metrics_address:
             host, _, port = self.metrics_address.rpartition(":")
