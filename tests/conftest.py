@@ -1,10 +1,11 @@
-"""Shared fixtures: the examples from the Kubernetes docs, and a loader for manifests in tests."""
+"""Shared helpers: the examples from the Kubernetes docs, a loader for manifests, a file source that reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from nodeagent.api.manifest import StaticPod, load_manifest
+from nodeagent.sources.files import FileSource, ManifestFile
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -21,3 +22,11 @@ def load_pod(text: str | bytes, *, node_name: str = "node1", origin: str = "/m/p
 def example(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
+
+class ReadableSource(FileSource):
+    """A FileSource on a path the test made: its scan() never answers None (for a path it cannot read)."""
+
+    def scan(self) -> list[ManifestFile]:
+        found = super().scan()
+        assert found is not None, f"{self.path} cannot be read"
+        return found

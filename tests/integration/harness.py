@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psutil
 import yaml
@@ -35,6 +35,7 @@ from nodeagent.network.pods import PodNetworks
 from tests.integration.netns_fixtures import Node, create_node
 
 T = TypeVar("T")
+Falsy = Literal[False, ""] | None  # what `check` answers until it holds: `a and b and value` reads well
 NODE = "testnode"
 
 
@@ -46,7 +47,7 @@ def cgroup_driver() -> CgroupfsDriver:
     return CgroupfsDriver(V1Hierarchy(layout.v1_mounts, runtime_mounts=layout.mounts))
 
 
-def wait_for(check: Callable[[], T | None], *, timeout: float = 15.0, what: str = "condition",
+def wait_for(check: Callable[[], T | Falsy], *, timeout: float = 15.0, what: str = "condition",
              interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
