@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from nodeagent.api.fielderrors import from_validation_error
+from nodeagent.api.fielderrors import from_validation_error, unsupported
 from nodeagent.api.model import QuantityField
 from nodeagent.api.names import dns1123_subdomain
 from nodeagent.api.quantity import Quantity, parse_quantity
@@ -28,6 +28,13 @@ from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _one_of(value: str, supported: tuple[str, ...]) -> str:
+    """`value`, or ValueError worded as the API server's NotSupported ("Unsupported value: ...")."""
+    if value not in supported:
+        raise ValueError(unsupported("", value, supported).message)
+    return value
 
 
 def parse_duration_ns(raw: object) -> int:
@@ -92,9 +99,7 @@ class MemorySwapConfig(_ConfigModel):
     @field_validator("swap_behavior")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in ("", "NoSwap", "LimitedSwap"):
-            raise ValueError(f'Unsupported value: "{value}": supported values: "NoSwap", "LimitedSwap"')
-        return value
+        return value if value == "" else _one_of(value, ("NoSwap", "LimitedSwap"))  # "": unset, as the kubelet
 
 
 class URLTLSConfig(_ConfigModel):
@@ -137,9 +142,7 @@ class NodeAgentConfig(_ConfigModel):
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, value: str) -> str:
-        if value not in ("process", "runc", "cri"):
-            raise ValueError(f'Unsupported value: "{value}": supported values: "cri", "process", "runc"')
-        return value
+        return _one_of(value, ("process", "runc", "cri"))
 
     @field_validator("image_max_layer_size", "image_max_pull_size")
     @classmethod
@@ -193,9 +196,7 @@ class KubeletConfig(_ConfigModel):
     @field_validator("cgroup_driver")
     @classmethod
     def _known_driver(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("cgroupfs", "systemd"):
-            raise ValueError(f'Unsupported value: "{value}": supported values: "cgroupfs", "systemd"')
-        return value
+        return None if value is None else _one_of(value, ("cgroupfs", "systemd"))
 
     @field_validator("cgroup_root")
     @classmethod
