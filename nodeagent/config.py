@@ -16,22 +16,29 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from nodeagent.api.fielderrors import from_validation_error
+from nodeagent.api.fielderrors import from_validation_error, unsupported
 from nodeagent.api.model import QuantityField
 from nodeagent.api.names import dns1123_subdomain
 from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.api.unknown import find_unknown_fields
+from nodeagent.defaults import SOCKET_PATH
 from nodeagent.errors import ConfigError, FieldError
 from nodeagent.images.budget import DEFAULT_LAYER_BYTES, DEFAULT_PULL_BYTES, UnpackLimits
 from nodeagent.plan.settings import CgroupDriverName, PlanSettings, SwapBehavior
 
-DEFAULT_CONFIG_PATH = "/etc/nodeagent/nodeagent.yaml"
 # Not 6443: static pods are often the control plane itself (kubeadm's kube-apiserver binds 0.0.0.0:6443), and
 # not the kubelet's 10250/10255/10248 or the other components' 102xx ports, so the agent never takes a port a
 # workload it runs, or a kubelet it hands over to, needs.
 DEFAULT_API_PORT = 10260
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _one_of(value: str, supported: tuple[str, ...]) -> str:
+    """`value`, or ValueError worded as the API server's NotSupported ("Unsupported value: ...")."""
+    if value not in supported:
+        raise ValueError(unsupported("", value, supported).message)
+    return value
 
 
 def parse_duration_ns(raw: object) -> int:
@@ -96,9 +103,7 @@ class MemorySwapConfig(_ConfigModel):
     @field_validator("swap_behavior")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in ("", "NoSwap", "LimitedSwap"):
-            raise ValueError(f'Unsupported value: "{value}": supported values: "NoSwap", "LimitedSwap"')
-        return value
+        return value if value == "" else _one_of(value, ("NoSwap", "LimitedSwap"))  # "": unset, as the kubelet
 
 
 class URLTLSConfig(_ConfigModel):
@@ -123,7 +128,7 @@ class NodeAgentConfig(_ConfigModel):
     runtime: str = "process"
     node_name: str | None = None
     state_dir: str = "/var/lib/nodeagent"
-    socket: str = "/run/nodeagent/nodeagent.sock"
+    socket: str = SOCKET_PATH
     socket_group: str | None = None
     log_level: str = "INFO"
     metrics_bind_address: str | None = None  # "127.0.0.1:10255": /metrics and /healthz over TCP too
@@ -163,9 +168,7 @@ class NodeAgentConfig(_ConfigModel):
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, value: str) -> str:
-        if value not in ("process", "runc", "cri"):
-            raise ValueError(f'Unsupported value: "{value}": supported values: "cri", "process", "runc"')
-        return value
+        return _one_of(value, ("process", "runc", "cri"))
 
     @field_validator("image_max_layer_size", "image_max_pull_size")
     @classmethod
@@ -220,9 +223,7 @@ class KubeletConfig(_ConfigModel):
     @field_validator("cgroup_driver")
     @classmethod
     def _known_driver(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("cgroupfs", "systemd"):
-            raise ValueError(f'Unsupported value: "{value}": supported values: "cgroupfs", "systemd"')
-        return value
+        return None if value is None else _one_of(value, ("cgroupfs", "systemd"))
 
     @field_validator("cgroup_root")
     @classmethod

@@ -24,15 +24,6 @@ class FieldError:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ManifestError(NodeAgentError):
-    """A manifest that cannot be used: every problem, each with its field path."""
-
-    def __init__(self, source: str, errors: list[FieldError]) -> None:
-        self.source = source
-        self.errors = errors
-        super().__init__(f"{source}: " + "; ".join(str(e) for e in errors))
-
-
 class QuantityError(NodeAgentError, ValueError):
     """A string that is not a Kubernetes resource.Quantity."""
 

@@ -3,7 +3,7 @@ same application over HTTPS for kubectl (nodeagent.apiBindAddress; nodeagent.kub
 discovery, pods/events/nodes/metrics with selectors, watch and Tables).
 
     GET /api/v1/pods                                       v1 PodList (?view=table: a meta.k8s.io/v1 Table)
-    GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
+    GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod (?view=table: its one-row Table)
     GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=&tailLines=
                                                            &limitBytes=&sinceSeconds=&sinceTime=
     GET /api/v1/events                                     v1 EventList
@@ -34,7 +34,6 @@ from aiohttp import web
 from nodeagent.agent.events import EventRecorder
 from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
-from nodeagent.agent.status import rfc3339
 from nodeagent.agent.worker import PodWorker
 from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
@@ -47,6 +46,7 @@ from nodeagent.kubeapi.watch import PodFeed
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
 from nodeagent.runtime.logs import container_log_path
+from nodeagent.timeformat import rfc3339
 from nodeagent.usage import UsageSampler
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ class StatusServer:
         if self.api is not None and self.api.bind_address:
             await self._listen_https(self._runner, self.api)
         if self.socket_group:
-            os.chown(self.socket_path, 0, grp.getgrnam(self.socket_group).gr_gid)
+            group = await asyncio.to_thread(grp.getgrnam, self.socket_group)  # NSS may ask a directory server
+            os.chown(self.socket_path, 0, group.gr_gid)
             os.chmod(self.socket_path, 0o660)
         if self.metrics_address:
             host, _, port = self.metrics_address.rpartition(":")

@@ -30,7 +30,7 @@ scripts/check-cri-generated.sh
 echo "== ruff" >&2
 "$venv/ruff" check nodeagent tests bench
 echo "== mypy" >&2
-"$venv/mypy" nodeagent
+"$venv/mypy" nodeagent tests
 echo "== import contracts" >&2
 "$venv/lint-imports"
 echo "== pytest" >&2

@@ -1,12 +1,11 @@
-"""Shared fixtures: the examples from the Kubernetes docs, and a loader for manifests in tests."""
+"""Shared helpers: the examples from the Kubernetes docs, a loader for manifests, a file source that reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from nodeagent.api.manifest import StaticPod, load_manifest
+from nodeagent.sources.files import FileSource, ManifestFile
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -24,6 +23,10 @@ def example(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
 
-@pytest.fixture
-def examples_dir() -> Path:
-    return EXAMPLES
+class ReadableSource(FileSource):
+    """A FileSource on a path the test made: its scan() never answers None (for a path it cannot read)."""
+
+    def scan(self) -> list[ManifestFile]:
+        found = super().scan()
+        assert found is not None, f"{self.path} cannot be read"
+        return found

@@ -43,11 +43,3 @@ def next_backoff(entry: Backoff | None, finished_at: float, now: float) -> Backo
     if entry is None or _expired(entry, finished_at):
         return Backoff(INITIAL_SECONDS, now)
     return Backoff(min(entry.seconds * 2, MAX_SECONDS), now)
-
-
-def describe(seconds: float) -> str:
-    """Go's time.Duration spelling of a back-off: 10s, 1m20s, 5m0s."""
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    return f"{whole // 60}m{whole % 60}s"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nodeagent.agent.status import rfc3339
+from nodeagent.timeformat import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,3 @@ class EventRecorder:
 
     def events(self) -> list[Event]:
         return sorted(self._events.values(), key=lambda e: e.last_timestamp)
-
-    def for_object(self, uid: str) -> list[Event]:
-        return [e for e in self.events() if e.involved.uid == uid]

@@ -14,6 +14,7 @@ from typing import Any
 
 from nodeagent.agent.records import ContainerRecord, State, Termination
 from nodeagent.api.manifest import StaticPod
+from nodeagent.timeformat import rfc3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,6 @@ class PodFacts:
     reason: str | None = None  # pod-level, e.g. OutOfmemory while not admitted
     message: str | None = None
     transitions: dict[str, dt.datetime] = field(default_factory=dict)  # condition type -> last change
-
-
-def rfc3339(when: dt.datetime | None) -> str | None:
-    return None if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pod_phase(restart_policy: str, init: list[ContainerRecord], app: list[ContainerRecord]) -> str:

@@ -54,6 +54,7 @@ from nodeagent.runtime.base import (
 )
 from nodeagent.runtime.logrotate import LogFile
 from nodeagent.runtime.logs import container_log_path, pod_log_dir
+from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,7 @@ class PodWorker:
         if backoff.in_backoff(entry, finished, now):
             assert entry is not None
             self._update(name, state=State.WAITING, reason="CrashLoopBackOff",
-                         message=f"back-off {backoff.describe(entry.seconds)} restarting failed container={name} "
+                         message=f"back-off {go_duration(entry.seconds)} restarting failed container={name} "
                                  f"pod={self.pod_label}")
             self.services.events.record(self.object_ref(name), WARNING, "BackOff",
                                         f"Back-off restarting failed container {name} in pod {self.pod_label}")
@@ -699,16 +700,6 @@ def _read(path: str) -> str:
     except OSError as exc:
         log.warning("reading %s for the pods' resolv.conf: %s", path, exc.strerror)
         return ""
-
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go prints a time.Duration cut to milliseconds: 981ms, 15.981s, 2m3.5s."""
-    millis = round(seconds * 1000)
-    if millis < 1000:
-        return f"{millis}ms"
-    minutes, rest = divmod(millis, 60_000)
-    text = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{minutes}m{text}" if minutes else text
 
 
 def _label(record: ContainerRecord) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 
 CONFIG_HASH = "kubernetes.io/config.hash"
 CONFIG_SOURCE = "kubernetes.io/config.source"
-CONFIG_SEEN = "kubernetes.io/config.seen"
 CONFIG_ORIGIN = "nodeagent/config.origin"  # the file, or the URL without its secrets
 DEFAULT_NAMESPACE = "default"
 

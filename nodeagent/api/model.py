@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.errors import NodeAgentError
 
 
 def _to_quantity(raw: object) -> Quantity:
@@ -272,6 +273,14 @@ class Container(K8sModel):
     tty: bool | None = None
     # Needs an API server: refused for static pods.
     env_from: Any = None
+
+    @property
+    def valid_name(self) -> str:
+        """The name of a container of a validated pod: validation refuses a container without one, so from
+        a StaticPod on the name is never None. A container that was never validated raises instead."""
+        if self.name is None:
+            raise NodeAgentError("a container without a name: its pod was not validated")
+        return self.name
 
     @model_validator(mode="before")
     @classmethod

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from nodeagent.defaults import CONFIG_PATH, SOCKET_PATH
 from nodeagent.errors import AgentUnavailableError, NodeAgentError
 
-DEFAULT_SOCKET = "/run/nodeagent/nodeagent.sock"
-DEFAULT_CONFIG = "/etc/nodeagent/nodeagent.yaml"
 TIMEOUT_SECONDS = 30.0
 
 
@@ -31,7 +30,7 @@ def socket_path(option: str | None) -> str:
         return option
     if os.environ.get("NODEAGENT_SOCKET"):
         return os.environ["NODEAGENT_SOCKET"]
-    config = os.environ.get("NODEAGENT_CONFIG", DEFAULT_CONFIG)
+    config = os.environ.get("NODEAGENT_CONFIG", CONFIG_PATH)
     try:
         import yaml
 
@@ -42,7 +41,7 @@ def socket_path(option: str | None) -> str:
             return configured
     except (OSError, ValueError, AttributeError):
         pass
-    return DEFAULT_SOCKET
+    return SOCKET_PATH
 
 
 class AgentClient:

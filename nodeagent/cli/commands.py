@@ -16,8 +16,9 @@ import click
 
 from nodeagent.cli.client import AgentClient, ApiError, pod_url, socket_path
 from nodeagent.cli.output import examples, fail, print_data, table
+from nodeagent.defaults import SOCKET_PATH
 from nodeagent.errors import AgentUnavailableError
-from nodeagent.printing import age, pod_table
+from nodeagent.printing import age
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,7 +29,7 @@ def with_agent(command: Callable[P, R]) -> Callable[P, R]:
     """Adds --socket and turns an absent agent or an API error into one line and exit 1."""
 
     @click.option("--socket", "socket_option", help="The agent's socket (default: $NODEAGENT_SOCKET, the "
-                                                     "configured one, /run/nodeagent/nodeagent.sock).")
+                                                     f"configured one, {SOCKET_PATH}).")
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -123,11 +124,14 @@ def get_pods(output: str | None, namespace: str | None, all_namespaces: bool, so
 @with_agent
 def get_pod(name: str, output: str | None, socket_option: str | None) -> None:
     """One pod, by NAME or NAMESPACE/NAME."""
-    pod = find_pod(client(socket_option), name)
+    agent = client(socket_option)
+    pod = find_pod(agent, name)
     if output in ("json", "yaml"):
         print_data(pod, output)
     else:
-        click.echo(render_table(pod_table([pod], now()), output == "wide", False))
+        meta = pod["metadata"]
+        click.echo(render_table(agent.get(pod_url(meta["namespace"], meta["name"]), view="table"), output == "wide",
+                                False))
 
 
 @click.group(epilog=examples("nodeagent describe pod memory-demo-2"))

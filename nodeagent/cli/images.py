@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nodeagent.cli.output import examples, fail, print_data, table
+from nodeagent.defaults import CONFIG_PATH, existing_config
 
 if TYPE_CHECKING:  # the store's modules load only when an images command runs
     from nodeagent.config import NodeAgentConfig
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the store's modules load only when an images command runs
     from nodeagent.images.store import ImageStore
 
 _CONFIG_HELP = ("The agent's configuration, for its stateDir (default: $NODEAGENT_CONFIG, else "
-                "/etc/nodeagent/nodeagent.yaml when it exists, else the embedded defaults).")
+                f"{CONFIG_PATH} when it exists, else the embedded defaults).")
 
 
 def human_size(size_bytes: int) -> str:
@@ -42,13 +43,11 @@ def human_size(size_bytes: int) -> str:
 
 def _settings(config_path: str | None) -> NodeAgentConfig:
     """The `nodeagent:` settings of the configuration: its stateDir, socket and registry settings."""
-    from nodeagent.config import DEFAULT_CONFIG_PATH, load_config
+    from nodeagent.config import load_config
     from nodeagent.errors import ConfigError
 
-    if config_path is None and os.path.exists(DEFAULT_CONFIG_PATH):
-        config_path = DEFAULT_CONFIG_PATH
     try:
-        config, _ = load_config(config_path)
+        config, _ = load_config(existing_config(config_path))
     except ConfigError as exc:
         fail(str(exc))
     return config.nodeagent
@@ -84,6 +83,7 @@ def images(context: click.Context, config_path: str | None, output: str | None) 
     import asyncio  # here, as the store's modules: every other command starts faster without them
 
     from nodeagent.images.errors import ImageError
+    from nodeagent.timeformat import rfc3339
 
     try:
         found = asyncio.run(_store(_settings(config_path)).list_images())
@@ -92,7 +92,7 @@ def images(context: click.Context, config_path: str | None, output: str | None) 
     if output:
         print_data({"images": [{"reference": image.reference, "repository": image.repository, "tag": image.tag,
                                 "digest": image.digest, "imageID": image.image_id, "size": image.size_bytes,
-                                "lastUsed": image.last_used.strftime("%Y-%m-%dT%H:%M:%SZ")} for image in found]},
+                                "lastUsed": rfc3339(image.last_used)} for image in found]},
                    output)
         return
     rows = [[image.repository, image.tag or "<none>", image.digest.removeprefix("sha256:")[:13],

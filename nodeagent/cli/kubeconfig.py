@@ -16,11 +16,10 @@ from nodeagent.cli.output import examples, fail
 @click.option("--read-only", is_flag=True, help="With --user: the token may get, list, watch and read logs only.")
 def kubeconfig(config_path: str | None, user: str | None, read_only: bool) -> None:
     """Print a kubeconfig for this agent's Kubernetes API (server, CA, token)."""
-    import os
-
     import yaml
 
-    from nodeagent.config import DEFAULT_CONFIG_PATH, load_config
+    from nodeagent.config import load_config
+    from nodeagent.defaults import existing_config
     from nodeagent.errors import ConfigError
     from nodeagent.kubeapi.kubeconfig import KubeconfigError
     from nodeagent.kubeapi.kubeconfig import kubeconfig as make
@@ -28,7 +27,7 @@ def kubeconfig(config_path: str | None, user: str | None, read_only: bool) -> No
 
     if read_only and user is None:
         raise click.UsageError("--read-only needs --user NAME (a new token is minted for it)")
-    path = config_path or (DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None)
+    path = existing_config(config_path)
     try:
         config, _ = load_config(path)
         click.echo(yaml.safe_dump(make(api_settings(config), user=user, read_only=read_only), sort_keys=False),

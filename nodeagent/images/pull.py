@@ -44,6 +44,7 @@ from nodeagent.images.reference import Reference
 from nodeagent.images.registry import FetchedManifest
 from nodeagent.images.threads import in_thread
 from nodeagent.images.unpack import unpack_layer
+from nodeagent.timeformat import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class Puller:
             config_digest=manifest.config.digest, layers=tuple(layer.digest for layer in manifest.layers),
             blobs=tuple(blobs), entrypoint=config.entrypoint, cmd=config.cmd, env=config.env,
             working_dir=config.working_dir, user=config.user,
-            pulled=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            pulled=rfc3339(dt.datetime.now(dt.UTC)),
         )
 
     async def resolve(self, client: BlobSource, reference: Reference, top: FetchedManifest) -> Resolved:

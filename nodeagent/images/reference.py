@@ -52,9 +52,6 @@ class Reference:
         """What to ask the manifests endpoint for: the digest when there is one, else the tag."""
         return self.digest or self.tag or DEFAULT_TAG
 
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.domain, self.path, None, digest)
-
     def __str__(self) -> str:
         return self.name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 

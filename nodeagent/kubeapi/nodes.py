@@ -13,8 +13,8 @@ from typing import Any
 import psutil
 
 from nodeagent.agent.admission import Allocatable
-from nodeagent.agent.status import rfc3339
 from nodeagent.plan.settings import NodeInfo
+from nodeagent.timeformat import rfc3339
 
 KUBELET_VERSION = "v1.32.0-nodeagent"
 

@@ -90,6 +90,8 @@ class KubeApi:
         pod = self._find(request)
         if pod is None:
             return not_found("pods", request.match_info["name"])
+        if request.query.get("view") == "table":  # nodeagent's own CLI: its columns
+            return _json(pod_table([pod], _now()))
         if wants_table(request.headers.get("Accept", "")):
             return _json(table("pods", [pod], _now(), pod["metadata"]["resourceVersion"]))
         return _json(pod)

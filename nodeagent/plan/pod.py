@@ -94,13 +94,13 @@ def plan_pod(pod: StaticPod, node: NodeInfo, settings: PlanSettings) -> Resource
         parent = name
     containers = []
     for container in pod.pod.all_containers():
-        leaf = paths.container_leaf(pod.uid, container.name or "", driver=settings.cgroup_driver, per_pod=per_pod)
+        leaf = paths.container_leaf(pod.uid, container.valid_name, driver=settings.cgroup_driver, per_pod=per_pod)
         config = container_resources(pod, container, node, settings)
         containers.append(CgroupPlan(
             "container",
             paths.spell(parent, settings.cgroup_driver).rstrip("/") + "/" + leaf,
             render(config, settings.cgroup_version),
-            container=container.name,
+            container=container.valid_name,
             oom_score_adj=oom_score_adj(pod, container, node),
             resources=config,
         ))

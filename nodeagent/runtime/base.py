@@ -1,13 +1,13 @@
 """What the agent asks of a container runtime: start a container from a spec, then watch it.
 
-The agent sees only these types; nodeagent.runtime.factory picks the implementation.
+The agent sees only these types; nodeagent.agent.app.make_runtime picks the implementation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from nodeagent.network.dnsfiles import PodDNS
@@ -55,7 +55,6 @@ class ContainerSpec:
     capabilities_drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
     run_as_non_root: bool = False  # the kubelet's check: refused when the container would run as uid 0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

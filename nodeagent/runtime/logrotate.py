@@ -109,24 +109,43 @@ def prune(path: str, keep: int) -> None:
 
 
 async def bound(file: LogFile, limits: LogLimits, now: dt.datetime) -> None:
-    """One check of one log: rotate (or trim) it when it is over the size, compress and prune rotated files."""
+    """One check of one log: rotate (or trim) it when it is over the size, compress and prune rotated files.
+
+    Every file operation runs in a thread: the check runs every second for every container's log."""
     path = file.path
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
+    size = await asyncio.to_thread(_size, path)
+    if size is None:
         return
     if size > limits.max_size:
         rotated = f"{path}.{now.strftime(TIMESTAMP_FORMAT)}"
         if file.reopen is None:
             await asyncio.to_thread(trim, path, limits.max_size)
-        elif not os.path.lexists(rotated) and not os.path.lexists(rotated + ".gz"):  # else: next second
-            os.rename(path, rotated)
-            if not await file.reopen():  # the container is ending: put the file back, trimmed once it has
-                os.rename(rotated, path)
-                return
+        elif await asyncio.to_thread(_rename_aside, path, rotated) and not await file.reopen():
+            await asyncio.to_thread(os.rename, rotated, path)  # the container is ending: put the file back,
+            return  # trimmed once it has
+    await asyncio.to_thread(_settle, path, limits)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+
+
+def _rename_aside(path: str, rotated: str) -> bool:
+    """The current file renamed to `rotated`, unless a file of this second has that name (then: next second)."""
+    if os.path.lexists(rotated) or os.path.lexists(rotated + ".gz"):
+        return False
+    os.rename(path, rotated)
+    return True
+
+
+def _settle(path: str, limits: LogLimits) -> None:
+    """Compress the rotated files not compressed yet, then delete the oldest beyond maxFiles - 1."""
     for waiting in rotated_files(path):
         if not waiting.endswith(".gz"):
-            await asyncio.to_thread(compress, waiting, limits.max_size)
+            compress(waiting, limits.max_size)
     prune(path, limits.max_files - 1)
 
 

@@ -148,7 +148,7 @@ class MonitoredContainer:
         victim = found.describe() if found else None
         if self.on_exit is not None:
             await self.on_exit()
-        conmon.remove(layout, self.monitored.container_id)
+        await asyncio.to_thread(conmon.remove, layout, self.monitored.container_id)
         if code is None:  # conmon itself was killed: nothing knows how the container ended
             return ContainerExit(exit_code=137, finished_at=finished_at, oom_killed=oom_killed, unknown=True)
         return ContainerExit(exit_code=code, finished_at=finished_at, oom_killed=oom_killed, oom_victim=victim)

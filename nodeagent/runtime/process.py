@@ -128,12 +128,7 @@ class ProcessRuntime:
         oci_id = secrets.token_hex(32)
         bundle = self.layout.bundle(oci_id)
         argv = launcher_argv(spec, env, bundle, setpriv_argv(spec, self.capabilities))
-        os.makedirs(bundle, mode=0o700)
-        os.mkfifo(os.path.join(bundle, "start"), 0o600)
-        write_pod_files(spec, bundle)
-        with open(os.path.join(bundle, "run"), "w") as handle:
-            handle.write(run_script(bundle, env, argv))
-        os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+        await asyncio.to_thread(_write_bundle, spec, bundle, run_script(bundle, env, argv))
         try:
             monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.oci_runtime,
                                            name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
@@ -242,6 +237,16 @@ def pod_files(spec: ContainerSpec, bundle: str) -> dict[str, tuple[str, str]]:
     """The pod's own /etc files: {container path: (file in the bundle, content)}; none for hostNetwork."""
     files = {"/etc/hosts": ("hosts", spec.hosts_file), "/etc/resolv.conf": ("resolv.conf", spec.resolv_conf)}
     return {target: (os.path.join(bundle, name), text) for target, (name, text) in files.items() if text is not None}
+
+
+def _write_bundle(spec: ContainerSpec, bundle: str, script: str) -> None:
+    """The bundle (its start FIFO, the pod's /etc files, the run script) and the log's directory: blocking."""
+    os.makedirs(bundle, mode=0o700)
+    os.mkfifo(os.path.join(bundle, "start"), 0o600)
+    write_pod_files(spec, bundle)
+    with open(os.path.join(bundle, "run"), "w") as handle:
+        handle.write(script)
+    os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
 
 
 def write_pod_files(spec: ContainerSpec, bundle: str) -> None:

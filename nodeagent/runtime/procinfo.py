@@ -18,11 +18,6 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def boot_id() -> str:
-    with open("/proc/sys/kernel/random/boot_id") as handle:
-        return handle.read().strip()
-
-
 @dataclass(frozen=True, slots=True)
 class ProcessIdentity:
     pid: int

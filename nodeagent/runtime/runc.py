@@ -162,17 +162,15 @@ class RuncRuntime:
         bundle, root = self.layout.bundle(oci_id), os.path.join(self.rootfs_dir, oci_id)
         rootfs, upper, work = (os.path.join(root, name) for name in ("rootfs", "upper", "work"))
         try:
-            os.makedirs(bundle, mode=0o700)
-            os.makedirs(root, mode=0o700)  # before the lease: every lease has a directory that ends it
-            for directory in (rootfs, upper, work):
-                os.mkdir(directory, 0o755)
+            # before the lease: every lease has a directory that ends it
+            await asyncio.to_thread(_make_directories, bundle, root, (rootfs, upper, work))
             # ensure_image pulled for Always just before: taking it from the store now keeps the same digest
             policy = PullPolicy.IF_NOT_PRESENT if spec.pull_policy == PullPolicy.ALWAYS.value else spec.pull_policy
             image = await self.images.ensure(spec.image, policy, holder=oci_id)
             verify_run_as_non_root(spec, image.user)
             await mount_rootfs(image.layers, upper, work, rootfs)
             await asyncio.to_thread(self._write_config, spec, image, bundle, rootfs)
-            os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+            await asyncio.to_thread(os.makedirs, os.path.dirname(spec.log_path), exist_ok=True)
         except ImageError as exc:
             raise RuntimeStartError(exc.reason, exc.message) from exc
         except OSError as exc:
@@ -274,6 +272,13 @@ class RuncRuntime:
             log.info("removing container %s: no pod refers to it", oci_id)
             self._live.add(oci_id)
             await self._remove(oci_id)
+
+
+def _make_directories(bundle: str, root: str, parts: tuple[str, ...]) -> None:
+    os.makedirs(bundle, mode=0o700)
+    os.makedirs(root, mode=0o700)
+    for directory in parts:
+        os.mkdir(directory, 0o755)
 
 
 def write_pod_files(spec: ContainerSpec, bundle: str) -> dict[str, str]:

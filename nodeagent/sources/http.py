@@ -30,6 +30,7 @@ import aiohttp
 
 from nodeagent.api.decode import MAX_MANIFEST_BYTES
 from nodeagent.api.manifest import StaticPod, load_manifest, unexpected
+from nodeagent.timeformat import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ class FetchStatus:
     pods: int | None = None  # in the last good set; None before the first good fetch
 
     def to_json(self) -> dict[str, object]:
-        return {"url": self.url, "lastFetch": None if self.last_fetch is None else
-                self.last_fetch.strftime("%Y-%m-%dT%H:%M:%SZ"), "lastResult": self.last_result,
+        return {"url": self.url, "lastFetch": rfc3339(self.last_fetch), "lastResult": self.last_result,
                 "consecutiveFailures": self.failures, "pods": self.pods}
 
 

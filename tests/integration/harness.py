@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psutil
 import yaml
@@ -36,6 +36,7 @@ from nodeagent.network.pods import PodNetworks
 from tests.integration.netns_fixtures import Node, create_node
 
 T = TypeVar("T")
+Falsy = Literal[False, ""] | None  # what `check` answers until it holds: `a and b and value` reads well
 NODE = "testnode"
 
 
@@ -55,7 +56,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(check: Callable[[], T | None], *, timeout: float = 15.0, what: str = "condition",
+def wait_for(check: Callable[[], T | Falsy], *, timeout: float = 15.0, what: str = "condition",
              interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

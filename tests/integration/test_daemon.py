@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import EXAMPLES
 from tests.integration.harness import NODE, AgentHarness, wait_for
@@ -14,13 +15,13 @@ from tests.integration.harness import NODE, AgentHarness, wait_for
 MiB = 1 << 20
 
 
-def running(agent: AgentHarness, name: str, namespace: str = "default") -> dict[str, object] | None:
+def running(agent: AgentHarness, name: str, namespace: str = "default") -> dict[str, Any] | None:
     pod = agent.pod(name, namespace)
     statuses = pod["status"]["containerStatuses"]
     return pod if statuses and all("running" in s["state"] for s in statuses) else None
 
 
-def events_for(agent: AgentHarness, reason: str) -> list[dict[str, object]]:
+def events_for(agent: AgentHarness, reason: str) -> list[dict[str, Any]]:
     return [e for e in agent.events() if e["reason"] == reason]
 
 
@@ -45,7 +46,7 @@ def test_memory_demo_runs_under_its_limit(agent: AgentHarness) -> None:
 def test_memory_demo_2_is_oom_killed_and_crash_loops(agent: AgentHarness) -> None:
     agent.write("memory-demo-2.yaml", (EXAMPLES / "memory-demo-2.yaml").read_text())
 
-    def backing_off() -> dict[str, object] | None:
+    def backing_off() -> dict[str, Any] | None:
         status = agent.container_status("memory-demo-2", "memory-demo-2-ctr", "mem-example")
         waiting = status["state"].get("waiting", {})
         return status if waiting.get("reason") == "CrashLoopBackOff" else None
@@ -304,7 +305,7 @@ spec:
 def test_missing_command_is_a_create_container_error(agent: AgentHarness) -> None:
     agent.write("nocmd.yaml", "kind: Pod\nmetadata: {name: nocmd}\nspec:\n  containers: [{name: c, image: nginx}]\n")
 
-    def failed() -> dict[str, object] | None:
+    def failed() -> dict[str, Any] | None:
         waiting = agent.container_status("nocmd", "c")["state"].get("waiting", {})
         return waiting if waiting.get("reason") == "CreateContainerError" else None
 
@@ -330,6 +331,10 @@ def test_get_and_events_json_are_kubernetes_lists(agent: AgentHarness) -> None:
     assert container["containerID"].startswith("process://") and "startedAt" in container["state"]["running"]
     one = json.loads(agent.cli("get", "pod", "static-web", "-o", "json").stdout)
     assert one["metadata"]["uid"] == pod["metadata"]["uid"]
+    table = agent.client.get(f"/api/v1/namespaces/default/pods/static-web-{NODE}", view="table")
+    assert table["kind"] == "Table" and [r["cells"][0] for r in table["rows"]] == [f"static-web-{NODE}"]
+    listed, shown = (agent.cli("get", *what, "-o", "wide").stdout.splitlines() for what in (("pods",), ("pod", "static-web")))
+    assert shown[0] == listed[0] and shown[1].split()[:4] == listed[1].split()[:4]
     events = json.loads(agent.cli("events", "-o", "json").stdout)
     assert events["kind"] == "EventList"
     started = next(e for e in events["items"] if e["reason"] == "Started")

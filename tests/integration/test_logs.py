@@ -132,8 +132,9 @@ def test_the_tail_of_a_large_log_costs_the_agent_little_memory(harness: AgentHar
     lines = 0
     with subprocess.Popen([sys.executable, "-m", "nodeagent", "logs", "--socket", str(harness.socket), "large"],
                           stdout=subprocess.PIPE) as whole:  # the whole log streamed, counted as it comes
-        assert whole.stdout is not None
-        for block in iter(lambda: whole.stdout.read(1 << 20), b""):
+        stream = whole.stdout
+        assert stream is not None
+        for block in iter(lambda: stream.read(1 << 20), b""):
             lines += block.count(b"\n")
     assert lines == 1_100_001
     grown = peak_rss(harness.process.pid) - before

@@ -75,7 +75,7 @@ def leftovers(agent: AgentHarness) -> dict[str, Any]:
     }
 
 
-NOTHING = {"veths": [], "pod namespaces": [], "tables": [], "leases": []}
+NOTHING: dict[str, list[Any]] = {"veths": [], "pod namespaces": [], "tables": [], "leases": []}
 
 
 def test_pods_reach_each_other_and_the_node_reaches_them(agent: AgentHarness) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -276,7 +277,7 @@ def test_a_missing_tag_is_err_image_pull_then_image_pull_back_off(shared: AgentH
         waiting = state(shared, "missing", "c")["state"].get("waiting", {})
         if waiting.get("reason") and waiting["reason"] not in seen:
             seen.append(waiting["reason"])
-        return waiting.get("reason") == "ImagePullBackOff"
+        return bool(waiting.get("reason") == "ImagePullBackOff")
 
     wait_for(backing_off, interval=0.02, what="ImagePullBackOff")
     assert seen[-2:] == ["ErrImagePull", "ImagePullBackOff"]
@@ -369,8 +370,12 @@ def test_images_and_prune_while_the_agent_runs(shared: AgentHarness, images: Ima
     for name, pushed in (("kept-done", done), ("used-once", once)):
         shared.write(f"{name}.yaml", manifest(name, [{"name": "c", "image": pushed.reference,
                                                       "command": ["true"]}], restartPolicy="Never"))
+    def terminated(name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = state(shared, name, "c")["state"].get("terminated")
+        return found
+
     for name in ("kept-done", "used-once"):
-        wait_for(lambda name=name: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+        wait_for(functools.partial(terminated, name), what=f"{name} done")
     wait_for(lambda: "running" in state(shared, "sleeping", "c")["state"], what="sleeping")
     shared.remove("used-once.yaml")
     wait_for(lambda: all(p["metadata"]["name"] != f"used-once-{NODE}" for p in shared.pods()), what="gone")

@@ -80,6 +80,7 @@ class StandIn:
     def handle(self, message: Message) -> Message | bool | None:
         if message.message_type is not MessageType.METHOD_CALL or message.interface != MANAGER:
             return None
+        assert message.member is not None  # a method call names its method
         self.calls.append((message.member, message.body))
         if self.silent:
             return True

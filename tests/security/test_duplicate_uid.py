@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nodeagent.api.manifest import StaticPod, load_manifest
-from nodeagent.sources.files import FileSource
 from nodeagent.sources.merge import merge_files, merge_sources
+from tests.conftest import ReadableSource
 
 UID = "6f1c2a9e-0d0b-4c1f-9a57-1d2e3f4a5b6c"
 
@@ -26,7 +26,7 @@ def http_pods(text: str) -> list[StaticPod]:
 def test_one_uid_in_two_files_runs_the_first_file_s_pod(tmp_path: Path) -> None:
     (tmp_path / "20-impostor.yaml").write_text(pod("impostor"))
     (tmp_path / "10-web.yaml").write_text(pod("web"))
-    desired = merge_files(FileSource(str(tmp_path), node_name="node1", frequency_seconds=20).scan(), {})
+    desired = merge_files(ReadableSource(str(tmp_path), node_name="node1", frequency_seconds=20).scan(), {})
     assert [p.name for p in desired.pods] == ["web-node1"]
     [problem] = desired.problems
     assert problem.reason == "DuplicateManifest"
@@ -39,7 +39,7 @@ def test_one_uid_in_two_files_runs_the_first_file_s_pod(tmp_path: Path) -> None:
 
 def test_one_uid_in_a_file_and_at_the_url_runs_the_file_s_pod(tmp_path: Path) -> None:
     (tmp_path / "web.yaml").write_text(pod("web"))
-    files = merge_files(FileSource(str(tmp_path), node_name="node1", frequency_seconds=20).scan(), {})
+    files = merge_files(ReadableSource(str(tmp_path), node_name="node1", frequency_seconds=20).scan(), {})
     desired = merge_sources(files, http_pods(pod("impostor") + "---\n" + pod("other", uid="other-uid")))
     assert [(p.name, p.source) for p in desired.pods] == [("web-node1", "file"), ("other-node1", "http")]
     [problem] = desired.problems

@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nodeagent.api.manifest import ManifestResult, StaticPod, load_manifest
-from nodeagent.sources.files import FileSource, ManifestFile
+from nodeagent.sources.files import ManifestFile
 from nodeagent.sources.http import HttpSource
 from nodeagent.sources.merge import Desired, merge_files, merge_sources
+from tests.conftest import ReadableSource
 from tests.security.urlserver import Fetcher, Recorder, serving
 
 FUZZ_EXAMPLES = int(os.environ.get("NODEAGENT_FUZZ_EXAMPLES", "2000"))
@@ -115,9 +116,12 @@ def _set(document: Any, path: tuple[str | int, ...], value: Any) -> None:
             document = document[part]
         except (KeyError, IndexError, TypeError):
             return  # an earlier mutation replaced what led here
-    if isinstance(document, dict) or (isinstance(document, list) and isinstance(path[-1], int)
-                                      and path[-1] < len(document)):
-        document[path[-1]] = value
+    last = path[-1]
+    if isinstance(document, list):
+        if isinstance(last, int) and last < len(document):
+            document[last] = value
+    elif isinstance(document, dict):
+        document[last] = value
 
 
 @st.composite
@@ -189,7 +193,7 @@ def web_pod(root: Path) -> Desired:
     (root / "aa-web.yaml").write_text(
         f"apiVersion: v1\nkind: Pod\nmetadata: {{name: web, uid: {WEB_UID}}}\n"
         "spec:\n  containers: [{name: c, image: busybox, command: [sleep, '3600']}]\n")
-    desired = merge_files(FileSource(str(root), node_name="node1", frequency_seconds=20).scan(), {})
+    desired = merge_files(ReadableSource(str(root), node_name="node1", frequency_seconds=20).scan(), {})
     assert [p.key for p in desired.pods] == ["default/web-node1"] and not desired.problems
     return desired
 

@@ -9,7 +9,7 @@ import pytest
 import nodeagent.api.manifest as manifest_module
 from nodeagent.api.decode import MAX_NESTING
 from nodeagent.api.manifest import load_manifest
-from nodeagent.sources.files import FileSource
+from tests.conftest import ReadableSource
 
 CONTAINER = '{"name": "c", "image": "busybox"}'
 
@@ -79,6 +79,6 @@ def test_any_unforeseen_failure_of_decoding_is_the_file_s_problem(monkeypatch: p
 def test_the_file_source_reports_a_deep_file_and_reads_the_others(tmp_path: Path) -> None:
     (tmp_path / "a-deep.json").write_bytes(json_pod(labels=nested_json(800)))
     (tmp_path / "b-good.json").write_bytes(json_pod().replace(b'"web"', b'"good"'))
-    files = FileSource(str(tmp_path), node_name="node1", frequency_seconds=20).scan()
+    files = ReadableSource(str(tmp_path), node_name="node1", frequency_seconds=20).scan()
     assert [f.result.ok for f in files] == [False, True]
     assert [p.name for p in files[1].result.pods] == ["good-node1"]

@@ -3,9 +3,11 @@ data (issue 12, item 7): the bad file is moved aside and reported, what still ru
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ spec:
     command: [sh, -c, 'test -e %(mark)s && exec sleep 3600; touch %(mark)s; exit 1']
     volumeMounts: [{name: scratch, mountPath: /scratch}]
 """
-CORRUPTIONS = {
+CORRUPTIONS: dict[str, Callable[[str], str]] = {
     "truncated": lambda text: text[: len(text) // 2],
     "garbage": lambda text: "\x00\xff not json at all",
     "newer version": lambda text: json.dumps({**json.loads(text), "version": 99}),
@@ -52,6 +54,11 @@ def sleeping(agent: AgentHarness) -> list[int]:
     cgroup = agent.cgroup_path("keeper", "c")
     return wait_for(lambda: (pids := agent.procs(cgroup)) and len(pids) == 1
                     and Path(f"/proc/{pids[0]}/comm").read_text() == "sleep\n" and pids, what="sleep")
+
+
+def ready_count_is(agent: AgentHarness, count: int) -> bool:
+    """The agent has said it is running `count` times (once per start)."""
+    return agent.agent_log().count("nodeagent is running") == count
 
 
 def quarantined(agent: AgentHarness, uid: str) -> list[Path]:
@@ -90,7 +97,7 @@ def test_an_unreadable_state_file_of_a_pod_no_source_names_kills_nothing(agent: 
     (agent.state / "pods" / uid / "pod.json").write_text("{")
     for start in (1, 2):  # and not on the next start either
         agent.start()
-        wait_for(lambda s=start: agent.agent_log().count("nodeagent is running") == s + 1, what="READY")
+        wait_for(functools.partial(ready_count_is, agent, start + 1), what="READY")
         assert any(e["reason"] == "StateQuarantined" for e in agent.events()) == (start == 1)
         assert f"pod uid={uid}: its state is quarantined" in agent.agent_log()
         agent.write("other.yaml", "kind: Pod\nmetadata: {name: other}\nspec:\n  containers: [{name: c, image: x, "

@@ -3,6 +3,7 @@
 import pytest
 
 from nodeagent.agent.admission import Allocatable, admit, allocatable, eviction_memory_bytes
+from nodeagent.api.manifest import StaticPod
 from nodeagent.plan.settings import NodeInfo
 from tests.conftest import example, load_pod
 
@@ -10,7 +11,7 @@ GiB = 1 << 30
 MiB = 1 << 20
 
 
-def pod(name: str, cpu: str = "0", memory: str = "0") -> object:
+def pod(name: str, cpu: str = "0", memory: str = "0") -> StaticPod:
     return load_pod(f"kind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: x, "
                     f"resources: {{requests: {{cpu: '{cpu}', memory: '{memory}'}}}}}}]\n")
 

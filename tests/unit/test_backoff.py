@@ -6,7 +6,8 @@ Times are plain floats (seconds on a fake monotonic clock); nothing sleeps.
 import pytest
 
 from nodeagent.agent import backoff
-from nodeagent.agent.backoff import INITIAL_SECONDS, MAX_SECONDS, Backoff, describe, in_backoff, next_backoff, remaining
+from nodeagent.agent.backoff import INITIAL_SECONDS, MAX_SECONDS, Backoff, in_backoff, next_backoff, remaining
+from nodeagent.timeformat import go_duration
 
 
 def crash_loop(run_seconds: list[float], *, start: float = 1000.0) -> tuple[list[float], list[float]]:
@@ -96,19 +97,9 @@ def test_in_backoff_and_remaining(entry: Backoff | None, finished_at: float, now
     assert remaining(entry, finished_at, now) == left
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, "0s"), (10, "10s"), (20, "20s"), (40, "40s"), (59, "59s"), (60, "1m0s"), (80, "1m20s"),
-     (160, "2m40s"), (300, "5m0s"), (10.0, "10s"), (299.9, "4m59s")],
-    ids=["0", "10", "20", "40", "59", "60", "80", "160", "300", "float-10", "fraction-truncated"],
-)
-def test_describe_spells_durations_as_go_does(seconds: float, text: str) -> None:
-    assert describe(seconds) == text
-
-
 def test_the_back_off_message_sequence() -> None:
     _, after = crash_loop([1.0] * 7)
-    assert [describe(s) for s in after] == ["10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]
+    assert [go_duration(s) for s in after] == ["10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]
 
 
 def test_backoff_is_immutable() -> None:

@@ -14,7 +14,7 @@ def test_api_defaults() -> None:
     assert pod.spec.restart_policy == "Always"
     assert pod.spec.termination_grace_period_seconds == 30
     assert pod.spec.dns_policy == "ClusterFirst"
-    container = pod.spec.containers[0]
+    container = pod.all_containers()[0]
     assert container.image_pull_policy == "IfNotPresent"
     assert container.termination_message_path == "/dev/termination-log"
 
@@ -27,19 +27,19 @@ def test_api_defaults() -> None:
 )
 def test_pull_policy_defaults_from_the_tag(image: str, policy: str) -> None:
     pod = load_pod(SIMPLE.replace("nginx:1.25", image)).pod
-    assert pod.spec.containers[0].image_pull_policy == policy
+    assert pod.all_containers()[0].image_pull_policy == policy
 
 
 def test_requests_default_to_limits_and_keep_their_own() -> None:
     pod = load_pod(SIMPLE.replace("image: nginx:1.25", "image: x, resources: {limits: {cpu: '1', memory: 1Gi}, "
                                   "requests: {cpu: 500m}}")).pod
-    requests = pod.spec.containers[0].resources.requests or {}
+    requests = pod.all_containers()[0].resources.requests or {}
     assert {k: str(v) for k, v in requests.items()} == {"cpu": "500m", "memory": "1Gi"}
 
 
 def test_probe_defaults() -> None:
     pod = load_pod(SIMPLE.replace("image: nginx:1.25", "image: x, livenessProbe: {exec: {command: [cat]}}")).pod
-    probe = pod.spec.containers[0].liveness_probe
+    probe = pod.all_containers()[0].liveness_probe
     assert probe is not None
     assert (probe.period_seconds, probe.timeout_seconds, probe.failure_threshold, probe.success_threshold,
             probe.initial_delay_seconds) == (10, 1, 3, 1, 0)

@@ -66,7 +66,12 @@ async def test_serving_is_healthy_and_the_service_is_asked_for(
         health_server: tuple[int, dict[str, Answer]]) -> None:
     port, answers = health_server
     asked: list[bytes] = []
-    answers["check"] = lambda request: asked.append(request) or b"\x08\x01"
+
+    def serving(request: bytes) -> bytes:
+        asked.append(request)
+        return b"\x08\x01"
+
+    answers["check"] = serving
     assert await grpcprobe.check("127.0.0.1", port, "etcd", 2) == (True, "service healthy")
     assert asked == [b"\x0a\x04etcd"]
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from nodeagent.images.unpack import unpack_layer
 from tests.integration.images import MTIME, Entry, make_tar
 
 UID, GID = os.getuid(), os.getgid()
+_itn: Callable[[int, int, int], bytes] = tarfile.itn  # type: ignore[attr-defined]  # private: not in typeshed
 
 
 def entry(name: str, kind: str = "file", **fields: object) -> Entry:
@@ -181,9 +183,9 @@ def gnu_sparse(regions: list[tuple[int, int]], real_size: int) -> bytes:
     member.type, member.size, member.uid, member.gid = tarfile.GNUTYPE_SPARSE, len(data), UID, GID
     header = bytearray(member.tobuf(tarfile.GNU_FORMAT))
     for n, (offset, count) in enumerate(regions):
-        header[386 + 24 * n: 398 + 24 * n] = tarfile.itn(offset, 12, tarfile.GNU_FORMAT)
-        header[398 + 24 * n: 410 + 24 * n] = tarfile.itn(count, 12, tarfile.GNU_FORMAT)
-    header[483:495] = tarfile.itn(real_size, 12, tarfile.GNU_FORMAT)
+        header[386 + 24 * n: 398 + 24 * n] = _itn(offset, 12, tarfile.GNU_FORMAT)
+        header[398 + 24 * n: 410 + 24 * n] = _itn(count, 12, tarfile.GNU_FORMAT)
+    header[483:495] = _itn(real_size, 12, tarfile.GNU_FORMAT)
     header[148:156] = b" " * 8
     header[148:156] = b"%06o\0 " % sum(header[:512])
     return bytes(header) + data + bytes(-len(data) % 512) + bytes(1024)

@@ -151,7 +151,7 @@ def quantities(draw: st.DrawFn) -> str:
 def _expected(text: str) -> Fraction:
     with localcontext() as context:
         context.prec = 80
-        exact = Fraction(Decimal(oracle(text)))
+        exact = Fraction(Decimal(oracle(text)))  # type: ignore[no-untyped-call]  # kubernetes' client is untyped
     magnitude = abs(exact)
     if magnitude:
         magnitude = Fraction(ceil(magnitude * 10**9), 10**9)

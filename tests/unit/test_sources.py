@@ -16,6 +16,7 @@ import pytest
 from nodeagent.api.manifest import StaticPod
 from nodeagent.sources.files import FileSource, ManifestFile, is_manifest_name
 from nodeagent.sources.merge import Desired, merge_files
+from tests.conftest import ReadableSource
 
 NODE = "node1"
 
@@ -34,8 +35,8 @@ BROKEN = ("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers
           "  - {name: c, image: x, resources: {limits: {memory: lots}}}\n  - {name: c}\n")
 
 
-def source(path: Path) -> FileSource:
-    return FileSource(str(path), node_name=NODE, frequency_seconds=20)
+def source(path: Path) -> ReadableSource:
+    return ReadableSource(str(path), node_name=NODE, frequency_seconds=20)
 
 
 def names(found: list[ManifestFile]) -> list[str]:
@@ -115,7 +116,7 @@ def test_a_missing_directory_gives_no_pods(tmp_path: Path) -> None:
 def test_a_directory_that_cannot_be_listed_is_not_an_empty_one(tmp_path: Path) -> None:
     loop = tmp_path / "manifests"
     loop.symlink_to(loop)  # ELOOP: it exists, and cannot be read
-    assert source(loop).scan() is None
+    assert FileSource(str(loop), node_name=NODE, frequency_seconds=20).scan() is None
 
 
 def test_a_directory_that_appears_later_is_read(tmp_path: Path) -> None:

@@ -6,8 +6,7 @@ import json
 import pytest
 
 from nodeagent.agent.records import ContainerRecord, State, Termination
-from nodeagent.agent.status import PodFacts, conditions, container_status, pod_json, pod_phase, rfc3339
-from nodeagent.agent.worker import go_duration
+from nodeagent.agent.status import PodFacts, conditions, container_status, pod_json, pod_phase
 from tests.conftest import example, load_pod
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -209,17 +208,6 @@ def test_container_status_is_json() -> None:
     assert json.loads(json.dumps(container_status(record))) == container_status(record)
 
 
-@pytest.mark.parametrize(
-    ("when", "text"),
-    [(None, None),
-     (dt.datetime(2024, 5, 1, 12, 0, 0, 999999, tzinfo=dt.UTC), "2024-05-01T12:00:00Z"),
-     (dt.datetime(2024, 5, 1, 14, 30, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))), "2024-05-01T12:30:00Z")],
-    ids=["none", "fraction-dropped", "offset-converted-to-utc"],
-)
-def test_rfc3339(when: dt.datetime | None, text: str | None) -> None:
-    assert rfc3339(when) == text
-
-
 # -- pod_json -------------------------------------------------------------------------------------------
 
 FACTS = PodFacts(created_at=T0, host_ip="192.0.2.10", pod_ip="192.0.2.10")
@@ -323,7 +311,3 @@ def test_pod_json_keeps_labels() -> None:
     assert out["metadata"]["labels"] == {"role": "myrole"}
     assert out["metadata"]["name"] == "static-web-node1"
 
-
-def test_pull_durations_read_as_go_prints_them() -> None:
-    assert [go_duration(s) for s in (0.0, 0.9814, 1.0, 15.981, 61.5, 123.0)] == [
-        "0ms", "981ms", "1s", "15.981s", "1m1.5s", "2m3s"]

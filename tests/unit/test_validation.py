@@ -3,6 +3,8 @@
 import pytest
 
 from nodeagent.api.manifest import load_manifest
+from nodeagent.api.model import Container
+from nodeagent.errors import NodeAgentError
 
 
 def problems(text: str) -> list[str]:
@@ -182,3 +184,12 @@ def test_resource_field_refs(env: str, expected: str) -> None:
 def test_allowed_cpu_divisors(divisor: str) -> None:
     env = f"{{name: A, valueFrom: {{resourceFieldRef: {{resource: limits.cpu, divisor: '{divisor}'}}}}}}"
     assert problems(pod(f"  containers: [{{name: c, image: x, env: [{env}]}}]\n")) == []
+
+
+def test_a_validated_container_always_has_its_name() -> None:
+    result = load_manifest(pod("  initContainers: [{name: setup, image: x}]\n  containers: [{name: web, image: x}]\n")
+                           .encode(), origin="/m/p.yaml", source="file", node_name="node1")
+    assert [c.valid_name for c in result.pods[0].pod.all_containers()] == ["setup", "web"]
+    assert problems(pod("  containers: [{image: x}]\n")) == ["spec.containers[0].name: Required value"]
+    with pytest.raises(NodeAgentError, match="not validated"):
+        _ = Container().valid_name

@@ -171,7 +171,8 @@ class CriRuntime:
     async def _pull(self, image: str) -> None:
         """PullImage with each credential that matches the image in turn, as the kubelet does; then without."""
         try:
-            config = load_docker_config(Path(self.registry_auth_file)) if self.registry_auth_file else {}
+            config = (await asyncio.to_thread(load_docker_config, Path(self.registry_auth_file))
+                      if self.registry_auth_file else {})
         except DockerConfigError as exc:
             raise RuntimeStartError("ErrImagePull", str(exc)) from exc
         last: CRIError | None = None

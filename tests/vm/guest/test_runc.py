@@ -105,7 +105,8 @@ def test_a_runc_container_over_its_limit_is_oom_killed(agents: dict[str, VMAgent
 
     def ended() -> dict[str, Any] | None:
         status = agent.status("oom", "runc", "c")
-        return status.get("lastState", {}).get("terminated") or status["state"].get("terminated")
+        found: dict[str, Any] | None = status.get("lastState", {}).get("terminated") or status["state"].get("terminated")
+        return found
 
     terminated = wait_for(ended, timeout=SLOW, what="the oom container's end", interval=0.5)
     assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137), terminated

@@ -8,6 +8,7 @@ order written here; the restart test comes before the removal test, which remove
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def test_the_node_s_kubepods_and_qos_cgroups_have_the_kubelet_s_values(agents: d
 
     # kubepods: the node's allocatable (no reservations here); burstable: the Burstable pods' cpu
     # requests (the qos pod's 250m; memory-demo-2 and swap-burstable ask for none)
-    expected = [
+    expected: list[dict[str, Any]] = [
         {"path": kubepods, "files": {"cpu.weight": weight(1000 * (os.cpu_count() or 1)),
                                      "memory.max": str(meminfo()["MemTotal"])}},
         {"path": burstable, "files": {"cpu.weight": weight(250)}},
@@ -232,7 +233,7 @@ def test_a_restarted_agent_under_systemd_adopts_its_containers_and_their_scopes(
     agent = agents["systemd"]
     pods = ["guaranteed", "burstable", "besteffort"]
     for pod in pods:
-        wait_for(lambda pod=pod: agent.running(pod, "qos", "c"), timeout=SLOW, what=f"{pod} running", interval=0.5)
+        wait_for(functools.partial(agent.running, pod, "qos", "c"), timeout=SLOW, what=f"{pod} running", interval=0.5)
     before = {}
     for pod in pods:
         status = agent.status(pod, "qos", "c")
@@ -241,7 +242,7 @@ def test_a_restarted_agent_under_systemd_adopts_its_containers_and_their_scopes(
                        show(unit_of(scope), "InvocationID", "ActiveState", "ControlGroup"))
     agent.restart(signal.SIGKILL)
     for pod in pods:
-        wait_for(lambda pod=pod: agent.running(pod, "qos", "c"), timeout=SLOW, what=f"{pod} adopted", interval=0.5)
+        wait_for(functools.partial(agent.running, pod, "qos", "c"), timeout=SLOW, what=f"{pod} adopted", interval=0.5)
         status = agent.status(pod, "qos", "c")
         scope = agent.cgroup_path(pod, "c", "qos")
         after = (status["containerID"], status["restartCount"], agent.procs(scope),
