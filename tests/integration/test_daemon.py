@@ -128,11 +128,13 @@ spec:
   containers:
   - name: redis
     image: redis
-    command: [sh, -c, "if [ -e {data}/marker ]; then echo found; else echo new; touch {data}/marker; fi; exec sleep 3600"]
+    command: [sh, -c, "if [ -e {data}/marker ]; then echo found; else touch {data}/marker; echo new; fi; exec sleep 3600"]
     volumeMounts: [{{name: redis-storage, mountPath: {data}}}]
   volumes: [{{name: redis-storage, emptyDir: {{}}}}]
 """)
     wait_for(lambda: running(agent, "redis"), what="redis running")
+    # "new" is printed after the marker is made: killed before that, the second run would rightly say "new"
+    wait_for(lambda: agent.cli("logs", "redis").stdout == "new\n", what="the first run's marker")
     container = agent.cgroup_path("redis", "redis")
     pid = wait_for(lambda: agent.procs(container), what="its process")[0]
     os.kill(pid, signal.SIGKILL)
