@@ -4,6 +4,8 @@
     GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod
     GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=&tailLines=
                                                            &limitBytes=&sinceSeconds=&sinceTime=
+    GET /api/v1/namespaces/{ns}/pods/{name}/exec           ?command=&container=&stdin=&stdout=&stderr=&tty=
+                                                           (also POST): a WebSocket, v5/v4.channel.k8s.io
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
     GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
@@ -36,6 +38,7 @@ from nodeagent.agent.worker import PodWorker
 from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
+from nodeagent.kubestream.exec import serve_exec
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.printing import pod_table
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
@@ -80,6 +83,8 @@ class StatusServer:
         app.router.add_get("/api/v1/pods", self.list_pods)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log)
+        for verb in ("exec", "attach"):
+            app.router.add_route("*", f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{verb}", self.pod_exec)
         app.router.add_get("/api/v1/events", self.list_events)
         app.router.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
         app.router.add_get("/nodeagent/v1/namespaces/{namespace}/pods/{name}/cgroups", self.pod_cgroups)
@@ -150,6 +155,27 @@ class StatusServer:
         if isinstance(worker, web.Response):
             return worker
         return _json(worker.to_json())
+
+    async def pod_exec(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "POST"):
+            return status_error(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                         "resource")
+        worker = self._worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        if request.path.endswith("/attach"):
+            return status_error(400, "BadRequest", "attach is not supported by nodeagent: use exec, or logs -f for "
+                                                   "the container's output")
+        command = request.query.getall("command", [])
+        if not command:
+            return status_error(400, "BadRequest", "you must specify at least 1 command")
+        container = request.query.get("container") or next(iter(worker.records), "")
+        if container not in worker.records:
+            return status_error(400, "BadRequest", f"container {container} is not valid for pod {worker.pod.name}")
+        running = worker.running.get(container)
+        if running is None or worker.records[container].state is not State.RUNNING:
+            return status_error(400, "BadRequest", f"container {container} is not running")
+        return await serve_exec(request, worker.services.runtime, running, command)
 
     async def list_events(self, request: web.Request) -> web.Response:
         items = [event.to_json(self.node_name) for event in self.events.events()]

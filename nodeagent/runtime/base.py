@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from nodeagent.network.dnsfiles import PodDNS
 from nodeagent.network.model import HostPort
 from nodeagent.plan.pod import CgroupPlan
+from nodeagent.runtime.session import ExecCommand
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,10 @@ class Runtime(Protocol):
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""
+
+    def exec_command(self, running: RunningContainer, command: Sequence[str]) -> ExecCommand:
+        """How to run an interactive command in the container (kubectl exec: runtime.session runs it, with
+        pipes or a terminal); NodeAgentError when this runtime cannot."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from nodeagent.runtime.cri.mapping import (
 from nodeagent.runtime.execoutput import message
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.security import CONFIG_ERROR, verify_run_as_non_root
+from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,10 @@ class CriRuntime:
         except CRIError as exc:
             return ExecResult(exit_code=-1, output=exc.message)
         return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
+
+    def exec_command(self, running: RunningContainer, command: Sequence[str]) -> ExecCommand:
+        raise NodeAgentError("interactive exec is not available on the cri runtime: containerd's streaming "
+                             "server is not proxied yet")
 
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""

@@ -1,0 +1,71 @@
+"""kubectl exec against the agent (the real kubectl, over the WebSocket protocol kubectl 1.30+ speaks), on
+the process and runc runtimes: exit codes, stdin, a terminal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import NODE, AgentHarness, wait_for
+from tests.integration.kubectl_proxy import kubectl, kubectl_endpoint
+from tests.integration.registry import Registry, auth_registry, registry
+from tests.integration.test_runc import Images, RuncAgent, images
+
+__all__ = ["auth_registry", "images", "registry"]  # the fixtures, imported for pytest
+
+
+POD = f"shell-{NODE}"  # a static pod is named after its node, as the kubelet names mirror pods
+
+
+def sleeper(image: str = "busybox") -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"}, "spec": {
+        "containers": [{"name": "c", "image": image, "command": ["sleep", "3600"],
+                        "env": [{"name": "GREETING", "value": "hello"}]}]}})
+
+
+def running(agent: AgentHarness) -> None:
+    wait_for(lambda: "running" in agent.container_status("shell", "c")["state"], timeout=60, what="shell running")
+
+
+def check_exec(agent: AgentHarness, tmp_path: Path) -> None:
+    with kubectl_endpoint(agent.socket) as port:
+        done = kubectl(port, tmp_path, "exec", POD, "--", "sh", "-c", 'echo "$GREETING out"; echo err >&2')
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"hello out\n", b"err\n"), done
+        failed = kubectl(port, tmp_path, "exec", POD, "--", "sh", "-c", "exit 3")
+        assert failed.returncode == 3, failed
+        piped = kubectl(port, tmp_path, "exec", "-i", POD, "--", "sh", "-c", "tr a-z A-Z; exit 7",
+                        input=b"from stdin\n")
+        assert (piped.returncode, piped.stdout) == (7, b"FROM STDIN\n"), piped
+        terminal = kubectl(port, tmp_path, "exec", "-it", POD, "--", "sh", "-c",
+                           "test -t 0 && stty size && exit 5", tty=True, input=b"")
+        assert terminal.returncode == 5, terminal
+        rows, columns = terminal.stdout.split()[-2:]
+        assert int(rows) > 0 and int(columns) > 0, terminal  # the terminal's size, sent by kubectl as a resize
+        missing = kubectl(port, tmp_path, "exec", "nosuchpod", "--", "true")
+        assert missing.returncode != 0 and b"not found" in missing.stderr, missing
+
+
+def test_kubectl_exec_on_the_process_runtime(harness: AgentHarness, tmp_path: Path) -> None:
+    harness.start()
+    harness.write("shell.yaml", sleeper())
+    running(harness)
+    check_exec(harness, tmp_path)
+
+
+@pytest.fixture
+def runc_agent(tmp_path: Path, registry: Registry, auth_registry: Registry) -> Iterator[AgentHarness]:
+    agent = RuncAgent(tmp_path / "agent", [registry, auth_registry])
+    try:
+        agent.harness.start()
+        yield agent.harness
+    finally:
+        agent.clean_up()
+
+
+def test_kubectl_exec_on_runc(runc_agent: AgentHarness, images: Images, tmp_path: Path) -> None:
+    runc_agent.write("shell.yaml", sleeper(images.busybox.reference))
+    running(runc_agent)
+    check_exec(runc_agent, tmp_path)
