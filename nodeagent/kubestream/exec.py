@@ -56,8 +56,9 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
     await ws.prepare(request)
     try:
         try:
-            session = await start_session(runtime.exec_command(running, command), stdin=query_flag(request, "stdin"),
-                                          tty=query_flag(request, "tty"))
+            tty = query_flag(request, "tty")
+            session = await start_session(runtime.exec_command(running, command, tty=tty),
+                                          stdin=query_flag(request, "stdin"), tty=tty)
         except NodeAgentError as exc:
             await _send(ws, ERROR, json.dumps(failure_status(str(exc))).encode())
             return ws

@@ -137,7 +137,7 @@ class Runtime(Protocol):
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""
 
-    def exec_command(self, running: RunningContainer, command: Sequence[str]) -> ExecCommand:
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
         """How to run an interactive command in the container (kubectl exec: runtime.session runs it, with
         pipes or a terminal); NodeAgentError when this runtime cannot."""
 

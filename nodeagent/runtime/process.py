@@ -197,7 +197,7 @@ class ProcessRuntime:
             return ExecResult(exit_code=-1, output=str(exc) or "timed out")
         return ExecResult(exit_code=process.returncode or 0, output=message(output))
 
-    def exec_command(self, running: RunningContainer, command: Sequence[str]) -> ExecCommand:
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
         """As exec(): nsenter into its mount and network namespaces, setpriv to its user and capabilities,
         moved into its cgroup before it runs."""
         assert isinstance(running, MonitoredContainer)

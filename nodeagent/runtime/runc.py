@@ -156,8 +156,9 @@ class RuncRuntime:
                 os.unlink(pid_file)
         return ExecResult(exit_code=process.returncode or 0, output=message(output))
 
-    def exec_command(self, running: RunningContainer, command: Sequence[str]) -> ExecCommand:
-        """`runc exec` in the foreground: its stdio (pipes, or the session's terminal) are the command's."""
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
+        """`runc exec` in the foreground, its stdio the session's pipes or terminal; with a terminal, `--tty`:
+        runc copies between it and the container's console, and passes on its size (SIGWINCH)."""
         assert isinstance(running, MonitoredContainer)
         oci_id = running.monitored.container_id
         pid_file = os.path.join(self.layout.bundle(oci_id), f"exec-{secrets.token_hex(4)}.pid")
@@ -168,7 +169,8 @@ class RuncRuntime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pid_file)
 
-        return ExecCommand(tuple(self.runc.argv("exec", "--pid-file", pid_file, oci_id, *command)), finish=finish)
+        return ExecCommand(tuple(self.runc.argv("exec", *(["--tty"] if tty else []), "--pid-file", pid_file,
+                                                     oci_id, *command)), finish=finish)
 
     # -- creating -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -97,12 +98,7 @@ def kubectl_endpoint(socket_path: Path) -> Iterator[int]:
 def kubectl(port: int, cache: Path, *args: str, input: bytes | None = None, timeout: float = 30,
             tty: bool = False) -> subprocess.CompletedProcess[bytes]:
     argv = ["kubectl", "--server", f"http://127.0.0.1:{port}", "--cache-dir", str(cache), *args]
-    if tty:  # kubectl -t needs a terminal of its own: script(1) gives it one
-        argv = ["script", "-qec", " ".join(_quote(a) for a in argv), "/dev/null"]
+    if tty:  # kubectl -t needs a terminal of its own: script(1) gives it one, 30 rows of 100 columns
+        argv = ["script", "-qec", "stty rows 30 cols 100; " + shlex.join(argv), "/dev/null"]
     env = {**os.environ, "KUBECONFIG": "/dev/null", "HOME": str(cache)}
     return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=env)
-
-
-def _quote(arg: str) -> str:
-    import shlex
-    return shlex.quote(arg)

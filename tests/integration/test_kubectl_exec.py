@@ -4,6 +4,7 @@ the process and runc runtimes: exit codes, stdin, a terminal."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +43,8 @@ def check_exec(agent: AgentHarness, tmp_path: Path) -> None:
         terminal = kubectl(port, tmp_path, "exec", "-it", POD, "--", "sh", "-c",
                            "test -t 0 && stty size && exit 5", tty=True, input=b"")
         assert terminal.returncode == 5, terminal
-        rows, columns = terminal.stdout.split()[-2:]
-        assert int(rows) > 0 and int(columns) > 0, terminal  # the terminal's size, sent by kubectl as a resize
+        assert re.search(rb"\b30 100\r?\n", terminal.stdout), terminal  # kubectl's terminal size
+
         missing = kubectl(port, tmp_path, "exec", "nosuchpod", "--", "true")
         assert missing.returncode != 0 and b"not found" in missing.stderr, missing
 
@@ -57,6 +58,7 @@ def test_kubectl_exec_on_the_process_runtime(harness: AgentHarness, tmp_path: Pa
 
 @pytest.fixture
 def runc_agent(tmp_path: Path, registry: Registry, auth_registry: Registry) -> Iterator[AgentHarness]:
+    (tmp_path / "agent").mkdir()
     agent = RuncAgent(tmp_path / "agent", [registry, auth_registry])
     try:
         agent.harness.start()

@@ -272,7 +272,7 @@ class CriRuntime:
             return ExecResult(exit_code=-1, output=exc.message)
         return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
 
-    def exec_command(self, running: RunningContainer, command: Sequence[str]) -> ExecCommand:
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
         raise NodeAgentError("interactive exec is not available on the cri runtime: containerd's streaming "
                              "server is not proxied yet")
 
