@@ -6,6 +6,7 @@
                                                            &limitBytes=&sinceSeconds=&sinceTime=
     GET /api/v1/namespaces/{ns}/pods/{name}/exec           ?command=&container=&stdin=&stdout=&stderr=&tty=
                                                            (also POST): a WebSocket, v5/v4.channel.k8s.io
+    GET /api/v1/namespaces/{ns}/pods/{name}/portforward    (also POST): a WebSocket, SPDY/3.1+portforward.k8s.io
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
     GET /nodeagent/v1/namespaces/{ns}/pods/{name}/cgroups  the plan's files with the kernel's values
@@ -39,6 +40,7 @@ from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
 from nodeagent.kubestream.exec import serve_exec
+from nodeagent.kubestream.portforward import connector, serve_portforward
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.printing import pod_table
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
@@ -85,6 +87,7 @@ class StatusServer:
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log)
         for verb in ("exec", "attach"):
             app.router.add_route("*", f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{verb}", self.pod_exec)
+        app.router.add_route("*", "/api/v1/namespaces/{namespace}/pods/{name}/portforward", self.pod_portforward)
         app.router.add_get("/api/v1/events", self.list_events)
         app.router.add_get("/apis/metrics.k8s.io/v1beta1/pods", self.pod_metrics)
         app.router.add_get("/nodeagent/v1/namespaces/{namespace}/pods/{name}/cgroups", self.pod_cgroups)
@@ -156,11 +159,25 @@ class StatusServer:
             return worker
         return _json(worker.to_json())
 
-    async def pod_exec(self, request: web.Request) -> web.StreamResponse:
+    def _streaming_worker(self, request: web.Request) -> PodWorker | web.Response:
         if request.method not in ("GET", "POST"):
             return status_error(405, "MethodNotAllowed", "the server does not allow this method on the requested "
                                                          "resource")
-        worker = self._worker(request)
+        return self._worker(request)
+
+    async def pod_portforward(self, request: web.Request) -> web.StreamResponse:
+        worker = self._streaming_worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        running = next((worker.running[name] for name, record in worker.records.items()
+                        if record.state is State.RUNNING and name in worker.running), None)
+        if running is None:
+            return status_error(400, "BadRequest", f"pod {worker.pod.name} has no running container: its network "
+                                                   f"cannot be reached")
+        return await serve_portforward(request, connector(running.pid))
+
+    async def pod_exec(self, request: web.Request) -> web.StreamResponse:
+        worker = self._streaming_worker(request)
         if isinstance(worker, web.Response):
             return worker
         if request.path.endswith("/attach"):

@@ -95,10 +95,17 @@ def kubectl_endpoint(socket_path: Path) -> Iterator[int]:
         thread.join(5)
 
 
+def kubectl_argv(port: int, cache: Path, *args: str) -> list[str]:
+    return ["kubectl", "--server", f"http://127.0.0.1:{port}", "--cache-dir", str(cache), *args]
+
+
+def kubectl_env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "KUBECONFIG": "/dev/null", "HOME": str(cache)}
+
+
 def kubectl(port: int, cache: Path, *args: str, input: bytes | None = None, timeout: float = 30,
             tty: bool = False) -> subprocess.CompletedProcess[bytes]:
-    argv = ["kubectl", "--server", f"http://127.0.0.1:{port}", "--cache-dir", str(cache), *args]
+    argv = kubectl_argv(port, cache, *args)
     if tty:  # kubectl -t needs a terminal of its own: script(1) gives it one, 30 rows of 100 columns
         argv = ["script", "-qec", "stty rows 30 cols 100; " + shlex.join(argv), "/dev/null"]
-    env = {**os.environ, "KUBECONFIG": "/dev/null", "HOME": str(cache)}
-    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=env)
+    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=kubectl_env(cache))

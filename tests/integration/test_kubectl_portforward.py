@@ -1,0 +1,63 @@
+"""kubectl port-forward against the agent (the real kubectl: SPDY/3.1 tunnelled in a WebSocket) to an HTTP
+server in a pod's network namespace, on the process and runc runtimes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from tests.integration.harness import NODE, AgentHarness, wait_for
+from tests.integration.kubectl_proxy import kubectl_argv, kubectl_endpoint, kubectl_env
+from tests.integration.registry import auth_registry, registry
+from tests.integration.test_kubectl_exec import runc_agent
+from tests.integration.test_runc import Images, images
+
+__all__ = ["auth_registry", "images", "registry", "runc_agent"]  # the fixtures, imported for pytest
+
+POD = f"web-{NODE}"
+SERVE = "mkdir -p /www && echo hello-from-the-pod > /www/index.html && exec busybox httpd -f -p 8080 -h /www"
+
+
+def web_pod(image: str = "busybox") -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {
+        "containers": [{"name": "c", "image": image, "command": ["busybox", "sh", "-c", SERVE],
+                        "volumeMounts": [{"name": "www", "mountPath": "/www"}]}],
+        "volumes": [{"name": "www", "emptyDir": {}}]}})
+
+
+def check_port_forward(agent: AgentHarness, tmp_path: Path) -> None:
+    wait_for(lambda: "running" in agent.container_status("web", "c")["state"], timeout=60, what="web running")
+    with kubectl_endpoint(agent.socket) as port, subprocess.Popen(
+            kubectl_argv(port, tmp_path, "port-forward", POD, ":8080"), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=kubectl_env(tmp_path)) as forward:
+        try:
+            assert forward.stdout is not None
+            line = forward.stdout.readline().decode()
+            found = re.search(r"127\.0\.0\.1:(\d+) -> 8080", line)
+            assert found, line
+            url = f"http://127.0.0.1:{found[1]}/index.html"
+
+            def fetch() -> bytes:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    return bytes(answer.read())
+
+            assert wait_for(fetch, timeout=20, what="an answer through the forward") == b"hello-from-the-pod\n"
+            for _ in range(3):  # one connection after another, each its own pair of streams
+                assert fetch() == b"hello-from-the-pod\n"
+        finally:
+            forward.terminate()
+            forward.wait(10)
+
+
+def test_kubectl_port_forward_on_the_process_runtime(harness: AgentHarness, tmp_path: Path) -> None:
+    harness.start()
+    harness.write("web.yaml", web_pod())
+    check_port_forward(harness, tmp_path)
+
+
+def test_kubectl_port_forward_on_runc(runc_agent: AgentHarness, images: Images, tmp_path: Path) -> None:
+    runc_agent.write("web.yaml", web_pod(images.busybox.reference))
+    check_port_forward(runc_agent, tmp_path)
