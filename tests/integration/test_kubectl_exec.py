@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +73,20 @@ def test_kubectl_exec_on_runc(runc_agent: AgentHarness, images: Images, tmp_path
     runc_agent.write("shell.yaml", sleeper(images.busybox.reference))
     running(runc_agent)
     check_exec(runc_agent, tmp_path)
+
+
+def test_nodeagent_exec_over_the_socket(harness: AgentHarness) -> None:
+    harness.start()
+    harness.write("shell.yaml", sleeper())
+    running(harness)
+
+    def nodeagent_exec(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "nodeagent", "exec", "--socket", str(harness.socket), *args]
+        return subprocess.run(argv, input=input, capture_output=True, timeout=30)
+
+    done = nodeagent_exec("shell", "--", "sh", "-c", 'echo "$GREETING"; echo err >&2; exit 4')
+    assert (done.returncode, done.stdout, done.stderr) == (4, b"hello\n", b"err\n"), done
+    piped = nodeagent_exec("-i", "shell", "-c", "c", "--", "tr", "a-z", "A-Z", input=b"piped\n")
+    assert (piped.returncode, piped.stdout) == (0, b"PIPED\n"), piped
+    missing = nodeagent_exec("shell", "-c", "nosuch", "--", "true")
+    assert missing.returncode == 1 and b"container nosuch is not valid" in missing.stderr, missing

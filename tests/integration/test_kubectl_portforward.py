@@ -3,9 +3,11 @@ server in a pod's network namespace, on the process and runc runtimes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -30,14 +32,18 @@ def web_pod(image: str = "busybox") -> str:
 
 def check_port_forward(agent: AgentHarness, tmp_path: Path) -> None:
     wait_for(lambda: "running" in agent.container_status("web", "c")["state"], timeout=60, what="web running")
-    with kubectl_endpoint(agent.socket) as port, subprocess.Popen(
-            kubectl_argv(port, tmp_path, "port-forward", POD, ":8080"), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=kubectl_env(tmp_path)) as forward:
+    with kubectl_endpoint(agent.socket) as port:
+        check_forwarder(kubectl_argv(port, tmp_path, "port-forward", POD, ":8080"), kubectl_env(tmp_path))
+
+
+def check_forwarder(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """The forwarder says where it listens, and answers come from the pod's server through it."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as forward:
         try:
             assert forward.stdout is not None
             line = forward.stdout.readline().decode()
             found = re.search(r"127\.0\.0\.1:(\d+) -> 8080", line)
-            assert found, line
+            assert found, (line, forward.stderr)
             url = f"http://127.0.0.1:{found[1]}/index.html"
 
             def fetch() -> bytes:
@@ -61,3 +67,30 @@ def test_kubectl_port_forward_on_the_process_runtime(harness: AgentHarness, tmp_
 def test_kubectl_port_forward_on_runc(runc_agent: AgentHarness, images: Images, tmp_path: Path) -> None:
     runc_agent.write("web.yaml", web_pod(images.busybox.reference))
     check_port_forward(runc_agent, tmp_path)
+
+
+def test_nodeagent_port_forward_over_the_socket(harness: AgentHarness) -> None:
+    harness.start()
+    harness.write("web.yaml", web_pod())
+    wait_for(lambda: "running" in harness.container_status("web", "c")["state"], timeout=60, what="web running")
+    check_forwarder([sys.executable, "-m", "nodeagent", "port-forward", "--socket", str(harness.socket), "web",
+                     ":8080"])
+
+
+def test_a_port_nobody_listens_on_is_reported_on_the_error_stream(harness: AgentHarness, tmp_path: Path) -> None:
+    harness.start()
+    harness.write("web.yaml", web_pod())
+    wait_for(lambda: "running" in harness.container_status("web", "c")["state"], timeout=60, what="web running")
+    with kubectl_endpoint(harness.socket) as port, subprocess.Popen(
+            kubectl_argv(port, tmp_path, "port-forward", POD, ":9999"), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=kubectl_env(tmp_path)) as forward:
+        try:
+            assert forward.stdout is not None and forward.stderr is not None
+            local = re.search(r":(\d+) -> 9999", forward.stdout.readline().decode())
+            assert local
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{local[1]}/", timeout=10).close()
+            forward.terminate()
+            assert b"connect: Connection refused" in forward.stderr.read()
+        finally:
+            forward.kill()
