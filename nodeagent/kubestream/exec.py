@@ -16,10 +16,10 @@ import json
 import logging
 from collections.abc import Sequence
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientError, ClientSession, ClientWebSocketResponse, WSMsgType, web
 
 from nodeagent.errors import NodeAgentError
-from nodeagent.runtime.base import RunningContainer, Runtime
+from nodeagent.runtime.base import CommandExec, RunningContainer, Runtime, StreamingExec
 from nodeagent.runtime.session import READ_CHUNK, ExecSession, start_session
 
 log = logging.getLogger(__name__)
@@ -49,29 +49,91 @@ def query_flag(request: web.Request, name: str) -> bool:
 
 async def serve_exec(request: web.Request, runtime: Runtime, running: RunningContainer,
                      command: Sequence[str]) -> web.StreamResponse:
-    """Upgrade to a WebSocket, then run the command in the container over it."""
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=MAX_MESSAGE, autoping=True)
-    if not ws.can_prepare(request).ok:
-        raise web.HTTPBadRequest(text="exec takes a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io)")
-    await ws.prepare(request)
-    try:
+    """Upgrade to a WebSocket, then run the command in the container over it (or relay it to the runtime's
+    streaming server)."""
+    stdin, tty = query_flag(request, "stdin"), query_flag(request, "tty")
+    if isinstance(runtime, StreamingExec):
         try:
-            tty = query_flag(request, "tty")
-            session = await start_session(runtime.exec_command(running, command, tty=tty),
-                                          stdin=query_flag(request, "stdin"), tty=tty)
+            url = await runtime.exec_url(running, command, stdin=stdin, tty=tty)
         except NodeAgentError as exc:
-            await _send(ws, ERROR, json.dumps(failure_status(str(exc))).encode())
-            return ws
-        try:
-            code = await _pump(ws, session, stdout=query_flag(request, "stdout"), stderr=query_flag(request, "stderr"))
-        finally:
-            session.kill()  # the client went away, or the command left children holding its output: ends it
-            session.close()
+            return await _refuse(request, str(exc))
+        return await relay(request, url)
+    if not isinstance(runtime, CommandExec):
+        return await _refuse(request, f"the {runtime.name} runtime cannot run interactive commands")
+    ws = _websocket(request, PROTOCOLS)  # not an upgrade: refused before the command starts
+    try:
+        session = await start_session(runtime.exec_command(running, command, tty=tty), stdin=stdin, tty=tty)
+    except NodeAgentError as exc:
+        return await _refuse(request, str(exc))
+    try:
+        await ws.prepare(request)
+        code = await _pump(ws, session, stdout=query_flag(request, "stdout"), stderr=query_flag(request, "stderr"))
         if code is not None:
             await _send(ws, ERROR, json.dumps(exit_status(code)).encode())
-        return ws
     finally:
+        session.kill()  # the client went away, or the command left children holding its output: ends it
+        session.close()
         await ws.close()
+    return ws
+
+
+def _websocket(request: web.Request, protocols: Sequence[str]) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE, autoping=True)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPBadRequest(text=f"exec takes a WebSocket upgrade ({' or '.join(protocols)})")
+    return ws
+
+
+async def _refuse(request: web.Request, message: str) -> web.StreamResponse:
+    """The command could not start: a failure Status on the error channel, as the kubelet sends it."""
+    ws = _websocket(request, PROTOCOLS)
+    await ws.prepare(request)
+    await _send(ws, ERROR, json.dumps(failure_status(message)).encode())
+    await ws.close()
+    return ws
+
+
+async def relay(request: web.Request, url: str) -> web.StreamResponse:
+    """kubectl's WebSocket, message for message, to the runtime's streaming server at `url`. A server without
+    v5.channel.k8s.io (containerd 1.x) is spoken to in v4, which v5 only extends: kubectl's end of stdin (v5's
+    close message) cannot be passed on to it, and is dropped."""
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    v5, v4 = PROTOCOLS
+    upstream_offer = [*offered, v4] if v5 in offered and v4 not in offered else offered
+    async with ClientSession() as client:
+        try:
+            upstream = await client.ws_connect(url, protocols=upstream_offer, max_msg_size=MAX_MESSAGE)
+        except (ClientError, OSError) as exc:
+            return await _refuse(request, f"the runtime's streaming server at {url}: {exc}")
+        async with upstream:
+            chosen = upstream.protocol if upstream.protocol in offered else v5
+            ws = _websocket(request, [chosen])
+            await ws.prepare(request)
+            try:
+                await _copy_both(ws, upstream, drop_close=upstream.protocol != chosen)
+            finally:
+                await ws.close()
+        return ws
+
+
+async def _copy_both(ws: web.WebSocketResponse, upstream: ClientWebSocketResponse, *, drop_close: bool) -> None:
+    async def copy(source: web.WebSocketResponse | ClientWebSocketResponse,
+                   target: web.WebSocketResponse | ClientWebSocketResponse, drop: int | None) -> None:
+        async for message in source:
+            if message.type == WSMsgType.BINARY and message.data[:1] != (bytes([drop]) if drop is not None else b""):
+                await target.send_bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                await target.send_str(message.data)
+        await target.close()
+
+    tasks = [asyncio.create_task(copy(ws, upstream, CLOSE if drop_close else None)),
+             asyncio.create_task(copy(upstream, ws, None))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _pump(ws: web.WebSocketResponse, session: ExecSession, *, stdout: bool, stderr: bool) -> int | None:

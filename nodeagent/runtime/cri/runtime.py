@@ -54,7 +54,6 @@ from nodeagent.runtime.cri.mapping import (
 from nodeagent.runtime.execoutput import message
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.security import CONFIG_ERROR, verify_run_as_non_root
-from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
 
@@ -272,9 +271,12 @@ class CriRuntime:
             return ExecResult(exit_code=-1, output=exc.message)
         return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
 
-    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
-        raise NodeAgentError("interactive exec is not available on the cri runtime: containerd's streaming "
-                             "server is not proxied yet")
+    async def exec_url(self, running: RunningContainer, command: Sequence[str], *, stdin: bool, tty: bool) -> str:
+        assert isinstance(running, CriContainer)
+        try:
+            return await self.client.exec(running.cri_id, command, stdin=stdin, tty=tty)
+        except CRIError as exc:
+            raise NodeAgentError(f"exec in {running.container_id}: {exc.message}") from exc
 
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
