@@ -13,8 +13,9 @@
     GET /nodeagent/v1/sources                              the sources, and the URL's last fetch
     GET /healthz, /metrics (Prometheus; also on a TCP address when nodeagent.metricsBindAddress is set)
 
-The socket is 0600, or 0660 for a configured group. Both listeners have limits (nodeagent.apilimits): time
-to send a request, idle keep-alive, connections at once, no request body.
+The socket is 0600, or 0660 for a configured group; exec and port-forward on it are for root alone (its
+peer's uid). Both listeners have limits (nodeagent.apilimits): time to send a request, idle keep-alive,
+connections at once, no request body.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import grp
 import json
 import logging
 import os
+import socket
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -160,9 +163,15 @@ class StatusServer:
         return _json(worker.to_json())
 
     def _streaming_worker(self, request: web.Request) -> PodWorker | web.Response:
+        """The pod for exec and port-forward: on the Unix socket, for root alone (a socketGroup reads only)."""
         if request.method not in ("GET", "POST"):
             return status_error(405, "MethodNotAllowed", "the server does not allow this method on the requested "
                                                          "resource")
+        uid = peer_uid(request)
+        if uid is not None and uid != 0:
+            verb = request.path.rsplit("/", 1)[-1]
+            return status_error(403, "Forbidden", f'pods "{request.match_info["name"]}" is forbidden: {verb} on '
+                                                  f"the agent's socket is for root (uid {uid} may only read)")
         return self._worker(request)
 
     async def pod_portforward(self, request: web.Request) -> web.StreamResponse:
@@ -276,6 +285,15 @@ class StatusServer:
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def peer_uid(request: web.Request) -> int | None:
+    """The uid of the process at the other end of a Unix-socket request; None on other listeners."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return int(uid)
 
 
 def log_options(query: Mapping[str, str], now: datetime.datetime, *, follow_allowed: bool) -> LogOptions:

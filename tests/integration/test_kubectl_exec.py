@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +111,41 @@ def test_kubectl_exec_on_cri_through_containerds_streaming_server(harness: Agent
     finally:
         harness.stop()
         asyncio.run(remove_sandboxes(containerd))  # before the harness kills the pods' cgroups
+
+
+UPGRADE = """
+import socket, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+sock.sendall(b"GET " + sys.argv[2].encode() + b" HTTP/1.1\\r\\nHost: x\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\n"
+             b"Sec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n"
+             b"Sec-WebSocket-Protocol: v5.channel.k8s.io\\r\\n\\r\\n")
+print(sock.recv(65536).decode(errors="replace"))
+"""
+
+
+def test_exec_on_the_socket_is_for_root_alone(harness: AgentHarness, tmp_path: Path) -> None:
+    """A socketGroup gives read access: exec and port-forward answer 403 to any uid but root's."""
+    open_dir = Path(tempfile.mkdtemp(prefix="nodeagent-exec-"))  # a directory another user can reach
+    try:
+        open_dir.chmod(0o755)
+        harness.socket = open_dir / "nodeagent.sock"
+        harness.client.path = str(harness.socket)
+        harness.configure({"nodeagent": {"socket": str(harness.socket)}})
+        harness.start()
+        harness.write("shell.yaml", sleeper())
+        running(harness)
+        harness.socket.chmod(0o666)  # as if nobody were in its socketGroup
+        for verb in ("exec?command=true", "portforward?ports=80"):
+            url = f"/api/v1/namespaces/default/pods/{POD}/{verb}"
+            as_nobody = subprocess.run(["/usr/bin/python3", "-c", UPGRADE, str(harness.socket), url], user=65534,
+                                       capture_output=True, text=True, timeout=30)
+            assert as_nobody.stdout.startswith("HTTP/1.1 403"), as_nobody
+            assert "is for root (uid 65534 may only read)" in as_nobody.stdout, as_nobody
+            as_root = subprocess.run(["/usr/bin/python3", "-c", UPGRADE, str(harness.socket), url],
+                                     capture_output=True, text=True, timeout=30)
+            assert as_root.stdout.startswith("HTTP/1.1 101"), as_root
+        assert harness.pods()  # reading stays open to the group
+    finally:
+        harness.stop()
+        shutil.rmtree(open_dir, ignore_errors=True)
