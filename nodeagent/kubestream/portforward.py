@@ -1,5 +1,6 @@
 """`pods/{name}/portforward` as kubectl 1.30+ speaks it (KEP-4006): SPDY/3.1 frames tunnelled in a WebSocket
-(subprotocol `SPDY/3.1+portforward.k8s.io`), each binary message a piece of the SPDY byte stream.
+(subprotocol `SPDY/3.1+portforward.k8s.io`), each binary message a piece of the SPDY byte stream; or, for clients before
+it, SPDY/3.1 on the connection itself after an HTTP upgrade (kubestream.upgrade).
 
 For each connection it forwards, kubectl opens two streams with the headers `streamType` (error, data),
 `port` and `requestID`. The agent connects to 127.0.0.1:port in the pod's network namespace (the node's for
@@ -13,17 +14,19 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
 from nodeagent.kubestream import spdy
+from nodeagent.kubestream.upgrade import is_spdy_upgrade, spdy_upgrade
 from nodeagent.network.namespaces import call_in_netns
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+SPDY_PROTOCOL = "portforward.k8s.io"
 CHUNK = 32 * 1024
 CONNECT_SECONDS = 10.0
 PENDING_MAX = 1 << 20
@@ -52,10 +55,10 @@ class _Pair:
 
 
 class Tunnel:
-    """One kubectl port-forward session over a WebSocket."""
+    """One kubectl port-forward session: a SPDY connection's bytes in, send() for those out."""
 
-    def __init__(self, ws: web.WebSocketResponse, connect: Connect) -> None:
-        self.ws = ws
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], connect: Connect) -> None:
+        self.send = send
         self.connect = connect
         self.decoder = spdy.Decoder()
         self.encoder = spdy.Encoder()
@@ -63,12 +66,12 @@ class Tunnel:
         self.by_stream: dict[int, _Pair] = {}
         self._send_lock = asyncio.Lock()
 
-    async def run(self) -> None:
+    async def run(self, received: AsyncIterator[bytes]) -> None:
         try:
-            async for message in self.ws:
-                if message.type != WSMsgType.BINARY:
-                    continue
-                for frame in self.decoder.feed(message.data):
+            async for data in received:
+                for frame in self.decoder.feed(data):
+                    if frame.kind == spdy.GOAWAY:
+                        return
                     await self._handle(frame)
         except spdy.SpdyError as exc:
             log.info("port-forward: %s", exc)
@@ -100,8 +103,6 @@ class Tunnel:
                 self._close(pair)
         elif frame.kind == spdy.PING:
             await self._send(spdy.ping(frame.value))
-        elif frame.kind == spdy.GOAWAY:
-            await self.ws.close()
 
     async def _open(self, frame: spdy.Frame) -> None:
         headers = {name.lower(): value for name, value in frame.headers.items()}
@@ -163,7 +164,7 @@ class Tunnel:
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
             with contextlib.suppress(ConnectionResetError):
-                await self.ws.send_bytes(data)
+                await self.send(data)
 
 
 async def _deliver(writer: asyncio.StreamWriter, data: bytes, fin: bool) -> None:
@@ -177,12 +178,23 @@ async def _deliver(writer: asyncio.StreamWriter, data: bytes, fin: bool) -> None
 
 
 async def serve_portforward(request: web.Request, connect: Connect) -> web.StreamResponse:
+    """The WebSocket tunnel (kubectl 1.30+), or the plain SPDY upgrade older clients ask for."""
+    if is_spdy_upgrade(request):
+        response, received, send = await spdy_upgrade(request, SPDY_PROTOCOL)
+        await Tunnel(send, connect).run(received)
+        return response
     ws = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=spdy.MAX_FRAME + 8)
     if not ws.can_prepare(request).ok:
-        raise web.HTTPBadRequest(text=f"port-forward takes a WebSocket upgrade ({PROTOCOL})")
+        raise web.HTTPBadRequest(text=f"port-forward takes a WebSocket upgrade ({PROTOCOL}) or a SPDY/3.1 one")
     await ws.prepare(request)
+
+    async def messages() -> AsyncIterator[bytes]:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                yield message.data
+
     try:
-        await Tunnel(ws, connect).run()
+        await Tunnel(ws.send_bytes, connect).run(messages())
     finally:
         await ws.close()
     return ws

@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 RESOURCES = [{"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "shortNames": ["po"],
@@ -43,7 +44,14 @@ async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.close()
 
 
-async def _serve(socket_path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+@dataclass
+class Endpoint:
+    port: int
+    upgrades: list[str] = field(default_factory=list)  # the Upgrade headers seen, in order
+
+
+async def _serve(socket_path: str, upgrades: list[str], reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
@@ -58,7 +66,9 @@ async def _serve(socket_path: str, reader: asyncio.StreamReader, writer: asyncio
         await writer.drain()
         writer.close()
         return
-    if not any(line.lower().startswith("upgrade:") for line in lines):
+    upgrade = [line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("upgrade:")]
+    upgrades.extend(upgrade)
+    if not upgrade:
         kept = [line for line in lines[1:] if line and not line.lower().startswith("connection:")]
         head = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1")
     agent_reader, agent_writer = await asyncio.open_unix_connection(socket_path)
@@ -67,8 +77,9 @@ async def _serve(socket_path: str, reader: asyncio.StreamReader, writer: asyncio
 
 
 @contextmanager
-def kubectl_endpoint(socket_path: Path) -> Iterator[int]:
+def kubectl_endpoint(socket_path: Path) -> Iterator[Endpoint]:
     """A loopback port serving the agent's API to kubectl, for the duration of the block."""
+    upgrades: list[str] = []
     loop = asyncio.new_event_loop()
     ready: list[asyncio.Server] = []
     started = threading.Event()
@@ -77,7 +88,7 @@ def kubectl_endpoint(socket_path: Path) -> Iterator[int]:
         asyncio.set_event_loop(loop)
 
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await _serve(str(socket_path), reader, writer)
+            await _serve(str(socket_path), upgrades, reader, writer)
 
         ready.append(loop.run_until_complete(asyncio.start_server(handler, "127.0.0.1", 0)))
         started.set()
@@ -88,7 +99,7 @@ def kubectl_endpoint(socket_path: Path) -> Iterator[int]:
     started.wait(5)
     server = ready[0]
     try:
-        yield server.sockets[0].getsockname()[1]
+        yield Endpoint(server.sockets[0].getsockname()[1], upgrades)
     finally:
         loop.call_soon_threadsafe(server.close)
         loop.call_soon_threadsafe(loop.stop)

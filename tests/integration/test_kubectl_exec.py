@@ -41,7 +41,8 @@ def running(agent: AgentHarness) -> None:
 def check_exec(agent: AgentHarness, tmp_path: Path, *, stdin_ends: bool = True) -> None:
     """stdin_ends: kubectl's end of stdin reaches the command (not through containerd 1.x's v4 server)."""
     reader = "tr a-z A-Z" if stdin_ends else "head -n 1 | tr a-z A-Z"
-    with kubectl_endpoint(agent.socket) as port:
+    with kubectl_endpoint(agent.socket) as endpoint:
+        port = endpoint.port
         done = kubectl(port, tmp_path, "exec", POD, "--", "sh", "-c", 'echo "$GREETING out"; echo err >&2')
         assert (done.returncode, done.stdout, done.stderr) == (0, b"hello out\n", b"err\n"), done
         failed = kubectl(port, tmp_path, "exec", POD, "--", "sh", "-c", "exit 3")

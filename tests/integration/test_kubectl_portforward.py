@@ -32,8 +32,13 @@ def web_pod(image: str = "busybox") -> str:
 
 def check_port_forward(agent: AgentHarness, tmp_path: Path) -> None:
     wait_for(lambda: "running" in agent.container_status("web", "c")["state"], timeout=60, what="web running")
-    with kubectl_endpoint(agent.socket) as port:
-        check_forwarder(kubectl_argv(port, tmp_path, "port-forward", POD, ":8080"), kubectl_env(tmp_path))
+    with kubectl_endpoint(agent.socket) as endpoint:
+        check_forwarder(kubectl_argv(endpoint.port, tmp_path, "port-forward", POD, ":8080"), kubectl_env(tmp_path))
+        assert endpoint.upgrades == ["websocket"]
+        # as kubectl before 1.30 does it: the plain SPDY/3.1 upgrade
+        check_forwarder(kubectl_argv(endpoint.port, tmp_path, "port-forward", POD, ":8080"),
+                        {**kubectl_env(tmp_path), "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"})
+        assert endpoint.upgrades == ["websocket", "SPDY/3.1"]
 
 
 def check_forwarder(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -81,8 +86,8 @@ def test_a_port_nobody_listens_on_is_reported_on_the_error_stream(harness: Agent
     harness.start()
     harness.write("web.yaml", web_pod())
     wait_for(lambda: "running" in harness.container_status("web", "c")["state"], timeout=60, what="web running")
-    with kubectl_endpoint(harness.socket) as port, subprocess.Popen(
-            kubectl_argv(port, tmp_path, "port-forward", POD, ":9999"), stdout=subprocess.PIPE,
+    with kubectl_endpoint(harness.socket) as endpoint, subprocess.Popen(
+            kubectl_argv(endpoint.port, tmp_path, "port-forward", POD, ":9999"), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=kubectl_env(tmp_path)) as forward:
         try:
             assert forward.stdout is not None and forward.stderr is not None
