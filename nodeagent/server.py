@@ -179,7 +179,8 @@ class StatusServer:
         if isinstance(worker, web.Response):
             return worker
         running = next((worker.running[name] for name, record in worker.records.items()
-                        if record.state is State.RUNNING and name in worker.running), None)
+                        if record.state is State.RUNNING and name in worker.running and worker.running[name].pid > 0),
+                       None)  # any running container's process: they share the pod's network namespace
         if running is None:
             return status_error(400, "BadRequest", f"pod {worker.pod.name} has no running container: its network "
                                                    f"cannot be reached")

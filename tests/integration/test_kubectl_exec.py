@@ -150,3 +150,20 @@ def test_exec_on_the_socket_is_for_root_alone(harness: AgentHarness, tmp_path: P
     finally:
         harness.stop()
         shutil.rmtree(open_dir, ignore_errors=True)
+
+
+def test_a_command_runs_in_the_container_cgroup_and_ends_with_its_client(harness: AgentHarness) -> None:
+    harness.start()
+    harness.write("shell.yaml", sleeper())
+    running(harness)
+    path = harness.cgroup_path("shell", "c")
+    before = set(harness.procs(path))
+    argv = [sys.executable, "-m", "nodeagent", "exec", "--socket", str(harness.socket), "shell", "--",
+            "sleep", "1234"]
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as client:
+        try:
+            started = wait_for(lambda: set(harness.procs(path)) - before, what="the command in the container cgroup")
+            assert any(b"1234" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started)
+        finally:
+            client.kill()
+    wait_for(lambda: set(harness.procs(path)) == before, what="the command gone with its client")

@@ -3,6 +3,7 @@ server in a pod's network namespace, on the process and runc runtimes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -11,13 +12,16 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests.integration.containerd import BUSYBOX_IMAGE, Containerd, containerd, cri_images
 from tests.integration.harness import NODE, AgentHarness, wait_for
 from tests.integration.kubectl_proxy import kubectl_argv, kubectl_endpoint, kubectl_env
 from tests.integration.registry import auth_registry, registry
+from tests.integration.test_cri import configure as use_containerd
+from tests.integration.test_cri import remove_sandboxes
 from tests.integration.test_kubectl_exec import runc_agent
 from tests.integration.test_runc import Images, images
 
-__all__ = ["auth_registry", "images", "registry", "runc_agent"]  # the fixtures, imported for pytest
+__all__ = ["auth_registry", "containerd", "cri_images", "images", "registry", "runc_agent"]  # the fixtures, imported for pytest
 
 POD = f"web-{NODE}"
 SERVE = "mkdir -p /www && echo hello-from-the-pod > /www/index.html && exec busybox httpd -f -p 8080 -h /www"
@@ -99,3 +103,14 @@ def test_a_port_nobody_listens_on_is_reported_on_the_error_stream(harness: Agent
             assert b"connect: Connection refused" in forward.stderr.read()
         finally:
             forward.kill()
+
+
+def test_kubectl_port_forward_on_cri(harness: AgentHarness, containerd: Containerd, tmp_path: Path) -> None:
+    use_containerd(harness, containerd)
+    harness.start()
+    try:
+        harness.write("web.yaml", web_pod(BUSYBOX_IMAGE))
+        check_port_forward(harness, tmp_path)
+    finally:
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))  # before the harness kills the pods' cgroups
