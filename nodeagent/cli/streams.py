@@ -70,7 +70,7 @@ def _upgraded(socket_option: str | None, url: str, session: Coroutine[Any, Any, 
 async def _exec(path: str, url: str, with_stdin: bool, with_tty: bool) -> int:
     from aiohttp import WSMsgType
 
-    from nodeagent.kubestream.exec import CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT
+    from nodeagent.kubestream.channels import CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT
 
     async with _session(path) as session, session.ws_connect(
             f"http://nodeagent{url}", protocols=("v5.channel.k8s.io",), max_msg_size=0) as ws:

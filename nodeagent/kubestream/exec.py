@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -19,28 +20,16 @@ from collections.abc import Sequence
 from aiohttp import ClientError, ClientSession, ClientWebSocketResponse, WSMsgType, web
 
 from nodeagent.errors import NodeAgentError
+from nodeagent.kubestream.channels import CLOSE, ERROR, RESIZE, STDIN, exit_status, failure_status, pump, resize
+from nodeagent.kubestream.spdyexec import serve_spdy_exec
+from nodeagent.kubestream.upgrade import is_spdy_upgrade
 from nodeagent.runtime.base import CommandExec, RunningContainer, Runtime, StreamingExec
-from nodeagent.runtime.session import READ_CHUNK, ExecSession, start_session
+from nodeagent.runtime.session import ExecSession, start_session
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-DRAIN_SECONDS = 2.0  # after the command exits, how long its output may still come (a child holding it open)
 MAX_MESSAGE = 1 << 20
-
-
-def exit_status(code: int) -> dict[str, object]:
-    """The v1 Status of channel 3 for an exit code, as the kubelet writes it."""
-    if code == 0:
-        return {"metadata": {}, "status": "Success"}
-    return {"metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: "
-            f"error executing command, exit status {code}", "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
-
-
-def failure_status(message: str) -> dict[str, object]:
-    return {"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500}
 
 
 def query_flag(request: web.Request, name: str) -> bool:
@@ -53,6 +42,9 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
     streaming server)."""
     stdin, tty = query_flag(request, "stdin"), query_flag(request, "tty")
     if isinstance(runtime, StreamingExec):
+        if is_spdy_upgrade(request):
+            raise web.HTTPBadRequest(text=f"exec on the {runtime.name} runtime takes a WebSocket (kubectl 1.30+), "
+                                          "not SPDY")
         try:
             url = await runtime.exec_url(running, command, stdin=stdin, tty=tty)
         except NodeAgentError as exc:
@@ -60,6 +52,9 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
         return await relay(request, url)
     if not isinstance(runtime, CommandExec):
         return await _refuse(request, f"the {runtime.name} runtime cannot run interactive commands")
+    if is_spdy_upgrade(request):
+        return await serve_spdy_exec(request, functools.partial(
+            start_session, runtime.exec_command(running, command, tty=tty), stdin=stdin, tty=tty))
     ws = _websocket(request, PROTOCOLS)  # not an upgrade: refused before the command starts
     try:
         session = await start_session(runtime.exec_command(running, command, tty=tty), stdin=stdin, tty=tty)
@@ -67,7 +62,8 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
         return await _refuse(request, str(exc))
     try:
         await ws.prepare(request)
-        code = await _pump(ws, session, stdout=query_flag(request, "stdout"), stderr=query_flag(request, "stderr"))
+        code = await pump(session, functools.partial(_send, ws), _receive(ws, session),
+                          stdout=query_flag(request, "stdout"), stderr=query_flag(request, "stderr"))
         if code is not None:
             await _send(ws, ERROR, json.dumps(exit_status(code)).encode())
     finally:
@@ -136,37 +132,6 @@ async def _copy_both(ws: web.WebSocketResponse, upstream: ClientWebSocketRespons
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _pump(ws: web.WebSocketResponse, session: ExecSession, *, stdout: bool, stderr: bool) -> int | None:
-    """Until the command exits and its output is sent: its exit code; None when the client went away."""
-    outputs = [asyncio.create_task(_forward(ws, session.stdout, STDOUT if stdout else None))]
-    if session.stderr is not None:
-        outputs.append(asyncio.create_task(_forward(ws, session.stderr, STDERR if stderr else None)))
-    inputs = asyncio.create_task(_receive(ws, session))
-    waiting = asyncio.create_task(session.wait())
-    try:
-        done, _ = await asyncio.wait({inputs, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        if waiting not in done:
-            return None
-        await asyncio.wait(outputs, timeout=DRAIN_SECONDS)
-        return waiting.result()
-    finally:
-        for task in (*outputs, inputs, waiting):
-            task.cancel()
-        await asyncio.gather(*outputs, inputs, waiting, return_exceptions=True)
-
-
-async def _forward(ws: web.WebSocketResponse, reader: asyncio.StreamReader, channel: int | None) -> None:
-    while True:
-        try:
-            chunk = await reader.read(READ_CHUNK)
-        except OSError:  # EIO: a terminal whose every other end is closed
-            return
-        if not chunk:
-            return
-        if channel is not None:
-            await _send(ws, channel, chunk)
-
-
 async def _receive(ws: web.WebSocketResponse, session: ExecSession) -> None:
     """stdin, terminal sizes and stdin's close from the client, until it closes the WebSocket."""
     async for message in ws:
@@ -177,9 +142,7 @@ async def _receive(ws: web.WebSocketResponse, session: ExecSession) -> None:
         if channel == STDIN:
             session.write(payload)
         elif channel == RESIZE:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                size = json.loads(payload)
-                session.resize(int(size.get("Width", 0)), int(size.get("Height", 0)))
+            resize(session, payload)
         elif channel == CLOSE and payload[:1] == bytes([STDIN]):
             session.close_stdin()
 

@@ -115,8 +115,9 @@ def kubectl_env(cache: Path) -> dict[str, str]:
 
 
 def kubectl(port: int, cache: Path, *args: str, input: bytes | None = None, timeout: float = 30,
-            tty: bool = False) -> subprocess.CompletedProcess[bytes]:
+            tty: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     argv = kubectl_argv(port, cache, *args)
     if tty:  # kubectl -t needs a terminal of its own: script(1) gives it one, 30 rows of 100 columns
         argv = ["script", "-qec", "stty rows 30 cols 100; " + shlex.join(argv), "/dev/null"]
-    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env=kubectl_env(cache))
+    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout,
+                          env={**kubectl_env(cache), **(env or {})})

@@ -11,12 +11,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.containerd import BUSYBOX_IMAGE, Containerd, containerd, cri_images
 from tests.integration.harness import NODE, AgentHarness, wait_for
-from tests.integration.kubectl_proxy import kubectl, kubectl_endpoint
+from tests.integration.kubectl_proxy import kubectl as run_kubectl
+from tests.integration.kubectl_proxy import kubectl_endpoint
 from tests.integration.registry import Registry, auth_registry, registry
 from tests.integration.test_cri import configure as use_containerd
 from tests.integration.test_cri import remove_sandboxes
@@ -38,11 +40,17 @@ def running(agent: AgentHarness) -> None:
     wait_for(lambda: "running" in agent.container_status("shell", "c")["state"], timeout=60, what="shell running")
 
 
-def check_exec(agent: AgentHarness, tmp_path: Path, *, stdin_ends: bool = True) -> None:
-    """stdin_ends: kubectl's end of stdin reaches the command (not through containerd 1.x's v4 server)."""
+def check_exec(agent: AgentHarness, tmp_path: Path, *, stdin_ends: bool = True, spdy: bool = False) -> None:
+    """stdin_ends: kubectl's end of stdin reaches the command (not through containerd 1.x's v4 server);
+    spdy: kubectl as before 1.30, with the plain SPDY/3.1 upgrade."""
     reader = "tr a-z A-Z" if stdin_ends else "head -n 1 | tr a-z A-Z"
+    env = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"} if spdy else {}
     with kubectl_endpoint(agent.socket) as endpoint:
         port = endpoint.port
+
+        def kubectl(*args: str, **options: Any) -> subprocess.CompletedProcess[bytes]:
+            return run_kubectl(*args, env=env, **options)
+
         done = kubectl(port, tmp_path, "exec", POD, "--", "sh", "-c", 'echo "$GREETING out"; echo err >&2')
         assert (done.returncode, done.stdout, done.stderr) == (0, b"hello out\n", b"err\n"), done
         failed = kubectl(port, tmp_path, "exec", POD, "--", "sh", "-c", "exit 3")
@@ -58,6 +66,7 @@ def check_exec(agent: AgentHarness, tmp_path: Path, *, stdin_ends: bool = True) 
         assert b"size:30 100" in terminal.stdout, terminal.stdout
         missing = kubectl(port, tmp_path, "exec", "nosuchpod", "--", "true")
         assert missing.returncode != 0 and b"not found" in missing.stderr, missing
+        assert set(endpoint.upgrades) == {"SPDY/3.1" if spdy else "websocket"}
 
 
 def test_kubectl_exec_on_the_process_runtime(harness: AgentHarness, tmp_path: Path) -> None:
@@ -65,6 +74,14 @@ def test_kubectl_exec_on_the_process_runtime(harness: AgentHarness, tmp_path: Pa
     harness.write("shell.yaml", sleeper())
     running(harness)
     check_exec(harness, tmp_path)
+
+
+def test_kubectl_exec_over_the_plain_spdy_upgrade(harness: AgentHarness, tmp_path: Path) -> None:
+    """As kubectl before 1.30 (or with KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false) execs: SPDY/3.1 streams."""
+    harness.start()
+    harness.write("shell.yaml", sleeper())
+    running(harness)
+    check_exec(harness, tmp_path, spdy=True)
 
 
 @pytest.fixture
