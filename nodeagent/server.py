@@ -196,7 +196,7 @@ class StatusServer:
         command = request.query.getall("command", [])
         if not command:
             return status_error(400, "BadRequest", "you must specify at least 1 command")
-        container = request.query.get("container") or next(iter(worker.records), "")
+        container = request.query.get("container") or next((r.name for r in worker.records.values() if not r.init), "")
         if container not in worker.records:
             return status_error(400, "BadRequest", f"container {container} is not valid for pod {worker.pod.name}")
         running = worker.running.get(container)

@@ -140,7 +140,7 @@ async def _receive(ws: web.WebSocketResponse, session: ExecSession) -> None:
         data: bytes = message.data
         channel, payload = data[0], data[1:]
         if channel == STDIN:
-            session.write(payload)
+            await session.write(payload)
         elif channel == RESIZE:
             resize(session, payload)
         elif channel == CLOSE and payload[:1] == bytes([STDIN]):

@@ -104,7 +104,7 @@ class _Connection:
         kinds = {stream: kind for kind, stream in self.streams.items()}
         async for frame in frames:
             if frame.kind == spdy.DATA and kinds.get(frame.stream_id) == "stdin":
-                session.write(frame.data)
+                await session.write(frame.data)
                 if frame.fin:
                     session.close_stdin()
             elif frame.kind == spdy.DATA and kinds.get(frame.stream_id) == "resize":

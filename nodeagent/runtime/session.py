@@ -49,9 +49,12 @@ class ExecSession:
         self._finish = finish
         self._killed = False
 
-    def write(self, data: bytes) -> None:
+    async def write(self, data: bytes) -> None:
+        """To its stdin, waiting while it does not read (the client waits with it); nothing once it is gone."""
         if self.stdin is not None and not self.stdin.is_closing():
             self.stdin.write(data)
+            with contextlib.suppress(ConnectionError):
+                await self.stdin.drain()
 
     def close_stdin(self) -> None:
         if self.stdin is None or self.stdin.is_closing():
