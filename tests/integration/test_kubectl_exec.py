@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def check_exec(agent: AgentHarness, tmp_path: Path, *, stdin_ends: bool = True, 
         missing = kubectl(port, tmp_path, "exec", "nosuchpod", "--", "true")
         assert missing.returncode != 0 and b"not found" in missing.stderr, missing
         assert set(endpoint.upgrades) == {"SPDY/3.1" if spdy else "websocket"}
+        attach = kubectl(port, tmp_path, "attach", POD)
+        assert attach.returncode != 0 and b"attach is not supported by nodeagent" in attach.stderr, attach
 
 
 def test_kubectl_exec_on_the_process_runtime(harness: AgentHarness, tmp_path: Path) -> None:
@@ -116,6 +119,12 @@ def test_nodeagent_exec_over_the_socket(harness: AgentHarness) -> None:
     assert (piped.returncode, piped.stdout) == (0, b"PIPED\n"), piped
     missing = nodeagent_exec("shell", "-c", "nosuch", "--", "true")
     assert missing.returncode == 1 and b"container nosuch is not valid" in missing.stderr, missing
+    sized = 'for i in $(seq 50); do s=$(stty size); [ "$s" = "30 100" ] && break; sleep 0.1; done'
+    command = shlex.join([sys.executable, "-m", "nodeagent", "exec", "--socket", str(harness.socket), "-it", "shell",
+                          "--", "sh", "-c", f'test -t 0 || exit 1; {sized}; echo "size:$s"; exit 5'])
+    terminal = subprocess.run(["script", "-qec", f"stty rows 30 cols 100; {command}", "/dev/null"],
+                              capture_output=True, timeout=30, input=b"")
+    assert terminal.returncode == 5 and b"size:30 100" in terminal.stdout, terminal
 
 
 def test_kubectl_exec_on_cri_through_containerds_streaming_server(harness: AgentHarness,
