@@ -98,10 +98,17 @@ def kubectl_endpoint(socket_path: Path) -> Iterator[Endpoint]:
     thread.start()
     started.wait(5)
     server = ready[0]
+    async def shut_down() -> None:
+        server.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     try:
         yield Endpoint(server.sockets[0].getsockname()[1], upgrades)
     finally:
-        loop.call_soon_threadsafe(server.close)
+        asyncio.run_coroutine_threadsafe(shut_down(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
 

@@ -188,8 +188,11 @@ def test_a_command_runs_in_the_container_cgroup_and_ends_with_its_client(harness
             "sleep", "1234"]
     with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as client:
         try:
-            started = wait_for(lambda: set(harness.procs(path)) - before, what="the command in the container cgroup")
-            assert any(b"1234" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started)
+            def command_in_cgroup() -> bool:
+                return any(Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001234\x00"
+                           for pid in set(harness.procs(path)) - before)
+
+            wait_for(command_in_cgroup, what="the command in the container cgroup")
         finally:
             client.kill()
     wait_for(lambda: set(harness.procs(path)) == before, what="the command gone with its client")
