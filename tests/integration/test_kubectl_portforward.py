@@ -30,12 +30,18 @@ SERVE = "mkdir -p /www && echo hello-from-the-pod > /www/index.html && exec busy
 def web_pod(image: str = "busybox") -> str:
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {
         "containers": [{"name": "c", "image": image, "command": ["busybox", "sh", "-c", SERVE],
+                        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
                         "volumeMounts": [{"name": "www", "mountPath": "/www"}]}],
         "volumes": [{"name": "www", "emptyDir": {}}]}})
 
 
+def serving(agent: AgentHarness) -> None:
+    """Until the server listens (a refused connection ends kubectl's port-forward)."""
+    wait_for(lambda: agent.container_status("web", "c").get("ready"), timeout=60, what="the web server ready")
+
+
 def check_port_forward(agent: AgentHarness, tmp_path: Path) -> None:
-    wait_for(lambda: "running" in agent.container_status("web", "c")["state"], timeout=60, what="web running")
+    serving(agent)
     with kubectl_endpoint(agent.socket) as endpoint:
         check_forwarder(kubectl_argv(endpoint.port, tmp_path, "port-forward", POD, ":8080"), kubectl_env(tmp_path))
         assert endpoint.upgrades == ["websocket"]
@@ -81,7 +87,7 @@ def test_kubectl_port_forward_on_runc(runc_agent: AgentHarness, images: Images, 
 def test_nodeagent_port_forward_over_the_socket(harness: AgentHarness) -> None:
     harness.start()
     harness.write("web.yaml", web_pod())
-    wait_for(lambda: "running" in harness.container_status("web", "c")["state"], timeout=60, what="web running")
+    serving(harness)
     check_forwarder([sys.executable, "-m", "nodeagent", "port-forward", "--socket", str(harness.socket), "web",
                      ":8080"])
 
@@ -89,7 +95,7 @@ def test_nodeagent_port_forward_over_the_socket(harness: AgentHarness) -> None:
 def test_a_port_nobody_listens_on_is_reported_on_the_error_stream(harness: AgentHarness, tmp_path: Path) -> None:
     harness.start()
     harness.write("web.yaml", web_pod())
-    wait_for(lambda: "running" in harness.container_status("web", "c")["state"], timeout=60, what="web running")
+    serving(harness)
     with kubectl_endpoint(harness.socket) as endpoint, subprocess.Popen(
             kubectl_argv(endpoint.port, tmp_path, "port-forward", POD, ":9999"), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=kubectl_env(tmp_path)) as forward:
