@@ -40,7 +40,7 @@ class ExecSession:
 
     def __init__(self, process: asyncio.subprocess.Process, stdin: asyncio.StreamWriter | None,
                  stdout: asyncio.StreamReader, stderr: asyncio.StreamReader | None, master: int | None,
-                 finish: Callable[[bool], None] | None) -> None:
+                 finish: Callable[[bool], None] | None, reading: asyncio.BaseTransport | None) -> None:
         self.process = process
         self.stdin = stdin
         self.stdout = stdout
@@ -48,6 +48,7 @@ class ExecSession:
         self._master = master
         self._finish = finish
         self._killed = False
+        self._reading = reading  # the terminal's, closed with the session (a child may hold the terminal open)
 
     async def write(self, data: bytes) -> None:
         """To its stdin, waiting while it does not read (the client waits with it); nothing once it is gone."""
@@ -85,6 +86,8 @@ class ExecSession:
             self._finish = None
         if self.stdin is not None:
             self.stdin.close()
+        if self._reading is not None:
+            self._reading.close()
         if self._master is not None:
             os.close(self._master)
             self._master = None
@@ -98,6 +101,8 @@ async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> Exec
     if command.cgroup is not None:
         gate_read, gate_write = os.pipe2(os.O_CLOEXEC)
         argv = ["/bin/sh", "-c", GATE.format(agent=os.getpid(), fd=gate_read), "nodeagent-exec", *argv]
+    if tty:  # a session of its own, the terminal its controlling one (setsid(1) execs: the pid stays)
+        argv = ["setsid", "--ctty", *argv]
     master = slave = -1
     try:
         if tty:
@@ -108,8 +113,7 @@ async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> Exec
                                           else (pipe if stdin else asyncio.subprocess.DEVNULL, pipe, pipe))
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=stdin_fd, stdout=stdout_fd, stderr=stderr_fd, env=command.env, start_new_session=True,
-                preexec_fn=_take_terminal if tty else None)
+                *argv, stdin=stdin_fd, stdout=stdout_fd, stderr=stderr_fd, env=command.env, start_new_session=not tty)
         except OSError as exc:
             raise NodeAgentError(f"cannot run {argv[0]}: {exc.strerror}") from exc
         if command.cgroup is not None:
@@ -123,16 +127,18 @@ async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> Exec
             os.write(gate_write, b"go\n")
         if not tty:
             assert process.stdout is not None and process.stderr is not None
-            return ExecSession(process, process.stdin, process.stdout, process.stderr, None, command.finish)
+            return ExecSession(process, process.stdin, process.stdout, process.stderr, None, command.finish, None)
         os.close(slave)
         slave = -1
         reader = asyncio.StreamReader(limit=READ_CHUNK, loop=loop)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-                                     os.fdopen(os.dup(master), "rb", buffering=0))
-        transport, protocol = await loop.connect_write_pipe(
-            lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(os.dup(master), "wb", buffering=0))
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        session = ExecSession(process, writer if stdin else None, reader, None, master, command.finish)
+        reading, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                                                  os.fdopen(os.dup(master), "rb", buffering=0))
+        writer = None
+        if stdin:
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(os.dup(master), "wb", buffering=0))
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        session = ExecSession(process, writer, reader, None, master, command.finish, reading)
         master = -1
         return session
     finally:
@@ -140,7 +146,3 @@ async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> Exec
             if fd >= 0:
                 os.close(fd)
 
-
-def _take_terminal() -> None:
-    """In the child, a session leader: its stdin (the pty) becomes its controlling terminal."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
