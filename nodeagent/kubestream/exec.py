@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 from collections.abc import Sequence
 
 from aiohttp import ClientError, ClientSession, ClientWebSocketResponse, WSMsgType, web
@@ -25,8 +24,6 @@ from nodeagent.kubestream.spdyexec import serve_spdy_exec
 from nodeagent.kubestream.upgrade import is_spdy_upgrade
 from nodeagent.runtime.base import CommandExec, RunningContainer, Runtime, StreamingExec
 from nodeagent.runtime.session import ExecSession, start_session
-
-log = logging.getLogger(__name__)
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 MAX_MESSAGE = 1 << 20
