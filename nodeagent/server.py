@@ -6,6 +6,9 @@ discovery, pods/events/nodes/metrics with selectors, watch and Tables).
     GET /api/v1/namespaces/{ns}/pods/{name}                v1 Pod (?view=table: its one-row Table)
     GET /api/v1/namespaces/{ns}/pods/{name}/log            ?container=&previous=&follow=&timestamps=&tailLines=
                                                            &limitBytes=&sinceSeconds=&sinceTime=
+    GET /api/v1/namespaces/{ns}/pods/{name}/exec           ?command=&container=&stdin=&stdout=&stderr=&tty=
+                                                           (also POST): a WebSocket, v5/v4.channel.k8s.io
+    GET /api/v1/namespaces/{ns}/pods/{name}/portforward    (also POST): a WebSocket, SPDY/3.1+portforward.k8s.io
     GET /api/v1/events                                     v1 EventList
     GET /apis/metrics.k8s.io/v1beta1/pods                  PodMetricsList (cgroup usage), for `top`
     (and the rest of nodeagent.kubeapi.routes)
@@ -13,8 +16,9 @@ discovery, pods/events/nodes/metrics with selectors, watch and Tables).
     GET /nodeagent/v1/sources                              the sources, and the URL's last fetch
     GET /healthz, /metrics (Prometheus; also on a TCP address when nodeagent.metricsBindAddress is set)
 
-The socket is 0600, or 0660 for a configured group. Both listeners have limits (nodeagent.apilimits): time
-to send a request, idle keep-alive, connections at once, no request body.
+The socket is 0600, or 0660 for a configured group; exec and port-forward on it are for root alone (its
+peer's uid). Both listeners have limits (nodeagent.apilimits): time to send a request, idle keep-alive,
+connections at once, no request body.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import grp
 import json
 import logging
 import os
+import socket
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +49,8 @@ from nodeagent.kubeapi.nodes import NodeSampler
 from nodeagent.kubeapi.routes import KubeApi
 from nodeagent.kubeapi.status import status_error
 from nodeagent.kubeapi.watch import PodFeed
+from nodeagent.kubestream.exec import serve_exec
+from nodeagent.kubestream.portforward import connector, serve_portforward
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
 from nodeagent.runtime.logs import container_log_path
@@ -92,6 +100,9 @@ class StatusServer:
         app.router.add_get("/metrics", self.prometheus)
         self.kube.add_routes(app)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.pod_log)
+        for verb in ("exec", "attach"):
+            app.router.add_route("*", f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{verb}", self.pod_exec)
+        app.router.add_route("*", "/api/v1/namespaces/{namespace}/pods/{name}/portforward", self.pod_portforward)
         app.router.add_get("/nodeagent/v1/namespaces/{namespace}/pods/{name}/cgroups", self.pod_cgroups)
         app.router.add_get("/nodeagent/v1/sources", self.source_status)
         return app
@@ -167,6 +178,48 @@ class StatusServer:
 
     async def _node_metric_items(self) -> list[dict[str, Any]]:
         return [await self.node_sampler.metrics(self.node_name)]
+
+    def _streaming_worker(self, request: web.Request) -> PodWorker | web.Response:
+        """The pod for exec and port-forward: on the Unix socket, for root alone (a socketGroup reads only)."""
+        if request.method not in ("GET", "POST"):
+            return status_error(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                         "resource")
+        uid = peer_uid(request)
+        if uid is not None and uid != 0:
+            verb = request.path.rsplit("/", 1)[-1]
+            return status_error(403, "Forbidden", f'pods "{request.match_info["name"]}" is forbidden: {verb} on '
+                                                  f"the agent's socket is for root (uid {uid} may only read)")
+        return self._worker(request)
+
+    async def pod_portforward(self, request: web.Request) -> web.StreamResponse:
+        worker = self._streaming_worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        running = next((worker.running[name] for name, record in worker.records.items()
+                        if record.state is State.RUNNING and name in worker.running and worker.running[name].pid > 0),
+                       None)  # any running container's process: they share the pod's network namespace
+        if running is None:
+            return status_error(400, "BadRequest", f"pod {worker.pod.name} has no running container: its network "
+                                                   f"cannot be reached")
+        return await serve_portforward(request, connector(running.pid))
+
+    async def pod_exec(self, request: web.Request) -> web.StreamResponse:
+        worker = self._streaming_worker(request)
+        if isinstance(worker, web.Response):
+            return worker
+        if request.path.endswith("/attach"):
+            return status_error(400, "BadRequest", "attach is not supported by nodeagent: use exec, or logs -f for "
+                                                   "the container's output")
+        command = request.query.getall("command", [])
+        if not command:
+            return status_error(400, "BadRequest", "you must specify at least 1 command")
+        container = request.query.get("container") or next((r.name for r in worker.records.values() if not r.init), "")
+        if container not in worker.records:
+            return status_error(400, "BadRequest", f"container {container} is not valid for pod {worker.pod.name}")
+        running = worker.running.get(container)
+        if running is None or worker.records[container].state is not State.RUNNING:
+            return status_error(400, "BadRequest", f"container {container} is not running")
+        return await serve_exec(request, worker.services.runtime, running, command)
 
     async def _pod_metric_items(self) -> list[dict[str, Any]]:
         workers = self.pods.pods()
@@ -245,6 +298,15 @@ class StatusServer:
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def peer_uid(request: web.Request) -> int | None:
+    """The uid of the process at the other end of a Unix-socket request; None on other listeners."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return int(uid)
 
 
 def log_options(query: Mapping[str, str], now: datetime.datetime, *, follow_allowed: bool) -> LogOptions:

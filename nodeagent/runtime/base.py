@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from nodeagent.network.dnsfiles import PodDNS
 from nodeagent.network.model import HostPort
 from nodeagent.plan.pod import CgroupPlan
+from nodeagent.runtime.session import ExecCommand
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,23 @@ class Runtime(Protocol):
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""
+
+
+@runtime_checkable
+class CommandExec(Protocol):
+    """A runtime whose interactive commands (kubectl exec) the agent runs itself: process, runc."""
+
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
+        """How to run the command in the container (runtime.session runs it, with pipes or a terminal)."""
+
+
+@runtime_checkable
+class StreamingExec(Protocol):
+    """A runtime that runs interactive commands behind a streaming server of its own (cri): the agent relays
+    kubectl's WebSocket to it."""
+
+    async def exec_url(self, running: RunningContainer, command: Sequence[str], *, stdin: bool, tty: bool) -> str:
+        """The streaming server's URL for this command (stdout always; stderr unless tty)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import available_capabilities
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.security import setpriv_argv, verify_run_as_non_root
+from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,8 @@ class ProcessRuntime:
         environment."""
         assert isinstance(running, MonitoredContainer)
         spec = running.spec
-        argv = ["/bin/sh", "-c", 'read -r go || exit 125; exec "$@"', "nodeagent-exec", "nsenter", "--target",
-                str(running.pid), "--mount", "--net", "--wd", "--", *setpriv_argv(spec, self.capabilities), *command]
+        argv = ["/bin/sh", "-c", 'read -r go || exit 125; exec "$@"', "nodeagent-exec",
+                *self._enter_argv(running, command)]
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=container_env(spec), start_new_session=True)
@@ -190,6 +191,21 @@ class ProcessRuntime:
             await process.wait()
             return ExecResult(exit_code=-1, output=str(exc) or "timed out")
         return ExecResult(exit_code=process.returncode or 0, output=message(output))
+
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
+        """As exec(): nsenter into its mount and network namespaces, setpriv to its user and capabilities,
+        moved into its cgroup before it runs."""
+        assert isinstance(running, MonitoredContainer)
+        path = running.spec.cgroup.path
+
+        async def into_cgroup(pid: int) -> None:
+            await self.cgroups.attach(path, pid)
+
+        return ExecCommand(tuple(self._enter_argv(running, command)), container_env(running.spec), into_cgroup)
+
+    def _enter_argv(self, running: MonitoredContainer, command: Sequence[str]) -> list[str]:
+        return ["nsenter", "--target", str(running.pid), "--mount", "--net", "--wd", "--",
+                *setpriv_argv(running.spec, self.capabilities), *command]
 
     def _set_oom_score_adj(self, pid: int, value: int | None) -> None:
         """Set it; where the kernel refuses (no CAP_SYS_RESOURCE for a negative value), keep the

@@ -53,6 +53,7 @@ from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, fi
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.security import verify_run_as_non_root
+from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,22 @@ class RuncRuntime:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pid_file)
         return ExecResult(exit_code=process.returncode or 0, output=message(output))
+
+    def exec_command(self, running: RunningContainer, command: Sequence[str], *, tty: bool) -> ExecCommand:
+        """`runc exec` in the foreground, its stdio the session's pipes or terminal; with a terminal, `--tty`:
+        runc copies between it and the container's console, and passes on its size (SIGWINCH)."""
+        assert isinstance(running, MonitoredContainer)
+        oci_id = running.monitored.container_id
+        pid_file = os.path.join(self.layout.bundle(oci_id), f"exec-{secrets.token_hex(4)}.pid")
+
+        def finish(killed: bool) -> None:
+            if killed:
+                _kill_pid_in(pid_file)  # the command outlives a killed runc exec
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pid_file)
+
+        return ExecCommand(tuple(self.runc.argv("exec", *(["--tty"] if tty else []), "--pid-file", pid_file,
+                                                     oci_id, *command)), finish=finish)
 
     # -- creating -------------------------------------------------------------------------------------
 

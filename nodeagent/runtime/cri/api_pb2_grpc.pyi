@@ -54,6 +54,7 @@ class RuntimeServiceStub:
     ListContainers: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListContainersRequest, _api_pb2.ListContainersResponse]
     ContainerStatus: _grpc.UnaryUnaryMultiCallable[_api_pb2.ContainerStatusRequest, _api_pb2.ContainerStatusResponse]
     ExecSync: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]
+    Exec: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecRequest, _api_pb2.ExecResponse]
     ReopenContainerLog: _grpc.UnaryUnaryMultiCallable[_api_pb2.ReopenContainerLogRequest, _api_pb2.ReopenContainerLogResponse]
     Status: _grpc.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]
     RuntimeConfig: _grpc.UnaryUnaryMultiCallable[_api_pb2.RuntimeConfigRequest, _api_pb2.RuntimeConfigResponse]
@@ -75,6 +76,7 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     ListContainers: _aio.UnaryUnaryMultiCallable[_api_pb2.ListContainersRequest, _api_pb2.ListContainersResponse]  # type: ignore[assignment]
     ContainerStatus: _aio.UnaryUnaryMultiCallable[_api_pb2.ContainerStatusRequest, _api_pb2.ContainerStatusResponse]  # type: ignore[assignment]
     ExecSync: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]  # type: ignore[assignment]
+    Exec: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecRequest, _api_pb2.ExecResponse]  # type: ignore[assignment]
     ReopenContainerLog: _aio.UnaryUnaryMultiCallable[_api_pb2.ReopenContainerLogRequest, _api_pb2.ReopenContainerLogResponse]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]  # type: ignore[assignment]
     RuntimeConfig: _aio.UnaryUnaryMultiCallable[_api_pb2.RuntimeConfigRequest, _api_pb2.RuntimeConfigResponse]  # type: ignore[assignment]
@@ -171,6 +173,13 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.ExecSyncRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ExecSyncResponse, _abc.Awaitable[_api_pb2.ExecSyncResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Exec(
+        self,
+        request: _api_pb2.ExecRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ExecResponse, _abc.Awaitable[_api_pb2.ExecResponse]]: ...
 
     @_abc_1.abstractmethod
     def ReopenContainerLog(

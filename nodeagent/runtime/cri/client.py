@@ -212,6 +212,12 @@ class CRIClient:
         return await self._call("ExecSync", self._runtime.ExecSync, request,
                                 max(timeout_s, 0) + self.deadlines.lifecycle_s)
 
+    async def exec(self, container_id: str, command: Sequence[str], *, stdin: bool, tty: bool) -> str:
+        """The runtime's streaming-server URL for an interactive command (stdout always, stderr unless tty)."""
+        request = api_pb2.ExecRequest(container_id=container_id, cmd=list(command), stdin=stdin, tty=tty,
+                                      stdout=True, stderr=not tty)
+        return str((await self._call("Exec", self._runtime.Exec, request, self.deadlines.status_s)).url)
+
     async def reopen_container_log(self, container_id: str) -> None:
         """Have the runtime write the container's log at its path anew (after a rotation renamed it)."""
         await self._call("ReopenContainerLog", self._runtime.ReopenContainerLog,

@@ -272,6 +272,13 @@ class CriRuntime:
             return ExecResult(exit_code=-1, output=exc.message)
         return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
 
+    async def exec_url(self, running: RunningContainer, command: Sequence[str], *, stdin: bool, tty: bool) -> str:
+        assert isinstance(running, CriContainer)
+        try:
+            return await self.client.exec(running.cri_id, command, stdin=stdin, tty=tty)
+        except CRIError as exc:
+            raise NodeAgentError(f"exec in {running.container_id}: {exc.message}") from exc
+
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
         deadline = time.monotonic() + EXIT_RECORDED_SECONDS
