@@ -60,9 +60,10 @@ class Kubectl:
         node = self.agent.node
         return ["nsenter", f"--net={node.path}", "--"] if node is not None else []
 
-    def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, timeout: float = 30,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*self.prefix(), "kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, input=input)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.returncode}\n{result.stderr}")
         return result
@@ -234,6 +235,14 @@ def test_a_read_only_token_reads_but_cannot_exec(process_agent: AgentHarness, tm
     assert 'User "dave" cannot create resource "pods/exec"' in refused.stderr
     refused = reader.run("delete", "pod", f"web-{NODE}", check=False)
     assert refused.returncode != 0 and "forbidden" in refused.stderr
+
+
+def test_exec_and_port_forward_over_https_with_a_full_access_token(kubectl: Kubectl) -> None:
+    """The kubestream handlers behind the HTTPS listener's authentication: kubectl as a user would run it."""
+    done = kubectl.run("exec", f"web-{NODE}", "--", "sh", "-c", "echo over-https; exit 4", check=False)
+    assert (done.returncode, done.stdout) == (4, "over-https\n"), done.stderr
+    piped = kubectl.run("exec", "-i", f"web-{NODE}", "--", "tr", "a-z", "A-Z", check=False, input="quiet\n")
+    assert (piped.returncode, piped.stdout) == (0, "QUIET\n"), piped.stderr
 
 
 def test_the_python_client_lists_and_watches_pods(process_agent: AgentHarness, kubectl: Kubectl) -> None:

@@ -195,4 +195,4 @@ def test_a_command_runs_in_the_container_cgroup_and_ends_with_its_client(harness
             wait_for(command_in_cgroup, what="the command in the container cgroup")
         finally:
             client.kill()
-    wait_for(lambda: set(harness.procs(path)) == before, what="the command gone with its client")
+    wait_for(lambda: set(harness.procs(path)) == before, timeout=30, what="the command gone with its client")
