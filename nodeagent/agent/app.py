@@ -214,6 +214,7 @@ class Agent:
         await self.pods.start()
         old_bundles = self.pods.bundles()
         restored = self.pods.restore()
+        self._last_good = self._restored_file_pods()
         sources = asyncio.create_task(self._run_sources(), name="sources")
         stopping = asyncio.create_task(self._stop.wait())
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
@@ -271,6 +272,15 @@ class Agent:
                 task.result()
             self._reload.clear()
             self.apply_reload()
+
+    def _restored_file_pods(self) -> dict[str, list[StaticPod]]:
+        """Each file's pods that ran before the restart, as its last valid version: a file found invalid at
+        start keeps them running, as it would have without the restart."""
+        found: dict[str, list[StaticPod]] = {}
+        for worker in self.pods.pods():
+            if worker.pod.source == "file" and worker.terminating_since is None:
+                found.setdefault(worker.pod.origin, []).append(worker.pod)
+        return found
 
     def _make_http_source(self) -> HttpSource | None:
         url = self.config.static_pod_url
