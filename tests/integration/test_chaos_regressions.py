@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import time
 
 from tests.integration.harness import AgentHarness, wait_for
 
@@ -29,3 +32,33 @@ def test_a_file_made_invalid_keeps_its_pod_across_an_agent_restart(agent: AgentH
     assert running_id(agent, "steady") == before
     agent.write("steady.yaml", SLEEPER.replace("3600", "3601") % "steady")  # fixed: the new version replaces it
     wait_for(lambda: running_id(agent, "steady") not in (None, before), what="the fixed version running")
+
+
+def test_a_state_save_that_failed_for_lack_of_space_is_made_once_there_is_room(harness: AgentHarness) -> None:
+    """Found by chaos (a full stateDir): a pod's state file that could not be written stayed stale until
+    the pod's next change; a restart then took back an old attempt, lost the running one's record and the
+    restart count went back."""
+    harness.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+    harness.start()
+    harness.write("steady.yaml", SLEEPER % "steady")
+    first = wait_for(lambda: running_id(harness, "steady"), what="running")
+    filler = harness.state / "filler"
+    try:
+        with open(filler, "wb", buffering=0) as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+    except OSError:
+        pass
+    for pid in harness.procs(harness.cgroup_path("steady", "c")):
+        os.kill(pid, signal.SIGKILL)  # its restart is a change the agent cannot save now
+    second = wait_for(lambda: running_id(harness, "steady") not in (None, first) and running_id(harness, "steady"),
+                      what="restarted")
+    assert "No space left on device" in harness.agent_log()
+    filler.unlink()
+    time.sleep(3)  # room again: the agent saves what it could not
+    harness.stop(signal.SIGKILL)
+    harness.start()
+    adopted = wait_for(lambda: running_id(harness, "steady"), what="running after the restart")
+    status = harness.container_status("steady", "c")
+    assert (adopted, status["restartCount"], status["lastState"]["terminated"]["containerID"]) == (second, 1, first)
