@@ -208,8 +208,11 @@ class Agent:
                               logs_dir=self.config.pod_logs_path, socket_path=self.config.nodeagent.socket,
                               socket_group=self.config.nodeagent.socket_group,
                               metrics_address=self.config.nodeagent.metrics_bind_address)
-        if isinstance(self.runtime, RuntimeConnection):
-            await self.runtime.connect(self.cgroups.name)
+        if isinstance(self.runtime, RuntimeConnection) and not await self._connect(self.runtime):
+            self.kernel_log.close()  # stopped while waiting for the runtime: nothing else was started
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            return
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
@@ -249,6 +252,21 @@ class Agent:
                 await self.runtime.close()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+
+    async def _connect(self, runtime: RuntimeConnection) -> bool:
+        """Connect to the runtime, which may take until it answers; False when stopped meanwhile."""
+        connecting = asyncio.create_task(runtime.connect(self.cgroups.name), name="runtime connection")
+        stopping = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            await runtime.close()
+            log.info("nodeagent is stopping before its runtime answered; pods keep running")
+            return False
+        connecting.result()
+        return True
 
     async def _run_sources(self) -> None:
         """The file source and the URL source, started again with the new settings after each reload."""

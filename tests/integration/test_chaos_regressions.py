@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 
+from tests.integration.containerd import BUSYBOX_IMAGE, TestImages, cri_images, running_containerd
 from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.test_cri import remove_sandboxes
+
+__all__ = ["cri_images"]  # the fixture, imported for pytest
 
 SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
 BROKEN = ("kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600'], "
@@ -62,3 +69,40 @@ def test_a_state_save_that_failed_for_lack_of_space_is_made_once_there_is_room(h
     adopted = wait_for(lambda: running_id(harness, "steady"), what="running after the restart")
     status = harness.container_status("steady", "c")
     assert (adopted, status["restartCount"], status["lastState"]["terminated"]["containerID"]) == (second, 1, first)
+
+
+def test_an_agent_started_while_containerd_is_down_waits_for_it(harness: AgentHarness,
+                                                                 cri_images: TestImages) -> None:
+    """Found by chaos (containerd stopped, the agent restarted meanwhile): the agent exited at start when the
+    CRI runtime did not answer yet; it waits for it now, and a SIGTERM still ends it while it waits."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        containerd.stop()
+        back = threading.Timer(3, containerd.start)
+        back.start()
+        try:
+            harness.start()  # waits up to 20 s for the API: the agent waits for containerd meanwhile
+        finally:
+            back.join()
+        harness.write("box.yaml", f"kind: Pod\nmetadata: {{name: box}}\nspec:\n  containers: [{{name: c, image: "
+                                  f"{BUSYBOX_IMAGE}, command: [sleep, '3600']}}]\n")
+        wait_for(lambda: running_id(harness, "box"), timeout=30, what="running")
+        assert "waiting for it" in harness.agent_log()
+        harness.stop()
+        containerd.stop()
+        assert harness.process is None
+        with open(harness.log_path, "ab") as log:
+            waiting = subprocess.Popen([sys.executable, "-m", "nodeagent", "run", "--config", str(harness.config_path)],
+                                       stdout=log, stderr=log)
+        try:
+            time.sleep(2)
+            assert waiting.poll() is None, harness.agent_log()[-2000:]
+            waiting.send_signal(signal.SIGTERM)
+            assert waiting.wait(timeout=10) == 0
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
+        containerd.start()
+        asyncio.run(remove_sandboxes(containerd))

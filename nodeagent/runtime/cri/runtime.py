@@ -58,6 +58,9 @@ STATUS_POLL_SECONDS = 1.0  # the kubelet's PLEG relist period: the fallback when
 EXIT_RECORDED_SECONDS = 5.0  # how long the runtime may take to record an exit we saw first
 
 
+CONNECT_RETRY_SECONDS = (0.25, 2.0)  # the first wait, doubling up to the last
+
+
 class DriverMismatchError(NodeAgentError):
     """nodeagent and the runtime use different cgroup drivers: the docs say they must not."""
 
@@ -85,7 +88,7 @@ class CriRuntime:
         """Find the runtime (the configured endpoint, or the one known socket that answers), ask it who it
         is, and refuse a cgroup driver other than ours."""
         self.endpoint = await discover_endpoint(self.endpoint)
-        version = await self.client.version()
+        version = await self._first_answer()
         self.runtime_name = version.runtime_name or "cri"
         theirs = await query_cgroup_driver(self.client)
         log.info("cri: %s %s (CRI %s) at %s, cgroup driver %s", version.runtime_name, version.runtime_version,
@@ -98,6 +101,21 @@ class CriRuntime:
                 f"{theirs} in nodeagent's configuration, or {setting} in the runtime's (containerd: "
                 "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options] in /etc/containerd/"
                 "config.toml) and restart it")
+
+    async def _first_answer(self) -> cri.VersionResponse:
+        """The runtime's Version, waiting for a runtime that does not answer yet (started after the agent, or
+        restarting), as the pods it runs go on without the agent: exiting would only leave them unwatched."""
+        delay = CONNECT_RETRY_SECONDS[0]
+        while True:
+            try:
+                return await self.client.version()
+            except CRIError as exc:
+                if not exc.unavailable:
+                    raise
+                if delay == CONNECT_RETRY_SECONDS[0]:
+                    log.warning("cri: %s; waiting for it", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONNECT_RETRY_SECONDS[1])
 
     async def close(self) -> None:
         if self._client is not None:
