@@ -39,6 +39,9 @@ class Backend(Protocol):
 
     def heal(self) -> None: ...
 
+    def blocks_start(self) -> bool:
+        """The agent cannot answer until heal() (its runtime is away): start it without waiting."""
+
     def leaks(self, harness: AgentHarness) -> list[str]: ...
 
     def close(self) -> None: ...
@@ -64,6 +67,9 @@ class ProcessBackend:
 
     def heal(self) -> None:
         pass
+
+    def blocks_start(self) -> bool:
+        return False
 
     def leaks(self, harness: AgentHarness) -> list[str]:
         return []
@@ -113,6 +119,9 @@ class RuncBackend:
     def heal(self) -> None:
         if self.mirror is not None and self.mirror.process is None:
             self.mirror.start()
+
+    def blocks_start(self) -> bool:
+        return False
 
     def leaks(self, harness: AgentHarness) -> list[str]:
         listed = subprocess.run(["runc", "--root", str(harness.state / "runc"), "list", "-q"], capture_output=True,
@@ -171,6 +180,9 @@ class CriBackend:
     def heal(self) -> None:
         if self.containerd.process is None:
             self.containerd.start()
+
+    def blocks_start(self) -> bool:
+        return self.containerd.process is None
 
     def leaks(self, harness: AgentHarness) -> list[str]:
         async def listed() -> list[str]:

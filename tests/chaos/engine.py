@@ -46,6 +46,7 @@ CONVERGE_SECONDS = 90.0
 CLEAN_SECONDS = 60.0
 STOP_SECONDS = 15.0
 POD_NAMES = 6
+BRIDGES = {"lo", "ext0", "nodeagent0", "natest0"}  # the node's own links, ours and the test containerd's bridge
 SETTLED_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"}
 
 
@@ -279,7 +280,7 @@ class Chaos:
 
     def _start_agent(self) -> None:
         try:
-            self.harness.start()
+            self.harness.start(wait=not self.backend.blocks_start())  # else it waits for its runtime
             self.agent_up = True
         except AssertionError as exc:
             self.violation(f"the agent did not start: {str(exc)[-1500:]}")
@@ -304,7 +305,11 @@ class Chaos:
         self.url.set_mode("ok")
         self.url.start()
         self.backend.heal()
-        self._agent_alive()
+        if self._agent_alive():
+            try:
+                self.harness.wait_for_api()
+            except AssertionError as exc:
+                self.violation(f"the agent's API did not answer after the faults were healed: {str(exc)[-1500:]}")
 
     # -- invariants ---------------------------------------------------------------------------------
 
@@ -430,7 +435,7 @@ class Chaos:
         netns = {netns_name(uid) for uid in self.world.every_uid}
         found += [f"netns {name}" for name in sorted(netns & set(_listdir(Path("/run/netns"))))]
         if self.netns is not None:
-            found += [f"link {link}" for link in links_in(self.netns) if link not in ("lo", "ext0", "nodeagent0", "cni0")]
+            found += [f"link {link}" for link in links_in(self.netns) if link not in BRIDGES]
             found += [f"nft table {table}" for table in nft_tables_in(self.netns) if table == "ip nodeagent"]
         leases = self.state / "network" / "leases.json"
         with contextlib.suppress(FileNotFoundError, ValueError):

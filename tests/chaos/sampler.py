@@ -34,15 +34,21 @@ class Instance:
     uid: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Overlap:
-    at: float
+    """Two or more instances of one container seen alive together, over consecutive samples."""
+
     chaos_id: str
     instances: tuple[Instance, ...]
+    first: float  # wall-clock times
+    last: float
+    samples: int = 1
 
     def __str__(self) -> str:
-        return f"{self.chaos_id}: {len(self.instances)} live instances " + ", ".join(
-            f"(session {i.sid}, pod {i.uid[:8]})" for i in self.instances)
+        when = time.strftime("%H:%M:%S", time.localtime(self.first)) + f".{int(self.first * 1000) % 1000:03d}"
+        return (f"{self.chaos_id}: {len(self.instances)} live instances from {when} for "
+                f"{self.last - self.first:.2f}s ({self.samples} samples): " +
+                ", ".join(f"session {i.sid} of pod {i.uid[:8]}" for i in self.instances))
 
 
 def _read(path: str) -> bytes | None:
@@ -91,7 +97,6 @@ class Sampler:
         self.overlaps: list[Overlap] = []
         self._known: dict[tuple[int, int, str], dict[str, str]] = {}  # (pid, start, comm) -> env
         self._probe_sessions: dict[tuple[int, int], bool] = {}  # (sid, leader start) -> a probe's
-        self._latest: list[Instance] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="chaos sampler", daemon=True)
@@ -138,16 +143,22 @@ class Sampler:
             found[(env["CHAOS_ID"], sid)] = Instance(env["CHAOS_ID"], sid, env.get("CHAOS_UID", ""))
         instances = sorted(found.values(), key=lambda i: (i.chaos_id, i.sid))
         counts = Counter(i.chaos_id for i in instances)
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             self.samples += 1
             for chaos_id, count in counts.items():
                 if count > 1:
-                    self.overlaps.append(Overlap(now, chaos_id, tuple(i for i in instances if i.chaos_id == chaos_id)))
-            self._latest = instances
+                    self._overlap(chaos_id, tuple(i for i in instances if i.chaos_id == chaos_id), now)
         if len(self._known) > 50_000:
             self._known.clear()
         return instances
+
+    def _overlap(self, chaos_id: str, instances: tuple[Instance, ...], now: float) -> None:
+        ongoing = next((o for o in self.overlaps if o.instances == instances), None)
+        if ongoing is not None and now - ongoing.last < 1.0:
+            ongoing.last, ongoing.samples = now, ongoing.samples + 1
+        else:
+            self.overlaps.append(Overlap(chaos_id, instances, now, now))
 
     def _is_probe(self, sid: int) -> bool:
         stat = _stat(sid)

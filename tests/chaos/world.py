@@ -23,7 +23,9 @@ from nodeagent.api.manifest import StaticPod, load_manifest
 from nodeagent.sources.files import ManifestFile
 from nodeagent.sources.merge import Desired, merge_files, merge_sources
 
-PROBE = 'p=$(cat "$CHAOS_TARGET" 2>/dev/null) && grep -q "^State:[[:space:]]*[RSD]" /proc/$p/status'
+# The last command is a builtin: a shell that exec'd its last command would lose the chaos-probe mark that
+# tells the sampler this session is a probe, not a second instance of the container.
+PROBE = 'p=$(cat "$CHAOS_TARGET" 2>/dev/null) && grep -q "^State:[[:space:]]*[RSD]" /proc/$p/status; exit $?'
 WITH_TARGET = 'sleep 1000000 & echo $! > "$CHAOS_TARGET"; exec sleep 1000000'
 DEAF = "trap '' TERM; exec sleep 1000000"
 
