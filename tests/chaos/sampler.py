@@ -60,12 +60,14 @@ def _read(path: str) -> bytes | None:
 
 
 def _stat(pid: int) -> tuple[int, int, str] | None:
-    """(session id, start time, comm) of a process, None if it is gone."""
+    """(session id, start time, comm) of a live process, None if it is gone or a zombie."""
     data = _read(f"/proc/{pid}/stat")
     if data is None:
         return None
     close = data.rfind(b")")
     fields = data[close + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
     return int(fields[3]), int(fields[19]), data[data.find(b"(") + 1:close].decode(errors="replace")
 
 
@@ -96,7 +98,9 @@ class Sampler:
         self.samples = 0
         self.overlaps: list[Overlap] = []
         self._known: dict[tuple[int, int, str], dict[str, str]] = {}  # (pid, start, comm) -> env
-        self._probe_sessions: dict[tuple[int, int], bool] = {}  # (sid, leader start) -> a probe's
+        # session -> a probe's, decided when first seen (its leader alive then, in practice) and kept while any
+        # process of it lives: a probe that timed out has its leader killed, and may leave children a moment
+        self._probe_sessions: dict[int, bool] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="chaos sampler", daemon=True)
@@ -126,7 +130,12 @@ class Sampler:
         return pids
 
     def _sample(self) -> list[Instance]:
+        with self._lock:  # the sampler's thread, and the engine's own looks (instances())
+            return self._sample_locked()
+
+    def _sample_locked(self) -> list[Instance]:
         found: dict[tuple[str, int], Instance] = {}
+        sessions: set[int] = set()
         for pid in self._pids():
             stat = _stat(pid)
             if stat is None:
@@ -138,17 +147,23 @@ class Sampler:
                 env = chaos_env(pid, self.run)
                 if env is not None:
                     self._known[key] = env
-            if env is None or "CHAOS_ID" not in env or self._is_probe(sid):
+            if env is None or "CHAOS_ID" not in env:
+                continue
+            sessions.add(sid)
+            if sid not in self._probe_sessions:
+                self._probe_sessions[sid] = is_probe_session(sid)
+            if self._probe_sessions[sid]:
                 continue
             found[(env["CHAOS_ID"], sid)] = Instance(env["CHAOS_ID"], sid, env.get("CHAOS_UID", ""))
+        for sid in set(self._probe_sessions) - sessions:  # ended: its number may lead another session later
+            del self._probe_sessions[sid]
         instances = sorted(found.values(), key=lambda i: (i.chaos_id, i.sid))
         counts = Counter(i.chaos_id for i in instances)
         now = time.time()
-        with self._lock:
-            self.samples += 1
-            for chaos_id, count in counts.items():
-                if count > 1:
-                    self._overlap(chaos_id, tuple(i for i in instances if i.chaos_id == chaos_id), now)
+        self.samples += 1
+        for chaos_id, count in counts.items():
+            if count > 1:
+                self._overlap(chaos_id, tuple(i for i in instances if i.chaos_id == chaos_id), now)
         if len(self._known) > 50_000:
             self._known.clear()
         return instances
@@ -159,13 +174,6 @@ class Sampler:
             ongoing.last, ongoing.samples = now, ongoing.samples + 1
         else:
             self.overlaps.append(Overlap(chaos_id, instances, now, now))
-
-    def _is_probe(self, sid: int) -> bool:
-        stat = _stat(sid)
-        key = (sid, stat[1] if stat else -1)
-        if key not in self._probe_sessions:
-            self._probe_sessions[key] = is_probe_session(sid)
-        return self._probe_sessions[key]
 
 
 def leftovers(run: str) -> list[str]:
