@@ -301,8 +301,10 @@ class PodWorker:
                 return last
             try:
                 running = await self._start(container)
-            except RuntimeStartError as exc:
-                if await self._start_failed(container, exc):
+            except (NodeAgentError, OSError) as exc:  # any failure of a start is reported and retried
+                failure = exc if isinstance(exc, RuntimeStartError) else RuntimeStartError("CreateContainerError",
+                                                                                            str(exc))
+                if await self._start_failed(container, failure):
                     return last
                 continue
             self.pull_backoff.pop(name, None)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from tests.integration.containerd import BUSYBOX_IMAGE, TestImages, cri_images, running_containerd
 from tests.integration.harness import AgentHarness, wait_for
@@ -106,3 +108,27 @@ def test_an_agent_started_while_containerd_is_down_waits_for_it(harness: AgentHa
                 waiting.wait()
         containerd.start()
         asyncio.run(remove_sandboxes(containerd))
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as handle:
+        while True:
+            handle.write(b"\0" * 4096)
+    return filler
+
+
+def test_a_start_that_fails_for_lack_of_space_is_reported_and_retried(harness: AgentHarness) -> None:
+    """Found by chaos (a full stateDir, cri's RemoveContainer refused): an error of a start that was not a
+    RuntimeStartError (here the process runtime's OSError writing the bundle) ended the pod's life task
+    silently: the container stayed ContainerCreating for good, with no event and no retry."""
+    harness.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+    harness.start()
+    filler = fill(harness.state)
+    harness.write("later.yaml", SLEEPER.replace("spec:\n", "spec:\n  hostNetwork: true\n") % "later")
+    failed = wait_for(lambda: [e for e in harness.events() if e["reason"] == "Failed"], what="a Failed event")
+    assert "No space left on device" in failed[0]["message"]
+    assert harness.container_status("later", "c")["state"]["waiting"]["reason"] == "CreateContainerError"
+    filler.unlink()
+    wait_for(lambda: running_id(harness, "later"), timeout=20, what="running once there is room")
