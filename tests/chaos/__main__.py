@@ -1,6 +1,6 @@
 """A chaos run from the command line, for soaks (as root, from the repository's root):
 
-    .venv/bin/python -m tests.chaos --runtime process --seed 1 --steps 2000
+    .venv/bin/python -m tests.chaos --runtime process --seed 1 --steps 100000 --minutes 30
 
 Prints one line per step and round, then the report line; exits 1 when an invariant was violated.
 """
@@ -27,11 +27,12 @@ def main() -> int:
     parser.add_argument("--runtime", default="process", choices=["process", "runc", "cri"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--minutes", type=float, default=None, help="stop starting rounds after this long")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (the agent's log)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nodeagent-chaos-"))
     try:
-        chaos = Chaos(root / "run", backend(args.runtime, root), seed=args.seed, steps=args.steps,
+        chaos = Chaos(root / "run", backend(args.runtime, root), seed=args.seed, steps=args.steps, minutes=args.minutes,
                       log=lambda text: print(f"{time.strftime('%H:%M:%S')} {text}", flush=True))
         try:
             report = chaos.run()

@@ -21,8 +21,6 @@ Invariants (each violation is recorded with what was seen; a run must end with n
 
 from __future__ import annotations
 
-import contextlib
-import json
 import random
 import signal
 import statistics
@@ -34,20 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeagent.network.model import netns_name
 from tests.chaos import faults
 from tests.chaos.backends import Backend
-from tests.chaos.sampler import Sampler, leftovers
+from tests.chaos.invariants import History, Leaks, convergence_problems, pod_cgroups
+from tests.chaos.sampler import Sampler
 from tests.chaos.world import World
 from tests.integration.harness import NODE, AgentHarness
-from tests.integration.netns_fixtures import links_in, nft_tables_in
 
 CONVERGE_SECONDS = 90.0
 CLEAN_SECONDS = 60.0
 STOP_SECONDS = 15.0
 POD_NAMES = 6
-BRIDGES = {"lo", "ext0", "nodeagent0", "natest0"}  # the node's own links, ours and the test containerd's bridge
-SETTLED_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"}
 
 
 @dataclass
@@ -72,10 +67,11 @@ class Report:
 
 
 class Chaos:
-    def __init__(self, root: Path, backend: Backend, *, seed: int, steps: int,
+    def __init__(self, root: Path, backend: Backend, *, seed: int, steps: int, minutes: float | None = None,
                  log: Callable[[str], None] = print) -> None:
         self.rng = random.Random(seed)
         self.steps = steps
+        self.minutes = minutes  # a time budget too (soaks): no new round once it is spent
         self.backend = backend
         self.log = log
         self.report = Report(backend.name, seed)
@@ -84,8 +80,13 @@ class Chaos:
         self.harness = AgentHarness(root)
         self.state = self.harness.state
         self.state.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "chaos-state", str(self.state)], check=True)
-        backend.configure(self.harness)
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "chaos-state", str(self.state)],
+                           check=True)
+            backend.configure(self.harness)
+        except BaseException:
+            self.harness.clean_up()
+            raise
         self.netns = self.harness.node.path if self.harness.node is not None else self.harness.netns
         self.url = faults.UrlServer(root / "url", 20000 + self.rng.randrange(20000), self.netns)
         self.world = World(self.run_token, NODE, str(self.harness.manifests), self.url.url, backend.flavour(root))
@@ -93,7 +94,8 @@ class Chaos:
         self.sampler = Sampler(self.run_token, faults.cgroup_dir(self.harness.cgroup_root))
         self.agent_up = False
         self.filled = False
-        self.restarts: dict[tuple[str, str], tuple[int, str]] = {}  # (uid, container) -> (count, containerID)
+        self.history = History(self.violation)
+        self.leaks = Leaks(self.harness, backend, self.run_token, self.netns, self.world.every_uid)
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -103,7 +105,8 @@ class Chaos:
             self.url.start()
             self.sampler.start()
             self._start_agent()
-            while self.report.steps < self.steps:
+            while self.report.steps < self.steps and \
+                    (self.minutes is None or time.monotonic() - began < self.minutes * 60):
                 for _ in range(min(self.rng.randint(2, 5), self.steps - self.report.steps)):
                     self._step()
                 self._heal()
@@ -322,73 +325,16 @@ class Chaos:
     def _check_always(self) -> None:
         self._agent_alive()
         pods = self._pods()
-        if pods is None:
-            return
-        self.report.checks += 1
-        for pod in pods:
-            uid = pod["metadata"]["uid"]
-            for status in pod["status"].get("containerStatuses", []):
-                key = (uid, status["name"])
-                count, container_id = status.get("restartCount", 0), status.get("containerID", "")
-                before = self.restarts.get(key)
-                last = status.get("lastState", {}).get("terminated")
-                if before is not None and count < before[0]:
-                    self.violation(f"{pod['metadata']['name']}/{status['name']}: restart count went back from "
-                                   f"{before[0]} to {count}")
-                if count > 0 and (last is None or last.get("exitCode") is None or not last.get("reason")):
-                    self.violation(f"{pod['metadata']['name']}/{status['name']}: restarted {count} times, "
-                                   f"last state {last}")
-                running = "running" in status.get("state", {})
-                # the attempt seen running ended; unless the next one has ended too, it is the last state
-                if before is not None and count == before[0] + 1 and before[1] and last is not None and \
-                        last.get("containerID") not in ({before[1]} if running else {before[1], container_id}):
-                    self.violation(f"{pod['metadata']['name']}/{status['name']}: attempt {before[1]} ended "
-                                   f"unrecorded: now {json.dumps(status)}")
-                if before is None or count >= before[0]:
-                    self.restarts[key] = (count, container_id if running else "")
-        uids = {pod["metadata"]["uid"] for pod in pods}
-        for key in [k for k in self.restarts if k[0] not in uids]:  # a pod gone: its UID may come back anew
-            del self.restarts[key]
+        if pods is not None:
+            self.report.checks += 1
+            self.history.check(pods)
 
     def _problems(self) -> list[str]:
-        """What keeps the agent from having converged on the desired set (nothing: it has)."""
-        desired = self.world.desired()
         pods = self._pods()
         if pods is None:
             return ["the API does not answer"]
-        want = {pod.uid: pod for pod in desired.pods}
-        have = {pod["metadata"]["uid"]: pod for pod in pods}
-        problems = [f"pod {have[uid]['metadata']['name']} ({uid[:8]}) should not exist" for uid in set(have) - set(want)]
-        problems += [f"pod {want[uid].pod.metadata.name} ({uid[:8]}) is missing" for uid in set(want) - set(have)]
-        instances = self.sampler.instances()
-        for uid in set(want) & set(have):
-            pod = have[uid]
-            name = pod["metadata"]["name"].removesuffix(f"-{NODE}")
-            for status in pod["status"].get("containerStatuses", []):
-                live = [i for i in instances if i.chaos_id == f"{name}/{status['name']}"]
-                state = status.get("state", {})
-                if "running" in state:
-                    if len(live) != 1 or live[0].uid != uid:
-                        problems.append(f"{name}/{status['name']} is running, live instances: {live}")
-                elif state.get("waiting", {}).get("reason") in SETTLED_WAITING:
-                    if live:
-                        problems.append(f"{name}/{status['name']} is backing off, live instances: {live}")
-                else:
-                    problems.append(f"{name}/{status['name']} is {state}")
-        stray = [i for i in instances if i.uid not in want]
-        problems += [f"instance of a pod that should not run: {i}" for i in stray]
-        cgroups = self._pod_cgroups()
-        problems += [f"pod cgroup {uid[:8]} without a desired pod" for uid in cgroups - set(want)]
-        return problems
-
-    def _pod_cgroups(self) -> set[str]:
-        found = set()
-        for parent in ("kubepods", "kubepods/burstable", "kubepods/besteffort"):
-            with contextlib.suppress(OSError):
-                for child in self.harness.cgroups.children(f"{self.harness.cgroup_root}/{parent}"):
-                    if child.startswith("pod"):
-                        found.add(child[3:])
-        return found
+        return convergence_problems(self.world.desired(), pods, self.sampler.instances(),
+                                    pod_cgroups(self.harness))
 
     def _converge(self) -> None:
         began = time.monotonic()
@@ -419,35 +365,8 @@ class Chaos:
         leaks: list[str] = []
         while time.monotonic() - began < CLEAN_SECONDS:
             self.report.checks += 1
-            if not (leaks := self._leaks()):
+            if not (leaks := self.leaks.found()):
                 return
             time.sleep(0.5)
         for leak in leaks:
             self.violation(f"left behind: {leak}")
-
-    def _leaks(self) -> list[str]:
-        found = [f"pod cgroup {uid}" for uid in self._pod_cgroups()]
-        found += [f"process {p}" for p in leftovers(self.run_token)]
-        found += [f"conmon {pid}" for pid in faults.monitors(str(self.state))]
-        found += [f"process {pid} outside the agent's cgroups" for pid in self.harness.outside_processes()]
-        found += [f"mount {line.split()[1]}" for line in Path("/proc/self/mounts").read_text().splitlines()
-                  if line.split()[1].startswith(str(self.harness.root)) and line.split()[1] != str(self.state)]
-        netns = {netns_name(uid) for uid in self.world.every_uid}
-        found += [f"netns {name}" for name in sorted(netns & set(_listdir(Path("/run/netns"))))]
-        if self.netns is not None:
-            found += [f"link {link}" for link in links_in(self.netns) if link not in BRIDGES]
-            found += [f"nft table {table}" for table in nft_tables_in(self.netns) if table == "ip nodeagent"]
-        leases = self.state / "network" / "leases.json"
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            found += [f"lease {lease}" for lease in json.loads(leases.read_text())["leases"]]
-        for directory in ("pods", "containers", "exits"):
-            found += [f"{directory}/{name}" for name in _listdir(self.state / directory)]
-        found += self.backend.leaks(self.harness)
-        return found
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return sorted(p.name for p in path.iterdir())
-    except FileNotFoundError:
-        return []
