@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from google.protobuf import json_format
+
+from nodeagent.runtime.cri import api_pb2 as cri
+from nodeagent.runtime.cri.client import CRIClient
+from nodeagent.runtime.cri.mapping import CONTAINER_NAME, OURS
 from tests.integration.containerd import BUSYBOX_IMAGE, TestImages, cri_images, running_containerd
 from tests.integration.harness import AgentHarness, wait_for
 from tests.integration.test_cri import remove_sandboxes
@@ -132,3 +138,51 @@ def test_a_start_that_fails_for_lack_of_space_is_reported_and_retried(harness: A
     assert harness.container_status("later", "c")["state"]["waiting"]["reason"] == "CreateContainerError"
     filler.unlink()
     wait_for(lambda: running_id(harness, "later"), timeout=20, what="running once there is room")
+
+
+async def start_orphan(endpoint: str, cri_id: str) -> str:
+    """A second container like `cri_id`, in its sandbox, that the agent never heard of: what an agent killed
+    between StartContainer and saving its state leaves behind (made from the runtime's own copies of the
+    container's and the sandbox's configurations)."""
+    async with CRIClient(endpoint) as client:
+        status = await client.container_status(cri_id, verbose=True)
+        config = json_format.ParseDict(json.loads(status.info["info"])["config"], cri.ContainerConfig(),
+                                       ignore_unknown_fields=True)
+        [container] = await client.list_containers(container_id=cri_id)
+        sandbox = await client.pod_sandbox_status(container.pod_sandbox_id, verbose=True)
+        sandbox_config = json_format.ParseDict(json.loads(sandbox.info["info"])["config"], cri.PodSandboxConfig(),
+                                               ignore_unknown_fields=True)
+        config.metadata.attempt = 99
+        orphan = await client.create_container(container.pod_sandbox_id, config, sandbox_config)
+        await client.start_container(orphan)
+        return orphan
+
+
+async def running_named(endpoint: str, name: str) -> list[str]:
+    async with CRIClient(endpoint) as client:
+        return [c.id for c in await client.list_containers(labels={CONTAINER_NAME: name, **OURS},
+                                                           state=cri.CONTAINER_RUNNING)]
+
+
+def test_a_cri_container_a_cut_short_start_left_running_is_removed_before_the_next_start(
+        harness: AgentHarness, cri_images: TestImages) -> None:
+    """Found by chaos (the agent SIGKILLed during a cri start): the container it had started was unknown to
+    the next agent, which started another beside it at the next restart: two copies of one container."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        harness.start()
+        harness.write("box.yaml", f"kind: Pod\nmetadata: {{name: box}}\nspec:\n  containers: [{{name: c, image: "
+                                  f"{BUSYBOX_IMAGE}, command: [sleep, '3600']}}]\n")
+        first = wait_for(lambda: running_id(harness, "box"), timeout=30, what="running")
+        cri_id = first.removeprefix("containerd://")
+        orphan = asyncio.run(start_orphan(containerd.endpoint, cri_id))
+        assert len(asyncio.run(running_named(containerd.endpoint, "c"))) == 2
+        [pid] = harness.procs(f"{harness.cgroup_path('box')}/{cri_id}")
+        os.kill(pid, signal.SIGKILL)  # the agent starts the container again
+        wait_for(lambda: running_id(harness, "box") not in (None, first), timeout=30, what="restarted")
+        now = running_id(harness, "box")
+        assert now is not None
+        assert asyncio.run(running_named(containerd.endpoint, "c")) == [now.removeprefix("containerd://")], orphan
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))

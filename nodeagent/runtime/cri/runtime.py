@@ -231,10 +231,15 @@ class CriRuntime:
         return container
 
     async def _remove_previous(self, sandbox_id: str, name: str) -> None:
-        """The container's earlier exited attempt (kept until now, as the kubelet keeps one, for its status)."""
+        """The container's earlier exited attempt (kept until now, as the kubelet keeps one, for its status),
+        and any other of its name: one a start cut short by an agent restart left behind, unknown to this
+        agent and maybe running. A container is only started when none of its name runs."""
         for old in await self.client.list_containers(sandbox_id=sandbox_id, labels={CONTAINER_NAME: name}):
-            if old.state != cri.CONTAINER_RUNNING:
-                await self.client.remove_container(old.id)
+            if old.state == cri.CONTAINER_RUNNING:
+                log.warning("container %s (%s): running, unknown to the agent (a start cut short?); stopping it "
+                            "before the next start", old.id, name)
+                await self.client.stop_container(old.id, timeout_s=0)
+            await self.client.remove_container(old.id)
 
     async def _status(self, container_id: str) -> tuple[cri.ContainerStatus, ProcessIdentity | None]:
         response = await self.client.container_status(container_id, verbose=True)
