@@ -147,10 +147,12 @@ class CriBackend:
     name = "cri"
     monitored = False  # containerd's shims are not conmon
 
-    def __init__(self, root: Path) -> None:
-        workdir = root / "cri-images"
-        workdir.mkdir()
-        self._running = running_containerd(TestImages(build_pause(workdir), build_busybox(workdir)))
+    def __init__(self, root: Path, images: TestImages | None = None) -> None:
+        if images is None:  # built here, unless the test session has them already
+            workdir = root / "cri-images"
+            workdir.mkdir()
+            images = TestImages(build_pause(workdir), build_busybox(workdir))
+        self._running = running_containerd(images)
         self.containerd = self._running.__enter__()
 
     def flavour(self, root: Path) -> Flavour:

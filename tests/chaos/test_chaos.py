@@ -11,7 +11,9 @@ import pytest
 
 from tests.chaos.backends import Backend, CriBackend, ProcessBackend, RuncBackend
 from tests.chaos.engine import Chaos
-from tests.integration.containerd import missing_tools
+from tests.integration.containerd import TestImages, cri_images
+
+__all__ = ["cri_images"]  # the fixture, imported for pytest
 
 SEED = 20261204
 
@@ -45,7 +47,5 @@ def test_chaos_runc_runtime(root: Path) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_chaos_cri_runtime(root: Path) -> None:
-    if missing := missing_tools():
-        pytest.skip(f"missing {', '.join(missing)}")
-    run(root, CriBackend(root), steps=30)
+def test_chaos_cri_runtime(root: Path, cri_images: TestImages) -> None:
+    run(root, CriBackend(root, cri_images), steps=30)
