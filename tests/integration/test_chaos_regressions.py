@@ -186,3 +186,28 @@ def test_a_cri_container_a_cut_short_start_left_running_is_removed_before_the_ne
         assert asyncio.run(running_named(containerd.endpoint, "c")) == [now.removeprefix("containerd://")], orphan
         harness.stop()
         asyncio.run(remove_sandboxes(containerd))
+
+
+def test_a_liveness_probe_the_runtime_cannot_run_while_it_restarts_kills_nothing(
+        harness: AgentHarness, cri_images: TestImages) -> None:
+    """Found by chaos (containerd restarted): ExecSync failing with the runtime away ("server is not
+    initialized yet") counted as a liveness failure and the agent killed a healthy container. The kubelet's
+    prober throws such a result away; so does nodeagent now."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        harness.start()
+        harness.write("alive.yaml", f"kind: Pod\nmetadata: {{name: alive}}\nspec:\n  containers: [{{name: c, image: "
+                                    f"{BUSYBOX_IMAGE}, command: [sleep, '3600'], livenessProbe: {{exec: {{command: "
+                                    "['true']}, periodSeconds: 1, failureThreshold: 1}}]\n")
+        first = wait_for(lambda: running_id(harness, "alive"), timeout=30, what="running")
+        time.sleep(2)
+        containerd.stop()
+        time.sleep(3)
+        containerd.start()
+        time.sleep(3)
+        assert running_id(harness, "alive") == first
+        assert harness.container_status("alive", "c")["restartCount"] == 0
+        assert not [e for e in harness.events() if e["reason"] in ("Unhealthy", "Killing")]
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))

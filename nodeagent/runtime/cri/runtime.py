@@ -266,7 +266,7 @@ class CriRuntime:
         try:
             response = await self.client.exec_sync(running.cri_id, command, timeout_s=max(1, math.ceil(timeout)))
         except CRIError as exc:
-            return ExecResult(exit_code=-1, output=exc.message)
+            return ExecResult(exit_code=-1, output=exc.message, runtime_away=exc.unavailable)
         output = (response.stdout + response.stderr).decode(errors="replace").strip()
         return ExecResult(exit_code=response.exit_code, output=output[:1024])
 
