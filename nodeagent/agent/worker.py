@@ -228,11 +228,20 @@ class PodWorker:
             self.done.set()
 
     async def _live(self) -> None:
-        await self._admitted.wait()
+        if not await self._until_admitted():
+            return
         if not await self._set_up():
             return
         if await self._run_init_containers():
             await self._run_app_containers()
+
+    async def _until_admitted(self) -> bool:
+        """True once admitted; False if the pod is stopped first (never admitted, it has nothing to undo)."""
+        waits = [asyncio.create_task(event.wait()) for event in (self._admitted, self._stopping)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        return self._admitted.is_set()
 
     async def _set_up(self) -> bool:
         """Pod cgroup, network and volumes, retried (FailedCreatePodSandBox, FailedMount) until they work

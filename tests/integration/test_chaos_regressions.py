@@ -211,3 +211,34 @@ def test_a_liveness_probe_the_runtime_cannot_run_while_it_restarts_kills_nothing
         assert not [e for e in harness.events() if e["reason"] in ("Unhealthy", "Killing")]
         harness.stop()
         asyncio.run(remove_sandboxes(containerd))
+
+
+STUBBORN = ("kind: Pod\nmetadata: {name: stubborn, annotations: {v: '%d'}}\nspec:\n  terminationGracePeriodSeconds: 3\n"
+            "  containers: [{name: c, image: x, command: [sh, -c, \"trap '' TERM; exec sleep 3600\"]}]\n")
+
+
+def test_versions_of_a_pod_restored_while_terminating_do_not_wait_for_each_other(agent: AgentHarness) -> None:
+    """Found by chaos (a pod changed twice quickly, the agent restarted while the old versions terminated):
+    each restored old version waited for the other to finish first, so neither finished and the newest
+    version never started."""
+    agent.write("stubborn.yaml", STUBBORN % 1)
+    wait_for(lambda: running_id(agent, "stubborn"), what="running")
+    agent.write("stubborn.yaml", STUBBORN % 2)  # v1 terminates (3 s: it ignores SIGTERM), v2 waits for it
+    wait_for(lambda: len(agent.pods()) == 2, what="v2 waiting")
+    agent.write("stubborn.yaml", STUBBORN % 3)  # v2 terminates before it started, v3 waits
+    wait_for(lambda: len(agent.pods()) == 3, what="v3 waiting")
+    agent.stop(signal.SIGKILL)
+    agent.start()
+    wait_for(lambda: len(agent.pods()) == 1 and running_id(agent, "stubborn"), timeout=20, what="v3 running alone")
+    assert agent.pod("stubborn")["metadata"]["annotations"]["v"] == "3"
+
+
+def test_a_pod_never_admitted_goes_when_its_manifest_does(agent: AgentHarness) -> None:
+    """Found by chaos (a pod restored before its admission, then removed): a pod stopped while waiting for
+    admission waited for it for ever, and stayed listed (and blocked a new version of itself)."""
+    agent.write("huge.yaml", "kind: Pod\nmetadata: {name: huge}\nspec:\n  containers: [{name: c, image: x, command: "
+                             "[sleep, '3600'], resources: {requests: {memory: 100Ti}}}]\n")
+    wait_for(lambda: agent.pod("huge")["status"]["phase"] == "Pending" and
+             any(e["reason"] == "OutOfmemory" for e in agent.events()), what="not admitted")
+    agent.remove("huge.yaml")
+    wait_for(lambda: not agent.pods(), timeout=10, what="the pod gone")
