@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,6 +31,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None, help="stop starting rounds after this long")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (the agent's log)")
     args = parser.parse_args()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # stopping a soak cleans up (even started with nohup &)
+        signal.signal(signum, signal.default_int_handler)
     root = Path(tempfile.mkdtemp(prefix="nodeagent-chaos-"))
     try:
         chaos = Chaos(root / "run", backend(args.runtime, root), seed=args.seed, steps=args.steps, minutes=args.minutes,
