@@ -367,10 +367,11 @@ class PodWorker:
         """After an agent restart: take the container back, or learn how it ended meanwhile."""
         name = container.name or ""
         record = self.records[name]
-        saved = self.adoptable.pop(name, None)
+        saved = self.adoptable.get(name)
         if saved is not None:
             spec = self._container_spec(container, record.restart_count)
             outcome = await self.services.runtime.adopt(spec, saved)
+            del self.adoptable[name]  # only now: a save while adopt() runs must still know the container
             if isinstance(outcome, ContainerExit):
                 log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
                          outcome.exit_code)
