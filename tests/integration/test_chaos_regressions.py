@@ -242,3 +242,18 @@ def test_a_pod_never_admitted_goes_when_its_manifest_does(agent: AgentHarness) -
              any(e["reason"] == "OutOfmemory" for e in agent.events()), what="not admitted")
     agent.remove("huge.yaml")
     wait_for(lambda: not agent.pods(), timeout=10, what="the pod gone")
+
+
+def test_the_agent_starts_with_its_state_directory_full(harness: AgentHarness) -> None:
+    """Found by chaos (the agent restarted while stateDir was full): the process runtime rewrote its OCI
+    runtime script into stateDir at every start, and the agent died with ENOSPC instead of taking its
+    pods back."""
+    harness.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+    harness.start()
+    harness.write("steady.yaml", SLEEPER % "steady")
+    before = wait_for(lambda: running_id(harness, "steady"), what="running")
+    harness.stop(signal.SIGKILL)
+    fill(harness.state)
+    harness.start()
+    assert running_id(harness, "steady") == before
