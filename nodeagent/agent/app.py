@@ -225,14 +225,18 @@ class Agent:
                               metrics_address=self.config.nodeagent.metrics_bind_address,
                               api=api_settings(self.config), node=self._node_json)
         self._api_changed = server.pods_changed  # the Kubernetes API's resource versions and watches
-        if isinstance(self.runtime, RuntimeConnection):
-            await self.runtime.connect(self.cgroups.name)
+        if isinstance(self.runtime, RuntimeConnection) and not await self._connect(self.runtime):
+            self.kernel_log.close()  # stopped while waiting for the runtime: nothing else was started
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            return
         if isinstance(self.runtime, RuntimePreparation):
             await self.runtime.prepare()
         await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
         restored = await self.pods.restore()
+        self._last_good = self._restored_file_pods()
         sources = asyncio.create_task(self._run_sources(), name="sources")
         stopping = asyncio.create_task(self._stop.wait())
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
@@ -272,6 +276,21 @@ class Agent:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 
+    async def _connect(self, runtime: RuntimeConnection) -> bool:
+        """Connect to the runtime, which may take until it answers; False when stopped meanwhile."""
+        connecting = asyncio.create_task(runtime.connect(self.cgroups.name), name="runtime connection")
+        stopping = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            await runtime.close()
+            log.info("nodeagent is stopping before its runtime answered; pods keep running")
+            return False
+        connecting.result()
+        return True
+
     async def _run_sources(self) -> None:
         """The file source and the URL source, started again with the new settings after each reload."""
         while True:
@@ -294,6 +313,15 @@ class Agent:
                 task.result()
             self._reload.clear()
             self.apply_reload()
+
+    def _restored_file_pods(self) -> dict[str, list[StaticPod]]:
+        """Each file's pods that ran before the restart, as its last valid version: a file found invalid at
+        start keeps them running, as it would have without the restart."""
+        found: dict[str, list[StaticPod]] = {}
+        for worker in self.pods.pods():
+            if worker.pod.source == "file" and worker.terminating_since is None:
+                found.setdefault(worker.pod.origin, []).append(worker.pod)
+        return found
 
     def _make_http_source(self) -> HttpSource | None:
         url = self.config.static_pod_url

@@ -38,6 +38,8 @@ from nodeagent.runtime.base import FoundContainer
 
 log = logging.getLogger(__name__)
 
+SAVE_RETRY_SECONDS = 1.0
+
 
 
 class PodManager:
@@ -49,12 +51,34 @@ class PodManager:
         self.workers: dict[str, PodWorker] = {}  # by UID, terminating ones included
         self.found: dict[str, list[FoundContainer]] = {}  # quarantined UIDs without a worker: what runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._unsaved: set[str] = set()  # UIDs whose last save failed
+        self._retry: asyncio.TimerHandle | None = None
 
     def persist(self, worker: PodWorker) -> None:
+        """Save the pod's state; a save that fails (a full disk) is tried again every SAVE_RETRY_SECONDS,
+        else the file would stay stale until the pod's next change, and a restart take back the past."""
         try:
             self.store.save(worker.pod.uid, snapshot(worker))
         except OSError as exc:
-            log.error("pod=%s: saving its state: %s", worker.key, exc)
+            if worker.pod.uid not in self._unsaved:
+                log.error("pod=%s: saving its state: %s; trying again every %.0fs", worker.key, exc,
+                          SAVE_RETRY_SECONDS)
+            self._unsaved.add(worker.pod.uid)
+            if self._retry is None:
+                self._retry = asyncio.get_running_loop().call_later(SAVE_RETRY_SECONDS, self._save_unsaved)
+            return
+        if worker.pod.uid in self._unsaved:
+            self._unsaved.discard(worker.pod.uid)
+            log.info("pod=%s: its state is saved again", worker.key)
+
+    def _save_unsaved(self) -> None:
+        self._retry = None
+        for uid in list(self._unsaved):
+            worker = self.workers.get(uid)
+            if worker is None or worker.done.is_set():  # gone, its state with it
+                self._unsaved.discard(uid)
+            else:
+                self.persist(worker)
 
     def pods(self) -> list[PodWorker]:
         return sorted(self.workers.values(), key=lambda w: (w.pod.namespace, w.pod.name, w.created_at))
@@ -168,8 +192,9 @@ class PodManager:
 
     async def _run(self, worker: PodWorker) -> None:
         try:
+            # older versions only: versions restored while terminating must not wait for each other
             earlier = [w for w in self.workers.values() if w.key == worker.key and w is not worker
-                       and w.terminating_since is not None]
+                       and w.terminating_since is not None and w.created_at < worker.created_at]
             for other in earlier:
                 await other.done.wait()
             await worker.run()
@@ -252,6 +277,9 @@ class PodManager:
 
     async def close(self) -> None:
         """Stop watching pods without stopping them: the agent is going away, its pods are not."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class ProbeResult:
     ok: bool
     output: str = ""
+    errored: bool = False  # the probe could not run (the runtime is away): neither success nor failure
 
 
 def _port(value: int | str | None, container: Container) -> int | None:
@@ -54,7 +55,8 @@ async def _run(probe: Probe, runtime: Runtime, running: RunningContainer, contai
                timeout: float) -> ProbeResult:
     if probe.exec is not None:
         result = await runtime.exec(running, list(probe.exec.command or []), timeout)
-        return ProbeResult(result.exit_code == 0, result.output or f"exit code {result.exit_code}")
+        return ProbeResult(result.exit_code == 0, result.output or f"exit code {result.exit_code}",
+                           errored=result.runtime_away)
     if probe.http_get is not None:
         action = probe.http_get
         port = _port(action.port, container)
@@ -112,12 +114,21 @@ async def run_probes(container: Container, *, runtime: Runtime, running: Running
     await asyncio.gather(*loops)
 
 
+async def _counted(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]]) -> ProbeResult:
+    """The next result that counts. One the runtime could not produce (away, restarting) is thrown away, as
+    the kubelet's prober worker does: a runtime restart must not fail the probes of healthy containers."""
+    while (result := await once(probe)).errored:
+        log.debug("probe not run (%s); trying again in %ds", result.output, probe.period_seconds)
+        await asyncio.sleep(probe.period_seconds)
+    return result
+
+
 async def _until_success(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]], kind: str,
                          callbacks: ProbeCallbacks) -> bool:
     await asyncio.sleep(probe.initial_delay_seconds)
     failures = 0
     while True:
-        result = await once(probe)
+        result = await _counted(probe, once)
         if result.ok:
             return True
         failures += 1
@@ -132,7 +143,7 @@ async def _liveness(container: Container, probe: Probe, once: Callable[[Probe], 
     await asyncio.sleep(probe.initial_delay_seconds)
     failures = 0
     while True:
-        result = await once(probe)
+        result = await _counted(probe, once)
         failures = 0 if result.ok else failures + 1
         if not result.ok:
             callbacks.failed("Liveness", result)
@@ -148,7 +159,7 @@ async def _readiness(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult
     successes = failures = 0
     ready = False
     while True:
-        result = await once(probe)
+        result = await _counted(probe, once)
         if result.ok:
             successes, failures = successes + 1, 0
             if not ready and successes >= probe.success_threshold:

@@ -249,11 +249,20 @@ class PodWorker:
             self.done.set()
 
     async def _live(self) -> None:
-        await self._admitted.wait()
+        if not await self._until_admitted():
+            return
         if not await self._set_up():
             return
         if await self._run_init_containers():
             await self._run_app_containers()
+
+    async def _until_admitted(self) -> bool:
+        """True once admitted; False if the pod is stopped first (never admitted, it has nothing to undo)."""
+        waits = [asyncio.create_task(event.wait()) for event in (self._admitted, self._stopping)]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        return self._admitted.is_set()
 
     async def _set_up(self) -> bool:
         """Pod cgroup, network and volumes, retried (FailedCreatePodSandBox, FailedMount) until they work
@@ -322,8 +331,10 @@ class PodWorker:
                 return last
             try:
                 running = await self._start(container)
-            except RuntimeStartError as exc:
-                if await self._start_failed(container, exc):
+            except (NodeAgentError, OSError) as exc:  # any failure of a start is reported and retried
+                failure = exc if isinstance(exc, RuntimeStartError) else RuntimeStartError("CreateContainerError",
+                                                                                            str(exc))
+                if await self._start_failed(container, failure):
                     return last
                 continue
             self.pull_backoff.pop(name, None)
@@ -377,10 +388,11 @@ class PodWorker:
         """After an agent restart: take the container back, or learn how it ended meanwhile."""
         name = container.name or ""
         record = self.records[name]
-        saved = self.adoptable.pop(name, None)
+        saved = self.adoptable.get(name)
         if saved is not None:
             spec = self._container_spec(container, record.restart_count)
             outcome = await self.services.runtime.adopt(spec, saved)
+            del self.adoptable[name]  # only now: a save while adopt() runs must still know the container
             if isinstance(outcome, ContainerExit):
                 log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
                          outcome.exit_code)

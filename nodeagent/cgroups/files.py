@@ -54,11 +54,14 @@ def read_keyed(directory: str, name: str) -> dict[str, int]:
 
 
 def read_procs(directory: str) -> list[int]:
+    """The cgroup's processes; none when it is gone, also while being read (ENODEV: removed meanwhile)."""
     try:
         with open(os.path.join(directory, "cgroup.procs")) as handle:
             return [int(line) for line in handle if line.strip()]
-    except FileNotFoundError:
-        return []
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV):
+            return []
+        raise CgroupError(f"reading {directory}/cgroup.procs: {exc.strerror or exc}") from exc
 
 
 def make_dir(directory: str) -> bool:

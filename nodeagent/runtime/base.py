@@ -81,6 +81,7 @@ class ImageReady:
 class ExecResult:
     exit_code: int
     output: str  # stdout and stderr, shortened
+    runtime_away: bool = False  # the runtime could not run it (away, restarting): no result at all
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,22 +199,27 @@ def _option(argv: list[str], flag: str) -> str | None:
 
 def abandon(layout: ConmonLayout, container_id: str) -> None:
     """A start cut short (failed, cancelled, or the agent killed before it watched it): SIGKILL conmon and
-    the container's first process (still waiting to be released), found by their pid files and checked by
-    their command lines, which name the container (a pid file may be old, its pid someone else's now);
-    then remove the bundle."""
-    bundle = layout.bundle(container_id)
-    for name in ("pidfile", "conmon.pid"):
-        try:
-            with open(os.path.join(bundle, name)) as handle:
-                pid = int(handle.read().strip())
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                ours = container_id.encode() in handle.read()
-        except (OSError, ValueError):
-            continue
-        if ours:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    the container's first process (still waiting to be released), found by their command lines, which name
+    the container's bundle (a pid file may be old and name someone else, or not be written yet: conmon
+    killed between its runtime starting the launcher and writing the pid file); then remove the bundle."""
+    for pid in _naming(layout.bundle(container_id).encode()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     remove(layout, container_id)
+
+
+def _naming(text: bytes) -> list[int]:
+    """The processes whose command line contains `text`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    if text in handle.read():
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
 
 
 def remove(layout: ConmonLayout, container_id: str) -> None:

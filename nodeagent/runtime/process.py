@@ -118,7 +118,21 @@ class ProcessRuntime:
         self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
         self.capabilities = available_capabilities()
         self._oom_adj_warned = False
-        write_atomically(self.oci_runtime, OCI_RUNTIME.encode(), mode=0o755)
+        self._install_oci_runtime()
+
+    def _install_oci_runtime(self) -> None:
+        """Written once (not at every start: a full stateDir must not keep the agent from taking its pods
+        back); a failure is said, and the containers it keeps from starting say it again."""
+        try:
+            with open(self.oci_runtime, "rb") as handle:
+                if handle.read() == OCI_RUNTIME.encode():
+                    return
+        except OSError:
+            pass
+        try:
+            write_atomically(self.oci_runtime, OCI_RUNTIME.encode(), mode=0o755)
+        except OSError as exc:
+            log.error("writing the process runtime's OCI runtime %s: %s", self.oci_runtime, exc)
 
     async def ensure_image(self, spec: ContainerSpec, on_pull: Callable[[], None]) -> ImageReady | None:
         return None  # the image is only recorded: commands run from the host's own tree

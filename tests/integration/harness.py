@@ -117,13 +117,18 @@ class AgentHarness:
 
     # -- the daemon ---------------------------------------------------------------------------------
 
-    def start(self, env: dict[str, str] | None = None) -> None:
+    def start(self, env: dict[str, str] | None = None, *, wait: bool = True) -> None:
+        """Start the agent and wait for its API (`wait=False`: only start it, e.g. while its runtime is away)."""
         where = self.node.path if self.node is not None else self.netns
         netns = ["nsenter", f"--net={where}", "--"] if where is not None else []
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*netns, sys.executable, "-m", "nodeagent", "run", "--config", str(self.config_path)], stdout=log,
                 stderr=log, env={**os.environ, **(env or {})})
+        if wait:
+            self.wait_for_api()
+
+    def wait_for_api(self) -> None:
         wait_for(lambda: self._still_running() and self.socket.exists() and self.client.get("/api/v1/pods"),
                  what="the agent's API", timeout=20)
 

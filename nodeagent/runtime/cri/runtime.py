@@ -61,6 +61,9 @@ STATUS_POLL_SECONDS = 1.0  # the kubelet's PLEG relist period: the fallback when
 EXIT_RECORDED_SECONDS = 5.0  # how long the runtime may take to record an exit we saw first
 
 
+CONNECT_RETRY_SECONDS = (0.25, 2.0)  # the first wait, doubling up to the last
+
+
 class DriverMismatchError(NodeAgentError):
     """nodeagent and the runtime use different cgroup drivers: the docs say they must not."""
 
@@ -88,7 +91,7 @@ class CriRuntime:
         """Find the runtime (the configured endpoint, or the one known socket that answers), ask it who it
         is, and refuse a cgroup driver other than ours."""
         self.endpoint = await discover_endpoint(self.endpoint)
-        version = await self.client.version()
+        version = await self._first_answer()
         self.runtime_name = version.runtime_name or "cri"
         theirs = await query_cgroup_driver(self.client)
         log.info("cri: %s %s (CRI %s) at %s, cgroup driver %s", version.runtime_name, version.runtime_version,
@@ -101,6 +104,21 @@ class CriRuntime:
                 f"{theirs} in nodeagent's configuration, or {setting} in the runtime's (containerd: "
                 "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options] in /etc/containerd/"
                 "config.toml) and restart it")
+
+    async def _first_answer(self) -> cri.VersionResponse:
+        """The runtime's Version, waiting for a runtime that does not answer yet (started after the agent, or
+        restarting), as the pods it runs go on without the agent: exiting would only leave them unwatched."""
+        delay = CONNECT_RETRY_SECONDS[0]
+        while True:
+            try:
+                return await self.client.version()
+            except CRIError as exc:
+                if not exc.unavailable:
+                    raise
+                if delay == CONNECT_RETRY_SECONDS[0]:
+                    log.warning("cri: %s; waiting for it", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONNECT_RETRY_SECONDS[1])
 
     async def close(self) -> None:
         if self._client is not None:
@@ -230,10 +248,15 @@ class CriRuntime:
         return str(found.uid.value) if found.HasField("uid") else found.username
 
     async def _remove_previous(self, sandbox_id: str, name: str) -> None:
-        """The container's earlier exited attempt (kept until now, as the kubelet keeps one, for its status)."""
+        """The container's earlier exited attempt (kept until now, as the kubelet keeps one, for its status),
+        and any other of its name: one a start cut short by an agent restart left behind, unknown to this
+        agent and maybe running. A container is only started when none of its name runs."""
         for old in await self.client.list_containers(sandbox_id=sandbox_id, labels={CONTAINER_NAME: name}):
-            if old.state != cri.CONTAINER_RUNNING:
-                await self.client.remove_container(old.id)
+            if old.state == cri.CONTAINER_RUNNING:
+                log.warning("container %s (%s): running, unknown to the agent (a start cut short?); stopping it "
+                            "before the next start", old.id, name)
+                await self.client.stop_container(old.id, timeout_s=0)
+            await self.client.remove_container(old.id)
 
     async def _status(self, container_id: str) -> tuple[cri.ContainerStatus, ProcessIdentity | None]:
         response = await self.client.container_status(container_id, verbose=True)
@@ -269,7 +292,7 @@ class CriRuntime:
         try:
             response = await self.client.exec_sync(running.cri_id, command, timeout_s=max(1, math.ceil(timeout)))
         except CRIError as exc:
-            return ExecResult(exit_code=-1, output=exc.message)
+            return ExecResult(exit_code=-1, output=exc.message, runtime_away=exc.unavailable)
         return ExecResult(exit_code=response.exit_code, output=message(response.stdout + response.stderr))
 
     async def exec_url(self, running: RunningContainer, command: Sequence[str], *, stdin: bool, tty: bool) -> str:

@@ -1,0 +1,259 @@
+"""Deterministic regression tests for what the chaos suite (tests/chaos) found, one per fault."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from nodeagent.runtime.cri import api_pb2 as cri
+from nodeagent.runtime.cri.client import CRIClient
+from nodeagent.runtime.cri.mapping import CONTAINER_NAME, OURS
+from tests.integration.containerd import BUSYBOX_IMAGE, TestImages, cri_images, running_containerd
+from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.test_cri import remove_sandboxes
+
+__all__ = ["cri_images"]  # the fixture, imported for pytest
+
+SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
+BROKEN = ("kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600'], "
+          "resources: {limits: {memory: lots}}}]\n")
+
+
+def running_id(agent: AgentHarness, pod: str) -> str | None:
+    status = agent.container_status(pod, "c")
+    return status["containerID"] if "running" in status["state"] else None
+
+
+def test_a_file_made_invalid_keeps_its_pod_across_an_agent_restart(agent: AgentHarness) -> None:
+    """Found by chaos: "bad files never cost a running pod" held only while the agent ran; a restart with
+    the file invalid forgot its last valid version and stopped the pod."""
+    agent.write("steady.yaml", SLEEPER % "steady")
+    before = wait_for(lambda: running_id(agent, "steady"), what="running")
+    agent.write("steady.yaml", BROKEN % "steady")
+    wait_for(lambda: any(e["reason"] == "InvalidManifest" for e in agent.events()), what="InvalidManifest")
+    agent.stop(signal.SIGKILL)
+    agent.start()
+    wait_for(lambda: any(e["reason"] == "InvalidManifest" for e in agent.events()), what="InvalidManifest again")
+    assert running_id(agent, "steady") == before
+    agent.write("steady.yaml", SLEEPER.replace("3600", "3601") % "steady")  # fixed: the new version replaces it
+    wait_for(lambda: running_id(agent, "steady") not in (None, before), what="the fixed version running")
+
+
+def test_a_state_save_that_failed_for_lack_of_space_is_made_once_there_is_room(harness: AgentHarness) -> None:
+    """Found by chaos (a full stateDir): a pod's state file that could not be written stayed stale until
+    the pod's next change; a restart then took back an old attempt, lost the running one's record and the
+    restart count went back."""
+    harness.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+    harness.start()
+    harness.write("steady.yaml", SLEEPER % "steady")
+    first = wait_for(lambda: running_id(harness, "steady"), what="running")
+    filler = harness.state / "filler"
+    try:
+        with open(filler, "wb", buffering=0) as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+    except OSError:
+        pass
+    for pid in harness.procs(harness.cgroup_path("steady", "c")):
+        os.kill(pid, signal.SIGKILL)  # its restart is a change the agent cannot save now
+    second = wait_for(lambda: running_id(harness, "steady") not in (None, first) and running_id(harness, "steady"),
+                      what="restarted")
+    assert "No space left on device" in harness.agent_log()
+    filler.unlink()
+    time.sleep(3)  # room again: the agent saves what it could not
+    harness.stop(signal.SIGKILL)
+    harness.start()
+    adopted = wait_for(lambda: running_id(harness, "steady"), what="running after the restart")
+    status = harness.container_status("steady", "c")
+    assert (adopted, status["restartCount"], status["lastState"]["terminated"]["containerID"]) == (second, 1, first)
+
+
+def test_an_agent_started_while_containerd_is_down_waits_for_it(harness: AgentHarness,
+                                                                 cri_images: TestImages) -> None:
+    """Found by chaos (containerd stopped, the agent restarted meanwhile): the agent exited at start when the
+    CRI runtime did not answer yet; it waits for it now, and a SIGTERM still ends it while it waits."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        containerd.stop()
+        back = threading.Timer(3, containerd.start)
+        back.start()
+        try:
+            harness.start()  # waits up to 20 s for the API: the agent waits for containerd meanwhile
+        finally:
+            back.join()
+        harness.write("box.yaml", f"kind: Pod\nmetadata: {{name: box}}\nspec:\n  containers: [{{name: c, image: "
+                                  f"{BUSYBOX_IMAGE}, command: [sleep, '3600']}}]\n")
+        wait_for(lambda: running_id(harness, "box"), timeout=30, what="running")
+        assert "waiting for it" in harness.agent_log()
+        harness.stop()
+        containerd.stop()
+        assert harness.process is None
+        with open(harness.log_path, "ab") as log:
+            waiting = subprocess.Popen([sys.executable, "-m", "nodeagent", "run", "--config", str(harness.config_path)],
+                                       stdout=log, stderr=log)
+        try:
+            time.sleep(2)
+            assert waiting.poll() is None, harness.agent_log()[-2000:]
+            waiting.send_signal(signal.SIGTERM)
+            assert waiting.wait(timeout=10) == 0
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
+        containerd.start()
+        asyncio.run(remove_sandboxes(containerd))
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as handle:
+        while True:
+            handle.write(b"\0" * 4096)
+    return filler
+
+
+def test_a_start_that_fails_for_lack_of_space_is_reported_and_retried(harness: AgentHarness) -> None:
+    """Found by chaos (a full stateDir, cri's RemoveContainer refused): an error of a start that was not a
+    RuntimeStartError (here the process runtime's OSError writing the bundle) ended the pod's life task
+    silently: the container stayed ContainerCreating for good, with no event and no retry."""
+    harness.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+    harness.start()
+    filler = fill(harness.state)
+    harness.write("later.yaml", SLEEPER.replace("spec:\n", "spec:\n  hostNetwork: true\n") % "later")
+    failed = wait_for(lambda: [e for e in harness.events() if e["reason"] == "Failed"], what="a Failed event")
+    assert "No space left on device" in failed[0]["message"]
+    assert harness.container_status("later", "c")["state"]["waiting"]["reason"] == "CreateContainerError"
+    filler.unlink()
+    wait_for(lambda: running_id(harness, "later"), timeout=20, what="running once there is room")
+
+
+async def start_orphan(endpoint: str, cri_id: str) -> str:
+    """A second container like `cri_id`, in its sandbox, that the agent never heard of: what an agent killed
+    between StartContainer and saving its state leaves behind (made from the runtime's own copies of the
+    container's and the sandbox's configurations)."""
+    async with CRIClient(endpoint) as client:
+        status = await client.container_status(cri_id, verbose=True)
+        config = json_format.ParseDict(json.loads(status.info["info"])["config"], cri.ContainerConfig(),
+                                       ignore_unknown_fields=True)
+        [container] = await client.list_containers(container_id=cri_id)
+        sandbox = await client.pod_sandbox_status(container.pod_sandbox_id, verbose=True)
+        sandbox_config = json_format.ParseDict(json.loads(sandbox.info["info"])["config"], cri.PodSandboxConfig(),
+                                               ignore_unknown_fields=True)
+        config.metadata.attempt = 99
+        orphan = await client.create_container(container.pod_sandbox_id, config, sandbox_config)
+        await client.start_container(orphan)
+        return orphan
+
+
+async def running_named(endpoint: str, name: str) -> list[str]:
+    async with CRIClient(endpoint) as client:
+        return [c.id for c in await client.list_containers(labels={CONTAINER_NAME: name, **OURS},
+                                                           state=cri.CONTAINER_RUNNING)]
+
+
+def test_a_cri_container_a_cut_short_start_left_running_is_removed_before_the_next_start(
+        harness: AgentHarness, cri_images: TestImages) -> None:
+    """Found by chaos (the agent SIGKILLed during a cri start): the container it had started was unknown to
+    the next agent, which started another beside it at the next restart: two copies of one container."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        harness.start()
+        harness.write("box.yaml", f"kind: Pod\nmetadata: {{name: box}}\nspec:\n  containers: [{{name: c, image: "
+                                  f"{BUSYBOX_IMAGE}, command: [sleep, '3600']}}]\n")
+        first = wait_for(lambda: running_id(harness, "box"), timeout=30, what="running")
+        cri_id = first.removeprefix("containerd://")
+        orphan = asyncio.run(start_orphan(containerd.endpoint, cri_id))
+        assert len(asyncio.run(running_named(containerd.endpoint, "c"))) == 2
+        [pid] = harness.procs(f"{harness.cgroup_path('box')}/{cri_id}")
+        os.kill(pid, signal.SIGKILL)  # the agent starts the container again
+        wait_for(lambda: running_id(harness, "box") not in (None, first), timeout=30, what="restarted")
+        now = running_id(harness, "box")
+        assert now is not None
+        assert asyncio.run(running_named(containerd.endpoint, "c")) == [now.removeprefix("containerd://")], orphan
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))
+
+
+def test_a_liveness_probe_the_runtime_cannot_run_while_it_restarts_kills_nothing(
+        harness: AgentHarness, cri_images: TestImages) -> None:
+    """Found by chaos (containerd restarted): ExecSync failing with the runtime away ("server is not
+    initialized yet") counted as a liveness failure and the agent killed a healthy container. The kubelet's
+    prober throws such a result away; so does nodeagent now."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        harness.start()
+        harness.write("alive.yaml", f"kind: Pod\nmetadata: {{name: alive}}\nspec:\n  containers: [{{name: c, image: "
+                                    f"{BUSYBOX_IMAGE}, command: [sleep, '3600'], livenessProbe: {{exec: {{command: "
+                                    "['true']}, periodSeconds: 1, failureThreshold: 1}}]\n")
+        first = wait_for(lambda: running_id(harness, "alive"), timeout=30, what="running")
+        time.sleep(2)
+        containerd.stop()
+        time.sleep(3)
+        containerd.start()
+        time.sleep(3)
+        assert running_id(harness, "alive") == first
+        assert harness.container_status("alive", "c")["restartCount"] == 0
+        assert not [e for e in harness.events() if e["reason"] in ("Unhealthy", "Killing")]
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))
+
+
+STUBBORN = ("kind: Pod\nmetadata: {name: stubborn, annotations: {v: '%d'}}\nspec:\n  terminationGracePeriodSeconds: 3\n"
+            "  containers: [{name: c, image: x, command: [sh, -c, \"trap '' TERM; exec sleep 3600\"]}]\n")
+
+
+def test_versions_of_a_pod_restored_while_terminating_do_not_wait_for_each_other(agent: AgentHarness) -> None:
+    """Found by chaos (a pod changed twice quickly, the agent restarted while the old versions terminated):
+    each restored old version waited for the other to finish first, so neither finished and the newest
+    version never started."""
+    agent.write("stubborn.yaml", STUBBORN % 1)
+    wait_for(lambda: running_id(agent, "stubborn"), what="running")
+    agent.write("stubborn.yaml", STUBBORN % 2)  # v1 terminates (3 s: it ignores SIGTERM), v2 waits for it
+    wait_for(lambda: len(agent.pods()) == 2, what="v2 waiting")
+    agent.write("stubborn.yaml", STUBBORN % 3)  # v2 terminates before it started, v3 waits
+    wait_for(lambda: len(agent.pods()) == 3, what="v3 waiting")
+    agent.stop(signal.SIGKILL)
+    agent.start()
+    wait_for(lambda: len(agent.pods()) == 1 and running_id(agent, "stubborn"), timeout=20, what="v3 running alone")
+    assert agent.pod("stubborn")["metadata"]["annotations"]["v"] == "3"
+
+
+def test_a_pod_never_admitted_goes_when_its_manifest_does(agent: AgentHarness) -> None:
+    """Found by chaos (a pod restored before its admission, then removed): a pod stopped while waiting for
+    admission waited for it for ever, and stayed listed (and blocked a new version of itself)."""
+    agent.write("huge.yaml", "kind: Pod\nmetadata: {name: huge}\nspec:\n  containers: [{name: c, image: x, command: "
+                             "[sleep, '3600'], resources: {requests: {memory: 100Ti}}}]\n")
+    wait_for(lambda: agent.pod("huge")["status"]["phase"] == "Pending" and
+             any(e["reason"] == "OutOfmemory" for e in agent.events()), what="not admitted")
+    agent.remove("huge.yaml")
+    wait_for(lambda: not agent.pods(), timeout=10, what="the pod gone")
+
+
+def test_the_agent_starts_with_its_state_directory_full(harness: AgentHarness) -> None:
+    """Found by chaos (the agent restarted while stateDir was full): the process runtime rewrote its OCI
+    runtime script into stateDir at every start, and the agent died with ENOSPC instead of taking its
+    pods back."""
+    harness.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+    harness.start()
+    harness.write("steady.yaml", SLEEPER % "steady")
+    before = wait_for(lambda: running_id(harness, "steady"), what="running")
+    harness.stop(signal.SIGKILL)
+    fill(harness.state)
+    harness.start()
+    assert running_id(harness, "steady") == before
