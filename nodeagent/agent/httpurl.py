@@ -9,7 +9,7 @@ is bracketed (net.JoinHostPort).
 from __future__ import annotations
 
 
-def http_get_url(scheme: str, host: str, port: int | str, path: str) -> str:
+def http_get_url(scheme: str, host: str, port: int | str | None, path: str) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     if path and not path.startswith(("/", "?", "#")):
