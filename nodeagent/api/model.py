@@ -88,6 +88,9 @@ class ObjectMeta(K8sModel):
     managed_fields: Any = None
     owner_references: Any = None
     finalizers: Any = None
+    deletion_timestamp: Any = None
+    # Not supported yet (issue 16, with the lifecycle work): refused when set.
+    deletion_grace_period_seconds: int | None = None
 
 
 class ObjectFieldSelector(K8sModel):
@@ -126,6 +129,7 @@ class ContainerPort(K8sModel):
 class ResourceRequirements(K8sModel):
     limits: ResourceList | None = None
     requests: ResourceList | None = None
+    claims: Any = None  # DRA claims need an API server: refused
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +206,7 @@ class LifecycleHandler(K8sModel):
 class Lifecycle(K8sModel):
     post_start: LifecycleHandler | None = None
     pre_stop: LifecycleHandler | None = None
+    stop_signal: str | None = None  # not supported yet: refused when set
 
 
 class Capabilities(K8sModel):
@@ -216,6 +221,21 @@ class SELinuxOptions(K8sModel):
     level: str | None = None
 
 
+class SeccompProfile(K8sModel):
+    type: str | None = None
+    localhost_profile: str | None = None
+
+
+class AppArmorProfile(K8sModel):
+    type: str | None = None
+    localhost_profile: str | None = None
+
+
+class Sysctl(K8sModel):
+    name: str | None = None
+    value: str | None = None
+
+
 class SecurityContext(K8sModel):
     run_as_user: int | None = None
     run_as_group: int | None = None
@@ -225,6 +245,8 @@ class SecurityContext(K8sModel):
     allow_privilege_escalation: bool | None = None
     capabilities: Capabilities | None = None
     proc_mount: str | None = None
+    seccomp_profile: SeccompProfile | None = None
+    app_armor_profile: AppArmorProfile | None = None
     # Modelled to be refused when a container would start (nodeagent.agent.security): never ignored.
     se_linux_options: SELinuxOptions | None = None
     windows_options: Any = None
@@ -237,6 +259,11 @@ class PodSecurityContext(K8sModel):
     fs_group: int | None = None
     fs_group_change_policy: str | None = None
     supplemental_groups: list[int] | None = None
+    supplemental_groups_policy: str | None = None
+    se_linux_change_policy: str | None = None
+    seccomp_profile: SeccompProfile | None = None
+    app_armor_profile: AppArmorProfile | None = None
+    sysctls: list[Sysctl] | None = None
     # Modelled to be refused when a container would start (nodeagent.agent.security): never ignored.
     se_linux_options: SELinuxOptions | None = None
     windows_options: Any = None
@@ -270,7 +297,14 @@ class Container(K8sModel):
     termination_message_path: str = "/dev/termination-log"
     termination_message_policy: str = "File"
     stdin: bool | None = None
+    stdin_once: bool | None = None
     tty: bool | None = None
+    # Not supported yet (sidecars, issue 16 with the lifecycle work): refused when set.
+    restart_policy: str | None = None
+    restart_policy_rules: Any = None
+    # Refused: no block devices (they come from PersistentVolumeClaims); a static pod cannot be resized.
+    volume_devices: Any = None
+    resize_policy: Any = None
     # Needs an API server: refused for static pods.
     env_from: Any = None
 
@@ -301,15 +335,76 @@ class HostPathVolumeSource(K8sModel):
     type: str = ""
 
 
+# Volume sources nodeagent does not mount, by JSON name: {name: why it is refused}.
+UNSUPPORTED_VOLUME_SOURCES = {
+    **dict.fromkeys(("persistentVolumeClaim", "configMap", "secret", "ephemeral"), "needs an API server"),
+    **dict.fromkeys(
+        ("gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "nfs", "iscsi", "glusterfs", "rbd", "flexVolume",
+         "cinder", "cephfs", "flocker", "fc", "azureFile", "vsphereVolume", "quobyte", "azureDisk",
+         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi", "image", "downwardAPI",
+         "projected"),
+        "is not supported by nodeagent"),
+}
+
+
 class Volume(K8sModel):
     name: str | None = None
     empty_dir: EmptyDirVolumeSource | None = None
     host_path: HostPathVolumeSource | None = None
-    # Need an API server: refused for static pods.
+    # Refused (UNSUPPORTED_VOLUME_SOURCES), never ignored.
     persistent_volume_claim: Any = None
     config_map: Any = None
     secret: Any = None
     projected: Any = None
+    ephemeral: Any = None
+    gce_persistent_disk: Any = None
+    aws_elastic_block_store: Any = None
+    git_repo: Any = None
+    nfs: Any = None
+    iscsi: Any = None
+    glusterfs: Any = None
+    rbd: Any = None
+    flex_volume: Any = None
+    cinder: Any = None
+    cephfs: Any = None
+    flocker: Any = None
+    downward_api: Any = Field(default=None, alias="downwardAPI")
+    fc: Any = None
+    azure_file: Any = None
+    vsphere_volume: Any = None
+    quobyte: Any = None
+    azure_disk: Any = None
+    photon_persistent_disk: Any = None
+    portworx_volume: Any = None
+    scale_io: Any = Field(default=None, alias="scaleIO")
+    storageos: Any = None
+    csi: Any = None
+    image: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_to_empty_dir(cls, data: Any) -> Any:
+        """API defaulting (SetDefaults_Volume): a volume with no source is an emptyDir."""
+        sources = ("emptyDir", "hostPath", *UNSUPPORTED_VOLUME_SOURCES)
+        if isinstance(data, dict) and not any(data.get(source) is not None for source in sources):
+            data = {**data, "emptyDir": {}}
+        return data
+
+
+class HostAlias(K8sModel):
+    ip: str | None = None
+    hostnames: list[str] | None = None
+
+
+class PodDNSConfigOption(K8sModel):
+    name: str | None = None
+    value: str | None = None
+
+
+class PodDNSConfig(K8sModel):
+    nameservers: list[str] | None = None
+    searches: list[str] | None = None
+    options: list[PodDNSConfigOption] | None = None
 
 
 class PodSpec(K8sModel):
@@ -329,6 +424,17 @@ class PodSpec(K8sModel):
     hostname: str | None = None
     subdomain: str | None = None
     security_context: PodSecurityContext | None = None
+    host_aliases: list[HostAlias] | None = None
+    dns_config: PodDNSConfig | None = None
+    share_process_namespace: bool | None = None
+    host_users: bool | None = None
+    runtime_class_name: str | None = None
+    set_hostname_as_fqdn: bool | None = Field(default=None, alias="setHostnameAsFQDN")
+    hostname_override: str | None = None
+    os: Any = None
+    # Refused: need an API server (ephemeral containers are added through one; claims are DRA's).
+    ephemeral_containers: Any = None
+    resource_claims: Any = None
     overhead: ResourceList | None = None  # set by a RuntimeClass admission in a cluster; honoured as written
     resources: ResourceRequirements | None = None  # pod-level resources (beta, on by default since 1.34)
     # Need an API server: refused for static pods.
@@ -344,6 +450,8 @@ class PodSpec(K8sModel):
     preemption_policy: Any = None
     topology_spread_constraints: Any = None
     image_pull_secrets: Any = None
+    scheduling_gates: Any = None
+    readiness_gates: Any = None
 
 
 class Pod(K8sModel):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
-from nodeagent.api.model import ObjectMeta, Pod, PodSpec, Volume
+from nodeagent.api.model import UNSUPPORTED_VOLUME_SOURCES, ObjectMeta, Pod, PodSpec, Volume
 from nodeagent.api.validation_container import validate_containers, validate_ids
+from nodeagent.api.validation_fields import validate_refused
 from nodeagent.api.validation_resources import validate_pod_resources
 from nodeagent.errors import FieldError
 
@@ -19,7 +20,7 @@ RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
                    "BlockDevice")
-EMPTY_DIR_MEDIA = ("", "Memory")
+EMPTY_DIR_MEDIA = ("", "Memory", "HugePages")
 FS_GROUP_CHANGE_POLICIES = ("OnRootMismatch", "Always")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 STATIC_POD_ONLY = "static pods run without an API server"
@@ -31,6 +32,7 @@ def validate_pod(pod: Pod) -> list[FieldError]:
         errors.append(unsupported("apiVersion", pod.api_version, ["v1"]))
     errors += validate_metadata(pod.metadata)
     errors += validate_spec(pod.spec)
+    errors += validate_refused(pod)
     return errors
 
 
@@ -112,14 +114,8 @@ def _validate_volumes(volumes: list[Volume]) -> tuple[set[str], list[FieldError]
 
 def _validate_volume_source(volume: Volume, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    refused = (("persistentVolumeClaim", volume.persistent_volume_claim, "persistentvolumeclaims"),
-               ("configMap", volume.config_map, "configmaps"), ("secret", volume.secret, "secrets"),
-               ("projected", volume.projected, "projected volumes"))
-    for field, source, kind in refused:
-        if source is not None:
-            errors.append(forbidden(f"{path}.{field}", f"a static pod may not reference {kind} ({STATIC_POD_ONLY})"))
-    if errors:
-        return errors
+    if any(volume.model_dump(by_alias=True).get(field) is not None for field in UNSUPPORTED_VOLUME_SOURCES):
+        return []  # refused, by validate_refused
     sources = [s for s in (volume.empty_dir, volume.host_path) if s is not None]
     if not sources:
         return [required(path, "must specify a volume type (emptyDir or hostPath)")]
