@@ -27,6 +27,7 @@ from nodeagent.agent import backoff, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
+from nodeagent.agent.etcfiles import etc_files, pod_dns_of
 from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
@@ -37,7 +38,7 @@ from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.network.dnsfiles import hosts_file, pod_dns, pod_hostname, resolv_conf
+from nodeagent.network.dnsfiles import pod_hostname
 from nodeagent.network.model import HostPort
 from nodeagent.network.pods import PodNetworks
 from nodeagent.plan import paths
@@ -547,7 +548,7 @@ class PodWorker:
             hostname=pod_hostname(spec.hostname or self.pod.name),
             log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
             cgroup_parent=parent, host_network=spec.host_network,
-            dns=pod_dns(spec.dns_policy, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
+            dns=pod_dns_of(spec, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
             privileged=any(c.security_context is not None and c.security_context.privileged
                            for c in [*(spec.init_containers or []), *(spec.containers or [])]))
@@ -561,15 +562,16 @@ class PodWorker:
         cgroup = self.plan.container(name)
         mounts = self.volumes.mounts(container) if self.volumes is not None else ()
         hostname = pod_hostname(self.pod.pod.spec.hostname or self.pod.name)
-        netns = hosts = resolv = None
+        netns = None
         if self.own_network:
             assert services.networks is not None
             lease = services.networks.lease(self.pod.uid)
             if lease is None:  # never on the host's network by mistake
                 raise RuntimeStartError("CreateContainerError", "the pod's network is gone (no address lease)")
             netns = lease.netns
-            hosts = hosts_file(hostname, addresses.pod_ip)
-            resolv = resolv_conf(self.pod.pod.spec.dns_policy, _read(services.resolv_conf))
+        spec = self.pod.pod.spec
+        hosts, resolv = etc_files(spec, hostname, addresses.pod_ip if self.own_network else None,
+                                  _read(services.resolv_conf), _read("/etc/hosts") if spec.host_aliases else "")
         return ContainerSpec(
             pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,
@@ -693,12 +695,12 @@ def host_ports(pod: StaticPod) -> list[HostPort]:
 
 
 def _read(path: str) -> str:
-    """The node's resolv.conf; a node without one gives its pods none of its resolvers."""
+    """The node's resolv.conf or hosts file; a node without one gives its pods none of its entries."""
     try:
         with open(path) as handle:
             return handle.read()
     except OSError as exc:
-        log.warning("reading %s for the pods' resolv.conf: %s", path, exc.strerror)
+        log.warning("reading %s for the pods' /etc files: %s", path, exc.strerror)
         return ""
 
 

@@ -1,0 +1,56 @@
+"""Issue 16's PodSpec fields on real pods (root): hostAliases and dnsConfig in the pod's /etc files."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.harness import NODE, AgentHarness, wait_for
+
+
+def run_once(agent: AgentHarness, name: str, script: str, extra: str = "") -> str:
+    agent.write(f"{name}.yaml", f"""
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+{extra}  containers:
+  - name: c
+    image: x
+    command: [sh, -c, {json.dumps(script)}]
+""")
+    wait_for(lambda: "terminated" in agent.container_status(name, "c")["state"], what=f"{name} done")
+    return agent.cli("logs", name).stdout
+
+
+ALIASES = """  hostAliases:
+  - {ip: 127.0.0.1, hostnames: [kubernetes, kubernetes.default]}
+  - {ip: 10.1.2.3, hostnames: [foo.local]}
+"""
+
+
+def test_host_aliases_in_the_pods_hosts_file(agent: AgentHarness) -> None:
+    hosts = run_once(agent, "aliased", "cat /etc/hosts", ALIASES)
+    assert hosts.endswith("\n# Entries added by HostAliases.\n127.0.0.1\tkubernetes\tkubernetes.default\n"
+                          "10.1.2.3\tfoo.local\n"), hosts
+    assert f"\taliased-{NODE}\n" in hosts
+
+
+def test_host_aliases_on_the_host_network(agent: AgentHarness) -> None:
+    """kube-vip's manifests: hostNetwork, and `kubernetes` mapped to 127.0.0.1."""
+    with open("/etc/hosts") as handle:
+        node_hosts = handle.read()
+    hosts = run_once(agent, "vip", "cat /etc/hosts", "  hostNetwork: true\n" + ALIASES)
+    assert hosts.startswith("# Kubernetes-managed hosts file (host network).\n" + node_hosts), hosts
+    assert hosts.endswith("127.0.0.1\tkubernetes\tkubernetes.default\n10.1.2.3\tfoo.local\n")
+    with open("/etc/hosts") as handle:
+        assert handle.read() == node_hosts  # the node's own file is untouched
+
+
+def test_dns_policy_none_with_dns_config(agent: AgentHarness) -> None:
+    resolv = run_once(agent, "resolver", "cat /etc/resolv.conf", """  dnsPolicy: None
+  dnsConfig:
+    nameservers: [10.96.0.10]
+    searches: [ns1.svc.cluster-domain.example]
+    options: [{name: ndots, value: '2'}, {name: edns0}]
+""")
+    assert resolv == "nameserver 10.96.0.10\nsearch ns1.svc.cluster-domain.example\noptions ndots:2 edns0\n"
