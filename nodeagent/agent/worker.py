@@ -32,7 +32,7 @@ from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
-from nodeagent.agent.security import refuse_unenforceable, security_fields
+from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
 from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
@@ -420,7 +420,7 @@ class PodWorker:
         name = container.name or ""
         record = self.records[name]
         attempt = record.restart_count + (1 if record.container_id is not None else 0)
-        refuse_unenforceable(self.pod.pod.spec, container)
+        refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         spec = self._container_spec(container, attempt)
         services = self.services
         image_id = await self._ensure_image(container, spec)
@@ -581,7 +581,7 @@ class PodWorker:
             hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
             monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",
-            **security_fields(self.pod.pod.spec, container),
+            **security_fields(self.pod.pod.spec, container, services.state_dir),
         )
 
     async def _terminate_containers(self) -> None:

@@ -55,6 +55,8 @@ class ContainerSpec:
     capabilities_drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
     run_as_non_root: bool = False  # the kubelet's check: refused when the container would run as uid 0
+    seccomp_profile: str = "Unconfined"  # securityContext.seccompProfile.type: Unconfined, RuntimeDefault, Localhost
+    seccomp_localhost: str | None = None  # Localhost: the profile's absolute path (<state dir>/seccomp/<name>)
 
 
 @dataclass(frozen=True, slots=True)

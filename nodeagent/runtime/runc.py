@@ -52,6 +52,7 @@ from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.seccomp import oci_seccomp
 from nodeagent.runtime.security import verify_run_as_non_root
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,11 @@ class RuncRuntime:
                           pod_files=write_pod_files(spec, bundle),
                           oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
         self._restrict_capabilities(config)
+        if not spec.privileged:  # a privileged container runs unconfined, as with containerd
+            seccomp = oci_seccomp(spec.seccomp_profile, spec.seccomp_localhost,
+                                  config["process"]["capabilities"]["bounding"])
+            if seccomp is not None:
+                config["linux"]["seccomp"] = seccomp
         with open(os.path.join(bundle, "config.json"), "w") as handle:
             json.dump(config, handle)
 

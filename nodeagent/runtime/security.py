@@ -38,6 +38,15 @@ def verify_run_as_non_root(spec: ContainerSpec, image_user: str) -> None:
                                               f"cannot verify user is non-root {where}")
 
 
+def refuse_seccomp(spec: ContainerSpec) -> None:
+    """The process runtime runs host processes through setpriv, which applies no seccomp filter: a profile
+    other than Unconfined is refused rather than run without its filter."""
+    if spec.seccomp_profile != "Unconfined":
+        raise RuntimeStartError(CONFIG_ERROR, f"securityContext.seccompProfile: {spec.seccomp_profile} cannot be "
+                                              "applied by the process runtime (host processes get no seccomp "
+                                              "filter); use the runc or cri runtime, or Unconfined")
+
+
 def container_capabilities(spec: ContainerSpec) -> list[str]:
     """The container's capability set (the runtime default set, securityContext.capabilities applied; all
     of them when privileged); RuntimeStartError naming a capability the kernel does not know, as runc would."""

@@ -54,3 +54,17 @@ def test_dns_policy_none_with_dns_config(agent: AgentHarness) -> None:
     options: [{name: ndots, value: '2'}, {name: edns0}]
 """)
     assert resolv == "nameserver 10.96.0.10\nsearch ns1.svc.cluster-domain.example\noptions ndots:2 edns0\n"
+
+
+def test_the_process_runtime_refuses_a_seccomp_filter_it_cannot_apply(agent: AgentHarness) -> None:
+    agent.write("filtered.yaml", """
+kind: Pod
+metadata: {name: filtered}
+spec:
+  securityContext: {seccompProfile: {type: RuntimeDefault}}
+  containers: [{name: c, image: x, command: [sleep, '60']}]
+""")
+    wait_for(lambda: agent.container_status("filtered", "c")["state"].get("waiting", {}).get("reason")
+             == "CreateContainerConfigError", what="CreateContainerConfigError")
+    message = agent.container_status("filtered", "c")["state"]["waiting"]["message"]
+    assert message.startswith("securityContext.seccompProfile: RuntimeDefault cannot be applied by the process runtime")

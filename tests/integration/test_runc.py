@@ -468,3 +468,53 @@ def test_crun_through_runc_path(tmp_path: Path, registry: Registry, images: Imag
         assert (agent.harness.state / "bin" / "nodeagent-crun").exists()  # this machine's hybrid layout
     finally:
         agent.clean_up()
+
+
+# -- issue 16: seccompProfile, hostAliases ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("profile", "seccomp"), [({"type": "RuntimeDefault"}, "2"), ({"type": "Unconfined"}, "0"),
+                                                  (None, "0")])
+def test_seccomp_profile_filters_the_container(shared: AgentHarness, images: Images,
+                                               profile: dict[str, str] | None, seccomp: str) -> None:
+    """kubeadm's pods ask for RuntimeDefault: a filter (mode 2) from the node's default profile; Unconfined
+    and no profile (the kubelet's default without seccompDefault) run without one."""
+    name = f"seccomp-{(profile or {}).get('type', 'unset').lower()}"
+    spec: dict[str, Any] = {"restartPolicy": "Never"}
+    if profile is not None:
+        spec["securityContext"] = {"seccompProfile": profile}
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "grep '^Seccomp:' /proc/self/status"]}
+    shared.write(f"{name}.yaml", manifest(name, [container], **spec))
+    wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+    assert shared.cli("logs", name).stdout.split() == ["Seccomp:", seccomp]
+
+
+def test_a_localhost_seccomp_profile_from_the_state_dir(shared: AgentHarness, images: Images) -> None:
+    """`<root>/seccomp/<localhostProfile>` (the kubelet's rule, nodeagent's state dir as its root): a profile
+    that refuses mkdir with EPERM; a profile that is not there is a CreateContainerConfigError."""
+    profiles = shared.state / "seccomp" / "test"
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "no-mkdir.json").write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "mkdir /tmp/x && echo made || echo refused"],
+                 "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "test/no-mkdir.json"}}}
+    shared.write("seccomp-local.yaml", manifest("seccomp-local", [container], restartPolicy="Never"))
+    wait_for(lambda: state(shared, "seccomp-local", "c")["state"].get("terminated"), what="seccomp-local done")
+    assert shared.cli("logs", "seccomp-local").stdout.endswith("Operation not permitted\nrefused\n")
+    missing = {**container, "securityContext": {"seccompProfile": {"type": "Localhost",
+                                                                   "localhostProfile": "test/missing.json"}}}
+    shared.write("seccomp-missing.yaml", manifest("seccomp-missing", [missing], restartPolicy="Never"))
+    wait_for(lambda: state(shared, "seccomp-missing", "c")["state"]["waiting"]["reason"]
+             == "CreateContainerConfigError", what="CreateContainerConfigError")
+    message = state(shared, "seccomp-missing", "c")["state"]["waiting"]["message"]
+    assert "seccompProfile.localhostProfile" in message and "missing.json" in message
+
+
+def test_host_aliases_in_the_containers_hosts_file(shared: AgentHarness, images: Images) -> None:
+    container = {"name": "c", "image": images.busybox.reference, "command": ["tail", "-n", "2", "/etc/hosts"]}
+    shared.write("aliases.yaml", manifest("aliases", [container], restartPolicy="Never", hostAliases=[
+        {"ip": "127.0.0.1", "hostnames": ["kubernetes"]}]))
+    wait_for(lambda: state(shared, "aliases", "c")["state"].get("terminated"), what="aliases done")
+    assert shared.cli("logs", "aliases").stdout == "# Entries added by HostAliases.\n127.0.0.1\tkubernetes\n"

@@ -59,6 +59,16 @@ def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
     )
 
 
+def seccomp_profile(spec: ContainerSpec) -> cri.SecurityProfile:
+    """CRI's seccomp field, set always (Unconfined too), as the kubelet sets it."""
+    if spec.seccomp_profile == "Localhost":
+        return cri.SecurityProfile(profile_type=cri.SecurityProfile.Localhost,
+                                   localhost_ref=spec.seccomp_localhost or "")
+    default = spec.seccomp_profile == "RuntimeDefault"
+    kind = cri.SecurityProfile.RuntimeDefault if default else cri.SecurityProfile.Unconfined
+    return cri.SecurityProfile(profile_type=kind)
+
+
 def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_version: int) -> cri.ContainerConfig:
     security = cri.LinuxContainerSecurityContext(
         capabilities=cri.Capability(add_capabilities=list(spec.capabilities_add),
@@ -69,6 +79,7 @@ def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_
         supplemental_groups=list(spec.supplemental_groups),
         no_new_privs=spec.allow_privilege_escalation is False,
     )
+    security.seccomp.CopyFrom(seccomp_profile(spec))
     if spec.run_as_user is not None:
         security.run_as_user.value = spec.run_as_user
     if spec.run_as_group is not None:
