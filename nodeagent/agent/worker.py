@@ -570,8 +570,11 @@ class PodWorker:
                 raise RuntimeStartError("CreateContainerError", "the pod's network is gone (no address lease)")
             netns = lease.netns
         spec = self.pod.pod.spec
-        hosts, resolv = etc_files(spec, hostname, addresses.pod_ip if self.own_network else None,
+        own_ip = self.own_network or (services.sandboxes is not None and not spec.host_network)
+        hosts, resolv = etc_files(spec, hostname, addresses.pod_ip if own_ip else None,
                                   _read(services.resolv_conf), _read("/etc/hosts") if spec.host_aliases else "")
+        if services.sandboxes is not None and hosts is not None and self.volumes is not None:
+            mounts = (*mounts, volumes.etc_hosts_mount(self.volumes.pod_dir, hosts))  # as the kubelet's etc-hosts
         return ContainerSpec(
             pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,

@@ -205,3 +205,17 @@ def test_a_cgroup_driver_mismatch_is_refused(harness: AgentHarness, cri_images: 
         assert "fail  cri: cgroup driver mismatch: nodeagent uses cgroupfs but containerd" in doctor
         assert ("cgroup driver mismatch: nodeagent uses cgroupfs but containerd at "
                 f"{systemd_containerd.endpoint} uses systemd") in harness.agent_log()
+
+
+def test_seccomp_profile_and_host_aliases_through_cri(agent: AgentHarness) -> None:
+    """RuntimeDefault reaches containerd as CRI's seccomp field (its own default profile: mode 2); no profile is
+    sent as Unconfined, as the kubelet sends it; hostAliases reach the container's /etc/hosts."""
+    agent.write("filtered.yaml", pod("filtered", "grep ^Seccomp: /proc/self/status; tail -n 1 /etc/hosts",
+                                     extra="  restartPolicy: Never\n  securityContext: {seccompProfile: "
+                                           "{type: RuntimeDefault}}\n"
+                                           "  hostAliases: [{ip: 127.0.0.1, hostnames: [kubernetes]}]\n"))
+    agent.write("open.yaml", pod("open", "grep ^Seccomp: /proc/self/status", extra="  restartPolicy: Never\n"))
+    for name in ("filtered", "open"):
+        wait_for(lambda name=name: "terminated" in state(agent, name)["state"], timeout=30, what=f"{name} done")
+    assert agent.cli("logs", "filtered").stdout.split() == ["Seccomp:", "2", "127.0.0.1", "kubernetes"]
+    assert agent.cli("logs", "open").stdout.split() == ["Seccomp:", "0"]
