@@ -35,6 +35,8 @@ class SecurityFields(TypedDict):
     allow_privilege_escalation: bool | None
     seccomp_profile: str
     seccomp_localhost: str | None
+    host_pid: bool
+    host_ipc: bool
 
 
 def security_fields(pod: PodSpec, container: Container, state_dir: str) -> SecurityFields:
@@ -62,6 +64,7 @@ def security_fields(pod: PodSpec, container: Container, state_dir: str) -> Secur
         allow_privilege_escalation=sc.allow_privilege_escalation if sc is not None else None,
         seccomp_profile=seccomp_type,
         seccomp_localhost=os.path.join(state_dir, "seccomp", localhost) if localhost is not None else None,
+        host_pid=pod.host_pid, host_ipc=pod.host_ipc,
     )
 
 

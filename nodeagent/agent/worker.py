@@ -551,7 +551,8 @@ class PodWorker:
             dns=pod_dns_of(spec, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
             privileged=any(c.security_context is not None and c.security_context.privileged
-                           for c in [*(spec.init_containers or []), *(spec.containers or [])]))
+                           for c in [*(spec.init_containers or []), *(spec.containers or [])]),
+            host_pid=spec.host_pid, host_ipc=spec.host_ipc)
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services

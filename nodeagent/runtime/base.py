@@ -57,6 +57,8 @@ class ContainerSpec:
     run_as_non_root: bool = False  # the kubelet's check: refused when the container would run as uid 0
     seccomp_profile: str = "Unconfined"  # securityContext.seccompProfile.type: Unconfined, RuntimeDefault, Localhost
     seccomp_localhost: str | None = None  # Localhost: the profile's absolute path (<state dir>/seccomp/<name>)
+    host_pid: bool = False  # spec.hostPID: the node's PID namespace
+    host_ipc: bool = False  # spec.hostIPC: the node's IPC namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,8 @@ class PodSandboxSpec:
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     privileged: bool = False  # a container of the pod is: the runtime must allow it in the sandbox
+    host_pid: bool = False
+    host_ipc: bool = False
 
 
 @dataclass(frozen=True, slots=True)

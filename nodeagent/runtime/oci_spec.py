@@ -56,6 +56,8 @@ class Security:
     drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
     host_network: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
     extra_mounts: tuple[tuple[str, str, bool], ...] = field(default=())  # (source, destination, read-only)
 
 
@@ -180,8 +182,8 @@ def oci_spec(spec: ContainerSpec, image: ImageDefaults, *, rootfs: str, cgroups_
     """The whole config.json. With hostNetwork the container keeps the node's UTS namespace too (and so its
     host name), as containerd does for a pod on the host's network."""
     caps = capabilities(security)
-    if security.host_network:
-        namespaces = [kind for kind in namespaces if kind != "uts"]
+    shared = {"uts": security.host_network, "pid": security.host_pid, "ipc": security.host_ipc}
+    namespaces = [kind for kind in namespaces if not shared.get(kind)]
     process: dict[str, Any] = {
         "terminal": False, "user": user(spec, image), "args": process_args(spec, image),
         "env": environment(spec, image), "cwd": spec.working_dir or image.working_dir or "/",

@@ -193,7 +193,8 @@ class RuncRuntime:
                                  working_dir=image.working_dir, user=user)
         security = Security(privileged=spec.privileged, read_only_root=spec.read_only_root,
                             add=spec.capabilities_add, drop=spec.capabilities_drop,
-                            allow_privilege_escalation=spec.allow_privilege_escalation, host_network=host_network)
+                            allow_privilege_escalation=spec.allow_privilege_escalation, host_network=host_network,
+                            host_pid=spec.host_pid, host_ipc=spec.host_ipc)
         cgroups_path = systemd_cgroups_path(spec.cgroup.path) if self.systemd_cgroup else spec.cgroup.path
         config = oci_spec(spec, defaults, rootfs=rootfs, cgroups_path=cgroups_path,
                           cgroup_version=self.cgroups.version, security=security, netns=spec.netns,

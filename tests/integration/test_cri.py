@@ -219,3 +219,16 @@ def test_seccomp_profile_and_host_aliases_through_cri(agent: AgentHarness) -> No
         wait_for(lambda name=name: "terminated" in state(agent, name)["state"], timeout=30, what=f"{name} done")
     assert agent.cli("logs", "filtered").stdout.split() == ["Seccomp:", "2", "127.0.0.1", "kubernetes"]
     assert agent.cli("logs", "open").stdout.split() == ["Seccomp:", "0"]
+
+
+def test_host_pid_and_host_ipc_through_cri(agent: AgentHarness) -> None:
+    agent.write("hostns.yaml", pod("hostns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc",
+                                   extra="  restartPolicy: Never\n  hostPID: true\n  hostIPC: true\n"))
+    agent.write("ownns.yaml", pod("ownns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc",
+                                  extra="  restartPolicy: Never\n"))
+    for name in ("hostns", "ownns"):
+        wait_for(lambda name=name: "terminated" in state(agent, name)["state"], timeout=30, what=f"{name} done")
+    node = [os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/ipc")]
+    assert agent.cli("logs", "hostns").stdout.split() == node
+    own = agent.cli("logs", "ownns").stdout.split()
+    assert own[0] != node[0] and own[1] != node[1]

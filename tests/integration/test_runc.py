@@ -518,3 +518,12 @@ def test_host_aliases_in_the_containers_hosts_file(shared: AgentHarness, images:
         {"ip": "127.0.0.1", "hostnames": ["kubernetes"]}]))
     wait_for(lambda: state(shared, "aliases", "c")["state"].get("terminated"), what="aliases done")
     assert shared.cli("logs", "aliases").stdout == "# Entries added by HostAliases.\n127.0.0.1\tkubernetes\n"
+
+
+@pytest.mark.parametrize("host_pid", [True, False])
+def test_host_pid_shares_the_nodes_pid_namespace(shared: AgentHarness, images: Images, host_pid: bool) -> None:
+    name = f"hostpid-{str(host_pid).lower()}"
+    container = {"name": "c", "image": images.busybox.reference, "command": ["sh", "-c", "busybox readlink /proc/self/ns/pid"]}
+    shared.write(f"{name}.yaml", manifest(name, [container], restartPolicy="Never", hostPID=host_pid))
+    wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+    assert (shared.cli("logs", name).stdout.strip() == os.readlink("/proc/self/ns/pid")) is host_pid

@@ -63,7 +63,7 @@ def test_the_container_fields_win_over_the_pods() -> None:
         "run_as_user": 3, "run_as_group": 2, "run_as_non_root": False, "supplemental_groups": (7, 8, 9),
         "privileged": False, "read_only_root": True, "capabilities_add": ("NET_ADMIN",),
         "capabilities_drop": ("ALL",), "allow_privilege_escalation": False,
-        "seccomp_profile": "Unconfined", "seccomp_localhost": None}
+        "seccomp_profile": "Unconfined", "seccomp_localhost": None, "host_pid": False, "host_ipc": False}
 
 
 @pytest.mark.parametrize(("context", "expected"), [

@@ -35,9 +35,11 @@ def pod_labels(uid: str, name: str, namespace: str) -> dict[str, str]:
     return {POD_NAME: name, POD_NAMESPACE: namespace, POD_UID: uid, **OURS}
 
 
-def namespace_options(host_network: bool) -> cri.NamespaceOption:
-    """The pod's network (or the node's), its own IPC namespace, a PID namespace per container."""
-    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD, pid=cri.CONTAINER, ipc=cri.POD)
+def namespace_options(host_network: bool, host_pid: bool = False, host_ipc: bool = False) -> cri.NamespaceOption:
+    """The pod's network, IPC namespace and a PID namespace per container, or the node's (hostNetwork,
+    hostIPC, hostPID), as the kubelet's namespacesForPod."""
+    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD,
+                               pid=cri.NODE if host_pid else cri.CONTAINER, ipc=cri.NODE if host_ipc else cri.POD)
 
 
 def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
@@ -54,7 +56,8 @@ def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
         annotations=dict(pod.annotations),
         linux=cri.LinuxPodSandboxConfig(
             cgroup_parent=pod.cgroup_parent,
-            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod.host_network),
+            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(
+                                                                 pod.host_network, pod.host_pid, pod.host_ipc),
                                                              privileged=pod.privileged)),
     )
 
