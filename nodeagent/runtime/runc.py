@@ -46,6 +46,7 @@ from nodeagent.runtime.base import (
     ImageReady,
     RunningContainer,
 )
+from nodeagent.runtime.devices import host_devices
 from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.image_user import resolve_user
 from nodeagent.runtime.monitored import MonitoredContainer, now
@@ -201,7 +202,10 @@ class RuncRuntime:
                           pod_files=write_pod_files(spec, bundle),
                           oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
         self._restrict_capabilities(config)
-        if not spec.privileged:  # a privileged container runs unconfined, as with containerd
+        if spec.privileged:  # every host device, as containerd gives a privileged container
+            config["linux"]["devices"] = host_devices()
+            config["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+        else:  # a privileged container runs unconfined, as with containerd
             seccomp = oci_seccomp(spec.seccomp_profile, spec.seccomp_localhost,
                                   config["process"]["capabilities"]["bounding"])
             if seccomp is not None:

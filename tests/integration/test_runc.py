@@ -527,3 +527,17 @@ def test_host_pid_shares_the_nodes_pid_namespace(shared: AgentHarness, images: I
     shared.write(f"{name}.yaml", manifest(name, [container], restartPolicy="Never", hostPID=host_pid))
     wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
     assert (shared.cli("logs", name).stdout.strip() == os.readlink("/proc/self/ns/pid")) is host_pid
+
+
+@pytest.mark.parametrize("privileged", [True, False])
+def test_a_privileged_container_gets_the_hosts_devices(shared: AgentHarness, images: Images,
+                                                       privileged: bool) -> None:
+    """As containerd: a privileged container sees the node's device nodes (here /dev/kmsg and the loop
+    devices), an unprivileged one only runc's default set."""
+    name = f"devices-{str(privileged).lower()}"
+    container = {"name": "c", "image": images.busybox.reference, "securityContext": {"privileged": privileged},
+                 "command": ["sh", "-c", "test -c /dev/kmsg && echo kmsg; ls /dev | grep -c '^loop[0-9]' || true"]}
+    shared.write(f"{name}.yaml", manifest(name, [container], restartPolicy="Never"))
+    wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+    loops = str(len([d for d in os.listdir("/dev") if re.fullmatch(r"loop[0-9]+", d)]))
+    assert shared.cli("logs", name).stdout.split() == (["kmsg", loops] if privileged else ["0"])
