@@ -45,6 +45,8 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.volumes[0].downwardAPI: Forbidden: downwardAPI volumes: is not supported by nodeagent"),
     ("  volumes: [{name: d, emptyDir: {medium: HugePages}}]\n" + C,
      "spec.volumes[0].emptyDir.medium: Forbidden: hugetlbfs emptyDirs are not supported by nodeagent yet"),
+    ("  containers: [{name: c, image: x, stdin: true, tty: true}]\n",
+     "spec.containers[0].stdin: Forbidden: attaching to a container is not supported by nodeagent yet"),
     ("  dnsPolicy: None\n" + C, "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"),
     ("  hostAliases: [{ip: kubernetes, hostnames: [a]}]\n" + C, 'spec.hostAliases[0].ip: Invalid value: "kubernetes"'),
 ], ids=lambda v: v[:50] if isinstance(v, str) else v)
