@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypedDict, TypeVar
 
 from nodeagent.api.model import Container, Pod, PodSpec
+from nodeagent.api.sysctls import pod_sysctls
 from nodeagent.errors import RuntimeStartError
 
 T = TypeVar("T")
@@ -37,6 +38,7 @@ class SecurityFields(TypedDict):
     seccomp_localhost: str | None
     host_pid: bool
     host_ipc: bool
+    sysctls: tuple[tuple[str, str], ...]
 
 
 def security_fields(pod: PodSpec, container: Container, state_dir: str) -> SecurityFields:
@@ -64,7 +66,7 @@ def security_fields(pod: PodSpec, container: Container, state_dir: str) -> Secur
         allow_privilege_escalation=sc.allow_privilege_escalation if sc is not None else None,
         seccomp_profile=seccomp_type,
         seccomp_localhost=os.path.join(state_dir, "seccomp", localhost) if localhost is not None else None,
-        host_pid=pod.host_pid, host_ipc=pod.host_ipc,
+        host_pid=pod.host_pid, host_ipc=pod.host_ipc, sysctls=pod_sysctls(pod),
     )
 
 

@@ -36,6 +36,7 @@ from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, se
 from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
+from nodeagent.api.sysctls import pod_sysctls
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.network.dnsfiles import pod_hostname
@@ -552,7 +553,7 @@ class PodWorker:
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
             privileged=any(c.security_context is not None and c.security_context.privileged
                            for c in [*(spec.init_containers or []), *(spec.containers or [])]),
-            host_pid=spec.host_pid, host_ipc=spec.host_ipc)
+            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec))
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services

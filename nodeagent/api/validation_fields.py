@@ -23,6 +23,7 @@ from nodeagent.api.model import (
     SeccompProfile,
     Volume,
 )
+from nodeagent.api.sysctls import validate_sysctls
 from nodeagent.errors import FieldError
 
 NOT_YET = "not supported by nodeagent yet"
@@ -126,8 +127,7 @@ def _validate_pod_security(spec: PodSpec) -> list[FieldError]:
     change = context.se_linux_change_policy
     if change is not None and change not in SELINUX_CHANGE_POLICIES:
         errors.append(unsupported(f"{path}.seLinuxChangePolicy", change, SELINUX_CHANGE_POLICIES))
-    if context.sysctls:
-        errors.append(forbidden(f"{path}.sysctls", NOT_YET))
+    errors += validate_sysctls(spec)
     return errors
 
 

@@ -59,6 +59,7 @@ class ContainerSpec:
     seccomp_localhost: str | None = None  # Localhost: the profile's absolute path (<state dir>/seccomp/<name>)
     host_pid: bool = False  # spec.hostPID: the node's PID namespace
     host_ipc: bool = False  # spec.hostIPC: the node's IPC namespace
+    sysctls: tuple[tuple[str, str], ...] = ()  # spec.securityContext.sysctls (validated: safe, namespaced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ class PodSandboxSpec:
     privileged: bool = False  # a container of the pod is: the runtime must allow it in the sandbox
     host_pid: bool = False
     host_ipc: bool = False
+    sysctls: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,6 +202,8 @@ class RuncRuntime:
                           pod_files=write_pod_files(spec, bundle),
                           oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
         self._restrict_capabilities(config)
+        if spec.sysctls:  # in the pod's network namespace, or the container's IPC one
+            config["linux"]["sysctl"] = dict(spec.sysctls)
         if spec.privileged:  # every host device, as containerd gives a privileged container
             config["linux"]["devices"] = host_devices()
             config["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]

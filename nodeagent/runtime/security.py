@@ -38,9 +38,14 @@ def verify_run_as_non_root(spec: ContainerSpec, image_user: str) -> None:
                                               f"cannot verify user is non-root {where}")
 
 
-def refuse_seccomp(spec: ContainerSpec) -> None:
-    """The process runtime runs host processes through setpriv, which applies no seccomp filter: a profile
-    other than Unconfined is refused rather than run without its filter."""
+def refuse_unsupported(spec: ContainerSpec) -> None:
+    """What the process runtime cannot give a host process, refused rather than run without it: sysctls
+    (no namespaces of its own to set them in) and a seccomp profile other than Unconfined (setpriv applies
+    no filter)."""
+    if spec.sysctls:
+        raise RuntimeStartError(CONFIG_ERROR, "spec.securityContext.sysctls: the process runtime cannot set them "
+                                              "(its containers are host processes without namespaces of their "
+                                              "own for them); use the runc or cri runtime")
     if spec.seccomp_profile != "Unconfined":
         raise RuntimeStartError(CONFIG_ERROR, f"securityContext.seccompProfile: {spec.seccomp_profile} cannot be "
                                               "applied by the process runtime (host processes get no seccomp "

@@ -232,3 +232,11 @@ def test_host_pid_and_host_ipc_through_cri(agent: AgentHarness) -> None:
     assert agent.cli("logs", "hostns").stdout.split() == node
     own = agent.cli("logs", "ownns").stdout.split()
     assert own[0] != node[0] and own[1] != node[1]
+
+
+def test_safe_sysctls_through_cri(agent: AgentHarness) -> None:
+    agent.write("sysctls.yaml", pod("sysctls", "cat /proc/sys/net/ipv4/ip_local_port_range",
+                                    extra="  restartPolicy: Never\n  securityContext: {sysctls: "
+                                          "[{name: net.ipv4.ip_local_port_range, value: 40000 41000}]}\n"))
+    wait_for(lambda: "terminated" in state(agent, "sysctls")["state"], timeout=30, what="sysctls done")
+    assert agent.cli("logs", "sysctls").stdout.split() == ["40000", "41000"]

@@ -68,3 +68,16 @@ spec:
              == "CreateContainerConfigError", what="CreateContainerConfigError")
     message = agent.container_status("filtered", "c")["state"]["waiting"]["message"]
     assert message.startswith("securityContext.seccompProfile: RuntimeDefault cannot be applied by the process runtime")
+
+
+def test_an_unsafe_sysctl_is_refused_with_the_kubelets_words(agent: AgentHarness) -> None:
+    agent.write("unsafe.yaml", """
+kind: Pod
+metadata: {name: unsafe}
+spec:
+  securityContext: {sysctls: [{name: kernel.msgmax, value: '65536'}]}
+  containers: [{name: c, image: x, command: [sleep, '60']}]
+""")
+    expected = ('spec.securityContext.sysctls[0]: Forbidden: SysctlForbidden: forbidden sysctl: "kernel.msgmax" not '
+                "allowlisted")
+    wait_for(lambda: any(expected in event["message"] for event in agent.events()), what="the refusal")

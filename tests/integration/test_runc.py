@@ -541,3 +541,19 @@ def test_a_privileged_container_gets_the_hosts_devices(shared: AgentHarness, ima
     wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
     loops = str(len([d for d in os.listdir("/dev") if re.fullmatch(r"loop[0-9]+", d)]))
     assert shared.cli("logs", name).stdout.split() == (["kmsg", loops] if privileged else ["0"])
+
+
+def test_safe_sysctls_in_the_pods_namespaces(shared: AgentHarness, images: Images) -> None:
+    """net.* in the pod's network namespace, kernel.shm_rmid_forced in the container's IPC one; the node's
+    values are untouched."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        node_range = handle.read().split()
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/kernel/shm_rmid_forced"]}
+    shared.write("sysctls.yaml", manifest("sysctls", [container], restartPolicy="Never", securityContext={"sysctls": [
+        {"name": "net.ipv4.ip_local_port_range", "value": "40000 41000"},
+        {"name": "kernel/shm_rmid_forced", "value": "1"}]}))
+    wait_for(lambda: state(shared, "sysctls", "c")["state"].get("terminated"), what="sysctls done")
+    assert shared.cli("logs", "sysctls").stdout.split() == ["40000", "41000", "1"]
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        assert handle.read().split() == node_range

@@ -19,7 +19,13 @@ C = "  containers: [{name: c, image: x}]\n"
     ("  readinessGates: [{conditionType: x}]\n" + C, "spec.readinessGates: Forbidden"),
     ("  os: {name: windows}\n" + C, "spec.os.name: Forbidden"),
     ("  securityContext: {sysctls: [{name: net.core.somaxconn, value: '1024'}]}\n" + C,
-     "spec.securityContext.sysctls: Forbidden: not supported by nodeagent yet"),
+     'spec.securityContext.sysctls[0]: Forbidden: SysctlForbidden: forbidden sysctl: "net.core.somaxconn" not '
+     'allowlisted'),
+    ("  hostNetwork: true\n  securityContext: {sysctls: [{name: net.ipv4.tcp_syncookies, value: '1'}]}\n" + C,
+     'spec.securityContext.sysctls[0]: Forbidden: SysctlForbidden: sysctl "net.ipv4.tcp_syncookies" not allowed '
+     'with host net enabled'),
+    ("  securityContext: {sysctls: [{name: 'Kernel.X', value: '1'}]}\n" + C,
+     'spec.securityContext.sysctls[0].name: Invalid value: "Kernel.X"'),
     ("  securityContext: {supplementalGroupsPolicy: Strict}\n" + C,
      "spec.securityContext.supplementalGroupsPolicy: Forbidden: Strict is not supported by nodeagent yet"),
     ("  securityContext: {seccompProfile: {type: Magic}}\n" + C,
@@ -72,6 +78,7 @@ def test_every_newer_field_is_known() -> None:
     appArmorProfile: {type: Unconfined}
     seLinuxChangePolicy: Recursive
     supplementalGroupsPolicy: Merge
+    sysctls: [{name: net/ipv4/ip_local_port_range, value: 1024 65000}, {name: kernel.shm_rmid_forced, value: '1'}]
   containers:
   - name: c
     image: x

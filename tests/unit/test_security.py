@@ -13,7 +13,7 @@ from nodeagent.plan.pod import CgroupPlan
 from nodeagent.plan.resource_config import ResourceConfig
 from nodeagent.runtime.base import ContainerSpec
 from nodeagent.runtime.oci_spec import ALL_CAPABILITIES
-from nodeagent.runtime.security import refuse_seccomp, setpriv_argv, verify_run_as_non_root
+from nodeagent.runtime.security import refuse_unsupported, setpriv_argv, verify_run_as_non_root
 from tests.unit.test_validation import pod, problems, warnings
 
 SPEC = ContainerSpec(
@@ -63,7 +63,8 @@ def test_the_container_fields_win_over_the_pods() -> None:
         "run_as_user": 3, "run_as_group": 2, "run_as_non_root": False, "supplemental_groups": (7, 8, 9),
         "privileged": False, "read_only_root": True, "capabilities_add": ("NET_ADMIN",),
         "capabilities_drop": ("ALL",), "allow_privilege_escalation": False,
-        "seccomp_profile": "Unconfined", "seccomp_localhost": None, "host_pid": False, "host_ipc": False}
+        "seccomp_profile": "Unconfined", "seccomp_localhost": None, "host_pid": False, "host_ipc": False,
+        "sysctls": ()}
 
 
 @pytest.mark.parametrize(("context", "expected"), [
@@ -198,8 +199,8 @@ def test_seccomp_profile_the_containers_over_the_pods() -> None:
 
 
 def test_the_process_runtime_refuses_a_seccomp_filter() -> None:
-    refuse_seccomp(SPEC)
+    refuse_unsupported(SPEC)
     with pytest.raises(RuntimeStartError) as caught:
-        refuse_seccomp(replace(SPEC, seccomp_profile="RuntimeDefault"))
+        refuse_unsupported(replace(SPEC, seccomp_profile="RuntimeDefault"))
     assert caught.value.message.startswith("securityContext.seccompProfile: RuntimeDefault cannot be applied by the "
                                            "process runtime")

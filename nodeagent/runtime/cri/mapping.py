@@ -55,7 +55,7 @@ def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
         labels={**pod.labels, **pod_labels(pod.uid, pod.name, pod.namespace)},
         annotations=dict(pod.annotations),
         linux=cri.LinuxPodSandboxConfig(
-            cgroup_parent=pod.cgroup_parent,
+            cgroup_parent=pod.cgroup_parent, sysctls=dict(pod.sysctls),
             security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(
                                                                  pod.host_network, pod.host_pid, pod.host_ipc),
                                                              privileged=pod.privileged)),
