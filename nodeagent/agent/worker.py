@@ -276,7 +276,7 @@ class PodWorker:
                 if self.services.sandboxes is not None:
                     self.sandbox = await self.services.sandboxes.run_pod_sandbox(self._sandbox_spec())
                     self._changed()
-                self.volumes = await volumes.set_up(self.services.state_dir, self.pod)
+                self.volumes = await volumes.set_up(self.services.state_dir, self.pod, self.services.node)
             except (NodeAgentError, OSError) as exc:
                 reason = "FailedMount" if isinstance(exc, volumes.VolumeError) else "FailedCreatePodSandBox"
                 self.services.events.record(self.object_ref(), WARNING, reason, str(exc))

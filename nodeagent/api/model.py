@@ -335,14 +335,25 @@ class HostPathVolumeSource(K8sModel):
     type: str = ""
 
 
+class DownwardAPIVolumeFile(K8sModel):
+    path: str | None = None
+    field_ref: ObjectFieldSelector | None = None
+    resource_field_ref: ResourceFieldSelector | None = None
+    mode: int | None = None
+
+
+class DownwardAPIVolumeSource(K8sModel):
+    items: list[DownwardAPIVolumeFile] | None = None
+    default_mode: int = 0o644
+
+
 # Volume sources nodeagent does not mount, by JSON name: {name: why it is refused}.
 UNSUPPORTED_VOLUME_SOURCES = {
     **dict.fromkeys(("persistentVolumeClaim", "configMap", "secret", "ephemeral"), "needs an API server"),
     **dict.fromkeys(
         ("gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "nfs", "iscsi", "glusterfs", "rbd", "flexVolume",
          "cinder", "cephfs", "flocker", "fc", "azureFile", "vsphereVolume", "quobyte", "azureDisk",
-         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi", "image", "downwardAPI",
-         "projected"),
+         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi", "image", "projected"),
         "is not supported by nodeagent"),
 }
 
@@ -368,7 +379,7 @@ class Volume(K8sModel):
     cinder: Any = None
     cephfs: Any = None
     flocker: Any = None
-    downward_api: Any = Field(default=None, alias="downwardAPI")
+    downward_api: DownwardAPIVolumeSource | None = Field(default=None, alias="downwardAPI")
     fc: Any = None
     azure_file: Any = None
     vsphere_volume: Any = None
@@ -385,7 +396,7 @@ class Volume(K8sModel):
     @classmethod
     def _default_to_empty_dir(cls, data: Any) -> Any:
         """API defaulting (SetDefaults_Volume): a volume with no source is an emptyDir."""
-        sources = ("emptyDir", "hostPath", *UNSUPPORTED_VOLUME_SOURCES)
+        sources = ("emptyDir", "hostPath", "downwardAPI", *UNSUPPORTED_VOLUME_SOURCES)
         if isinstance(data, dict) and not any(data.get(source) is not None for source in sources):
             data = {**data, "emptyDir": {}}
         return data

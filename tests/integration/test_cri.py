@@ -240,3 +240,12 @@ def test_safe_sysctls_through_cri(agent: AgentHarness) -> None:
                                           "[{name: net.ipv4.ip_local_port_range, value: 40000 41000}]}\n"))
     wait_for(lambda: "terminated" in state(agent, "sysctls")["state"], timeout=30, what="sysctls done")
     assert agent.cli("logs", "sysctls").stdout.split() == ["40000", "41000"]
+
+
+def test_a_downward_api_volume_through_cri(agent: AgentHarness) -> None:
+    agent.write("downward.yaml", pod("downward", "cat /info/name", extra="""\
+  restartPolicy: Never
+  volumes: [{name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}]
+""", container="    volumeMounts: [{name: info, mountPath: /info}]\n"))
+    wait_for(lambda: "terminated" in state(agent, "downward")["state"], timeout=30, what="downward done")
+    assert agent.cli("logs", "downward").stdout == f"downward-{NODE}"

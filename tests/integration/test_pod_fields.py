@@ -81,3 +81,28 @@ spec:
     expected = ('spec.securityContext.sysctls[0]: Forbidden: SysctlForbidden: forbidden sysctl: "kernel.msgmax" not '
                 "allowlisted")
     wait_for(lambda: any(expected in event["message"] for event in agent.events()), what="the refusal")
+
+
+DOWNWARD = """  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: sub/name, fieldRef: {fieldPath: metadata.name}}
+"""
+
+
+def test_a_downward_api_volume(agent: AgentHarness) -> None:
+    agent.write("downward.yaml", f"""
+kind: Pod
+metadata: {{name: downward, labels: {{app: web, tier: front}}}}
+spec:
+  restartPolicy: Never
+{DOWNWARD}  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "cat /info/labels; echo; cat /info/sub/name; echo; touch /info/x 2>/dev/null || echo read-only"]
+    volumeMounts: [{{name: info, mountPath: /info}}]
+""")
+    wait_for(lambda: "terminated" in agent.container_status("downward", "c")["state"], what="downward done")
+    assert agent.cli("logs", "downward").stdout == f'app="web"\ntier="front"\ndownward-{NODE}\nread-only\n'

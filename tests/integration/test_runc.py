@@ -557,3 +557,13 @@ def test_safe_sysctls_in_the_pods_namespaces(shared: AgentHarness, images: Image
     assert shared.cli("logs", "sysctls").stdout.split() == ["40000", "41000", "1"]
     with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
         assert handle.read().split() == node_range
+
+
+def test_a_downward_api_volume_in_an_image_container(shared: AgentHarness, images: Images) -> None:
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "cat /info/name; echo; touch /info/x 2>/dev/null || echo read-only"],
+                 "volumeMounts": [{"name": "info", "mountPath": "/info"}]}
+    shared.write("downward.yaml", manifest("downward", [container], restartPolicy="Never", volumes=[
+        {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]))
+    wait_for(lambda: state(shared, "downward", "c")["state"].get("terminated"), what="downward done")
+    assert shared.cli("logs", "downward").stdout == f"downward-{NODE}\nread-only\n"
