@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from nodeagent.agent import subpath
 from nodeagent.agent.downward import downward_files
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container, Volume
+from nodeagent.api.model import Container, DownwardAPIVolumeSource, Volume, downward_source
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.plan.settings import NodeInfo
 from nodeagent.runtime.base import Mount
@@ -80,22 +80,23 @@ async def set_up(state_dir: str, pod: StaticPod, node: NodeInfo) -> PodVolumes:
     directory = pod_dir(state_dir, pod.uid)
     paths: dict[str, str] = {}
     for volume in pod.pod.spec.volumes or []:
-        if volume.downward_api is not None:
-            paths[volume.name or ""] = await asyncio.to_thread(_write_downward_api, directory, volume, pod, node)
+        source = downward_source(volume)
+        if source is not None:
+            paths[volume.name or ""] = await asyncio.to_thread(_write_downward_api, directory, volume.name or "",
+                                                               source, pod, node)
         else:
             paths[volume.name or ""] = await _set_up_one(directory, volume, _fs_group(pod))
-    read_only = frozenset(v.name or "" for v in pod.pod.spec.volumes or [] if v.downward_api is not None)
+    read_only = frozenset(v.name or "" for v in pod.pod.spec.volumes or [] if downward_source(v) is not None)
     return PodVolumes(directory, paths, read_only)
 
 
-def _write_downward_api(directory: str, volume: Volume, pod: StaticPod, node: NodeInfo) -> str:
+def _write_downward_api(directory: str, name: str, source: DownwardAPIVolumeSource, pod: StaticPod,
+                        node: NodeInfo) -> str:
     """<pod dir>/volumes/kubernetes.io~downward-api/<name>/<item path> for each item (blocking: in a thread).
     Item paths are relative without '..' (validation), so every file stays in the volume."""
-    assert volume.downward_api is not None
-    name = volume.name or ""
     path = os.path.join(directory, "volumes", DOWNWARD_API, name)
     try:
-        files = downward_files(volume.downward_api, pod, node)
+        files = downward_files(source, pod, node)
     except ValueError as exc:
         raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {exc}') from None
     os.makedirs(path, mode=0o755, exist_ok=True)

@@ -347,13 +347,32 @@ class DownwardAPIVolumeSource(K8sModel):
     default_mode: int = 0o644
 
 
+class DownwardAPIProjection(K8sModel):
+    items: list[DownwardAPIVolumeFile] | None = None
+
+
+class VolumeProjection(K8sModel):
+    downward_api: DownwardAPIProjection | None = Field(default=None, alias="downwardAPI")
+    # Need an API server: refused.
+    config_map: Any = None
+    secret: Any = None
+    service_account_token: Any = None
+    cluster_trust_bundle: Any = None
+    pod_certificate: Any = None
+
+
+class ProjectedVolumeSource(K8sModel):
+    sources: list[VolumeProjection] | None = None
+    default_mode: int = 0o644
+
+
 # Volume sources nodeagent does not mount, by JSON name: {name: why it is refused}.
 UNSUPPORTED_VOLUME_SOURCES = {
     **dict.fromkeys(("persistentVolumeClaim", "configMap", "secret", "ephemeral"), "needs an API server"),
     **dict.fromkeys(
         ("gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "nfs", "iscsi", "glusterfs", "rbd", "flexVolume",
          "cinder", "cephfs", "flocker", "fc", "azureFile", "vsphereVolume", "quobyte", "azureDisk",
-         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi", "image", "projected"),
+         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi", "image"),
         "is not supported by nodeagent"),
 }
 
@@ -366,7 +385,7 @@ class Volume(K8sModel):
     persistent_volume_claim: Any = None
     config_map: Any = None
     secret: Any = None
-    projected: Any = None
+    projected: ProjectedVolumeSource | None = None
     ephemeral: Any = None
     gce_persistent_disk: Any = None
     aws_elastic_block_store: Any = None
@@ -396,10 +415,21 @@ class Volume(K8sModel):
     @classmethod
     def _default_to_empty_dir(cls, data: Any) -> Any:
         """API defaulting (SetDefaults_Volume): a volume with no source is an emptyDir."""
-        sources = ("emptyDir", "hostPath", "downwardAPI", *UNSUPPORTED_VOLUME_SOURCES)
+        sources = ("emptyDir", "hostPath", "downwardAPI", "projected", *UNSUPPORTED_VOLUME_SOURCES)
         if isinstance(data, dict) and not any(data.get(source) is not None for source in sources):
             data = {**data, "emptyDir": {}}
         return data
+
+
+def downward_source(volume: Volume) -> DownwardAPIVolumeSource | None:
+    """The files a downwardAPI volume, or a projected one (downwardAPI sources only), holds; None otherwise."""
+    if volume.downward_api is not None:
+        return volume.downward_api
+    if volume.projected is None:
+        return None
+    items = [item for source in volume.projected.sources or [] if source.downward_api is not None
+             for item in source.downward_api.items or []]
+    return DownwardAPIVolumeSource.model_construct(items=items, default_mode=volume.projected.default_mode)
 
 
 class HostAlias(K8sModel):

@@ -12,7 +12,7 @@ from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
 from nodeagent.api.model import UNSUPPORTED_VOLUME_SOURCES, ObjectMeta, Pod, PodSpec, Volume
 from nodeagent.api.validation_container import validate_containers, validate_ids
-from nodeagent.api.validation_downward import validate_downward_api
+from nodeagent.api.validation_downward import validate_downward_api, validate_projected
 from nodeagent.api.validation_fields import validate_refused
 from nodeagent.api.validation_resources import validate_pod_resources
 from nodeagent.errors import FieldError
@@ -117,13 +117,15 @@ def _validate_volume_source(volume: Volume, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
     if any(volume.model_dump(by_alias=True).get(field) is not None for field in UNSUPPORTED_VOLUME_SOURCES):
         return []  # refused, by validate_refused
-    sources = [s for s in (volume.empty_dir, volume.host_path, volume.downward_api) if s is not None]
+    sources = [s for s in (volume.empty_dir, volume.host_path, volume.downward_api, volume.projected) if s is not None]
     if not sources:
-        return [required(path, "must specify a volume type (emptyDir, hostPath or downwardAPI)")]
+        return [required(path, "must specify a volume type (emptyDir, hostPath, downwardAPI or projected)")]
     if len(sources) > 1:
         return [forbidden(f"{path}.hostPath", "may not specify more than 1 volume type")]
     if volume.downward_api is not None:
         errors += validate_downward_api(volume.downward_api, f"{path}.downwardAPI")
+    if volume.projected is not None:
+        errors += validate_projected(volume.projected, f"{path}.projected")
     if volume.empty_dir is not None:
         if volume.empty_dir.medium not in EMPTY_DIR_MEDIA:
             errors.append(unsupported(f"{path}.emptyDir.medium", volume.empty_dir.medium, EMPTY_DIR_MEDIA))

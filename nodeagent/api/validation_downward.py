@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from nodeagent.api import names
-from nodeagent.api.fielderrors import duplicate, invalid, required, unsupported
-from nodeagent.api.model import DownwardAPIVolumeSource
+from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
+from nodeagent.api.model import DownwardAPIVolumeSource, ProjectedVolumeSource
 from nodeagent.api.validation_container import RESOURCE_REF_NAMES
 from nodeagent.errors import FieldError
 
@@ -34,6 +34,32 @@ def validate_downward_api(source: DownwardAPIVolumeSource, path: str) -> list[Fi
                 errors.append(required(f"{where}.resourceFieldRef.containerName"))
             if ref.resource not in RESOURCE_REF_NAMES:
                 errors.append(unsupported(f"{where}.resourceFieldRef.resource", ref.resource, RESOURCE_REF_NAMES))
+    return errors
+
+
+def validate_projected(source: ProjectedVolumeSource, path: str) -> list[FieldError]:
+    """Only downwardAPI sources can be projected here: the others need an API server (configMap, secret,
+    serviceAccountToken, clusterTrustBundle, podCertificate). Paths must not collide across sources."""
+    errors = _mode(source.default_mode, f"{path}.defaultMode")
+    seen: set[str] = set()
+    for index, projection in enumerate(source.sources or []):
+        where = f"{path}.sources[{index}]"
+        for field, value in (("configMap", projection.config_map), ("secret", projection.secret),
+                             ("serviceAccountToken", projection.service_account_token),
+                             ("clusterTrustBundle", projection.cluster_trust_bundle),
+                             ("podCertificate", projection.pod_certificate)):
+            if value is not None:
+                errors.append(forbidden(f"{where}.{field}", f"a static pod may not project {field} "
+                                                            "(static pods run without an API server)"))
+        if projection.downward_api is not None:
+            items = DownwardAPIVolumeSource.model_construct(items=projection.downward_api.items,
+                                                           default_mode=source.default_mode)
+            errors += validate_downward_api(items, f"{where}.downwardAPI")
+            for number, item in enumerate(projection.downward_api.items or []):
+                if item.path in seen:
+                    errors.append(invalid(f"{where}.downwardAPI.items[{number}].path", item.path,
+                                          "conflicting duplicate paths"))
+                seen.add(item.path or "")
     return errors
 
 

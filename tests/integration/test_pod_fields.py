@@ -106,3 +106,26 @@ spec:
 """)
     wait_for(lambda: "terminated" in agent.container_status("downward", "c")["state"], what="downward done")
     assert agent.cli("logs", "downward").stdout == f'app="web"\ntier="front"\ndownward-{NODE}\nread-only\n'
+
+
+def test_a_projected_volume_of_downward_api_sources(agent: AgentHarness) -> None:
+    agent.write("projected.yaml", """
+kind: Pod
+metadata: {name: projected, labels: {app: web}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: info
+    projected:
+      defaultMode: 0400
+      sources:
+      - downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "cat /info/labels; echo; cat /info/ns; echo; stat -c %a /info/ns"]
+    volumeMounts: [{name: info, mountPath: /info}]
+""")
+    wait_for(lambda: "terminated" in agent.container_status("projected", "c")["state"], what="projected done")
+    assert agent.cli("logs", "projected").stdout == 'app="web"\ndefault\n400\n'

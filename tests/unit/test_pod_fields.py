@@ -47,8 +47,12 @@ C = "  containers: [{name: c, image: x}]\n"
     ("  volumes: [{name: d, hostPath: {path: /d}}]\n"
      "  containers: [{name: c, image: x, volumeMounts: [{name: d, mountPath: /d, mountPropagation: Bidirectional}]}]\n",
      "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional is not supported"),
-    ("  volumes: [{name: d, projected: {sources: []}}]\n" + C,
-     "spec.volumes[0].projected: Forbidden: projected volumes: is not supported by nodeagent"),
+    ("  volumes: [{name: d, projected: {sources: [{serviceAccountToken: {path: token}}]}}]\n" + C,
+     "spec.volumes[0].projected.sources[0].serviceAccountToken: Forbidden: a static pod may not project "
+     "serviceAccountToken"),
+    ("  volumes: [{name: d, projected: {sources: [{downwardAPI: {items: [{path: a, fieldRef: {fieldPath: "
+     "metadata.name}}]}}, {downwardAPI: {items: [{path: a, fieldRef: {fieldPath: metadata.uid}}]}}]}}]\n" + C,
+     'spec.volumes[0].projected.sources[1].downwardAPI.items[0].path: Invalid value: "a": conflicting duplicate'),
     ("  volumes: [{name: d, downwardAPI: {items: [{path: ../x, fieldRef: {fieldPath: metadata.name}}]}}]\n" + C,
      "spec.volumes[0].downwardAPI.items[0].path: Invalid value: \"../x\": must not contain '..'"),
     ("  volumes: [{name: d, downwardAPI: {items: [{path: ip, fieldRef: {fieldPath: status.podIP}}]}}]\n" + C,
