@@ -567,3 +567,55 @@ def test_a_downward_api_volume_in_an_image_container(shared: AgentHarness, image
         {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]))
     wait_for(lambda: state(shared, "downward", "c")["state"].get("terminated"), what="downward done")
     assert shared.cli("logs", "downward").stdout == f"downward-{NODE}\nread-only\n"
+
+
+def test_a_kubeadm_style_etcd_static_pod(shared: AgentHarness, images: Images, registry: Registry,  # noqa: F811
+                                         tmp_path: Path) -> None:
+    """Issue 16, item 4: kubeadm's etcd manifest (tests/fixtures/real/kubeadm-etcd.yaml), its addresses on the
+    node's loopback and its probes as kubeadm writes them for etcd 3.4 (Debian's), on an image built from
+    Debian's etcd-server binary: hostNetwork, hostPath volumes, seccomp RuntimeDefault; it becomes Ready and
+    `etcdctl endpoint health` answers."""
+    busybox, etcd = busybox_layer(), host_binary_layer("/usr/bin/etcd")
+    image = push_image(registry, "runc/etcd", "3.4", [busybox, etcd],
+                       config=image_config([busybox, etcd], env=["PATH=/usr/bin:/bin"], cmd=None))
+    assert shared.node is not None
+    client, peer, metrics = 23790, 23800, 23810  # the node namespace is the test's own: nothing else listens
+    document = yaml.safe_load((Path(__file__).parent.parent / "fixtures" / "real" / "kubeadm-etcd.yaml").read_text())
+    (container,) = document["spec"]["containers"]
+    container["image"] = image.reference
+    container["command"] = [
+        "etcd", "--name=node", "--data-dir=/var/lib/etcd", f"--listen-client-urls=http://127.0.0.1:{client}",
+        f"--advertise-client-urls=http://127.0.0.1:{client}", f"--listen-peer-urls=http://127.0.0.1:{peer}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}", f"--initial-cluster=node=http://127.0.0.1:{peer}",
+        f"--listen-metrics-urls=http://127.0.0.1:{metrics}", "--snapshot-count=10000"]
+    container["ports"] = [{"containerPort": metrics, "name": "probe-port", "protocol": "TCP"}]
+    for probe in ("livenessProbe", "startupProbe"):  # kubeadm's probe for etcd < 3.5.11
+        container[probe]["httpGet"]["path"] = "/health?exclude=NOSPACE&serializable=true"
+    container["readinessProbe"]["httpGet"]["path"] = "/health?exclude=NOSPACE&serializable=true"
+    for probe in ("livenessProbe", "startupProbe"):
+        container[probe]["initialDelaySeconds"] = 1
+        container[probe]["periodSeconds"] = 1
+    document["metadata"]["namespace"] = "default"
+    document["spec"]["volumes"] = [
+        {"name": "etcd-data", "hostPath": {"path": str(tmp_path / "etcd"), "type": "DirectoryOrCreate"}},
+        {"name": "etcd-certs", "hostPath": {"path": str(tmp_path / "pki"), "type": "DirectoryOrCreate"}}]
+    shared.write("etcd.yaml", yaml.safe_dump(document))
+    wait_for(lambda: state(shared, "etcd", "etcd")["ready"], timeout=60, what="etcd Ready")
+    conditions = {c["type"]: c["status"] for c in shared.pod("etcd")["status"]["conditions"]}
+    assert conditions["Ready"] == "True"
+    health = in_netns(shared.node.path, "etcdctl", f"--endpoints=http://127.0.0.1:{client}", "endpoint", "health",
+                      check=False)
+    assert "is healthy" in health.stdout + health.stderr, health
+    assert (tmp_path / "etcd" / "member").is_dir()  # the hostPath volume holds its data
+    with open(f"/proc/{shared_etcd_pid(shared)}/status") as handle:
+        assert "Seccomp:\t2\n" in handle.read()
+
+
+def shared_etcd_pid(agent: AgentHarness) -> int:
+    listed = subprocess.run(["runc", "--root", str(agent.state / "runc"), "list", "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    for container in json.loads(listed.stdout or "[]"):
+        with open(f"/proc/{container['pid']}/cmdline", "rb") as handle:
+            if handle.read().startswith(b"etcd\0"):
+                return int(container["pid"])
+    raise AssertionError("no etcd container is running")
