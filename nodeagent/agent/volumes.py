@@ -50,7 +50,8 @@ class PodVolumes:
             source = self.paths[name]
             if mount.sub_path:
                 source = subpath.target_path(self.pod_dir, name, container.name or "", index)
-            found.append(Mount(source, mount.mount_path or "", mount.read_only or name in self.read_only))
+            found.append(Mount(source, mount.mount_path or "", mount.read_only or name in self.read_only,
+                               mount.mount_propagation or "None"))
         return tuple(found)
 
     async def prepare_subpaths(self, container: Container) -> None:

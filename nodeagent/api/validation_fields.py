@@ -179,13 +179,15 @@ def _refused_container(container: Container, path: str) -> list[FieldError]:
     if container.termination_message_path != DEFAULT_TERMINATION_MESSAGE_PATH:
         errors.append(forbidden(f"{path}.terminationMessagePath", f"a path other than "
                                                                   f"{DEFAULT_TERMINATION_MESSAGE_PATH} is {NOT_YET}"))
+    privileged = bool(container.security_context and container.security_context.privileged)
     for index, mount in enumerate(container.volume_mounts or []):
         propagation = mount.mount_propagation
         where = f"{path}.volumeMounts[{index}].mountPropagation"
         if propagation is not None and propagation not in MOUNT_PROPAGATIONS:
             errors.append(unsupported(where, propagation, MOUNT_PROPAGATIONS))
-        elif propagation not in (None, "None"):
-            errors.append(forbidden(where, f"{propagation} is {NOT_YET}"))
+        elif propagation == "Bidirectional" and not privileged:
+            errors.append(forbidden(where, "Bidirectional mount propagation is available only to privileged "
+                                           "containers"))
     context = container.security_context
     if context is not None:
         where = f"{path}.securityContext"

@@ -20,6 +20,7 @@ class Mount:
     host_path: str
     container_path: str
     read_only: bool = False
+    propagation: str = "None"  # volumeMounts[].mountPropagation: None, HostToContainer, Bidirectional
 
 
 @dataclass(frozen=True, slots=True)

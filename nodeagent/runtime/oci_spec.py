@@ -34,6 +34,8 @@ ALL_CAPABILITIES = (
 # runc's defaults (`runc spec`)
 MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi")
+# volumeMounts[].mountPropagation as bind mount options, as containerd sets them
+PROPAGATION = {"None": "rprivate", "HostToContainer": "rslave", "Bidirectional": "rshared"}
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
@@ -126,7 +128,7 @@ def mounts(spec: ContainerSpec, security: Security, pod_files: Mapping[str, str]
     for destination, source in pod_files.items():
         found.append({"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rw"]})
     for mount in spec.mounts:
-        options = ["rbind", "ro" if mount.read_only else "rw"]
+        options = ["rbind", "ro" if mount.read_only else "rw", PROPAGATION[mount.propagation]]
         found.append({"destination": mount.container_path, "type": "bind", "source": mount.host_path,
                       "options": options})
     for source, destination, read_only in security.extra_mounts:
@@ -201,6 +203,9 @@ def oci_spec(spec: ContainerSpec, image: ImageDefaults, *, rootfs: str, cgroups_
     }
     if not security.privileged:
         linux.update(maskedPaths=list(MASKED_PATHS), readonlyPaths=list(READONLY_PATHS))
+    kinds = {mount.propagation for mount in spec.mounts}
+    if kinds - {"None"}:  # mounts can only propagate into (or out of) the container through a slave/shared root
+        linux["rootfsPropagation"] = "rshared" if "Bidirectional" in kinds else "rslave"
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION, "process": process,
         "root": {"path": rootfs, "readonly": security.read_only_root},

@@ -39,9 +39,15 @@ def verify_run_as_non_root(spec: ContainerSpec, image_user: str) -> None:
 
 
 def refuse_unsupported(spec: ContainerSpec) -> None:
-    """What the process runtime cannot give a host process, refused rather than run without it: sysctls
+    """What the process runtime cannot give a host process, refused rather than run without it: mount
+    propagation (each container's mounts are private), sysctls
     (no namespaces of its own to set them in) and a seccomp profile other than Unconfined (setpriv applies
     no filter)."""
+    shared = next((m for m in spec.mounts if m.propagation != "None"), None)
+    if shared is not None:
+        raise RuntimeStartError(CONFIG_ERROR, f"volumeMounts[].mountPropagation: {shared.propagation} (at "
+                                              f"{shared.container_path}) cannot be given by the process runtime "
+                                              "(its mounts are private to each container); use runc or cri")
     if spec.sysctls:
         raise RuntimeStartError(CONFIG_ERROR, "spec.securityContext.sysctls: the process runtime cannot set them "
                                               "(its containers are host processes without namespaces of their "

@@ -619,3 +619,30 @@ def shared_etcd_pid(agent: AgentHarness) -> int:
             if handle.read().startswith(b"etcd\0"):
                 return int(container["pid"])
     raise AssertionError("no etcd container is running")
+
+
+def test_host_to_container_mount_propagation(shared: AgentHarness, images: Images, tmp_path: Path) -> None:
+    """A mount made on the node under a hostPath after the container started reaches a HostToContainer
+    volumeMount (rslave), not a default one (rprivate)."""
+    source = tmp_path / "shared"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(source), str(source)], check=True)  # the test's own mount
+    try:
+        subprocess.run(["mount", "--make-shared", str(source)], check=True)
+        script = "for i in $(seq 100); do test -f /host/sub/flag && { echo seen; exit 0; }; sleep 0.2; done; echo unseen"
+        slave = {"name": "c", "image": images.busybox.reference, "command": ["sh", "-c", script],
+                 "volumeMounts": [{"name": "host", "mountPath": "/host", "mountPropagation": "HostToContainer"}]}
+        private = {**slave, "name": "d", "volumeMounts": [{"name": "host", "mountPath": "/host"}]}
+        shared.write("propagation.yaml", manifest("propagation", [slave, private], restartPolicy="Never",
+                                                  volumes=[{"name": "host", "hostPath": {"path": str(source)}}]))
+        wait_for(lambda: all("running" in state(shared, "propagation", name)["state"] for name in ("c", "d")),
+                 timeout=30, what="both running")
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(source / "sub")], check=True)
+        (source / "sub" / "flag").write_text("x")
+        wait_for(lambda: all(state(shared, "propagation", name)["state"].get("terminated") for name in ("c", "d")),
+                 timeout=40, what="both done")
+        assert shared.cli("logs", "propagation", "-c", "c").stdout == "seen\n"
+        assert shared.cli("logs", "propagation", "-c", "d").stdout == "unseen\n"
+    finally:
+        shared.remove("propagation.yaml")
+        subprocess.run(["umount", "-R", str(source)], check=False)

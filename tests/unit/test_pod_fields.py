@@ -46,7 +46,8 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Forbidden: not supported by nodeagent yet"),
     ("  volumes: [{name: d, hostPath: {path: /d}}]\n"
      "  containers: [{name: c, image: x, volumeMounts: [{name: d, mountPath: /d, mountPropagation: Bidirectional}]}]\n",
-     "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional is not supported"),
+     "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional mount propagation is available "
+     "only to privileged containers"),
     ("  volumes: [{name: d, projected: {sources: [{serviceAccountToken: {path: token}}]}}]\n" + C,
      "spec.volumes[0].projected.sources[0].serviceAccountToken: Forbidden: a static pod may not project "
      "serviceAccountToken"),

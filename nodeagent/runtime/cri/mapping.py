@@ -28,6 +28,8 @@ NODEAGENT = "nodeagent"
 OURS = {MANAGED_BY: NODEAGENT}
 
 PROTOCOLS = {"TCP": cri.TCP, "UDP": cri.UDP, "SCTP": cri.SCTP}
+PROPAGATION = {"None": cri.PROPAGATION_PRIVATE, "HostToContainer": cri.PROPAGATION_HOST_TO_CONTAINER,
+               "Bidirectional": cri.PROPAGATION_BIDIRECTIONAL}
 UNIFIED_V2 = ("memory.swap.max", "memory.min", "memory.high", "memory.oom.group")  # no CRI field of their own
 
 
@@ -92,7 +94,8 @@ def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_
         image=cri.ImageSpec(image=spec.image, user_specified_image=spec.image),
         command=list(spec.command), args=list(spec.args), working_dir=spec.working_dir or "",
         envs=[cri.KeyValue(key=key, value=value) for key, value in spec.env.items()],
-        mounts=[cri.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.read_only)
+        mounts=[cri.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.read_only,
+                          propagation=PROPAGATION[m.propagation])
                 for m in spec.mounts],
         labels={**pod_labels(spec.pod_uid, spec.pod_name, spec.pod_namespace), CONTAINER_NAME: spec.name},
         annotations={RESTART_COUNT: str(spec.attempt)},
