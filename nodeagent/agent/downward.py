@@ -12,7 +12,7 @@ import json
 
 from nodeagent.agent.env import PodAddresses, field_value, resource_value
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import DownwardAPIVolumeSource
+from nodeagent.api.model_volumes import DownwardAPIVolumeSource
 from nodeagent.plan.settings import NodeInfo
 
 NO_ADDRESSES = PodAddresses(host_ip="", pod_ip="")  # a volume may not ask for status.* fields

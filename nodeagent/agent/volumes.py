@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from nodeagent.agent import subpath
 from nodeagent.agent.downward import downward_files
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container, DownwardAPIVolumeSource, Volume, downward_source
+from nodeagent.api.model import Container
+from nodeagent.api.model_volumes import DownwardAPIVolumeSource, Volume, downward_source
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.plan.settings import NodeInfo
 from nodeagent.runtime.base import Mount

@@ -8,69 +8,20 @@ reported with their path; fields that need an API server are modelled only to be
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-    model_validator,
+from pydantic import Field, model_validator
+
+from nodeagent.api.k8s import (
+    IntOrString,
+    K8sModel,
+    ObjectFieldSelector,
+    ResourceFieldSelector,
+    ResourceList,
+    is_quantity,
 )
-from pydantic.alias_generators import to_camel
-
-from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.api.model_volumes import Volume
 from nodeagent.errors import NodeAgentError
-
-
-def _to_quantity(raw: object) -> Quantity:
-    if isinstance(raw, Quantity):
-        return raw
-    if not isinstance(raw, str | int | float):
-        raise ValueError("quantities must be a string or a number")
-    return parse_quantity(raw)
-
-
-def _is_quantity(raw: object) -> bool:
-    try:
-        _to_quantity(raw)
-    except ValueError:
-        return False
-    return True
-
-
-QuantityField = Annotated[
-    Quantity, BeforeValidator(_to_quantity), PlainSerializer(str, return_type=str)
-]
-ResourceList = dict[str, QuantityField]
-IntOrString = int | str
-
-
-class K8sModel(BaseModel):
-    """Base: camelCase names only, strict types, immutable, unknown fields kept for warnings
-    (and left out when the model is written back out, as an API server drops them)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=False,
-        serialize_by_alias=True,
-        extra="allow",
-        frozen=True,
-        strict=True,
-        arbitrary_types_allowed=True,
-    )
-
-    @model_serializer(mode="wrap")
-    def _without_unknown_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if self.model_extra and isinstance(data, dict):
-            for key in self.model_extra:
-                data.pop(key, None)
-        return data
 
 
 class ObjectMeta(K8sModel):
@@ -91,17 +42,6 @@ class ObjectMeta(K8sModel):
     deletion_timestamp: Any = None
     # Not supported yet (issue 16, with the lifecycle work): refused when set.
     deletion_grace_period_seconds: int | None = None
-
-
-class ObjectFieldSelector(K8sModel):
-    field_path: str | None = None
-    api_version: str | None = None
-
-
-class ResourceFieldSelector(K8sModel):
-    resource: str | None = None
-    container_name: str | None = None
-    divisor: QuantityField | None = None
 
 
 class EnvVarSource(K8sModel):
@@ -139,7 +79,7 @@ class ResourceRequirements(K8sModel):
             requests = data.get("requests")
             if requests is None or isinstance(requests, dict):
                 # An invalid limit is reported once, at limits, not copied into a second error.
-                valid = {name: raw for name, raw in data["limits"].items() if _is_quantity(raw)}
+                valid = {name: raw for name, raw in data["limits"].items() if is_quantity(raw)}
                 data = {**data, "requests": {**valid, **(requests or {})}}
         return data
 
@@ -323,113 +263,6 @@ class Container(K8sModel):
             image = data.get("image")
             data = {**data, "imagePullPolicy": default_pull_policy(image if isinstance(image, str) else None)}
         return data
-
-
-class EmptyDirVolumeSource(K8sModel):
-    medium: str = ""
-    size_limit: QuantityField | None = None
-
-
-class HostPathVolumeSource(K8sModel):
-    path: str | None = None
-    type: str = ""
-
-
-class DownwardAPIVolumeFile(K8sModel):
-    path: str | None = None
-    field_ref: ObjectFieldSelector | None = None
-    resource_field_ref: ResourceFieldSelector | None = None
-    mode: int | None = None
-
-
-class DownwardAPIVolumeSource(K8sModel):
-    items: list[DownwardAPIVolumeFile] | None = None
-    default_mode: int = 0o644
-
-
-class DownwardAPIProjection(K8sModel):
-    items: list[DownwardAPIVolumeFile] | None = None
-
-
-class VolumeProjection(K8sModel):
-    downward_api: DownwardAPIProjection | None = Field(default=None, alias="downwardAPI")
-    # Need an API server: refused.
-    config_map: Any = None
-    secret: Any = None
-    service_account_token: Any = None
-    cluster_trust_bundle: Any = None
-    pod_certificate: Any = None
-
-
-class ProjectedVolumeSource(K8sModel):
-    sources: list[VolumeProjection] | None = None
-    default_mode: int = 0o644
-
-
-# Volume sources nodeagent does not mount, by JSON name: {name: why it is refused}.
-UNSUPPORTED_VOLUME_SOURCES = {
-    **dict.fromkeys(("persistentVolumeClaim", "configMap", "secret", "ephemeral"), "needs an API server"),
-    **dict.fromkeys(
-        ("gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "nfs", "iscsi", "glusterfs", "rbd", "flexVolume",
-         "cinder", "cephfs", "flocker", "fc", "azureFile", "vsphereVolume", "quobyte", "azureDisk",
-         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi", "image"),
-        "is not supported by nodeagent"),
-}
-
-
-class Volume(K8sModel):
-    name: str | None = None
-    empty_dir: EmptyDirVolumeSource | None = None
-    host_path: HostPathVolumeSource | None = None
-    # Refused (UNSUPPORTED_VOLUME_SOURCES), never ignored.
-    persistent_volume_claim: Any = None
-    config_map: Any = None
-    secret: Any = None
-    projected: ProjectedVolumeSource | None = None
-    ephemeral: Any = None
-    gce_persistent_disk: Any = None
-    aws_elastic_block_store: Any = None
-    git_repo: Any = None
-    nfs: Any = None
-    iscsi: Any = None
-    glusterfs: Any = None
-    rbd: Any = None
-    flex_volume: Any = None
-    cinder: Any = None
-    cephfs: Any = None
-    flocker: Any = None
-    downward_api: DownwardAPIVolumeSource | None = Field(default=None, alias="downwardAPI")
-    fc: Any = None
-    azure_file: Any = None
-    vsphere_volume: Any = None
-    quobyte: Any = None
-    azure_disk: Any = None
-    photon_persistent_disk: Any = None
-    portworx_volume: Any = None
-    scale_io: Any = Field(default=None, alias="scaleIO")
-    storageos: Any = None
-    csi: Any = None
-    image: Any = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_to_empty_dir(cls, data: Any) -> Any:
-        """API defaulting (SetDefaults_Volume): a volume with no source is an emptyDir."""
-        sources = ("emptyDir", "hostPath", "downwardAPI", "projected", *UNSUPPORTED_VOLUME_SOURCES)
-        if isinstance(data, dict) and not any(data.get(source) is not None for source in sources):
-            data = {**data, "emptyDir": {}}
-        return data
-
-
-def downward_source(volume: Volume) -> DownwardAPIVolumeSource | None:
-    """The files a downwardAPI volume, or a projected one (downwardAPI sources only), holds; None otherwise."""
-    if volume.downward_api is not None:
-        return volume.downward_api
-    if volume.projected is None:
-        return None
-    items = [item for source in volume.projected.sources or [] if source.downward_api is not None
-             for item in source.downward_api.items or []]
-    return DownwardAPIVolumeSource.model_construct(items=items, default_mode=volume.projected.default_mode)
 
 
 class HostAlias(K8sModel):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
-from nodeagent.api.model import UNSUPPORTED_VOLUME_SOURCES, ObjectMeta, Pod, PodSpec, Volume
+from nodeagent.api.model import ObjectMeta, Pod, PodSpec
+from nodeagent.api.model_volumes import UNSUPPORTED_VOLUME_SOURCES, Volume
 from nodeagent.api.validation_container import validate_containers, validate_ids
 from nodeagent.api.validation_downward import validate_downward_api, validate_projected
 from nodeagent.api.validation_fields import validate_refused

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
-from nodeagent.api.model import DownwardAPIVolumeSource, ProjectedVolumeSource
+from nodeagent.api.model_volumes import DownwardAPIVolumeSource, ProjectedVolumeSource
 from nodeagent.api.validation_container import RESOURCE_REF_NAMES
 from nodeagent.errors import FieldError
 

@@ -14,15 +14,8 @@ import ipaddress
 
 from nodeagent.api import names
 from nodeagent.api.fielderrors import forbidden, invalid, required, unsupported
-from nodeagent.api.model import (
-    UNSUPPORTED_VOLUME_SOURCES,
-    AppArmorProfile,
-    Container,
-    Pod,
-    PodSpec,
-    SeccompProfile,
-    Volume,
-)
+from nodeagent.api.model import AppArmorProfile, Container, Pod, PodSpec, SeccompProfile
+from nodeagent.api.model_volumes import UNSUPPORTED_VOLUME_SOURCES, Volume
 from nodeagent.api.sysctls import validate_sysctls
 from nodeagent.errors import FieldError
 

@@ -7,6 +7,7 @@ pods' cgroups live under the test's cgroupRoot, where containerd makes their con
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -207,6 +208,10 @@ def test_a_cgroup_driver_mismatch_is_refused(harness: AgentHarness, cri_images: 
                 f"{systemd_containerd.endpoint} uses systemd") in harness.agent_log()
 
 
+def finished(agent: AgentHarness, name: str) -> bool:
+    return "terminated" in state(agent, name)["state"]
+
+
 def test_seccomp_profile_and_host_aliases_through_cri(agent: AgentHarness) -> None:
     """RuntimeDefault reaches containerd as CRI's seccomp field (its own default profile: mode 2); no profile is
     sent as Unconfined, as the kubelet sends it; hostAliases reach the container's /etc/hosts."""
@@ -216,7 +221,7 @@ def test_seccomp_profile_and_host_aliases_through_cri(agent: AgentHarness) -> No
                                            "  hostAliases: [{ip: 127.0.0.1, hostnames: [kubernetes]}]\n"))
     agent.write("open.yaml", pod("open", "grep ^Seccomp: /proc/self/status", extra="  restartPolicy: Never\n"))
     for name in ("filtered", "open"):
-        wait_for(lambda name=name: "terminated" in state(agent, name)["state"], timeout=30, what=f"{name} done")
+        wait_for(functools.partial(finished, agent, name), timeout=30, what=f"{name} done")
     assert agent.cli("logs", "filtered").stdout.split() == ["Seccomp:", "2", "127.0.0.1", "kubernetes"]
     assert agent.cli("logs", "open").stdout.split() == ["Seccomp:", "0"]
 
@@ -227,7 +232,7 @@ def test_host_pid_and_host_ipc_through_cri(agent: AgentHarness) -> None:
     agent.write("ownns.yaml", pod("ownns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc",
                                   extra="  restartPolicy: Never\n"))
     for name in ("hostns", "ownns"):
-        wait_for(lambda name=name: "terminated" in state(agent, name)["state"], timeout=30, what=f"{name} done")
+        wait_for(functools.partial(finished, agent, name), timeout=30, what=f"{name} done")
     node = [os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/ipc")]
     assert agent.cli("logs", "hostns").stdout.split() == node
     own = agent.cli("logs", "ownns").stdout.split()
