@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.alias_generators import to_camel
 
 from nodeagent.api.fielderrors import from_validation_error, unsupported
-from nodeagent.api.model import QuantityField
+from nodeagent.api.k8s import QuantityField
 from nodeagent.api.names import dns1123_subdomain
 from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.api.unknown import find_unknown_fields

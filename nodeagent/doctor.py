@@ -22,6 +22,7 @@ from nodeagent.cli.client import AgentClient, ApiError
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import AgentUnavailableError, ConfigError, NodeAgentError
 from nodeagent.runtime.conmon import CONMON_ELSEWHERE
+from nodeagent.runtime.seccomp import DEFAULT_PROFILE
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -221,6 +222,15 @@ def check_runtime(runtime: str, *, search_path: str | None, runc_path: str = "ru
     return Check("runtime", "ok", f"{runtime}: " + ", ".join(found.values()))
 
 
+def check_seccomp_profile(path: str) -> Check:
+    """The runc runtime's RuntimeDefault seccomp profile (kubeadm's pods all ask for it)."""
+    if os.path.isfile(path):
+        return Check("seccomp", "ok", f"RuntimeDefault is {path}")
+    return Check("seccomp", "warn", f"{path} is missing: pods asking for seccompProfile RuntimeDefault (every "
+                 "kubeadm static pod) are refused with CreateContainerConfigError",
+                 "apt-get install golang-github-containers-common")
+
+
 def check_cri(endpoint: str | None, cgroup_driver: str) -> Check:
     """The CRI runtime: found (configured or discovered), answering, and on nodeagent's cgroup driver."""
     return asyncio.run(_check_cri(endpoint, cgroup_driver))
@@ -316,6 +326,7 @@ def run_checks(config: KubeletConfig) -> list[Check]:
         check_manifests(config.static_pod_path),
         check_cri(config.container_runtime_endpoint, driver) if config.nodeagent.runtime == "cri"
         else check_runtime(config.nodeagent.runtime, search_path=None, runc_path=config.nodeagent.runc_path),
+        *([check_seccomp_profile(DEFAULT_PROFILE)] if config.nodeagent.runtime == "runc" else []),
         check_socket(config.nodeagent.socket),
         check_ip_forward(IP_FORWARD),
         check_state_dir(config.nodeagent.state_dir),

@@ -32,6 +32,10 @@ fi
 packages=()
 command -v conmon >/dev/null || [ -x /usr/libexec/podman/conmon ] || packages+=(conmon)
 command -v nft >/dev/null || packages+=(nftables)
+# the runc runtime's seccomp RuntimeDefault is containers-common's profile (nodeagent/runtime/seccomp.py)
+if command -v runc >/dev/null && [ ! -f /usr/share/containers/seccomp.json ]; then
+    packages+=(golang-github-containers-common)
+fi
 "$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
     if ! command -v apt-get >/dev/null; then

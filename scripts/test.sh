@@ -8,7 +8,8 @@ cd "$root"
 
 # Debian packages the tests use; installed only when missing.
 packages=(stress conmon systemd iproute2 nftables containerd runc crun containernetworking-plugins busybox-static
-          gcc libc6-dev docker-registry apache2-utils dbus
+          gcc libc6-dev docker-registry apache2-utils dbus etcd-server etcd-client
+          golang-github-containers-common
           qemu-system-x86 linux-image-amd64 debootstrap e2fsprogs cpio kmod)
 missing=()
 # kubectl for the Kubernetes API tests (tests/integration/test_kubeapi.py): Debian's, when there is none

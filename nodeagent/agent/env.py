@@ -10,8 +10,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nodeagent.api.k8s import ResourceFieldSelector
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container, EnvVar, ResourceFieldSelector
+from nodeagent.api.model import Container, EnvVar
 from nodeagent.plan.settings import NodeInfo
 
 

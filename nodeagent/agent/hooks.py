@@ -12,6 +12,7 @@ import logging
 
 import aiohttp
 
+from nodeagent.agent.httpurl import http_get_url
 from nodeagent.api.model import Container, HTTPGetAction, LifecycleHandler
 from nodeagent.runtime.base import RunningContainer, Runtime
 
@@ -59,7 +60,7 @@ async def _http_get(action: HTTPGetAction, container: Container, pod_ip: str, ti
         if port not in named:
             return f'HTTP lifecycle hook: port "{port}" is not a named port of container "{container.name}"'
         port = named[port]
-    url = f"{action.scheme.lower()}://{action.host or pod_ip}:{port}{action.path}"
+    url = http_get_url(action.scheme, action.host or pod_ip, port, action.path)
     headers = {h.name or "": h.value or "" for h in action.http_headers or []}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \

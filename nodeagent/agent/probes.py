@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from nodeagent.agent import grpcprobe
+from nodeagent.agent.httpurl import http_get_url
 from nodeagent.api.model import Container, Probe
 from nodeagent.runtime.base import RunningContainer, Runtime
 
@@ -60,7 +61,7 @@ async def _run(probe: Probe, runtime: Runtime, running: RunningContainer, contai
     if probe.http_get is not None:
         action = probe.http_get
         port = _port(action.port, container)
-        url = f"{action.scheme.lower()}://{action.host or pod_ip}:{port}{action.path}"
+        url = http_get_url(action.scheme, action.host or pod_ip, port, action.path)
         headers = {h.name or "": h.value or "" for h in action.http_headers or []}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \

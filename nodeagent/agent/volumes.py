@@ -1,6 +1,7 @@
 """Pod volumes on the node: emptyDir under the state directory, hostPath checked by its type.
 
     <stateDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>   (tmpfs when medium: Memory)
+    <stateDir>/pods/<uid>/volumes/kubernetes.io~downward-api/<name>   (its files; mounted read-only)
     <stateDir>/pods/<uid>/volume-subpaths/<volume>/<container>/<index>   (a volumeMount's subPath)
 
 An emptyDir lives as long as the pod: across container restarts, removed with the pod. A subPath is
@@ -18,14 +19,18 @@ import stat
 from dataclasses import dataclass
 
 from nodeagent.agent import subpath
+from nodeagent.agent.downward import downward_files
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container, Volume
+from nodeagent.api.model import Container
+from nodeagent.api.model_volumes import DownwardAPIVolumeSource, Volume, downward_source
 from nodeagent.errors import NodeAgentError, RuntimeStartError
+from nodeagent.plan.settings import NodeInfo
 from nodeagent.runtime.base import Mount
 
 log = logging.getLogger(__name__)
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
+DOWNWARD_API = "kubernetes.io~downward-api"
 
 
 class VolumeError(NodeAgentError):
@@ -36,6 +41,7 @@ class VolumeError(NodeAgentError):
 class PodVolumes:
     pod_dir: str
     paths: dict[str, str]  # volume name -> host path
+    read_only: frozenset[str] = frozenset()  # volumes always mounted read-only (downwardAPI, as the kubelet)
 
     def mounts(self, container: Container) -> tuple[Mount, ...]:
         """What the runtime mounts: a volume's directory, or the target prepare_subpaths mounts a subPath on."""
@@ -45,7 +51,8 @@ class PodVolumes:
             source = self.paths[name]
             if mount.sub_path:
                 source = subpath.target_path(self.pod_dir, name, container.name or "", index)
-            found.append(Mount(source, mount.mount_path or "", mount.read_only))
+            found.append(Mount(source, mount.mount_path or "", mount.read_only or name in self.read_only,
+                               mount.mount_propagation or "None"))
         return tuple(found)
 
     async def prepare_subpaths(self, container: Container) -> None:
@@ -71,12 +78,39 @@ def pod_dir(state_dir: str, uid: str) -> str:
     return os.path.join(state_dir, "pods", uid)
 
 
-async def set_up(state_dir: str, pod: StaticPod) -> PodVolumes:
+async def set_up(state_dir: str, pod: StaticPod, node: NodeInfo) -> PodVolumes:
     directory = pod_dir(state_dir, pod.uid)
     paths: dict[str, str] = {}
     for volume in pod.pod.spec.volumes or []:
-        paths[volume.name or ""] = await _set_up_one(directory, volume, _fs_group(pod))
-    return PodVolumes(directory, paths)
+        source = downward_source(volume)
+        if source is not None:
+            paths[volume.name or ""] = await asyncio.to_thread(_write_downward_api, directory, volume.name or "",
+                                                               source, pod, node)
+        else:
+            paths[volume.name or ""] = await _set_up_one(directory, volume, _fs_group(pod))
+    read_only = frozenset(v.name or "" for v in pod.pod.spec.volumes or [] if downward_source(v) is not None)
+    return PodVolumes(directory, paths, read_only)
+
+
+def _write_downward_api(directory: str, name: str, source: DownwardAPIVolumeSource, pod: StaticPod,
+                        node: NodeInfo) -> str:
+    """<pod dir>/volumes/kubernetes.io~downward-api/<name>/<item path> for each item (blocking: in a thread).
+    Item paths are relative without '..' (validation), so every file stays in the volume."""
+    path = os.path.join(directory, "volumes", DOWNWARD_API, name)
+    try:
+        files = downward_files(source, pod, node)
+    except ValueError as exc:
+        raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {exc}') from None
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    for relative, (text, mode) in files.items():
+        target = os.path.join(path, relative)
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        temporary = f"{target}.tmp"
+        with open(temporary, "w") as handle:
+            handle.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    return path
 
 
 def _fs_group(pod: StaticPod) -> int | None:
@@ -102,6 +136,15 @@ async def _set_up_one(directory: str, volume: Volume, group: int | None) -> str:
     assert volume.host_path is not None and volume.host_path.path
     check_host_path(name, volume.host_path.path, volume.host_path.type)
     return volume.host_path.path
+
+
+def etc_hosts_mount(pod_dir: str, content: str) -> Mount:
+    """<pod dir>/etc-hosts, written and mounted over the container's /etc/hosts, as the kubelet does for a
+    runtime that makes the pod's network (cri): its hostAliases reach the container."""
+    path = os.path.join(pod_dir, "etc-hosts")
+    with open(path, "w") as handle:
+        handle.write(content)
+    return Mount(host_path=path, container_path="/etc/hosts")
 
 
 def check_host_path(name: str, path: str, kind: str) -> None:

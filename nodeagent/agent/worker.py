@@ -27,17 +27,19 @@ from nodeagent.agent import backoff, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
+from nodeagent.agent.etcfiles import etc_files, pod_dns_of
 from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
-from nodeagent.agent.security import refuse_unenforceable, security_fields
+from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
 from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
+from nodeagent.api.sysctls import pod_sysctls
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.network.dnsfiles import hosts_file, pod_dns, pod_hostname, resolv_conf
+from nodeagent.network.dnsfiles import pod_hostname
 from nodeagent.network.model import HostPort
 from nodeagent.network.pods import PodNetworks
 from nodeagent.plan import paths
@@ -283,7 +285,7 @@ class PodWorker:
                 if self.services.sandboxes is not None:
                     self.sandbox = await self.services.sandboxes.run_pod_sandbox(self._sandbox_spec())
                     self._changed()
-                self.volumes = await volumes.set_up(self.services.state_dir, self.pod)
+                self.volumes = await volumes.set_up(self.services.state_dir, self.pod, self.services.node)
             except (NodeAgentError, OSError) as exc:
                 reason = "FailedMount" if isinstance(exc, volumes.VolumeError) else "FailedCreatePodSandBox"
                 self.services.events.record(self.object_ref(), WARNING, reason, str(exc))
@@ -431,7 +433,7 @@ class PodWorker:
         name = container.name or ""
         record = self.records[name]
         attempt = record.restart_count + (1 if record.container_id is not None else 0)
-        refuse_unenforceable(self.pod.pod.spec, container)
+        refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         spec = self._container_spec(container, attempt)
         services = self.services
         image_id = await self._ensure_image(container, spec)
@@ -559,10 +561,11 @@ class PodWorker:
             hostname=pod_hostname(spec.hostname or self.pod.name),
             log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
             cgroup_parent=parent, host_network=spec.host_network,
-            dns=pod_dns(spec.dns_policy, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
+            dns=pod_dns_of(spec, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
             privileged=any(c.security_context is not None and c.security_context.privileged
-                           for c in [*(spec.init_containers or []), *(spec.containers or [])]))
+                           for c in [*(spec.init_containers or []), *(spec.containers or [])]),
+            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec))
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services
@@ -573,15 +576,19 @@ class PodWorker:
         cgroup = self.plan.container(name)
         mounts = self.volumes.mounts(container) if self.volumes is not None else ()
         hostname = pod_hostname(self.pod.pod.spec.hostname or self.pod.name)
-        netns = hosts = resolv = None
+        netns = None
         if self.own_network:
             assert services.networks is not None
             lease = services.networks.lease(self.pod.uid)
             if lease is None:  # never on the host's network by mistake
                 raise RuntimeStartError("CreateContainerError", "the pod's network is gone (no address lease)")
             netns = lease.netns
-            hosts = hosts_file(hostname, addresses.pod_ip)
-            resolv = resolv_conf(self.pod.pod.spec.dns_policy, _read(services.resolv_conf))
+        spec = self.pod.pod.spec
+        own_ip = self.own_network or (services.sandboxes is not None and not spec.host_network)
+        hosts, resolv = etc_files(spec, hostname, addresses.pod_ip if own_ip else None,
+                                  _read(services.resolv_conf), _read("/etc/hosts") if spec.host_aliases else "")
+        if services.sandboxes is not None and hosts is not None and self.volumes is not None:
+            mounts = (*mounts, volumes.etc_hosts_mount(self.volumes.pod_dir, hosts))  # as the kubelet's etc-hosts
         return ContainerSpec(
             pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
             attempt=attempt, image=container.image or "", command=command, args=args, env=env,
@@ -591,7 +598,7 @@ class PodWorker:
             hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
             monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",
-            **security_fields(self.pod.pod.spec, container),
+            **security_fields(self.pod.pod.spec, container, services.state_dir),
         )
 
     async def _terminate_containers(self) -> None:
@@ -705,12 +712,12 @@ def host_ports(pod: StaticPod) -> list[HostPort]:
 
 
 def _read(path: str) -> str:
-    """The node's resolv.conf; a node without one gives its pods none of its resolvers."""
+    """The node's resolv.conf or hosts file; a node without one gives its pods none of its entries."""
     try:
         with open(path) as handle:
             return handle.read()
     except OSError as exc:
-        log.warning("reading %s for the pods' resolv.conf: %s", path, exc.strerror)
+        log.warning("reading %s for the pods' /etc files: %s", path, exc.strerror)
         return ""
 
 

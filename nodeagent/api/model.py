@@ -8,69 +8,20 @@ reported with their path; fields that need an API server are modelled only to be
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-    model_validator,
+from pydantic import Field, model_validator
+
+from nodeagent.api.k8s import (
+    IntOrString,
+    K8sModel,
+    ObjectFieldSelector,
+    ResourceFieldSelector,
+    ResourceList,
+    is_quantity,
 )
-from pydantic.alias_generators import to_camel
-
-from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.api.model_volumes import Volume
 from nodeagent.errors import NodeAgentError
-
-
-def _to_quantity(raw: object) -> Quantity:
-    if isinstance(raw, Quantity):
-        return raw
-    if not isinstance(raw, str | int | float):
-        raise ValueError("quantities must be a string or a number")
-    return parse_quantity(raw)
-
-
-def _is_quantity(raw: object) -> bool:
-    try:
-        _to_quantity(raw)
-    except ValueError:
-        return False
-    return True
-
-
-QuantityField = Annotated[
-    Quantity, BeforeValidator(_to_quantity), PlainSerializer(str, return_type=str)
-]
-ResourceList = dict[str, QuantityField]
-IntOrString = int | str
-
-
-class K8sModel(BaseModel):
-    """Base: camelCase names only, strict types, immutable, unknown fields kept for warnings
-    (and left out when the model is written back out, as an API server drops them)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=False,
-        serialize_by_alias=True,
-        extra="allow",
-        frozen=True,
-        strict=True,
-        arbitrary_types_allowed=True,
-    )
-
-    @model_serializer(mode="wrap")
-    def _without_unknown_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if self.model_extra and isinstance(data, dict):
-            for key in self.model_extra:
-                data.pop(key, None)
-        return data
 
 
 class ObjectMeta(K8sModel):
@@ -88,17 +39,9 @@ class ObjectMeta(K8sModel):
     managed_fields: Any = None
     owner_references: Any = None
     finalizers: Any = None
-
-
-class ObjectFieldSelector(K8sModel):
-    field_path: str | None = None
-    api_version: str | None = None
-
-
-class ResourceFieldSelector(K8sModel):
-    resource: str | None = None
-    container_name: str | None = None
-    divisor: QuantityField | None = None
+    deletion_timestamp: Any = None
+    # Not supported yet (issue 16, with the lifecycle work): refused when set.
+    deletion_grace_period_seconds: int | None = None
 
 
 class EnvVarSource(K8sModel):
@@ -126,6 +69,7 @@ class ContainerPort(K8sModel):
 class ResourceRequirements(K8sModel):
     limits: ResourceList | None = None
     requests: ResourceList | None = None
+    claims: Any = None  # DRA claims need an API server: refused
 
     @model_validator(mode="before")
     @classmethod
@@ -135,7 +79,7 @@ class ResourceRequirements(K8sModel):
             requests = data.get("requests")
             if requests is None or isinstance(requests, dict):
                 # An invalid limit is reported once, at limits, not copied into a second error.
-                valid = {name: raw for name, raw in data["limits"].items() if _is_quantity(raw)}
+                valid = {name: raw for name, raw in data["limits"].items() if is_quantity(raw)}
                 data = {**data, "requests": {**valid, **(requests or {})}}
         return data
 
@@ -202,6 +146,7 @@ class LifecycleHandler(K8sModel):
 class Lifecycle(K8sModel):
     post_start: LifecycleHandler | None = None
     pre_stop: LifecycleHandler | None = None
+    stop_signal: str | None = None  # not supported yet: refused when set
 
 
 class Capabilities(K8sModel):
@@ -216,6 +161,21 @@ class SELinuxOptions(K8sModel):
     level: str | None = None
 
 
+class SeccompProfile(K8sModel):
+    type: str | None = None
+    localhost_profile: str | None = None
+
+
+class AppArmorProfile(K8sModel):
+    type: str | None = None
+    localhost_profile: str | None = None
+
+
+class Sysctl(K8sModel):
+    name: str | None = None
+    value: str | None = None
+
+
 class SecurityContext(K8sModel):
     run_as_user: int | None = None
     run_as_group: int | None = None
@@ -225,6 +185,8 @@ class SecurityContext(K8sModel):
     allow_privilege_escalation: bool | None = None
     capabilities: Capabilities | None = None
     proc_mount: str | None = None
+    seccomp_profile: SeccompProfile | None = None
+    app_armor_profile: AppArmorProfile | None = None
     # Modelled to be refused when a container would start (nodeagent.agent.security): never ignored.
     se_linux_options: SELinuxOptions | None = None
     windows_options: Any = None
@@ -237,6 +199,11 @@ class PodSecurityContext(K8sModel):
     fs_group: int | None = None
     fs_group_change_policy: str | None = None
     supplemental_groups: list[int] | None = None
+    supplemental_groups_policy: str | None = None
+    se_linux_change_policy: str | None = None
+    seccomp_profile: SeccompProfile | None = None
+    app_armor_profile: AppArmorProfile | None = None
+    sysctls: list[Sysctl] | None = None
     # Modelled to be refused when a container would start (nodeagent.agent.security): never ignored.
     se_linux_options: SELinuxOptions | None = None
     windows_options: Any = None
@@ -270,7 +237,14 @@ class Container(K8sModel):
     termination_message_path: str = "/dev/termination-log"
     termination_message_policy: str = "File"
     stdin: bool | None = None
+    stdin_once: bool | None = None
     tty: bool | None = None
+    # Not supported yet (sidecars, issue 16 with the lifecycle work): refused when set.
+    restart_policy: str | None = None
+    restart_policy_rules: Any = None
+    # Refused: no block devices (they come from PersistentVolumeClaims); a static pod cannot be resized.
+    volume_devices: Any = None
+    resize_policy: Any = None
     # Needs an API server: refused for static pods.
     env_from: Any = None
 
@@ -291,25 +265,20 @@ class Container(K8sModel):
         return data
 
 
-class EmptyDirVolumeSource(K8sModel):
-    medium: str = ""
-    size_limit: QuantityField | None = None
+class HostAlias(K8sModel):
+    ip: str | None = None
+    hostnames: list[str] | None = None
 
 
-class HostPathVolumeSource(K8sModel):
-    path: str | None = None
-    type: str = ""
-
-
-class Volume(K8sModel):
+class PodDNSConfigOption(K8sModel):
     name: str | None = None
-    empty_dir: EmptyDirVolumeSource | None = None
-    host_path: HostPathVolumeSource | None = None
-    # Need an API server: refused for static pods.
-    persistent_volume_claim: Any = None
-    config_map: Any = None
-    secret: Any = None
-    projected: Any = None
+    value: str | None = None
+
+
+class PodDNSConfig(K8sModel):
+    nameservers: list[str] | None = None
+    searches: list[str] | None = None
+    options: list[PodDNSConfigOption] | None = None
 
 
 class PodSpec(K8sModel):
@@ -329,6 +298,17 @@ class PodSpec(K8sModel):
     hostname: str | None = None
     subdomain: str | None = None
     security_context: PodSecurityContext | None = None
+    host_aliases: list[HostAlias] | None = None
+    dns_config: PodDNSConfig | None = None
+    share_process_namespace: bool | None = None
+    host_users: bool | None = None
+    runtime_class_name: str | None = None
+    set_hostname_as_fqdn: bool | None = Field(default=None, alias="setHostnameAsFQDN")
+    hostname_override: str | None = None
+    os: Any = None
+    # Refused: need an API server (ephemeral containers are added through one; claims are DRA's).
+    ephemeral_containers: Any = None
+    resource_claims: Any = None
     overhead: ResourceList | None = None  # set by a RuntimeClass admission in a cluster; honoured as written
     resources: ResourceRequirements | None = None  # pod-level resources (beta, on by default since 1.34)
     # Need an API server: refused for static pods.
@@ -344,6 +324,8 @@ class PodSpec(K8sModel):
     preemption_policy: Any = None
     topology_spread_constraints: Any = None
     image_pull_secrets: Any = None
+    scheduling_gates: Any = None
+    readiness_gates: Any = None
 
 
 class Pod(K8sModel):

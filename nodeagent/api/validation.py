@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
-from nodeagent.api.model import ObjectMeta, Pod, PodSpec, Volume
+from nodeagent.api.model import ObjectMeta, Pod, PodSpec
+from nodeagent.api.model_volumes import UNSUPPORTED_VOLUME_SOURCES, Volume
 from nodeagent.api.validation_container import validate_containers, validate_ids
+from nodeagent.api.validation_downward import validate_downward_api, validate_projected
+from nodeagent.api.validation_fields import validate_refused
 from nodeagent.api.validation_resources import validate_pod_resources
 from nodeagent.errors import FieldError
 
@@ -19,7 +22,7 @@ RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
                    "BlockDevice")
-EMPTY_DIR_MEDIA = ("", "Memory")
+EMPTY_DIR_MEDIA = ("", "Memory", "HugePages")
 FS_GROUP_CHANGE_POLICIES = ("OnRootMismatch", "Always")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 STATIC_POD_ONLY = "static pods run without an API server"
@@ -31,6 +34,7 @@ def validate_pod(pod: Pod) -> list[FieldError]:
         errors.append(unsupported("apiVersion", pod.api_version, ["v1"]))
     errors += validate_metadata(pod.metadata)
     errors += validate_spec(pod.spec)
+    errors += validate_refused(pod)
     return errors
 
 
@@ -112,19 +116,17 @@ def _validate_volumes(volumes: list[Volume]) -> tuple[set[str], list[FieldError]
 
 def _validate_volume_source(volume: Volume, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    refused = (("persistentVolumeClaim", volume.persistent_volume_claim, "persistentvolumeclaims"),
-               ("configMap", volume.config_map, "configmaps"), ("secret", volume.secret, "secrets"),
-               ("projected", volume.projected, "projected volumes"))
-    for field, source, kind in refused:
-        if source is not None:
-            errors.append(forbidden(f"{path}.{field}", f"a static pod may not reference {kind} ({STATIC_POD_ONLY})"))
-    if errors:
-        return errors
-    sources = [s for s in (volume.empty_dir, volume.host_path) if s is not None]
+    if any(volume.model_dump(by_alias=True).get(field) is not None for field in UNSUPPORTED_VOLUME_SOURCES):
+        return []  # refused, by validate_refused
+    sources = [s for s in (volume.empty_dir, volume.host_path, volume.downward_api, volume.projected) if s is not None]
     if not sources:
-        return [required(path, "must specify a volume type (emptyDir or hostPath)")]
+        return [required(path, "must specify a volume type (emptyDir, hostPath, downwardAPI or projected)")]
     if len(sources) > 1:
         return [forbidden(f"{path}.hostPath", "may not specify more than 1 volume type")]
+    if volume.downward_api is not None:
+        errors += validate_downward_api(volume.downward_api, f"{path}.downwardAPI")
+    if volume.projected is not None:
+        errors += validate_projected(volume.projected, f"{path}.projected")
     if volume.empty_dir is not None:
         if volume.empty_dir.medium not in EMPTY_DIR_MEDIA:
             errors.append(unsupported(f"{path}.emptyDir.medium", volume.empty_dir.medium, EMPTY_DIR_MEDIA))

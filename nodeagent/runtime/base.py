@@ -21,6 +21,7 @@ class Mount:
     host_path: str
     container_path: str
     read_only: bool = False
+    propagation: str = "None"  # volumeMounts[].mountPropagation: None, HostToContainer, Bidirectional
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,11 @@ class ContainerSpec:
     capabilities_drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
     run_as_non_root: bool = False  # the kubelet's check: refused when the container would run as uid 0
+    seccomp_profile: str = "Unconfined"  # securityContext.seccompProfile.type: Unconfined, RuntimeDefault, Localhost
+    seccomp_localhost: str | None = None  # Localhost: the profile's absolute path (<state dir>/seccomp/<name>)
+    host_pid: bool = False  # spec.hostPID: the node's PID namespace
+    host_ipc: bool = False  # spec.hostIPC: the node's IPC namespace
+    sysctls: tuple[tuple[str, str], ...] = ()  # spec.securityContext.sysctls (validated: safe, namespaced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +177,9 @@ class PodSandboxSpec:
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     privileged: bool = False  # a container of the pod is: the runtime must allow it in the sandbox
+    host_pid: bool = False
+    host_ipc: bool = False
+    sysctls: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

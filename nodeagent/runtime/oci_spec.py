@@ -34,6 +34,8 @@ ALL_CAPABILITIES = (
 # runc's defaults (`runc spec`)
 MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi")
+# volumeMounts[].mountPropagation as bind mount options, as containerd sets them
+PROPAGATION = {"None": "rprivate", "HostToContainer": "rslave", "Bidirectional": "rshared"}
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
@@ -56,6 +58,8 @@ class Security:
     drop: tuple[str, ...] = ()
     allow_privilege_escalation: bool | None = None
     host_network: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
     extra_mounts: tuple[tuple[str, str, bool], ...] = field(default=())  # (source, destination, read-only)
 
 
@@ -124,7 +128,7 @@ def mounts(spec: ContainerSpec, security: Security, pod_files: Mapping[str, str]
     for destination, source in pod_files.items():
         found.append({"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rw"]})
     for mount in spec.mounts:
-        options = ["rbind", "ro" if mount.read_only else "rw"]
+        options = ["rbind", "ro" if mount.read_only else "rw", PROPAGATION[mount.propagation]]
         found.append({"destination": mount.container_path, "type": "bind", "source": mount.host_path,
                       "options": options})
     for source, destination, read_only in security.extra_mounts:
@@ -180,8 +184,8 @@ def oci_spec(spec: ContainerSpec, image: ImageDefaults, *, rootfs: str, cgroups_
     """The whole config.json. With hostNetwork the container keeps the node's UTS namespace too (and so its
     host name), as containerd does for a pod on the host's network."""
     caps = capabilities(security)
-    if security.host_network:
-        namespaces = [kind for kind in namespaces if kind != "uts"]
+    shared = {"uts": security.host_network, "pid": security.host_pid, "ipc": security.host_ipc}
+    namespaces = [kind for kind in namespaces if not shared.get(kind)]
     process: dict[str, Any] = {
         "terminal": False, "user": user(spec, image), "args": process_args(spec, image),
         "env": environment(spec, image), "cwd": spec.working_dir or image.working_dir or "/",
@@ -199,6 +203,9 @@ def oci_spec(spec: ContainerSpec, image: ImageDefaults, *, rootfs: str, cgroups_
     }
     if not security.privileged:
         linux.update(maskedPaths=list(MASKED_PATHS), readonlyPaths=list(READONLY_PATHS))
+    kinds = {mount.propagation for mount in spec.mounts}
+    if kinds - {"None"}:  # mounts can only propagate into (or out of) the container through a slave/shared root
+        linux["rootfsPropagation"] = "rshared" if "Bidirectional" in kinds else "rslave"
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION, "process": process,
         "root": {"path": rootfs, "readonly": security.read_only_root},

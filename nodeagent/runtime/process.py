@@ -52,7 +52,7 @@ from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import available_capabilities
 from nodeagent.runtime.procinfo import ProcessIdentity
-from nodeagent.runtime.security import setpriv_argv, verify_run_as_non_root
+from nodeagent.runtime.security import refuse_unsupported, setpriv_argv, verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ class ProcessRuntime:
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         verify_run_as_non_root(spec, str(os.geteuid()))  # without runAsUser, it runs as the agent does
+        refuse_unsupported(spec)
         env = container_env(spec)
         oci_id = secrets.token_hex(32)
         bundle = self.layout.bundle(oci_id)

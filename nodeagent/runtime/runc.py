@@ -46,12 +46,14 @@ from nodeagent.runtime.base import (
     ImageReady,
     RunningContainer,
 )
+from nodeagent.runtime.devices import host_devices
 from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.image_user import resolve_user
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.seccomp import oci_seccomp
 from nodeagent.runtime.security import verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
 
@@ -209,13 +211,24 @@ class RuncRuntime:
                                  working_dir=image.working_dir, user=user)
         security = Security(privileged=spec.privileged, read_only_root=spec.read_only_root,
                             add=spec.capabilities_add, drop=spec.capabilities_drop,
-                            allow_privilege_escalation=spec.allow_privilege_escalation, host_network=host_network)
+                            allow_privilege_escalation=spec.allow_privilege_escalation, host_network=host_network,
+                            host_pid=spec.host_pid, host_ipc=spec.host_ipc)
         cgroups_path = systemd_cgroups_path(spec.cgroup.path) if self.systemd_cgroup else spec.cgroup.path
         config = oci_spec(spec, defaults, rootfs=rootfs, cgroups_path=cgroups_path,
                           cgroup_version=self.cgroups.version, security=security, netns=spec.netns,
                           pod_files=write_pod_files(spec, bundle),
                           oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
         self._restrict_capabilities(config)
+        if spec.sysctls:  # in the pod's network namespace, or the container's IPC one
+            config["linux"]["sysctl"] = dict(spec.sysctls)
+        if spec.privileged:  # every host device, as containerd gives a privileged container
+            config["linux"]["devices"] = host_devices()
+            config["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+        else:  # a privileged container runs unconfined, as with containerd
+            seccomp = oci_seccomp(spec.seccomp_profile, spec.seccomp_localhost,
+                                  config["process"]["capabilities"]["bounding"])
+            if seccomp is not None:
+                config["linux"]["seccomp"] = seccomp
         with open(os.path.join(bundle, "config.json"), "w") as handle:
             json.dump(config, handle)
 

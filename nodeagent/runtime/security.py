@@ -38,6 +38,26 @@ def verify_run_as_non_root(spec: ContainerSpec, image_user: str) -> None:
                                               f"cannot verify user is non-root {where}")
 
 
+def refuse_unsupported(spec: ContainerSpec) -> None:
+    """What the process runtime cannot give a host process, refused rather than run without it: mount
+    propagation (each container's mounts are private), sysctls
+    (no namespaces of its own to set them in) and a seccomp profile other than Unconfined (setpriv applies
+    no filter)."""
+    shared = next((m for m in spec.mounts if m.propagation != "None"), None)
+    if shared is not None:
+        raise RuntimeStartError(CONFIG_ERROR, f"volumeMounts[].mountPropagation: {shared.propagation} (at "
+                                              f"{shared.container_path}) cannot be given by the process runtime "
+                                              "(its mounts are private to each container); use runc or cri")
+    if spec.sysctls:
+        raise RuntimeStartError(CONFIG_ERROR, "spec.securityContext.sysctls: the process runtime cannot set them "
+                                              "(its containers are host processes without namespaces of their "
+                                              "own for them); use the runc or cri runtime")
+    if spec.seccomp_profile != "Unconfined":
+        raise RuntimeStartError(CONFIG_ERROR, f"securityContext.seccompProfile: {spec.seccomp_profile} cannot be "
+                                              "applied by the process runtime (host processes get no seccomp "
+                                              "filter); use the runc or cri runtime, or Unconfined")
+
+
 def container_capabilities(spec: ContainerSpec) -> list[str]:
     """The container's capability set (the runtime default set, securityContext.capabilities applied; all
     of them when privileged); RuntimeStartError naming a capability the kernel does not know, as runc would."""

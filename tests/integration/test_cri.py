@@ -7,6 +7,7 @@ pods' cgroups live under the test's cgroupRoot, where containerd makes their con
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -205,3 +206,51 @@ def test_a_cgroup_driver_mismatch_is_refused(harness: AgentHarness, cri_images: 
         assert "fail  cri: cgroup driver mismatch: nodeagent uses cgroupfs but containerd" in doctor
         assert ("cgroup driver mismatch: nodeagent uses cgroupfs but containerd at "
                 f"{systemd_containerd.endpoint} uses systemd") in harness.agent_log()
+
+
+def finished(agent: AgentHarness, name: str) -> bool:
+    return "terminated" in state(agent, name)["state"]
+
+
+def test_seccomp_profile_and_host_aliases_through_cri(agent: AgentHarness) -> None:
+    """RuntimeDefault reaches containerd as CRI's seccomp field (its own default profile: mode 2); no profile is
+    sent as Unconfined, as the kubelet sends it; hostAliases reach the container's /etc/hosts."""
+    agent.write("filtered.yaml", pod("filtered", "grep ^Seccomp: /proc/self/status; tail -n 1 /etc/hosts",
+                                     extra="  restartPolicy: Never\n  securityContext: {seccompProfile: "
+                                           "{type: RuntimeDefault}}\n"
+                                           "  hostAliases: [{ip: 127.0.0.1, hostnames: [kubernetes]}]\n"))
+    agent.write("open.yaml", pod("open", "grep ^Seccomp: /proc/self/status", extra="  restartPolicy: Never\n"))
+    for name in ("filtered", "open"):
+        wait_for(functools.partial(finished, agent, name), timeout=30, what=f"{name} done")
+    assert agent.cli("logs", "filtered").stdout.split() == ["Seccomp:", "2", "127.0.0.1", "kubernetes"]
+    assert agent.cli("logs", "open").stdout.split() == ["Seccomp:", "0"]
+
+
+def test_host_pid_and_host_ipc_through_cri(agent: AgentHarness) -> None:
+    agent.write("hostns.yaml", pod("hostns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc",
+                                   extra="  restartPolicy: Never\n  hostPID: true\n  hostIPC: true\n"))
+    agent.write("ownns.yaml", pod("ownns", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc",
+                                  extra="  restartPolicy: Never\n"))
+    for name in ("hostns", "ownns"):
+        wait_for(functools.partial(finished, agent, name), timeout=30, what=f"{name} done")
+    node = [os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/ipc")]
+    assert agent.cli("logs", "hostns").stdout.split() == node
+    own = agent.cli("logs", "ownns").stdout.split()
+    assert own[0] != node[0] and own[1] != node[1]
+
+
+def test_safe_sysctls_through_cri(agent: AgentHarness) -> None:
+    agent.write("sysctls.yaml", pod("sysctls", "cat /proc/sys/net/ipv4/ip_local_port_range",
+                                    extra="  restartPolicy: Never\n  securityContext: {sysctls: "
+                                          "[{name: net.ipv4.ip_local_port_range, value: 40000 41000}]}\n"))
+    wait_for(lambda: "terminated" in state(agent, "sysctls")["state"], timeout=30, what="sysctls done")
+    assert agent.cli("logs", "sysctls").stdout.split() == ["40000", "41000"]
+
+
+def test_a_downward_api_volume_through_cri(agent: AgentHarness) -> None:
+    agent.write("downward.yaml", pod("downward", "cat /info/name", extra="""\
+  restartPolicy: Never
+  volumes: [{name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}]
+""", container="    volumeMounts: [{name: info, mountPath: /info}]\n"))
+    wait_for(lambda: "terminated" in state(agent, "downward")["state"], timeout=30, what="downward done")
+    assert agent.cli("logs", "downward").stdout == f"downward-{NODE}"

@@ -132,3 +132,20 @@ spec:
     messages = unhealthy(agent)
     assert 'Liveness probe failed: service unhealthy (responded with "NOT_SERVING")' in messages, messages
     assert 'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")' in messages, messages
+
+
+def test_http_probe_path_without_a_leading_slash(agent: AgentHarness, tmp_path: Path) -> None:
+    """OpenShift's kube-apiserver probes `livez?exclude=etcd`: the kubelet adds the "/" (formatURL)."""
+    port = free_port()
+    (tmp_path / "livez").write_text("ok")
+    agent.write("slashless.yaml", f"""
+kind: Pod
+metadata: {{name: slashless}}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "cd {tmp_path} && exec python3 -m http.server {port}"]
+    readinessProbe: {{httpGet: {{port: {port}, path: "livez?exclude=etcd"}}, periodSeconds: 1}}
+""")
+    wait_for(lambda: ready(agent, "slashless"), timeout=20, what="ready: the probe asked for /livez")

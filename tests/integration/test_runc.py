@@ -468,3 +468,181 @@ def test_crun_through_runc_path(tmp_path: Path, registry: Registry, images: Imag
         assert (agent.harness.state / "bin" / "nodeagent-crun").exists()  # this machine's hybrid layout
     finally:
         agent.clean_up()
+
+
+# -- issue 16: seccompProfile, hostAliases ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("profile", "seccomp"), [({"type": "RuntimeDefault"}, "2"), ({"type": "Unconfined"}, "0"),
+                                                  (None, "0")])
+def test_seccomp_profile_filters_the_container(shared: AgentHarness, images: Images,
+                                               profile: dict[str, str] | None, seccomp: str) -> None:
+    """kubeadm's pods ask for RuntimeDefault: a filter (mode 2) from the node's default profile; Unconfined
+    and no profile (the kubelet's default without seccompDefault) run without one."""
+    name = f"seccomp-{(profile or {}).get('type', 'unset').lower()}"
+    spec: dict[str, Any] = {"restartPolicy": "Never"}
+    if profile is not None:
+        spec["securityContext"] = {"seccompProfile": profile}
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "grep '^Seccomp:' /proc/self/status"]}
+    shared.write(f"{name}.yaml", manifest(name, [container], **spec))
+    wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+    assert shared.cli("logs", name).stdout.split() == ["Seccomp:", seccomp]
+
+
+def test_a_localhost_seccomp_profile_from_the_state_dir(shared: AgentHarness, images: Images) -> None:
+    """`<root>/seccomp/<localhostProfile>` (the kubelet's rule, nodeagent's state dir as its root): a profile
+    that refuses mkdir with EPERM; a profile that is not there is a CreateContainerConfigError."""
+    profiles = shared.state / "seccomp" / "test"
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "no-mkdir.json").write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "mkdir /tmp/x && echo made || echo refused"],
+                 "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "test/no-mkdir.json"}}}
+    shared.write("seccomp-local.yaml", manifest("seccomp-local", [container], restartPolicy="Never"))
+    wait_for(lambda: state(shared, "seccomp-local", "c")["state"].get("terminated"), what="seccomp-local done")
+    assert shared.cli("logs", "seccomp-local").stdout.endswith("Operation not permitted\nrefused\n")
+    missing = {**container, "securityContext": {"seccompProfile": {"type": "Localhost",
+                                                                   "localhostProfile": "test/missing.json"}}}
+    shared.write("seccomp-missing.yaml", manifest("seccomp-missing", [missing], restartPolicy="Never"))
+    wait_for(lambda: state(shared, "seccomp-missing", "c")["state"]["waiting"]["reason"]
+             == "CreateContainerConfigError", what="CreateContainerConfigError")
+    message = state(shared, "seccomp-missing", "c")["state"]["waiting"]["message"]
+    assert "seccompProfile.localhostProfile" in message and "missing.json" in message
+
+
+def test_host_aliases_in_the_containers_hosts_file(shared: AgentHarness, images: Images) -> None:
+    container = {"name": "c", "image": images.busybox.reference, "command": ["tail", "-n", "2", "/etc/hosts"]}
+    shared.write("aliases.yaml", manifest("aliases", [container], restartPolicy="Never", hostAliases=[
+        {"ip": "127.0.0.1", "hostnames": ["kubernetes"]}]))
+    wait_for(lambda: state(shared, "aliases", "c")["state"].get("terminated"), what="aliases done")
+    assert shared.cli("logs", "aliases").stdout == "# Entries added by HostAliases.\n127.0.0.1\tkubernetes\n"
+
+
+@pytest.mark.parametrize("host_pid", [True, False])
+def test_host_pid_shares_the_nodes_pid_namespace(shared: AgentHarness, images: Images, host_pid: bool) -> None:
+    name = f"hostpid-{str(host_pid).lower()}"
+    container = {"name": "c", "image": images.busybox.reference, "command": ["sh", "-c", "busybox readlink /proc/self/ns/pid"]}
+    shared.write(f"{name}.yaml", manifest(name, [container], restartPolicy="Never", hostPID=host_pid))
+    wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+    assert (shared.cli("logs", name).stdout.strip() == os.readlink("/proc/self/ns/pid")) is host_pid
+
+
+@pytest.mark.parametrize("privileged", [True, False])
+def test_a_privileged_container_gets_the_hosts_devices(shared: AgentHarness, images: Images,
+                                                       privileged: bool) -> None:
+    """As containerd: a privileged container sees the node's device nodes (here /dev/kmsg and the loop
+    devices), an unprivileged one only runc's default set."""
+    name = f"devices-{str(privileged).lower()}"
+    container = {"name": "c", "image": images.busybox.reference, "securityContext": {"privileged": privileged},
+                 "command": ["sh", "-c", "test -c /dev/kmsg && echo kmsg; ls /dev | grep -c '^loop[0-9]' || true"]}
+    shared.write(f"{name}.yaml", manifest(name, [container], restartPolicy="Never"))
+    wait_for(lambda: state(shared, name, "c")["state"].get("terminated"), what=f"{name} done")
+    loops = str(len([d for d in os.listdir("/dev") if re.fullmatch(r"loop[0-9]+", d)]))
+    assert shared.cli("logs", name).stdout.split() == (["kmsg", loops] if privileged else ["0"])
+
+
+def test_safe_sysctls_in_the_pods_namespaces(shared: AgentHarness, images: Images) -> None:
+    """net.* in the pod's network namespace, kernel.shm_rmid_forced in the container's IPC one; the node's
+    values are untouched."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        node_range = handle.read().split()
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/kernel/shm_rmid_forced"]}
+    shared.write("sysctls.yaml", manifest("sysctls", [container], restartPolicy="Never", securityContext={"sysctls": [
+        {"name": "net.ipv4.ip_local_port_range", "value": "40000 41000"},
+        {"name": "kernel/shm_rmid_forced", "value": "1"}]}))
+    wait_for(lambda: state(shared, "sysctls", "c")["state"].get("terminated"), what="sysctls done")
+    assert shared.cli("logs", "sysctls").stdout.split() == ["40000", "41000", "1"]
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        assert handle.read().split() == node_range
+
+
+def test_a_downward_api_volume_in_an_image_container(shared: AgentHarness, images: Images) -> None:
+    container = {"name": "c", "image": images.busybox.reference,
+                 "command": ["sh", "-c", "cat /info/name; echo; touch /info/x 2>/dev/null || echo read-only"],
+                 "volumeMounts": [{"name": "info", "mountPath": "/info"}]}
+    shared.write("downward.yaml", manifest("downward", [container], restartPolicy="Never", volumes=[
+        {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]))
+    wait_for(lambda: state(shared, "downward", "c")["state"].get("terminated"), what="downward done")
+    assert shared.cli("logs", "downward").stdout == f"downward-{NODE}\nread-only\n"
+
+
+def test_a_kubeadm_style_etcd_static_pod(shared: AgentHarness, images: Images, registry: Registry,  # noqa: F811
+                                         tmp_path: Path) -> None:
+    """Issue 16, item 4: kubeadm's etcd manifest (tests/fixtures/real/kubeadm-etcd.yaml), its addresses on the
+    node's loopback and its probes as kubeadm writes them for etcd 3.4 (Debian's), on an image built from
+    Debian's etcd-server binary: hostNetwork, hostPath volumes, seccomp RuntimeDefault; it becomes Ready and
+    `etcdctl endpoint health` answers."""
+    busybox, etcd = busybox_layer(), host_binary_layer("/usr/bin/etcd")
+    image = push_image(registry, "runc/etcd", "3.4", [busybox, etcd],
+                       config=image_config([busybox, etcd], env=["PATH=/usr/bin:/bin"], cmd=None))
+    assert shared.node is not None
+    client, peer, metrics = 23790, 23800, 23810  # the node namespace is the test's own: nothing else listens
+    document = yaml.safe_load((Path(__file__).parent.parent / "fixtures" / "real" / "kubeadm-etcd.yaml").read_text())
+    (container,) = document["spec"]["containers"]
+    container["image"] = image.reference
+    container["command"] = [
+        "etcd", "--name=node", "--data-dir=/var/lib/etcd", f"--listen-client-urls=http://127.0.0.1:{client}",
+        f"--advertise-client-urls=http://127.0.0.1:{client}", f"--listen-peer-urls=http://127.0.0.1:{peer}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}", f"--initial-cluster=node=http://127.0.0.1:{peer}",
+        f"--listen-metrics-urls=http://127.0.0.1:{metrics}", "--snapshot-count=10000"]
+    container["ports"] = [{"containerPort": metrics, "name": "probe-port", "protocol": "TCP"}]
+    for probe in ("livenessProbe", "startupProbe"):  # kubeadm's probe for etcd < 3.5.11
+        container[probe]["httpGet"]["path"] = "/health?exclude=NOSPACE&serializable=true"
+    container["readinessProbe"]["httpGet"]["path"] = "/health?exclude=NOSPACE&serializable=true"
+    for probe in ("livenessProbe", "startupProbe"):
+        container[probe]["initialDelaySeconds"] = 1
+        container[probe]["periodSeconds"] = 1
+    document["metadata"]["namespace"] = "default"
+    document["spec"]["volumes"] = [
+        {"name": "etcd-data", "hostPath": {"path": str(tmp_path / "etcd"), "type": "DirectoryOrCreate"}},
+        {"name": "etcd-certs", "hostPath": {"path": str(tmp_path / "pki"), "type": "DirectoryOrCreate"}}]
+    shared.write("etcd.yaml", yaml.safe_dump(document))
+    wait_for(lambda: state(shared, "etcd", "etcd")["ready"], timeout=60, what="etcd Ready")
+    conditions = {c["type"]: c["status"] for c in shared.pod("etcd")["status"]["conditions"]}
+    assert conditions["Ready"] == "True"
+    health = in_netns(shared.node.path, "etcdctl", f"--endpoints=http://127.0.0.1:{client}", "endpoint", "health",
+                      check=False)
+    assert "is healthy" in health.stdout + health.stderr, health
+    assert (tmp_path / "etcd" / "member").is_dir()  # the hostPath volume holds its data
+    with open(f"/proc/{shared_etcd_pid(shared)}/status") as handle:
+        assert "Seccomp:\t2\n" in handle.read()
+
+
+def shared_etcd_pid(agent: AgentHarness) -> int:
+    listed = subprocess.run(["runc", "--root", str(agent.state / "runc"), "list", "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    for container in json.loads(listed.stdout or "[]"):
+        with open(f"/proc/{container['pid']}/cmdline", "rb") as handle:
+            if handle.read().startswith(b"etcd\0"):
+                return int(container["pid"])
+    raise AssertionError("no etcd container is running")
+
+
+def test_host_to_container_mount_propagation(shared: AgentHarness, images: Images, tmp_path: Path) -> None:
+    """A mount made on the node under a hostPath after the container started reaches a HostToContainer
+    volumeMount (rslave), not a default one (rprivate)."""
+    source = tmp_path / "shared"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(source), str(source)], check=True)  # the test's own mount
+    try:
+        subprocess.run(["mount", "--make-shared", str(source)], check=True)
+        script = "for i in $(seq 100); do test -f /host/sub/flag && { echo seen; exit 0; }; sleep 0.2; done; echo unseen"
+        slave = {"name": "c", "image": images.busybox.reference, "command": ["sh", "-c", script],
+                 "volumeMounts": [{"name": "host", "mountPath": "/host", "mountPropagation": "HostToContainer"}]}
+        private = {**slave, "name": "d", "volumeMounts": [{"name": "host", "mountPath": "/host"}]}
+        shared.write("propagation.yaml", manifest("propagation", [slave, private], restartPolicy="Never",
+                                                  volumes=[{"name": "host", "hostPath": {"path": str(source)}}]))
+        wait_for(lambda: all("running" in state(shared, "propagation", name)["state"] for name in ("c", "d")),
+                 timeout=30, what="both running")
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(source / "sub")], check=True)
+        (source / "sub" / "flag").write_text("x")
+        wait_for(lambda: all(state(shared, "propagation", name)["state"].get("terminated") for name in ("c", "d")),
+                 timeout=40, what="both done")
+        assert shared.cli("logs", "propagation", "-c", "c").stdout == "seen\n"
+        assert shared.cli("logs", "propagation", "-c", "d").stdout == "unseen\n"
+    finally:
+        shared.remove("propagation.yaml")
+        subprocess.run(["umount", "-R", str(source)], check=False)

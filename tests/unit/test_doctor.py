@@ -26,6 +26,7 @@ from nodeagent.doctor import (
     check_quarantined_state,
     check_root,
     check_runtime,
+    check_seccomp_profile,
     check_socket,
     check_state_dir,
     check_swap,
@@ -502,3 +503,11 @@ def test_quarantined_state_files_are_listed(tmp_path: Path) -> None:
     assert check.status == "warn"
     assert check.message == (f"1 state file(s) of 1 pod(s) could not be read and were moved aside, nothing of those "
                              f"pods removed: {moved}")
+
+
+def test_the_runc_seccomp_profile_is_checked(tmp_path: Path) -> None:
+    profile = tmp_path / "seccomp.json"
+    missing = check_seccomp_profile(str(profile))
+    assert missing.status == "warn" and "golang-github-containers-common" in (missing.fix or "")
+    profile.write_text("{}")
+    assert check_seccomp_profile(str(profile)).status == "ok"

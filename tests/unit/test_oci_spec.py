@@ -7,6 +7,7 @@ from nodeagent.plan.resource_config import ResourceConfig
 from nodeagent.runtime.base import ContainerSpec, Mount
 from nodeagent.runtime.oci_spec import (
     DEFAULT_CAPABILITIES,
+    PROPAGATION,
     ImageDefaults,
     Security,
     capabilities,
@@ -105,8 +106,18 @@ def test_the_whole_spec() -> None:
     destinations = [m["destination"] for m in config["mounts"]]
     assert destinations[:3] == ["/proc", "/dev", "/dev/pts"] and "/etc/hosts" in destinations
     data = next(m for m in config["mounts"] if m["destination"] == "/data")
-    assert data == {"destination": "/data", "type": "bind", "source": "/var/lib/x", "options": ["rbind", "ro"]}
+    assert data == {"destination": "/data", "type": "bind", "source": "/var/lib/x", "options": ["rbind", "ro", "rprivate"]}
     assert "/proc/kcore" in config["linux"]["maskedPaths"]
     host = oci_spec(spec(), IMAGE, rootfs="/r", cgroups_path="/c", cgroup_version=1,
                     security=Security(host_network=True), netns=None, pod_files={}, oom_score_adj=None)
     assert all(n["type"] != "network" for n in host["linux"]["namespaces"])
+
+
+def test_mount_propagation_as_containerd_sets_it() -> None:
+    assert PROPAGATION == {"None": "rprivate", "HostToContainer": "rslave", "Bidirectional": "rshared"}
+    mounts = (Mount("/a", "/a", propagation="HostToContainer"), Mount("/b", "/b"))
+    config = oci_spec(spec(mounts=mounts), ImageDefaults(), rootfs="/r", cgroups_path="/c", cgroup_version=2,
+                      security=Security(), netns=None, pod_files={}, oom_score_adj=None)
+    assert config["linux"]["rootfsPropagation"] == "rslave"
+    options = {m["destination"]: m["options"] for m in config["mounts"]}
+    assert options["/a"] == ["rbind", "rw", "rslave"] and options["/b"] == ["rbind", "rw", "rprivate"]

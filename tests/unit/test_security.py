@@ -13,7 +13,7 @@ from nodeagent.plan.pod import CgroupPlan
 from nodeagent.plan.resource_config import ResourceConfig
 from nodeagent.runtime.base import ContainerSpec
 from nodeagent.runtime.oci_spec import ALL_CAPABILITIES
-from nodeagent.runtime.security import setpriv_argv, verify_run_as_non_root
+from nodeagent.runtime.security import refuse_unsupported, setpriv_argv, verify_run_as_non_root
 from tests.unit.test_validation import pod, problems, warnings
 
 SPEC = ContainerSpec(
@@ -59,10 +59,12 @@ def test_the_container_fields_win_over_the_pods() -> None:
 """))
     spec = Pod.model_validate(document).spec
     assert spec.containers is not None
-    assert security_fields(spec, spec.containers[0]) == {
+    assert security_fields(spec, spec.containers[0], "/var/lib/nodeagent") == {
         "run_as_user": 3, "run_as_group": 2, "run_as_non_root": False, "supplemental_groups": (7, 8, 9),
         "privileged": False, "read_only_root": True, "capabilities_add": ("NET_ADMIN",),
-        "capabilities_drop": ("ALL",), "allow_privilege_escalation": False}
+        "capabilities_drop": ("ALL",), "allow_privilege_escalation": False,
+        "seccomp_profile": "Unconfined", "seccomp_localhost": None, "host_pid": False, "host_ipc": False,
+        "sysctls": ()}
 
 
 @pytest.mark.parametrize(("context", "expected"), [
@@ -141,16 +143,64 @@ def test_default_proc_mount_is_valid_and_no_unknown_field() -> None:
      "securityContext.windowsOptions: Windows options cannot apply"),
 ])
 def test_what_cannot_be_honoured_is_refused_when_the_container_would_start(spec: str, expected: str) -> None:
-    parsed = Pod.model_validate(yaml.safe_load(pod(spec))).spec
-    assert parsed.containers is not None
+    parsed = Pod.model_validate(yaml.safe_load(pod(spec)))
+    assert parsed.spec.containers is not None
     with pytest.raises(RuntimeStartError) as caught:
-        refuse_unenforceable(parsed, parsed.containers[0])
+        refuse_unenforceable(parsed, parsed.spec.containers[0], lambda: False)
     assert caught.value.reason == "CreateContainerConfigError"
     assert caught.value.message.startswith(expected)
 
 
 def test_empty_options_ask_for_nothing() -> None:
     parsed = Pod.model_validate(yaml.safe_load(pod(
-        "  containers: [{name: c, image: x, securityContext: {seLinuxOptions: {}, windowsOptions: {}}}]\n"))).spec
-    assert parsed.containers is not None
-    refuse_unenforceable(parsed, parsed.containers[0])
+        "  containers: [{name: c, image: x, securityContext: {seLinuxOptions: {}, windowsOptions: {}}}]\n")))
+    assert parsed.spec.containers is not None
+    refuse_unenforceable(parsed, parsed.spec.containers[0], lambda: False)
+
+
+@pytest.mark.parametrize(("spec", "enabled", "expected"), [
+    ("  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n  containers: [{name: c, image: x}]\n", False,
+     "Cannot enforce AppArmor: AppArmor is not enabled on the host"),
+    ("  containers: [{name: c, image: x, securityContext: {appArmorProfile: {type: Localhost, "
+     "localhostProfile: p}}}]\n", True,
+     "appArmorProfile Localhost: nodeagent applies no AppArmor profiles yet (on any runtime)"),
+])
+def test_apparmor_is_refused_as_the_kubelet_refuses_it(spec: str, enabled: bool, expected: str) -> None:
+    parsed = Pod.model_validate(yaml.safe_load(pod(spec)))
+    assert parsed.spec.containers is not None
+    with pytest.raises(RuntimeStartError) as caught:
+        refuse_unenforceable(parsed, parsed.spec.containers[0], lambda: enabled)
+    assert caught.value.message == expected
+
+
+def test_the_deprecated_apparmor_annotation_is_still_read() -> None:
+    document = yaml.safe_load(pod("  containers: [{name: c, image: x}, {name: d, image: x}]\n"))
+    document["metadata"]["annotations"] = {"container.apparmor.security.beta.kubernetes.io/c": "runtime/default",
+                                           "container.apparmor.security.beta.kubernetes.io/d": "unconfined"}
+    parsed = Pod.model_validate(document)
+    assert parsed.spec.containers is not None
+    with pytest.raises(RuntimeStartError):
+        refuse_unenforceable(parsed, parsed.spec.containers[0], lambda: False)
+    refuse_unenforceable(parsed, parsed.spec.containers[1], lambda: False)  # unconfined: nothing to enforce
+
+
+def test_seccomp_profile_the_containers_over_the_pods() -> None:
+    spec = Pod.model_validate(yaml.safe_load(pod("""
+  securityContext: {seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - {name: a, image: x}
+  - {name: b, image: x, securityContext: {seccompProfile: {type: Localhost, localhostProfile: profiles/audit.json}}}
+  - {name: c, image: x, securityContext: {seccompProfile: {type: Unconfined}}}
+"""))).spec
+    assert spec.containers is not None
+    found = [security_fields(spec, c, "/var/lib/nodeagent") for c in spec.containers]
+    assert [(f["seccomp_profile"], f["seccomp_localhost"]) for f in found] == [
+        ("RuntimeDefault", None), ("Localhost", "/var/lib/nodeagent/seccomp/profiles/audit.json"), ("Unconfined", None)]
+
+
+def test_the_process_runtime_refuses_a_seccomp_filter() -> None:
+    refuse_unsupported(SPEC)
+    with pytest.raises(RuntimeStartError) as caught:
+        refuse_unsupported(replace(SPEC, seccomp_profile="RuntimeDefault"))
+    assert caught.value.message.startswith("securityContext.seccompProfile: RuntimeDefault cannot be applied by the "
+                                           "process runtime")

@@ -28,6 +28,8 @@ NODEAGENT = "nodeagent"
 OURS = {MANAGED_BY: NODEAGENT}
 
 PROTOCOLS = {"TCP": cri.TCP, "UDP": cri.UDP, "SCTP": cri.SCTP}
+PROPAGATION = {"None": cri.PROPAGATION_PRIVATE, "HostToContainer": cri.PROPAGATION_HOST_TO_CONTAINER,
+               "Bidirectional": cri.PROPAGATION_BIDIRECTIONAL}
 UNIFIED_V2 = ("memory.swap.max", "memory.min", "memory.high", "memory.oom.group")  # no CRI field of their own
 
 
@@ -35,9 +37,11 @@ def pod_labels(uid: str, name: str, namespace: str) -> dict[str, str]:
     return {POD_NAME: name, POD_NAMESPACE: namespace, POD_UID: uid, **OURS}
 
 
-def namespace_options(host_network: bool) -> cri.NamespaceOption:
-    """The pod's network (or the node's), its own IPC namespace, a PID namespace per container."""
-    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD, pid=cri.CONTAINER, ipc=cri.POD)
+def namespace_options(host_network: bool, host_pid: bool = False, host_ipc: bool = False) -> cri.NamespaceOption:
+    """The pod's network, IPC namespace and a PID namespace per container, or the node's (hostNetwork,
+    hostIPC, hostPID), as the kubelet's namespacesForPod."""
+    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD,
+                               pid=cri.NODE if host_pid else cri.CONTAINER, ipc=cri.NODE if host_ipc else cri.POD)
 
 
 def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
@@ -53,10 +57,21 @@ def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
         labels={**pod.labels, **pod_labels(pod.uid, pod.name, pod.namespace)},
         annotations=dict(pod.annotations),
         linux=cri.LinuxPodSandboxConfig(
-            cgroup_parent=pod.cgroup_parent,
-            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod.host_network),
+            cgroup_parent=pod.cgroup_parent, sysctls=dict(pod.sysctls),
+            security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(
+                                                                 pod.host_network, pod.host_pid, pod.host_ipc),
                                                              privileged=pod.privileged)),
     )
+
+
+def seccomp_profile(spec: ContainerSpec) -> cri.SecurityProfile:
+    """CRI's seccomp field, set always (Unconfined too), as the kubelet sets it."""
+    if spec.seccomp_profile == "Localhost":
+        return cri.SecurityProfile(profile_type=cri.SecurityProfile.Localhost,
+                                   localhost_ref=spec.seccomp_localhost or "")
+    default = spec.seccomp_profile == "RuntimeDefault"
+    kind = cri.SecurityProfile.RuntimeDefault if default else cri.SecurityProfile.Unconfined
+    return cri.SecurityProfile(profile_type=kind)
 
 
 def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_version: int) -> cri.ContainerConfig:
@@ -69,6 +84,7 @@ def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_
         supplemental_groups=list(spec.supplemental_groups),
         no_new_privs=spec.allow_privilege_escalation is False,
     )
+    security.seccomp.CopyFrom(seccomp_profile(spec))
     if spec.run_as_user is not None:
         security.run_as_user.value = spec.run_as_user
     if spec.run_as_group is not None:
@@ -78,7 +94,8 @@ def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_
         image=cri.ImageSpec(image=spec.image, user_specified_image=spec.image),
         command=list(spec.command), args=list(spec.args), working_dir=spec.working_dir or "",
         envs=[cri.KeyValue(key=key, value=value) for key, value in spec.env.items()],
-        mounts=[cri.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.read_only)
+        mounts=[cri.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.read_only,
+                          propagation=PROPAGATION[m.propagation])
                 for m in spec.mounts],
         labels={**pod_labels(spec.pod_uid, spec.pod_name, spec.pod_namespace), CONTAINER_NAME: spec.name},
         annotations={RESTART_COUNT: str(spec.attempt)},
