@@ -7,6 +7,8 @@ import asyncio
 import base64
 import datetime as dt
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +166,19 @@ def test_api_bind_address_must_be_host_and_port(value: str) -> None:
 def test_api_bind_address_defaults_to_the_loopback_and_empty_turns_it_off() -> None:
     assert parse_config({}, "test")[0].nodeagent.api_bind_address == "127.0.0.1:10260"
     assert parse_config({"nodeagent": {"apiBindAddress": ""}}, "test")[0].nodeagent.api_bind_address == ""
+
+
+def test_a_start_with_the_pki_made_does_not_import_cryptography(tmp_path: Path) -> None:
+    """cryptography's import (~40 ms) is paid by the start that makes the PKI, not by every restart."""
+    code = f"""
+import sys
+from nodeagent.kubeapi.listener import ApiSettings
+settings = ApiSettings(bind_address="127.0.0.1:7443", pki_dir={str(tmp_path / "pki")!r},
+                       token_file={str(tmp_path / "tokens.csv")!r}, full_access_groups=(), read_only_groups=(),
+                       node_name="n1")
+settings.prepare()
+print("cryptography" in sys.modules)
+"""
+    first = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")
