@@ -20,6 +20,7 @@ Each figure with a goal is printed with "met" or "MISSED".
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -224,6 +225,9 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/agent.py needs root (real cgroups and processes)")
+    # as a package install leaves it: the agent's modules compiled, else with PYTHONDONTWRITEBYTECODE set
+    # every start (the restart figure) compiles them from source again
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "nodeagent", quiet=1)
     with tempfile.TemporaryDirectory(prefix="nodeagent-bench-") as directory:
         root = Path(directory)
         agent = AgentHarness(root)
