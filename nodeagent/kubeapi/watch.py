@@ -1,9 +1,12 @@
 """Resource versions and a watch feed for pods: ADDED, MODIFIED and DELETED as the API server sends them.
 
-The agent says "something changed" (its on_change hook); once per turn of the event loop the feed takes
-the pods' JSON, compares it with what it last saw, and gives every pod that changed the next resource
-version (one counter for the node, as etcd's revision). Watchers get the events after a resource version;
-a watcher too far behind (more than HISTORY events) gets 410 Gone, as from the API server.
+The agent says "something changed" (its on_change hook); the feed then takes the pods' JSON, compares it
+with what it last saw, and gives every pod that changed the next resource version (one counter for the
+node, as etcd's revision). It does so once per turn of the event loop while someone watches, and else
+only when asked (a list, a watch that begins): comparing every pod costs O(pods), and doing it on every
+change while 1,000 pods start kept the event loop busy with nothing but this. Watchers get the events
+after a resource version; a watcher too far behind (more than HISTORY events) gets 410 Gone, as from the
+API server.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ class PodFeed:
         self._history: collections.deque[Change] = collections.deque(maxlen=history)
         self._changed = asyncio.Condition()
         self._scheduled = False
+        self._dirty = True  # changed since the last comparison
+        self._watching = 0  # watchers waiting in changes()
 
     def changed(self) -> None:
-        """The agent's hook: compare once this turn of the event loop is over."""
-        if not self._scheduled:
+        """The agent's hook: compare once this turn of the event loop is over, if anyone watches."""
+        self._dirty = True
+        if self._watching and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._refresh_soon)
 
@@ -54,6 +60,7 @@ class PodFeed:
 
     def refresh(self) -> bool:
         """Compare the pods with what was seen; True when any changed."""
+        self._dirty = False
         current = {pod["metadata"]["uid"]: pod for pod in self._snapshot()}
         changes = []
         for uid, pod in current.items():
@@ -87,10 +94,16 @@ class PodFeed:
     async def changes(self, since: int) -> list[Change]:
         """The changes after `since`, waiting for one when there is none yet; Expired when forgotten."""
         while True:
+            if self._dirty:
+                self.refresh()
             if self._history and since < self._history[0].version - 1:
                 raise Expired(f"too old resource version: {since} ({self._history[0].version - 1})")
             found = [change for change in self._history if change.version > since]
             if found:
                 return found
             async with self._changed:
-                await self._changed.wait()
+                self._watching += 1
+                try:
+                    await self._changed.wait()
+                finally:
+                    self._watching -= 1

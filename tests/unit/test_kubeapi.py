@@ -83,6 +83,27 @@ async def test_the_feed_versions_each_change_and_streams_added_modified_deleted(
     assert feed.pods() == []
 
 
+async def test_changes_cost_nothing_until_someone_lists_or_watches() -> None:
+    """Each change compared every pod's JSON even with no watcher: O(pods) per change, O(pods^2) while 1,000
+    pods started, which kept the event loop busy with it."""
+    snapshots = []
+    pods = [pod("a", "1")]
+    feed = PodFeed(lambda: snapshots.append(1) or pods)
+    assert [p["metadata"]["resourceVersion"] for p in feed.pods()] == ["2"]
+    for _ in range(5):
+        feed.changed()
+        await asyncio.sleep(0)
+    assert len(snapshots) == 1  # nobody asked
+    pods = [pod("a", "1", phase="Failed")]
+    waiting = asyncio.create_task(feed.changes(2))  # a watch that begins sees what changed meanwhile
+    assert [(c.type, c.version) for c in await asyncio.wait_for(waiting, 2)] == [("MODIFIED", 3)]
+    waiting = asyncio.create_task(feed.changes(3))
+    await asyncio.sleep(0)
+    pods = [pod("a", "1", phase="Succeeded")]
+    feed.changed()  # someone watches: compared at once
+    assert [(c.type, c.version) for c in await asyncio.wait_for(waiting, 2)] == [("MODIFIED", 4)]
+
+
 async def test_a_watch_from_a_forgotten_version_is_expired() -> None:
     phase = ["a"]
     feed = PodFeed(lambda: [pod("a", "1", phase=phase[0])], history=2)
