@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,8 @@ class Change:
 class PodFeed:
     def __init__(self, snapshot: Callable[[], list[dict[str, Any]]], *, history: int = HISTORY) -> None:
         self._snapshot = snapshot
-        self._seen: dict[str, tuple[str, dict[str, Any], int]] = {}  # uid -> (JSON text, pod, version)
+        # uid -> (pod, version); pods are compared as data (JSON of the same types), not as JSON text
+        self._seen: dict[str, tuple[dict[str, Any], int]] = {}
         self.version = 1
         self._history: collections.deque[Change] = collections.deque(maxlen=history)
         self._changed = asyncio.Condition()
@@ -64,18 +64,17 @@ class PodFeed:
         current = {pod["metadata"]["uid"]: pod for pod in self._snapshot()}
         changes = []
         for uid, pod in current.items():
-            text = json.dumps(pod, sort_keys=True)
             before = self._seen.get(uid)
-            if before is None or before[0] != text:
-                changes.append(("ADDED" if before is None else "MODIFIED", uid, text, pod))
+            if before is None or before[0] != pod:
+                changes.append(("ADDED" if before is None else "MODIFIED", uid, pod))
         for uid in [uid for uid in self._seen if uid not in current]:
-            changes.append(("DELETED", uid, "", self._seen[uid][1]))
-        for kind, uid, text, pod in changes:
+            changes.append(("DELETED", uid, self._seen[uid][0]))
+        for kind, uid, pod in changes:
             self.version += 1
             if kind == "DELETED":
                 del self._seen[uid]
             else:
-                self._seen[uid] = (text, pod, self.version)
+                self._seen[uid] = (pod, self.version)
             self._history.append(Change(self.version, kind, self.stamp(pod, self.version)))
         if changes:  # whoever noticed first (the hook, or a list), the watchers hear of it
             asyncio.get_running_loop().create_task(self._wake())
@@ -88,7 +87,7 @@ class PodFeed:
     def pods(self) -> list[dict[str, Any]]:
         """The pods now, each with its resource version."""
         self.refresh()
-        pods = [self.stamp(pod, version) for _, pod, version in self._seen.values()]
+        pods = [self.stamp(pod, version) for pod, version in self._seen.values()]
         return sorted(pods, key=lambda pod: (pod["metadata"]["namespace"], pod["metadata"]["name"]))
 
     async def changes(self, since: int) -> list[Change]:
