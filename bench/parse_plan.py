@@ -115,7 +115,8 @@ def main() -> None:
         median = statistics.median(r[0] for r in rates)
         print(f"{label:>14} ({average_bytes:4.0f} B avg): median {median:6,.0f} pods/s, "
               f"best {best[0]:6,.0f} pods/s; per pod: decode+validate {best[1] / args.count * 1e6:4.0f} us, "
-              f"plan {best[2] / args.count * 1e6:4.0f} us")
+              f"plan {best[2] / args.count * 1e6:4.0f} us; goal >= 2,000 pods/s (median): "
+              f"{'met' if median >= 2000 else 'MISSED'}")
 
 
 if __name__ == "__main__":

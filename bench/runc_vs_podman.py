@@ -1,6 +1,6 @@
 """nodeagent's runc runtime beside `podman kube play`, in one run, on the same image and the same pod (run as root).
 
-    .venv/bin/python bench/runc_vs_podman.py [--pods 20] [--no-pull]
+    .venv/bin/python bench/runc_vs_podman.py [--pods 20] [--no-pull] [--runc-path crun]
 
 Measures, for each of --pods pods one after the other, the time from asking for the pod to the container's
 first instruction: for nodeagent from writing the manifest into its staticPodPath, for podman from starting
@@ -8,7 +8,8 @@ first instruction: for nodeagent from writing the manifest into its staticPodPat
 script waits on. The image (busybox, from a registry on 127.0.0.1) is in both stores already, and one
 warm-up pod each is not counted. Both pods use hostNetwork (podman would otherwise add a bridge to this
 machine's network; nodeagent's pod networks are off too). Prints p50 and p90 for both and the ratio
-(goal: nodeagent >= 5x faster), then pull + unpack of a ~5 MB image (bench/image_pull.py).
+(goal: nodeagent >= 5x faster), then pull + unpack of a ~5 MB image (bench/image_pull.py). --runc-path
+is nodeagent's `nodeagent.runcPath`: `crun` measures the runc runtime driving crun instead.
 
 podman and catatonit (its pause binary) are installed with apt-get when missing; the runc and podman
 versions measured are printed. It runs with its own storage, run and network directories
@@ -87,9 +88,9 @@ def summary(label: str, seconds: list[float]) -> str:
 
 # -- nodeagent ------------------------------------------------------------------------------------------
 
-def bench_nodeagent(root: Path, registry: Registry, image: str, fifos: Path, pods: int) -> list[float]:
+def bench_nodeagent(root: Path, registry: Registry, image: str, fifos: Path, pods: int, runc_path: str) -> list[float]:
     (root / "nodeagent").mkdir()
-    agent = RuncAgent(root / "nodeagent", [registry], host_network=True)
+    agent = RuncAgent(root / "nodeagent", [registry], host_network=True, runcPath=runc_path)
     harness = agent.harness
     harness.configure({"nodeagent": {"logLevel": "INFO"}, "fileCheckFrequency": "20s"})
     try:
@@ -249,6 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--no-pull", action="store_true", help="skip the pull + unpack figure")
+    parser.add_argument("--runc-path", default="runc", help="nodeagent.runcPath: runc (the default) or crun")
     arguments = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/runc_vs_podman.py needs root (real cgroups, mounts and containers)")
@@ -260,9 +262,11 @@ def main() -> None:
         with running_registry(root / "registry") as registry:
             image = push_image(registry, "bench/busybox", "1.0", [busybox_layer()]).reference
             print(f"image {image}; {arguments.pods} pods each, one after the other, hostNetwork", flush=True)
-            print(f"measured: {version('runc')}; {version(binary) if binary else 'no podman'}", flush=True)
-            nodeagent = bench_nodeagent(root, registry, image, fifos, arguments.pods)
-            print(summary("nodeagent (runc runtime)", nodeagent), flush=True)
+            print(f"measured: {version(arguments.runc_path)}; {version(binary) if binary else 'no podman'}",
+                  flush=True)
+            nodeagent = bench_nodeagent(root, registry, image, fifos, arguments.pods, arguments.runc_path)
+            print(summary(f"nodeagent (runc runtime, {os.path.basename(arguments.runc_path)})", nodeagent),
+                  flush=True)
             if binary is None:
                 return
             footprint = Footprint()

@@ -309,7 +309,8 @@ class PodWorker:
             last = await self._supervise(container, policy)
             if last is None or last.exit_code != 0:
                 return False
-        self._transition("Initialized")
+        if "Initialized" not in self.transitions:  # not again for a pod adopted after a restart
+            self._transition("Initialized")
         for container in self.pod.pod.spec.containers or []:
             name = container.name or ""
             if self.records[name].reason == "PodInitializing":

@@ -36,8 +36,13 @@ class YAMLLoadError(ValueError):
 
 class _Loader(yaml.CSafeLoader):
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
-        if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in _MAYBE_NOT_STR)):
-            return _STR
+        if kind is yaml.ScalarNode:
+            if not implicit[0] or (value and value[0] not in _MAYBE_NOT_STR):
+                return _STR
+        elif kind is yaml.MappingNode:  # asked only of untagged collections; no path resolvers are registered
+            return _MAP
+        elif kind is yaml.SequenceNode:
+            return _SEQ
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return,no-untyped-call]
 
 
@@ -68,6 +73,7 @@ def load_documents(text: str, warnings: list[str]) -> Iterator[Any]:
     """Each document of `text` as plain Python data; duplicate keys are appended to `warnings`."""
     loader = _Loader(text)
     may_alias = "*" in text  # without an alias nothing can expand, and the count is skipped
+    may_merge = "<<" in text
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -76,7 +82,7 @@ def load_documents(text: str, warnings: list[str]) -> Iterator[Any]:
             if may_alias and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
                 raise YAMLLoadError(
                     f"document expands to more than {MAX_EXPANDED_NODES} nodes through aliases (alias bomb?)")
-            yield _Builder(loader, warnings).build(node)
+            yield _Builder(loader, warnings, may_merge=may_merge).build(node)
     finally:
         loader.dispose()
 
@@ -84,8 +90,9 @@ def load_documents(text: str, warnings: list[str]) -> Iterator[Any]:
 class _Builder:
     """Nodes to data; a shared (aliased) node is built once and shared, as PyYAML does."""
 
-    def __init__(self, loader: _Loader, warnings: list[str]) -> None:
+    def __init__(self, loader: _Loader, warnings: list[str], *, may_merge: bool) -> None:
         self.loader = loader
+        self.may_merge = may_merge  # a merge key is written `<<`: without one in the text, none is looked for
         self.warnings = warnings
         self.built: dict[int, Any] = {}
         self.building: set[int] = set()
@@ -99,7 +106,7 @@ class _Builder:
         if key in self.building:
             raise YAMLLoadError(f"line {node.start_mark.line + 1}: an alias refers to the node that contains it")
         self.building.add(key)
-        if isinstance(node, yaml.MappingNode) and node.tag == _MAP and not _has_merge(node):
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP and not (self.may_merge and _has_merge(node)):
             value: Any = self._mapping(node)
         elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
             value = [self.build(child) for child in node.value]

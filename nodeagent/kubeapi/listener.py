@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from nodeagent.config import KubeletConfig
 from nodeagent.kubeapi.auth import Authenticator, ensure_token_file
+from nodeagent.kubeapi.pkifiles import PkiFiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +33,14 @@ class ApiSettings:
 
     def prepare(self) -> ssl.SSLContext:
         """The CA, serving certificate and token file (made when missing; blocking: call in a thread).
-        `cryptography` loads here, not when the agent starts (40 ms)."""
-        from nodeagent.kubeapi.tls import Pki
+        `cryptography` loads only to make missing files, not on every start (40 ms)."""
+        pki = PkiFiles(self.pki_dir)
+        if not pki.complete():
+            from nodeagent.kubeapi.tls import Pki
 
-        hosts = sorted({"localhost", "127.0.0.1", "::1", self.node_name, socket.gethostname()}
-                       | ({self.host} if self.host not in ("0.0.0.0", "::") else set()))
-        pki = Pki(self.pki_dir)
-        pki.ensure(hosts)
+            hosts = sorted({"localhost", "127.0.0.1", "::1", self.node_name, socket.gethostname()}
+                           | ({self.host} if self.host not in ("0.0.0.0", "::") else set()))
+            Pki(self.pki_dir).ensure(hosts)
         ensure_token_file(self.token_file)
         return pki.server_context()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import ssl
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -17,30 +16,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from nodeagent.kubeapi.pkifiles import PkiFiles
+
 CA_YEARS = 10
 LEAF_YEARS = 1
 
 
 @dataclass(frozen=True, slots=True)
-class Pki:
-    directory: str
-
-    @property
-    def ca_cert(self) -> str:
-        return os.path.join(self.directory, "ca.crt")
-
-    @property
-    def ca_key(self) -> str:
-        return os.path.join(self.directory, "ca.key")
-
-    @property
-    def server_cert(self) -> str:
-        return os.path.join(self.directory, "apiserver.crt")
-
-    @property
-    def server_key(self) -> str:
-        return os.path.join(self.directory, "apiserver.key")
-
+class Pki(PkiFiles):
     def ensure(self, hosts: list[str]) -> None:
         """The CA and the serving certificate (for `hosts`, names or addresses), made when missing."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -88,15 +71,6 @@ class Pki:
             usage = ExtendedKeyUsageOID.CLIENT_AUTH
         cert = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False).sign(ca_key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
-
-    def server_context(self) -> ssl.SSLContext:
-        """TLS for the listener: our serving certificate; a client certificate is asked for, checked against
-        the CA when sent, and optional (bearer tokens are the other way in)."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca_cert)
-        context.load_cert_chain(self.server_cert, self.server_key)
-        context.verify_mode = ssl.CERT_OPTIONAL
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
 
 
 def _san(host: str) -> x509.GeneralName:

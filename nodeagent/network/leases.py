@@ -43,7 +43,9 @@ class _LeaseModel(BaseModel):
     ip: IPv4Address
     name: str
     namespace: str
-    host_ports: list[_HostPortModel] = Field(default_factory=list, alias="hostPorts")
+    # pydantic copies a mutable default per model; default_factory=list would make it tokenize list's
+    # signature at import (~30 ms compiling tokenize's patterns, the agent's first use of them)
+    host_ports: list[_HostPortModel] = Field(default=[], alias="hostPorts")
 
 
 class _FileModel(BaseModel):

@@ -80,6 +80,25 @@ def test_sigkill_with_twenty_pods_loses_and_duplicates_nothing(agent: AgentHarne
     wait_for(lambda: agent.outside_processes() == [], what="no process outside the agent's cgroups")
 
 
+def test_a_readopted_pod_keeps_its_conditions_and_its_saved_state_untouched(agent: AgentHarness) -> None:
+    """The restart changes nothing about a running pod: not its conditions' transition times (the Initialized
+    one was set again), so not its state file either (rewritten and fsynced once per pod, at every restart)."""
+    agent.write("steady.yaml", SLEEPER % "steady")
+    wait_for(lambda: is_running(agent, "steady") and container(agent, "steady")["ready"], what="ready")
+    time.sleep(0.3)  # its last save done
+    conditions = agent.pod("steady")["status"]["conditions"]
+    uid = agent.pod("steady")["metadata"]["uid"]
+    saved = next(agent.state.rglob(f"pods/{uid}/*.json"))
+    inode = saved.stat().st_ino
+    agent.stop(signal.SIGKILL)
+    time.sleep(0.05)  # a transition set again would show as a later time
+    agent.start()
+    wait_for(lambda: is_running(agent, "steady"), what="adopted")
+    time.sleep(0.3)
+    assert agent.pod("steady")["status"]["conditions"] == conditions
+    assert saved.stat().st_ino == inode
+
+
 def test_a_manifest_removed_while_the_agent_was_down_is_stopped_on_start(agent: AgentHarness) -> None:
     agent.write("leaving.yaml", SLEEPER % "leaving")
     wait_for(lambda: is_running(agent, "leaving"), what="running")

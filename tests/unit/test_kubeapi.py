@@ -7,6 +7,8 @@ import asyncio
 import base64
 import datetime as dt
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,27 @@ async def test_the_feed_versions_each_change_and_streams_added_modified_deleted(
     assert [(c.type, c.pod["metadata"]["name"]) for c in await asyncio.wait_for(waiting, 2)] == [
         ("DELETED", "a"), ("DELETED", "b")]
     assert feed.pods() == []
+
+
+async def test_changes_cost_nothing_until_someone_lists_or_watches() -> None:
+    """Each change compared every pod's JSON even with no watcher: O(pods) per change, O(pods^2) while 1,000
+    pods started, which kept the event loop busy with it."""
+    snapshots = []
+    pods = [pod("a", "1")]
+    feed = PodFeed(lambda: snapshots.append(1) or pods)
+    assert [p["metadata"]["resourceVersion"] for p in feed.pods()] == ["2"]
+    for _ in range(5):
+        feed.changed()
+        await asyncio.sleep(0)
+    assert len(snapshots) == 1  # nobody asked
+    pods = [pod("a", "1", phase="Failed")]
+    waiting = asyncio.create_task(feed.changes(2))  # a watch that begins sees what changed meanwhile
+    assert [(c.type, c.version) for c in await asyncio.wait_for(waiting, 2)] == [("MODIFIED", 3)]
+    waiting = asyncio.create_task(feed.changes(3))
+    await asyncio.sleep(0)
+    pods = [pod("a", "1", phase="Succeeded")]
+    feed.changed()  # someone watches: compared at once
+    assert [(c.type, c.version) for c in await asyncio.wait_for(waiting, 2)] == [("MODIFIED", 4)]
 
 
 async def test_a_watch_from_a_forgotten_version_is_expired() -> None:
@@ -164,3 +187,19 @@ def test_api_bind_address_must_be_host_and_port(value: str) -> None:
 def test_api_bind_address_defaults_to_the_loopback_and_empty_turns_it_off() -> None:
     assert parse_config({}, "test")[0].nodeagent.api_bind_address == "127.0.0.1:10260"
     assert parse_config({"nodeagent": {"apiBindAddress": ""}}, "test")[0].nodeagent.api_bind_address == ""
+
+
+def test_a_start_with_the_pki_made_does_not_import_cryptography(tmp_path: Path) -> None:
+    """cryptography's import (~40 ms) is paid by the start that makes the PKI, not by every restart."""
+    code = f"""
+import sys
+from nodeagent.kubeapi.listener import ApiSettings
+settings = ApiSettings(bind_address="127.0.0.1:7443", pki_dir={str(tmp_path / "pki")!r},
+                       token_file={str(tmp_path / "tokens.csv")!r}, full_access_groups=(), read_only_groups=(),
+                       node_name="n1")
+settings.prepare()
+print("cryptography" in sys.modules)
+"""
+    first = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")

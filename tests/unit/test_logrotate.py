@@ -7,8 +7,19 @@ import datetime as dt
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
-from nodeagent.runtime.logrotate import LogFile, LogLimits, bound, newest_lines_offset, prune, rotated_files
+import pytest
+
+from nodeagent.runtime.logrotate import (
+    LogFile,
+    LogLimits,
+    bound,
+    keep_bounded,
+    newest_lines_offset,
+    prune,
+    rotated_files,
+)
 
 T0 = dt.datetime(2026, 12, 4, 16, 2, 37, tzinfo=dt.UTC)
 
@@ -118,3 +129,29 @@ def test_rotated_files_are_the_kubelet_names_oldest_first(tmp_path: Path) -> Non
         "0.log.20261204-150000", "0.log.20261204-160237.gz"]
     prune(str(tmp_path / "0.log"), 1)
     assert not (tmp_path / "0.log.20261204-150000").exists() and (tmp_path / "0.log.20261204-160237.gz").exists()
+
+
+async def test_a_round_over_many_logs_takes_one_thread_hop_and_rotates_only_the_big_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two thread hops per log per second kept an agent with 1,000 sleeping pods at 20 % of a core."""
+    for index in range(100):
+        (tmp_path / f"{index}.log").write_bytes(b"x" * (2000 if index == 7 else 10))
+    hops = []
+    real = asyncio.to_thread
+
+    async def counted(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function.__name__)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    files = [LogFile(str(tmp_path / f"{index}.log"), None) for index in range(100)]
+    task = asyncio.create_task(keep_bounded(lambda: files, LogLimits(max_size=1000, max_files=2)))
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if (tmp_path / "7.log").stat().st_size <= 1000:
+                break
+    finally:
+        task.cancel()
+    assert (tmp_path / "7.log").stat().st_size <= 1000 and (tmp_path / "8.log").stat().st_size == 10
+    assert hops.count("_sweep") == 1 and len(hops) <= 4, hops  # the sweep, then the big log's own steps
