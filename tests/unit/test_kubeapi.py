@@ -86,9 +86,14 @@ async def test_the_feed_versions_each_change_and_streams_added_modified_deleted(
 async def test_changes_cost_nothing_until_someone_lists_or_watches() -> None:
     """Each change compared every pod's JSON even with no watcher: O(pods) per change, O(pods^2) while 1,000
     pods started, which kept the event loop busy with it."""
-    snapshots = []
+    snapshots: list[int] = []
     pods = [pod("a", "1")]
-    feed = PodFeed(lambda: snapshots.append(1) or pods)
+
+    def listed() -> list[dict[str, Any]]:
+        snapshots.append(1)
+        return pods
+
+    feed = PodFeed(listed)
     assert [p["metadata"]["resourceVersion"] for p in feed.pods()] == ["2"]
     for _ in range(5):
         feed.changed()
