@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
-import errno
 import os
 import stat
 
+from nodeagent import mounts
 from nodeagent.errors import NodeAgentError
 
 SUBPATHS = "volume-subpaths"
-MS_BIND = 4096
-MNT_DETACH = 2
 OPEN_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 class SubPathError(NodeAgentError):
@@ -81,9 +74,10 @@ def _bind(volume_path: str, sub_path: str, target: str) -> None:
     try:
         is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
         _prepare_target(target, is_dir=is_dir)
-        if _libc.mount(f"/proc/self/fd/{fd}".encode(), os.fsencode(target), None, MS_BIND, None) != 0:
-            code = ctypes.get_errno()
-            raise SubPathError(f"error mounting {resolved}: {os.strerror(code)}")
+        try:
+            mounts.mount(f"/proc/self/fd/{fd}".encode(), target, None, mounts.MS_BIND, None)
+        except OSError as exc:
+            raise SubPathError(f"error mounting {resolved}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
@@ -169,15 +163,10 @@ def _unmount_all(directory: str) -> None:
 
 
 def _unmount(target: str) -> None:
-    for flags in (0, MNT_DETACH):
-        if _libc.umount2(os.fsencode(target), flags) == 0:
-            return
-        code = ctypes.get_errno()
-        if code in (errno.EINVAL, errno.ENOENT):
-            return  # not mounted (any more)
-        if code != errno.EBUSY:
-            raise SubPathError(f"unmounting {target}: {os.strerror(code)}")
-    raise SubPathError(f"unmounting {target}: {os.strerror(errno.EBUSY)}")
+    try:
+        mounts.unmount(target)
+    except OSError as exc:
+        raise SubPathError(f"unmounting {target}: {exc.strerror}") from None
 
 
 def _mount_points() -> list[str]:

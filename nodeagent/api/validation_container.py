@@ -5,6 +5,8 @@ Kubernetes' rules and wording; the static-pod rule that nothing may need an API 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from nodeagent.api import names
 from nodeagent.api.fielderrors import (
     duplicate,
@@ -36,6 +38,8 @@ SCHEMES = ("HTTP", "HTTPS")
 FIELD_REF_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels",
                    "metadata.annotations", "spec.nodeName", "spec.serviceAccountName", "status.hostIP",
                    "status.hostIPs", "status.podIP", "status.podIPs")
+# whole label and annotation maps go to volumes only; env takes one of them by subscript
+ENV_FIELD_PATHS = tuple(p for p in FIELD_REF_PATHS if p not in ("metadata.labels", "metadata.annotations"))
 RESOURCE_REF_NAMES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
                       "requests.memory", "requests.ephemeral-storage")
 CPU_DIVISORS = ("1m", "1")
@@ -150,7 +154,8 @@ def _validate_env(env: EnvVar, path: str, container_names: set[str]) -> list[Fie
     elif len(chosen) > 1:
         errors.append(invalid(f"{path}.valueFrom", "", "may not have more than one field specified at a time"))
     if source.field_ref is not None:
-        errors += _validate_field_ref(source.field_ref.field_path, f"{path}.valueFrom.fieldRef.fieldPath")
+        errors += validate_field_path(source.field_ref.field_path, f"{path}.valueFrom.fieldRef.fieldPath",
+                                      ENV_FIELD_PATHS)
     if source.resource_field_ref is not None:
         ref = source.resource_field_ref
         if not ref.resource:
@@ -176,7 +181,9 @@ def _validate_divisor(resource: str, divisor: Quantity, path: str) -> list[Field
                                         f"{kind} resource")]
 
 
-def _validate_field_ref(field_path: str | None, path: str) -> list[FieldError]:
+def validate_field_path(field_path: str | None, path: str, allowed: Sequence[str]) -> list[FieldError]:
+    """A fieldRef's fieldPath (env or a downwardAPI volume): one of `allowed`, or one label or annotation
+    (`metadata.labels['key']`)."""
     if not field_path:
         return [required(path)]
     base, _, subscript = field_path.partition("[")
@@ -186,9 +193,8 @@ def _validate_field_ref(field_path: str | None, path: str) -> list[FieldError]:
                                               "annotations")]
         key = subscript.removesuffix("]").strip("'")
         return [invalid(path, field_path, p) for p in names.qualified_name(key)]
-    if field_path in ("metadata.labels", "metadata.annotations") or field_path not in FIELD_REF_PATHS:
-        return [unsupported(path, field_path, [p for p in FIELD_REF_PATHS
-                                               if p not in ("metadata.labels", "metadata.annotations")])]
+    if field_path not in allowed:
+        return [unsupported(path, field_path, allowed)]
     return []
 
 

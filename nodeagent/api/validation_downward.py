@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
 from nodeagent.api.model_volumes import DownwardAPIVolumeSource, ProjectedVolumeSource
-from nodeagent.api.validation_container import RESOURCE_REF_NAMES
+from nodeagent.api.validation_container import RESOURCE_REF_NAMES, validate_field_path
 from nodeagent.errors import FieldError
 
 VOLUME_FIELD_PATHS = ("metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid")
@@ -27,7 +26,7 @@ def validate_downward_api(source: DownwardAPIVolumeSource, path: str) -> list[Fi
             errors.append(invalid(where, "", "fieldRef and resourceFieldRef can not be specified simultaneously")
                           if item.field_ref else required(where, "one of fieldRef and resourceFieldRef is required"))
         elif item.field_ref is not None:
-            errors += _field_path(item.field_ref.field_path, f"{where}.fieldRef.fieldPath")
+            errors += validate_field_path(item.field_ref.field_path, f"{where}.fieldRef.fieldPath", VOLUME_FIELD_PATHS)
         elif item.resource_field_ref is not None:
             ref = item.resource_field_ref
             if not ref.container_name:
@@ -78,18 +77,4 @@ def _local_path(value: str | None, path: str) -> list[FieldError]:
         return [invalid(path, value, "must not contain '..'")]
     if value.startswith(".."):
         return [invalid(path, value, "must not start with '..'")]
-    return []
-
-
-def _field_path(field_path: str | None, path: str) -> list[FieldError]:
-    if not field_path:
-        return [required(path)]
-    base, _, subscript = field_path.partition("[")
-    if subscript:
-        if base not in ("metadata.labels", "metadata.annotations"):
-            return [invalid(path, field_path, "fieldPath with a subscript is only supported for labels and "
-                                              "annotations")]
-        return [invalid(path, field_path, p) for p in names.qualified_name(subscript.removesuffix("]").strip("'"))]
-    if field_path not in VOLUME_FIELD_PATHS:
-        return [unsupported(path, field_path, VOLUME_FIELD_PATHS)]
     return []

@@ -12,23 +12,16 @@ them relatively (`lowerdir=0:1:2...`), as containerd and containers/storage do w
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 
+from nodeagent import mounts
 from nodeagent.images.errors import MountError
 
-MS_RDONLY = 1
-MS_NODEV = 4
-MNT_DETACH = 2
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 # A layer may be shared by many mounts, which overlayfs' inode index forbids: off where it exists.
 _HAS_INDEX_OPTION = os.path.exists("/sys/module/overlay/parameters/index")
 
@@ -45,7 +38,7 @@ async def mount_rootfs(layers: Sequence[str], upper: str, work: str, target: str
             raise MountError(f"mounting overlay on {target}: {path!r} must be absolute, without ',' or ':'")
     lower = list(reversed(layers))  # overlayfs lists the top-most lower directory first
     options = overlay_options(lower, upper, work)
-    flags = MS_NODEV | (MS_RDONLY if read_only else 0)
+    flags = mounts.MS_NODEV | (mounts.MS_RDONLY if read_only else 0)
     if len(options) < PAGE_BYTES:
         await asyncio.to_thread(_mount, target, options, flags)
         return
@@ -63,10 +56,11 @@ def overlay_options(lower: Sequence[str], upper: str, work: str) -> str:
 
 
 def _mount(target: str, options: str, flags: int) -> None:
-    if _libc.mount(b"overlay", os.fsencode(target), b"overlay", flags, options.encode()) != 0:
-        code = ctypes.get_errno()
-        hint = " (the kernel log says why)" if code == errno.EINVAL else ""
-        raise MountError(f"mounting overlay on {target}: {os.strerror(code)}{hint}")
+    try:
+        mounts.mount(b"overlay", target, b"overlay", flags, options.encode())
+    except OSError as exc:
+        hint = " (the kernel log says why)" if exc.errno == errno.EINVAL else ""
+        raise MountError(f"mounting overlay on {target}: {exc.strerror}{hint}") from None
 
 
 async def _mount_through_links(lower: Sequence[str], upper: str, work: str, target: str, *, read_only: bool) -> None:
@@ -89,12 +83,7 @@ async def _mount_through_links(lower: Sequence[str], upper: str, work: str, targ
 
 
 def _unmount(target: str) -> None:
-    for flags in (0, MNT_DETACH):
-        if _libc.umount2(os.fsencode(target), flags) == 0:
-            return
-        code = ctypes.get_errno()
-        if code in (errno.EINVAL, errno.ENOENT):
-            return  # not a mount point (any more), or gone: nothing to do
-        if code != errno.EBUSY:
-            raise MountError(f"unmounting {target}: {os.strerror(code)}")
-    raise MountError(f"unmounting {target}: {os.strerror(errno.EBUSY)}")
+    try:
+        mounts.unmount(target)
+    except OSError as exc:
+        raise MountError(f"unmounting {target}: {exc.strerror}") from None
