@@ -113,17 +113,16 @@ class StatusServer:
             os.unlink(self.socket_path)  # left by an agent that did not stop cleanly
         self._runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
         await self._runner.setup()
-        old_umask = os.umask(0o177)
+        old_umask = os.umask(0o117 if self.socket_group else 0o177)  # made with its final mode: no window
         try:
             self._listeners.append(await self._guard.listen(self._runner, path=self.socket_path))
         finally:
             os.umask(old_umask)
-        if self.api is not None and self.api.bind_address:
-            await self._listen_https(self._runner, self.api)
-        if self.socket_group:
+        if self.socket_group:  # before anything slower (the HTTPS listener's first PKI)
             group = await asyncio.to_thread(grp.getgrnam, self.socket_group)  # NSS may ask a directory server
             os.chown(self.socket_path, 0, group.gr_gid)
-            os.chmod(self.socket_path, 0o660)
+        if self.api is not None and self.api.bind_address:
+            await self._listen_https(self._runner, self.api)
         if self.metrics_address:
             host, _, port = self.metrics_address.rpartition(":")
             guard = ConnectionGuard(f"metrics on {self.metrics_address}")
