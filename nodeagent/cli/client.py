@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,6 +18,7 @@ from nodeagent.defaults import CONFIG_PATH, SOCKET_PATH
 from nodeagent.errors import AgentUnavailableError, NodeAgentError
 
 TIMEOUT_SECONDS = 30.0
+RETRY_DELAYS = (0.05, 0.3)  # seconds before the second and the third try of a GET closed unanswered
 
 
 class ApiError(NodeAgentError):
@@ -44,6 +46,10 @@ def socket_path(option: str | None) -> str:
     return SOCKET_PATH
 
 
+class _ClosedUnanswered(Exception):
+    """The connection was closed or reset before any byte of the answer came."""
+
+
 class AgentClient:
     """GET requests over the agent's Unix socket.
 
@@ -57,7 +63,20 @@ class AgentClient:
         self.timeout = timeout
 
     def _open(self, url: str) -> tuple[int, socket.socket, bytes]:
-        """(status, the connection, the body bytes already read)."""
+        """(status, the connection, the body bytes already read). A GET closed before any answer is tried
+        again, twice: an agent at its connection cap closes the oldest connections not yet answered
+        (nodeagent.apilimits), and a client that connected in a flood of others may be among them."""
+        for delay in RETRY_DELAYS:
+            try:
+                return self._attempt(url)
+            except _ClosedUnanswered:
+                time.sleep(delay)
+        try:
+            return self._attempt(url)
+        except _ClosedUnanswered as exc:
+            raise AgentUnavailableError(f"talking to nodeagent on {self.path}: {exc}") from None
+
+    def _attempt(self, url: str) -> tuple[int, socket.socket, bytes]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -67,8 +86,12 @@ class AgentClient:
             while b"\r\n\r\n" not in head:
                 chunk = sock.recv(65536)
                 if not chunk:
-                    raise AgentUnavailableError(f"nodeagent on {self.path} closed the connection without answering")
+                    sock.close()
+                    raise _ClosedUnanswered("the agent closed the connection without answering")
                 head += chunk
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            sock.close()
+            raise _ClosedUnanswered(exc.strerror or str(exc)) from None
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             raise AgentUnavailableError(
