@@ -14,24 +14,31 @@ def failed_events(agent: AgentHarness, pod: str) -> list[dict[str, Any]]:
             if e["involvedObject"].get("name") == f"{pod}-{NODE}" and e["reason"] == "Failed"]
 
 
-def test_a_mount_path_through_a_regular_file_is_a_start_error(agent: AgentHarness, tmp_path: Path) -> None:
-    regular = tmp_path / "regular-file"
-    regular.write_text("not a directory\n")
-    agent.write("through-file.yaml", f"""
+def refused_start(agent: AgentHarness, pod: str, mount_path: Path | str) -> dict[str, Any]:
+    """A pod whose one container mounts an emptyDir at `mount_path`: its waiting state once it is a
+    RunContainerError."""
+    agent.write(f"{pod}.yaml", f"""
 kind: Pod
-metadata: {{name: through-file}}
+metadata: {{name: {pod}}}
 spec:
   terminationGracePeriodSeconds: 2
   containers:
   - name: app
     image: busybox
     command: [sleep, "3600"]
-    volumeMounts: [{{name: scratch, mountPath: {regular}/x}}]
+    volumeMounts: [{{name: scratch, mountPath: {mount_path}}}]
   volumes: [{{name: scratch, emptyDir: {{}}}}]
 """)
-    waiting = wait_for(lambda: agent.container_status("through-file", "app")["state"].get("waiting", {})
-                       .get("reason") == "RunContainerError"
-                       and agent.container_status("through-file", "app")["state"]["waiting"], what="RunContainerError")
+    waiting: dict[str, Any] = wait_for(
+        lambda: agent.container_status(pod, "app")["state"].get("waiting", {}).get("reason") == "RunContainerError"
+        and agent.container_status(pod, "app")["state"]["waiting"], what="RunContainerError")
+    return waiting
+
+
+def test_a_mount_path_through_a_regular_file_is_a_start_error(agent: AgentHarness, tmp_path: Path) -> None:
+    regular = tmp_path / "regular-file"
+    regular.write_text("not a directory\n")
+    waiting = refused_start(agent, "through-file", f"{regular}/x")
     assert f"{regular}/x" in waiting["message"] and "not a directory" in waiting["message"]
     events = failed_events(agent, "through-file")
     assert events and events[0]["type"] == "Warning" and events[0]["message"].startswith("Error: ")
@@ -47,21 +54,7 @@ spec:
 def test_a_directory_volume_over_an_existing_file_is_a_start_error(agent: AgentHarness, tmp_path: Path) -> None:
     regular = tmp_path / "regular-file"
     regular.write_text("kept\n")
-    agent.write("over-file.yaml", f"""
-kind: Pod
-metadata: {{name: over-file}}
-spec:
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: app
-    image: busybox
-    command: [sleep, "3600"]
-    volumeMounts: [{{name: scratch, mountPath: {regular}}}]
-  volumes: [{{name: scratch, emptyDir: {{}}}}]
-""")
-    waiting = wait_for(lambda: agent.container_status("over-file", "app")["state"].get("waiting", {})
-                       .get("reason") == "RunContainerError"
-                       and agent.container_status("over-file", "app")["state"]["waiting"], what="RunContainerError")
+    waiting = refused_start(agent, "over-file", regular)
     assert str(regular) in waiting["message"] and "not a directory" in waiting["message"]
     assert agent.container_status("over-file", "app")["restartCount"] == 0
     assert regular.read_text() == "kept\n"
