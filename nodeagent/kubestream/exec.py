@@ -5,7 +5,9 @@
     4 terminal size, {"Width": W, "Height": H} (client to server)   255 close a channel (v5: [255, 0] ends stdin)
 
 The command ends with a Status on channel 3: Success, or NonZeroExitCode with the exit code as its cause
-(kubectl exits with it). A client that goes away kills the command.
+(kubectl exits with it). A client that goes away kills the command: one that closes its connection at once, one
+that falls silent (its host or network gone: nothing closes the connection) when a ping of the heartbeat finds
+no pong (within 1.5 heartbeats; kubectl answers pings, and pings the server every 5 s itself).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from nodeagent.runtime.session import ExecSession, start_session
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 MAX_MESSAGE = 1 << 20
+HEARTBEAT_SECONDS = 5.0  # client-go's websocket ping period
 
 
 def query_flag(request: web.Request, name: str) -> bool:
@@ -71,7 +74,8 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
 
 
 def _websocket(request: web.Request, protocols: Sequence[str]) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE, autoping=True)
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE, autoping=True,
+                               heartbeat=HEARTBEAT_SECONDS)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(text=f"exec takes a WebSocket upgrade ({' or '.join(protocols)})")
     return ws
