@@ -4,6 +4,7 @@ the process and runc runtimes: exit codes, stdin, a terminal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import shutil
@@ -183,16 +184,22 @@ def test_a_command_runs_in_the_container_cgroup_and_ends_with_its_client(harness
     harness.write("shell.yaml", sleeper())
     running(harness)
     path = harness.cgroup_path("shell", "c")
-    before = set(harness.procs(path))
     argv = [sys.executable, "-m", "nodeagent", "exec", "--socket", str(harness.socket), "shell", "--",
             "sleep", "1234"]
+
+    def commands_in_cgroup() -> list[int]:
+        """The exec'd command's pids (not a process that was there before: one of the container's start may
+        still be leaving when the container shows running)."""
+        commands = []
+        for pid in harness.procs(path):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001234\x00":
+                    commands.append(pid)
+        return commands
+
     with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as client:
         try:
-            def command_in_cgroup() -> bool:
-                return any(Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001234\x00"
-                           for pid in set(harness.procs(path)) - before)
-
-            wait_for(command_in_cgroup, what="the command in the container cgroup")
+            wait_for(commands_in_cgroup, what="the command in the container cgroup")
         finally:
             client.kill()
-    wait_for(lambda: set(harness.procs(path)) == before, timeout=30, what="the command gone with its client")
+    wait_for(lambda: not commands_in_cgroup(), timeout=30, what="the command gone with its client")
