@@ -239,7 +239,8 @@ class Container(K8sModel):
     stdin: bool | None = None
     stdin_once: bool | None = None
     tty: bool | None = None
-    # Not supported yet (sidecars, issue 16 with the lifecycle work): refused when set.
+    # "Always" on an init container makes it a sidecar. The resource sums honour it; the lifecycle does not
+    # run sidecars yet (issue 16), so validation refuses it.
     restart_policy: str | None = None
     restart_policy_rules: Any = None
     # Refused: no block devices (they come from PersistentVolumeClaims); a static pod cannot be resized.
@@ -247,6 +248,11 @@ class Container(K8sModel):
     resize_policy: Any = None
     # Needs an API server: refused for static pods.
     env_from: Any = None
+
+    @property
+    def is_sidecar(self) -> bool:
+        """An init container with restartPolicy: Always (the API allows the field on init containers alone)."""
+        return self.restart_policy == "Always"
 
     @property
     def valid_name(self) -> str:

@@ -1,9 +1,10 @@
 """Pod-level resource sums and the QoS class, as Kubernetes' component-helpers compute them.
 
 Pod requests (and limits) are the larger of the app containers' sum and the largest init container,
-resource by resource; pod-level `spec.resources` replace them for cpu and memory where set, and
-`spec.overhead` is added (to limits only where there is a limit). Amounts stay exact Fractions until
-a caller rounds them.
+resource by resource, where sidecars (init containers with restartPolicy: Always) count with the app containers
+and with every init container after them (KEP-753); pod-level `spec.resources` replace them for cpu and memory
+where set, and `spec.overhead` is added (to limits only where there is a limit). Amounts stay exact Fractions
+until a caller rounds them.
 """
 
 from __future__ import annotations
@@ -78,14 +79,31 @@ def _amount(values: Mapping[str, Quantity] | None, name: str) -> Quantity:
 
 
 def _pod_amounts(pod: Pod, pick: _Picker) -> Amounts:
+    """AggregateContainerRequests/Limits: an init container runs beside the sidecars started before it; a
+    sidecar runs on beside the app containers."""
     total: Amounts = {}
     for container in pod.spec.containers or []:
-        for name, quantity in (pick(container) or {}).items():
-            total[name] = total.get(name, Fraction(0)) + quantity.amount
+        _add(total, pick(container))
+    sidecars: Amounts = {}
+    largest_init: Amounts = {}
     for container in pod.spec.init_containers or []:
-        for name, quantity in (pick(container) or {}).items():
-            total[name] = max(total.get(name, Fraction(0)), quantity.amount)
+        if container.is_sidecar:
+            _add(total, pick(container))
+            _add(sidecars, pick(container))
+            running = sidecars
+        else:
+            running = dict(sidecars)
+            _add(running, pick(container))
+        for name, amount in running.items():
+            largest_init[name] = max(largest_init.get(name, amount), amount)
+    for name, amount in largest_init.items():
+        total[name] = max(total.get(name, amount), amount)
     return total
+
+
+def _add(total: Amounts, values: Mapping[str, Quantity] | None) -> None:
+    for name, quantity in (values or {}).items():
+        total[name] = total.get(name, Fraction(0)) + quantity.amount
 
 
 def hugepage_size(resource: str) -> int | None:

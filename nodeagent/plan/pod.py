@@ -242,9 +242,18 @@ def oom_score_adj(pod: StaticPod, container: Container, node: NodeInfo) -> int:
         return formulas.GUARANTEED_OOM_SCORE_ADJ
     if pod.qos is QOSClass.BESTEFFORT:
         return formulas.BESTEFFORT_OOM_SCORE_ADJ
+    remaining = remaining_pod_memory_per_container(pod)
+    adj = formulas.burstable_oom_score_adj(_memory_request(container) + remaining, node.memory_bytes)
+    if container.is_sidecar and pod.pod.spec.containers:
+        # a sidecar is killed no later than the app container asking for the least memory (minRegularContainerMemory)
+        least = min(_memory_request(app) for app in pod.pod.spec.containers)
+        adj = min(adj, formulas.burstable_oom_score_adj(least + remaining, node.memory_bytes))
+    return adj
+
+
+def _memory_request(container: Container) -> int:
     request = _request(container, MEMORY)
-    memory = (request.value() if request else 0) + remaining_pod_memory_per_container(pod)
-    return formulas.burstable_oom_score_adj(memory, node.memory_bytes)
+    return request.value() if request else 0
 
 
 def remaining_pod_memory_per_container(pod: StaticPod) -> int:

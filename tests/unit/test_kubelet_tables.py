@@ -2,7 +2,7 @@
 
 Source: kubernetes/kubernetes as stored in the reference index (the PodLevelResources-era files; the
 index holds no tagged v1.34.x checkout, so the case names and numbers are those of these files):
-  pkg/kubelet/qos/policy_test.go           TestGetContainerOOMScoreAdjust
+  pkg/kubelet/qos/policy_test.go           TestGetContainerOOMScoreAdjust (its sidecar cases: test_kubelet_sidecar_tables.py)
   pkg/kubelet/cm/helpers_linux_test.go     TestMilliCPUToQuota, TestHugePageLimits, TestResourceConfigForPod
   pkg/apis/core/v1/helper/qos/qos_test.go  TestComputePodQOS
   pkg/kubelet/kuberuntime/kuberuntime_container_linux_test.go
@@ -34,18 +34,6 @@ EXCLUDED = {
     "TestGetContainerOOMScoreAdjust/memory-limit-cpu-request":
         "built without API defaulting: a static pod's memory request defaults to its 10G limit, so it is "
         "not the request-less container the Go case scores",
-    "TestGetContainerOOMScoreAdjust/burstable-mixed-multi-container-small-sidecar-pod":
-        "sidecars (restartable init containers) are a later part of issue 16",
-    "TestGetContainerOOMScoreAdjust/burstable-mixed-multi-container-sample-request-pod":
-        "sidecars (restartable init containers) are a later part of issue 16",
-    "TestGetContainerOOMScoreAdjust/burstable-mixed-multi-container-big-sidecar-container-pod":
-        "sidecars (restartable init containers) are a later part of issue 16",
-    "TestGetContainerOOMScoreAdjust/burstable-pod-resources-no-container-resources-with-sidecar":
-        "sidecars (restartable init containers) are a later part of issue 16",
-    "TestGetContainerOOMScoreAdjust/burstable-pod-resources-equal-container-requests-with-sidecar":
-        "sidecars (restartable init containers) are a later part of issue 16",
-    "TestGetContainerOOMScoreAdjust/burstable-pod-resources-unequal-container-requests-with-sidecar":
-        "sidecars (restartable init containers) are a later part of issue 16",
     "TestGetContainerOOMScoreAdjust/guaranteed-pod-resources-equal-container-resources":
         "invalid as a manifest: the containers' cpu requests (10m) exceed the pod-level 5m, which the API "
         "server's validation refuses",
