@@ -36,7 +36,7 @@ echo "== import contracts" >&2
 "$venv/lint-imports"
 echo "== pytest" >&2
 status=0
-"$venv/pytest" "$@" || status=$?
+"$venv/pytest" --durations=25 "$@" || status=$?
 # The VM suite (tests/vm/run.py): the agent on real cgroup v2 and v1 under systemd, in a throwaway VM
 # (image cached in .cache/vm). Only on a full run (no pytest arguments); NODEAGENT_VM=0 leaves it out.
 if [ "$#" -eq 0 ] && [ "${NODEAGENT_VM:-1}" != 0 ]; then
