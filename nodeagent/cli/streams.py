@@ -1,8 +1,8 @@
-"""`nodeagent exec` and `nodeagent port-forward`: kubectl's protocols (nodeagent.kubestream) over the agent's
-socket, with aiohttp's WebSocket client (imported by these commands alone: every CLI start counts).
+"""`nodeagent exec`, `nodeagent attach` and `nodeagent port-forward`: kubectl's protocols (nodeagent.kubestream)
+over the agent's socket, with aiohttp's WebSocket client (imported by these commands alone: every CLI start counts).
 
-Exit codes: exec exits with the command's exit code (1 when it could not run: one line on stderr);
-port-forward runs until interrupted.
+Exit codes: exec exits with the command's exit code (1 when it could not run: one line on stderr); attach
+with 0 when the container exited; port-forward runs until interrupted.
 """
 
 from __future__ import annotations
@@ -44,13 +44,35 @@ CHUNK = 32 * 1024
 def exec_command(pod: str, command: tuple[str, ...], container: str | None, with_stdin: bool, with_tty: bool,
                  socket_option: str | None) -> None:
     """Run a command in a container (kubectl exec); exit with its exit code."""
+    _stream("exec", pod, command, container, with_stdin, with_tty, socket_option)
+
+
+@click.command("attach", epilog=examples("nodeagent attach web", "nodeagent attach -i web -c app"))
+@click.argument("pod")
+@click.option("-c", "--container", help="The container (default: the pod's first).")
+@click.option("-i", "--stdin", "with_stdin", is_flag=True,
+              help="Pass stdin to the container (it must have stdin: true).")
+@click.option("-t", "--tty", "with_tty", is_flag=True,
+              help="Ignored with a warning, as kubectl does: containers get no terminal (tty: true is refused).")
+@with_agent
+def attach(pod: str, container: str | None, with_stdin: bool, with_tty: bool, socket_option: str | None) -> None:
+    """Attach to a running container's main process (kubectl attach): its output from now on, and stdin with
+    -i; ends when the container exits (exit 0) or on Ctrl-C (the container keeps running)."""
+    if with_tty:
+        click.echo("Unable to use a TTY - the container did not allocate one", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        _stream("attach", pod, (), container, with_stdin, False, socket_option)
+
+
+def _stream(verb: str, pod: str, command: tuple[str, ...], container: str | None, with_stdin: bool, with_tty: bool,
+            socket_option: str | None) -> None:
     found = find_pod(client(socket_option), pod)
     meta = found["metadata"]
     name = container or found["spec"]["containers"][0]["name"]
     query = urlencode({"command": list(command), "container": name, "stdin": str(with_stdin).lower(),
                        "stdout": "true", "stderr": str(not with_tty).lower(), "tty": str(with_tty).lower()},
                       doseq=True)
-    url = f"{pod_url(meta['namespace'], meta['name'])}/exec?{query}"
+    url = f"{pod_url(meta['namespace'], meta['name'])}/{verb}?{query}"
     raise SystemExit(_upgraded(socket_option, url, _exec(socket_path(socket_option), url, with_stdin, with_tty)))
 
 

@@ -197,7 +197,8 @@ class RuncRuntime:
         try:
             return await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
                                       name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
-                                      log_path=spec.log_path, runtime_args=self.runc.global_args)
+                                      log_path=spec.log_path, runtime_args=self.runc.global_args,
+                                      stdin=spec.stdin, stdin_once=spec.stdin_once)
         except RuntimeStartError as exc:  # conmon relays runc's own log record
             raise RuntimeStartError(exc.reason, plain_message(exc.message)) from exc
 

@@ -216,6 +216,9 @@ class CriRuntime:
         if sandbox is None:
             raise RuntimeStartError("CreateContainerError", "the pod has no sandbox")
         sandbox_id, sandbox_config_ = sandbox
+        if spec.stdin:
+            raise RuntimeStartError(CONFIG_ERROR, "stdin: true is not supported by the cri runtime yet (nothing "
+                                                  "attaches to its containers); use the process or runc runtime")
         if spec.run_as_non_root and spec.run_as_user is None:
             verify_run_as_non_root(spec, await self._image_user(spec.image))
         await self._remove_previous(sandbox_id, spec.name)

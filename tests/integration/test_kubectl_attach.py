@@ -1,0 +1,159 @@
+"""kubectl attach against the agent (the real kubectl, WebSocket and SPDY) on the process and runc runtimes:
+the main process's stdout and stderr from the moment of the attach, its stdin with `stdin: true` (closed after
+the first attach with stdinOnce, kept open without), and a detach that leaves the container running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import NODE, AgentHarness, wait_for
+from tests.integration.kubectl_proxy import kubectl, kubectl_argv, kubectl_endpoint, kubectl_env
+from tests.integration.registry import Registry, auth_registry, registry
+from tests.integration.test_runc import Images, RuncAgent, images
+
+__all__ = ["auth_registry", "images", "registry"]  # the fixtures, imported for pytest
+
+TALKER = 'i=0; while true; do i=$((i+1)); echo "tick $i"; echo "tock $i" >&2; sleep 0.2; done'
+ECHO = 'while read -r line; do echo "got $line"; done; echo "stdin closed"'
+
+
+def manifest(name: str, script: str, image: str, **fields: object) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+        "containers": [{"name": "c", "image": image, "command": ["sh", "-c", script], **fields}]}})
+
+
+def running(agent: AgentHarness, name: str) -> None:
+    wait_for(lambda: "running" in agent.container_status(name, "c")["state"], timeout=60, what=f"{name} running")
+
+
+def logs(agent: AgentHarness, name: str) -> str:
+    return agent.cli("logs", name, "-c", "c").stdout
+
+
+def last_tick(agent: AgentHarness) -> int:
+    return max((int(line.split()[1]) for line in logs(agent, "talker").splitlines() if line.startswith("tick ")),
+               default=0)
+
+
+def restarts(agent: AgentHarness, name: str) -> int:
+    return int(agent.container_status(name, "c")["restartCount"])
+
+
+class Attached:
+    """A kubectl (or nodeagent) attach left running, its output in files."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None, directory: Path, stdin: bytes | None) -> None:
+        self.out, self.err = directory / "attach.out", directory / "attach.err"
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
+        assert self.process.stdin is not None
+        if stdin is not None:
+            self.process.stdin.write(stdin)
+            self.process.stdin.flush()
+
+    def sees(self, stdout: bytes, stderr: bytes = b"") -> None:
+        wait_for(lambda: stdout in self.out.read_bytes() and stderr in self.err.read_bytes(), timeout=30,
+                 what=f"{stdout!r} {stderr!r} attached (out {self.out.read_bytes()[-200:]!r}, "
+                      f"err {self.err.read_bytes()[-200:]!r})")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def attached() -> Iterator[Callable[..., Attached]]:
+    started: list[Attached] = []
+
+    def start(argv: list[str], directory: Path, *, env: dict[str, str] | None = None,
+              stdin: bytes | None = None) -> Attached:
+        directory.mkdir(parents=True, exist_ok=True)
+        started.append(Attached(argv, env, directory, stdin))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.stop()
+
+
+def check_attach(agent: AgentHarness, image: str, tmp_path: Path, attached: Callable[..., Attached], *,
+                 spdy: bool = False) -> None:
+    agent.write("talker.yaml", manifest("talker", TALKER, image))
+    agent.write("once.yaml", manifest("once", ECHO, image, stdin=True, stdinOnce=True))
+    agent.write("open.yaml", manifest("open", ECHO, image, stdin=True))
+    for name in ("talker", "once", "open"):
+        running(agent, name)
+    env = {**kubectl_env(tmp_path), **({"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"} if spdy else {})}
+    with kubectl_endpoint(agent.socket) as endpoint:
+        port = endpoint.port
+        wait_for(lambda: last_tick(agent) >= 5, timeout=30, what="the talker's first ticks")
+        before = last_tick(agent)
+        talker = attached(kubectl_argv(port, tmp_path, "attach", f"talker-{NODE}", "-c", "c"), tmp_path / "t", env=env)
+        talker.sees(b"tick ", b"tock ")
+        first = int(talker.out.read_bytes().split(b"\n")[0].split()[1])
+        assert first > before, (first, before)  # from the attach on, not the container's log from its start
+        talker.stop()
+        time.sleep(1)
+        assert "running" in agent.container_status("talker", "c")["state"] and restarts(agent, "talker") == 0
+
+        # stdinOnce: the first attach's end of input is the container's
+        once = kubectl(port, tmp_path, "attach", "-i", f"once-{NODE}", "-c", "c", input=b"hello\nworld\n", env=env)
+        assert once.returncode == 0, once
+        assert b"got hello\ngot world\nstdin closed\n" in once.stdout, once
+
+        # without stdinOnce, stdin stays open for the next attach
+        for word in (b"one", b"two"):
+            client = attached(kubectl_argv(port, tmp_path, "attach", "-i", f"open-{NODE}", "-c", "c"),
+                              tmp_path / word.decode(), env=env, stdin=word + b"\n")
+            client.sees(b"got " + word + b"\n")
+            client.stop()
+        time.sleep(1)
+        assert "stdin closed" not in logs(agent, "open") and restarts(agent, "open") == 0
+        assert set(endpoint.upgrades) == {"SPDY/3.1" if spdy else "websocket"}
+
+
+def test_kubectl_attach_on_the_process_runtime(harness: AgentHarness, tmp_path: Path,
+                                               attached: Callable[..., Attached]) -> None:
+    harness.start()
+    check_attach(harness, "busybox", tmp_path, attached)
+
+
+def test_kubectl_attach_over_the_plain_spdy_upgrade(harness: AgentHarness, tmp_path: Path,
+                                                    attached: Callable[..., Attached]) -> None:
+    harness.start()
+    check_attach(harness, "busybox", tmp_path, attached, spdy=True)
+
+
+def test_kubectl_attach_on_runc(tmp_path: Path, registry: Registry, auth_registry: Registry, images: Images,
+                                attached: Callable[..., Attached]) -> None:
+    (tmp_path / "agent").mkdir()
+    agent = RuncAgent(tmp_path / "agent", [registry, auth_registry])
+    try:
+        agent.harness.start()
+        check_attach(agent.harness, images.busybox.reference, tmp_path, attached)
+    finally:
+        agent.clean_up()
+
+
+def test_nodeagent_attach_over_the_socket(harness: AgentHarness, tmp_path: Path,
+                                          attached: Callable[..., Attached]) -> None:
+    harness.start()
+    harness.write("once.yaml", manifest("once", ECHO, "busybox", stdin=True, stdinOnce=True))
+    harness.write("talker.yaml", manifest("talker", TALKER, "busybox"))
+    running(harness, "once")
+    running(harness, "talker")
+    nodeagent = [sys.executable, "-m", "nodeagent", "attach", "--socket", str(harness.socket)]
+    once = subprocess.run([*nodeagent, "-i", "once"], input=b"hi\n", capture_output=True, timeout=30)
+    assert (once.returncode, once.stdout) == (0, b"got hi\nstdin closed\n"), once
+    talker = attached([*nodeagent, "talker", "-c", "c"], tmp_path / "t")
+    talker.sees(b"tick ", b"tock ")
+    missing = subprocess.run([*nodeagent, "talker", "-c", "nosuch"], capture_output=True, timeout=30)
+    assert missing.returncode == 1 and b"container nosuch is not valid" in missing.stderr, missing
