@@ -25,7 +25,14 @@ from nodeagent.errors import NodeAgentError
 from nodeagent.kubestream.channels import CLOSE, ERROR, RESIZE, STDIN, exit_status, failure_status, pump, resize
 from nodeagent.kubestream.spdyexec import serve_spdy_exec
 from nodeagent.kubestream.upgrade import is_spdy_upgrade
-from nodeagent.runtime.base import Attachable, CommandExec, RunningContainer, Runtime, StreamingExec
+from nodeagent.runtime.base import (
+    Attachable,
+    CommandExec,
+    RunningContainer,
+    Runtime,
+    StreamingAttach,
+    StreamingExec,
+)
 from nodeagent.runtime.session import StreamSession, start_session
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -43,14 +50,8 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
     streaming server)."""
     stdin, tty = query_flag(request, "stdin"), query_flag(request, "tty")
     if isinstance(runtime, StreamingExec):
-        if is_spdy_upgrade(request):
-            raise web.HTTPBadRequest(text=f"exec on the {runtime.name} runtime takes a WebSocket (kubectl 1.30+), "
-                                          "not SPDY")
-        try:
-            url = await runtime.exec_url(running, command, stdin=stdin, tty=tty)
-        except NodeAgentError as exc:
-            return await _refuse(request, str(exc))
-        return await relay(request, url)
+        return await _relay_to_runtime(request, "exec", runtime.name, functools.partial(
+            runtime.exec_url, running, command, stdin=stdin, tty=tty))
     if not isinstance(runtime, CommandExec):
         return await _refuse(request, f"the {runtime.name} runtime cannot run interactive commands")
     return await serve_session(request, functools.partial(
@@ -61,9 +62,25 @@ async def serve_attach(request: web.Request, runtime: Runtime, running: RunningC
     """`pods/{name}/attach`: the container's main process, its output from now on and its stdin (when it has
     `stdin: true` and the client asks for it), over the same channels as exec. Ends with Success when the
     container exits; a client that goes away detaches, the container keeps running."""
+    stdin = query_flag(request, "stdin")
+    if isinstance(runtime, StreamingAttach):
+        return await _relay_to_runtime(request, "attach", runtime.name, functools.partial(
+            runtime.attach_url, running, stdin=stdin))
     if not isinstance(running, Attachable):
         return await _refuse(request, f"attach is not supported by the {runtime.name} runtime")
-    return await serve_session(request, functools.partial(running.attach, stdin=query_flag(request, "stdin")))
+    return await serve_session(request, functools.partial(running.attach, stdin=stdin))
+
+
+async def _relay_to_runtime(request: web.Request, verb: str, runtime: str,
+                            url: Callable[[], Awaitable[str]]) -> web.StreamResponse:
+    """kubectl's WebSocket relayed to the runtime's streaming server, at the URL it gives for this session."""
+    if is_spdy_upgrade(request):
+        raise web.HTTPBadRequest(text=f"{verb} on the {runtime} runtime takes a WebSocket (kubectl 1.30+), not SPDY")
+    try:
+        found = await url()
+    except NodeAgentError as exc:
+        return await _refuse(request, str(exc))
+    return await relay(request, found)
 
 
 async def serve_session(request: web.Request, start: Callable[[], Awaitable[StreamSession]]) -> web.StreamResponse:

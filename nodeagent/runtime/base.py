@@ -172,6 +172,14 @@ class Attachable(Protocol):
         """Its output from now on (and its stdin when `stdin`, if it has one); NodeAgentError if unreachable."""
 
 
+@runtime_checkable
+class StreamingAttach(Protocol):
+    """A runtime whose containers are attached to behind its own streaming server (cri): the agent relays."""
+
+    async def attach_url(self, running: RunningContainer, *, stdin: bool) -> str:
+        """The streaming server's URL for the container's main process (stdout and stderr; stdin if asked)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PodSandboxSpec:
     """What a runtime with pod sandboxes (cri) needs to make one: identity, cgroup, network and DNS."""

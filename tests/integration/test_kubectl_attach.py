@@ -4,6 +4,7 @@ the first attach with stdinOnce, kept open without), and a detach that leaves th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.containerd import BUSYBOX_IMAGE, Containerd, containerd, cri_images
 from tests.integration.harness import NODE, AgentHarness, wait_for
 from tests.integration.kubectl_proxy import kubectl, kubectl_argv, kubectl_endpoint, kubectl_env
 from tests.integration.registry import Registry, auth_registry, registry
+from tests.integration.test_cri import configure as use_containerd
+from tests.integration.test_cri import remove_sandboxes
 from tests.integration.test_runc import Images, RuncAgent, images
 
-__all__ = ["auth_registry", "images", "registry"]  # the fixtures, imported for pytest
+__all__ = ["auth_registry", "containerd", "cri_images", "images", "registry"]  # the fixtures, imported for pytest
 
 TALKER = 'i=0; while true; do i=$((i+1)); echo "tick $i"; echo "tock $i" >&2; sleep 0.2; done'
 ECHO = 'while read -r line; do echo "got $line"; done; echo "stdin closed"'
@@ -85,7 +89,8 @@ def attached() -> Iterator[Callable[..., Attached]]:
 
 
 def check_attach(agent: AgentHarness, image: str, tmp_path: Path, attached: Callable[..., Attached], *,
-                 spdy: bool = False) -> None:
+                 spdy: bool = False, stdin_ends: bool = True) -> None:
+    """stdin_ends: kubectl's end of stdin reaches the container (not through containerd 1.x's v4 server)."""
     agent.write("talker.yaml", manifest("talker", TALKER, image))
     agent.write("once.yaml", manifest("once", ECHO, image, stdin=True, stdinOnce=True))
     agent.write("open.yaml", manifest("open", ECHO, image, stdin=True))
@@ -104,10 +109,11 @@ def check_attach(agent: AgentHarness, image: str, tmp_path: Path, attached: Call
         time.sleep(1)
         assert "running" in agent.container_status("talker", "c")["state"] and restarts(agent, "talker") == 0
 
-        # stdinOnce: the first attach's end of input is the container's
-        once = kubectl(port, tmp_path, "attach", "-i", f"once-{NODE}", "-c", "c", input=b"hello\nworld\n", env=env)
-        assert once.returncode == 0, once
-        assert b"got hello\ngot world\nstdin closed\n" in once.stdout, once
+        if stdin_ends:  # stdinOnce: the first attach's end of input is the container's
+            once = kubectl(port, tmp_path, "attach", "-i", f"once-{NODE}", "-c", "c", input=b"hello\nworld\n",
+                           env=env)
+            assert once.returncode == 0, once
+            assert b"got hello\ngot world\nstdin closed\n" in once.stdout, once
 
         # without stdinOnce, stdin stays open for the next attach
         for word in (b"one", b"two"):
@@ -141,6 +147,18 @@ def test_kubectl_attach_on_runc(tmp_path: Path, registry: Registry, auth_registr
         check_attach(agent.harness, images.busybox.reference, tmp_path, attached)
     finally:
         agent.clean_up()
+
+
+def test_kubectl_attach_on_cri_through_containerds_streaming_server(harness: AgentHarness, containerd: Containerd,
+                                                                    tmp_path: Path,
+                                                                    attached: Callable[..., Attached]) -> None:
+    use_containerd(harness, containerd)
+    harness.start()
+    try:
+        check_attach(harness, BUSYBOX_IMAGE, tmp_path, attached, stdin_ends=False)
+    finally:
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))  # before the harness kills the pods' cgroups
 
 
 def test_nodeagent_attach_over_the_socket(harness: AgentHarness, tmp_path: Path,

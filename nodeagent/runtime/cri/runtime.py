@@ -216,9 +216,6 @@ class CriRuntime:
         if sandbox is None:
             raise RuntimeStartError("CreateContainerError", "the pod has no sandbox")
         sandbox_id, sandbox_config_ = sandbox
-        if spec.stdin:
-            raise RuntimeStartError(CONFIG_ERROR, "stdin: true is not supported by the cri runtime yet (nothing "
-                                                  "attaches to its containers); use the process or runc runtime")
         if spec.run_as_non_root and spec.run_as_user is None:
             verify_run_as_non_root(spec, await self._image_user(spec.image))
         await self._remove_previous(sandbox_id, spec.name)
@@ -304,6 +301,13 @@ class CriRuntime:
             return await self.client.exec(running.cri_id, command, stdin=stdin, tty=tty)
         except CRIError as exc:
             raise NodeAgentError(f"exec in {running.container_id}: {exc.message}") from exc
+
+    async def attach_url(self, running: RunningContainer, *, stdin: bool) -> str:
+        assert isinstance(running, CriContainer)
+        try:
+            return await self.client.attach(running.cri_id, stdin=stdin)
+        except CRIError as exc:
+            raise NodeAgentError(f"attach to {running.container_id}: {exc.message}") from exc
 
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
