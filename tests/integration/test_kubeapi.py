@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -273,6 +274,10 @@ def test_kubectl_needs_nothing_but_the_generated_kubeconfig(process_agent: Agent
         process_agent.remove("echo.yaml")
     assert any(answer.startswith("GET") and "/attach?" in answer and answer.endswith(" 101") for answer in answers)
     assert all(answer.endswith((" 200", " 101")) for answer in answers), answers
+    # aggregated discovery: /api and /apis answer for every group; no request for a group-version's list
+    paths = [urlsplit(answer.split()[1]).path for answer in answers]
+    assert [path for path in paths if path in ("/api", "/apis", "/api/v1", "/apis/metrics.k8s.io/v1beta1")] == [
+        "/api", "/apis"], answers
 
 
 def test_the_python_client_lists_and_watches_pods(process_agent: AgentHarness, kubectl: Kubectl) -> None:
