@@ -65,7 +65,7 @@ async def serve_attach(request: web.Request, runtime: Runtime, running: RunningC
     stdin = query_flag(request, "stdin")
     if isinstance(runtime, StreamingAttach):
         return await _relay_to_runtime(request, "attach", runtime.name, functools.partial(
-            runtime.attach_url, running, stdin=stdin))
+            runtime.attach_url, running, stdin=stdin, tty=query_flag(request, "tty")))
     if not isinstance(running, Attachable):
         return await _refuse(request, f"attach is not supported by the {runtime.name} runtime")
     return await serve_session(request, functools.partial(running.attach, stdin=stdin))

@@ -64,6 +64,7 @@ class ContainerSpec:
     sysctls: tuple[tuple[str, str], ...] = ()  # spec.securityContext.sysctls (validated: safe, namespaced)
     stdin: bool = False  # the container's stdin: true: a pipe that attached clients write to
     stdin_once: bool = False  # stdinOnce: that pipe is closed when the first attached client detaches
+    tty: bool = False  # a terminal for the main process (its stdin, stdout and stderr): the cri runtime alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ class Attachable(Protocol):
 class StreamingAttach(Protocol):
     """A runtime whose containers are attached to behind its own streaming server (cri): the agent relays."""
 
-    async def attach_url(self, running: RunningContainer, *, stdin: bool) -> str:
+    async def attach_url(self, running: RunningContainer, *, stdin: bool, tty: bool) -> str:
         """The streaming server's URL for the container's main process (stdout and stderr; stdin if asked)."""
 
 

@@ -5,9 +5,15 @@ the first attach with stdinOnce, kept open without), and a detach that leaves th
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +32,7 @@ __all__ = ["auth_registry", "containerd", "cri_images", "images", "registry"]  #
 
 TALKER = 'i=0; while true; do i=$((i+1)); echo "tick $i"; echo "tock $i" >&2; sleep 0.2; done'
 ECHO = 'while read -r line; do echo "got $line"; done; echo "stdin closed"'
+TERMINAL = 'while true; do echo "size $(stty size) tty $(test -t 0 && echo yes)"; read -r -t 1 line && echo "got $line"; done'
 
 
 def manifest(name: str, script: str, image: str, **fields: object) -> str:
@@ -51,26 +58,54 @@ def restarts(agent: AgentHarness, name: str) -> int:
 
 
 class Attached:
-    """A kubectl (or nodeagent) attach left running, its output in files."""
+    """A kubectl (or nodeagent) attach left running, its output in files; with `terminal` (rows, columns), its
+    stdin, stdout and stderr a terminal of that size, all its output in the stdout file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None, directory: Path, stdin: bytes | None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None, directory: Path, stdin: bytes | None,
+                 terminal: tuple[int, int] | None) -> None:
         self.out, self.err = directory / "attach.out", directory / "attach.err"
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
-        assert self.process.stdin is not None
+        self.out.write_bytes(b"")
+        self.err.write_bytes(b"")
+        self.copying: threading.Thread | None = None
+        if terminal is None:
+            with self.out.open("wb") as out, self.err.open("wb") as err:
+                self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
+            assert self.process.stdin is not None
+            if stdin is not None:
+                self.process.stdin.write(stdin)
+                self.process.stdin.flush()
+            return
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *terminal, 0, 0))
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                        start_new_session=True)
+        os.close(slave)
+        self.copying = threading.Thread(target=self._copy, args=(master,), daemon=True)
+        self.copying.start()
         if stdin is not None:
-            self.process.stdin.write(stdin)
-            self.process.stdin.flush()
+            os.write(master, stdin)
+
+    def _copy(self, master: int) -> None:
+        with self.out.open("ab", buffering=0) as out:
+            try:
+                while data := os.read(master, 65536):
+                    out.write(data)
+            except OSError:  # EIO: the terminal's other side is closed
+                pass
+            finally:
+                os.close(master)
 
     def sees(self, stdout: bytes, stderr: bytes = b"") -> None:
         wait_for(lambda: stdout in self.out.read_bytes() and stderr in self.err.read_bytes(), timeout=30,
                  what=f"{stdout!r} {stderr!r} attached (out {self.out.read_bytes()[-200:]!r}, "
-                      f"err {self.err.read_bytes()[-200:]!r})")
+                      f"err {self.err.read_bytes()[-200:]!r}, exit {self.process.poll()})")
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
         self.process.wait(10)
+        if self.copying is not None:
+            self.copying.join(10)
 
 
 @pytest.fixture
@@ -78,9 +113,9 @@ def attached() -> Iterator[Callable[..., Attached]]:
     started: list[Attached] = []
 
     def start(argv: list[str], directory: Path, *, env: dict[str, str] | None = None,
-              stdin: bytes | None = None) -> Attached:
+              stdin: bytes | None = None, terminal: tuple[int, int] | None = None) -> Attached:
         directory.mkdir(parents=True, exist_ok=True)
-        started.append(Attached(argv, env, directory, stdin))
+        started.append(Attached(argv, env, directory, stdin, terminal))
         return started[-1]
 
     yield start
@@ -89,13 +124,22 @@ def attached() -> Iterator[Callable[..., Attached]]:
 
 
 def check_attach(agent: AgentHarness, image: str, tmp_path: Path, attached: Callable[..., Attached], *,
-                 spdy: bool = False, stdin_ends: bool = True) -> None:
-    """stdin_ends: kubectl's end of stdin reaches the container (not through containerd 1.x's v4 server)."""
+                 spdy: bool = False, stdin_ends: bool = True, terminal: bool = True) -> None:
+    """stdin_ends: kubectl's end of stdin reaches the container (not through containerd 1.x's v4 server);
+    terminal: the runtime gives a container with tty: true its terminal (cri; process and runc refuse it)."""
     agent.write("talker.yaml", manifest("talker", TALKER, image))
     agent.write("once.yaml", manifest("once", ECHO, image, stdin=True, stdinOnce=True))
     agent.write("open.yaml", manifest("open", ECHO, image, stdin=True))
+    agent.write("terminal.yaml", manifest("terminal", TERMINAL, image, stdin=True, tty=True))
     for name in ("talker", "once", "open"):
         running(agent, name)
+    if not terminal:
+        wait_for(lambda: agent.container_status("terminal", "c")["state"].get("waiting", {}).get("reason")
+                 == "CreateContainerConfigError", what="the terminal refused")
+        assert "tty: true is not supported by the" in agent.container_status(
+            "terminal", "c")["state"]["waiting"]["message"]
+    else:
+        running(agent, "terminal")
     env = {**kubectl_env(tmp_path), **({"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"} if spdy else {})}
     with kubectl_endpoint(agent.socket) as endpoint:
         port = endpoint.port
@@ -123,19 +167,31 @@ def check_attach(agent: AgentHarness, image: str, tmp_path: Path, attached: Call
             client.stop()
         time.sleep(1)
         assert "stdin closed" not in logs(agent, "open") and restarts(agent, "open") == 0
+
+        if terminal:  # kubectl -it in a terminal of 30 rows of 100 columns: sent as a resize
+            client = attached(kubectl_argv(port, tmp_path, "attach", "-it", f"terminal-{NODE}", "-c", "c"),
+                              tmp_path / "terminal", env=env, stdin=b"typed\n", terminal=(30, 100))
+            client.sees(b"size 30 100 tty yes")
+            client.sees(b"got typed")
+            client.stop()
+            client = attached([sys.executable, "-m", "nodeagent", "attach", "--socket", str(agent.socket), "-i",
+                               "terminal", "-c", "c"],  # no -t: the container's tty is taken, as kubectl does
+                              tmp_path / "nodeagent-terminal", stdin=b"again\n", terminal=(20, 70))
+            client.sees(b"size 20 70 tty yes")
+            client.sees(b"got again")
         assert set(endpoint.upgrades) == {"SPDY/3.1" if spdy else "websocket"}
 
 
 def test_kubectl_attach_on_the_process_runtime(harness: AgentHarness, tmp_path: Path,
                                                attached: Callable[..., Attached]) -> None:
     harness.start()
-    check_attach(harness, "busybox", tmp_path, attached)
+    check_attach(harness, "busybox", tmp_path, attached, terminal=False)
 
 
 def test_kubectl_attach_over_the_plain_spdy_upgrade(harness: AgentHarness, tmp_path: Path,
                                                     attached: Callable[..., Attached]) -> None:
     harness.start()
-    check_attach(harness, "busybox", tmp_path, attached, spdy=True)
+    check_attach(harness, "busybox", tmp_path, attached, spdy=True, terminal=False)
 
 
 def test_kubectl_attach_on_runc(tmp_path: Path, registry: Registry, auth_registry: Registry, images: Images,
@@ -144,7 +200,7 @@ def test_kubectl_attach_on_runc(tmp_path: Path, registry: Registry, auth_registr
     agent = RuncAgent(tmp_path / "agent", [registry, auth_registry])
     try:
         agent.harness.start()
-        check_attach(agent.harness, images.busybox.reference, tmp_path, attached)
+        check_attach(agent.harness, images.busybox.reference, tmp_path, attached, terminal=False)
     finally:
         agent.clean_up()
 

@@ -62,9 +62,6 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName: Required value"),
     ("  volumes: [{name: d, emptyDir: {medium: HugePages}}]\n" + C,
      "spec.volumes[0].emptyDir.medium: Forbidden: hugetlbfs emptyDirs are not supported by nodeagent yet"),
-    ("  containers: [{name: c, image: x, stdin: true, tty: true}]\n",
-     "spec.containers[0].tty: Forbidden: a terminal for a container's main process is not supported by nodeagent "
-     "yet"),
     ("  dnsPolicy: None\n" + C, "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"),
     ("  hostAliases: [{ip: kubernetes, hostnames: [a]}]\n" + C, 'spec.hostAliases[0].ip: Invalid value: "kubernetes"'),
 ], ids=lambda v: v[:50] if isinstance(v, str) else v)
@@ -96,6 +93,7 @@ def test_every_newer_field_is_known() -> None:
     image: x
     stdin: true
     stdinOnce: true
+    tty: true
     resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]
     securityContext: {seccompProfile: {type: Unconfined}, procMount: Default}
 """)

@@ -1637,12 +1637,14 @@ class ContainerConfig(_message.Message):
     LOG_PATH_FIELD_NUMBER: _builtins.int
     STDIN_FIELD_NUMBER: _builtins.int
     STDIN_ONCE_FIELD_NUMBER: _builtins.int
+    TTY_FIELD_NUMBER: _builtins.int
     LINUX_FIELD_NUMBER: _builtins.int
     working_dir: _builtins.str
     log_path: _builtins.str
     """Relative to PodSandboxConfig.log_directory."""
     stdin: _builtins.bool
     stdin_once: _builtins.bool
+    tty: _builtins.bool
     @_builtins.property
     def metadata(self) -> Global___ContainerMetadata: ...
     @_builtins.property
@@ -1676,11 +1678,12 @@ class ContainerConfig(_message.Message):
         log_path: _builtins.str = ...,
         stdin: _builtins.bool = ...,
         stdin_once: _builtins.bool = ...,
+        tty: _builtins.bool = ...,
         linux: Global___LinuxContainerConfig | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "linux", b"linux", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "args", b"args", "command", b"command", "envs", b"envs", "image", b"image", "labels", b"labels", "linux", b"linux", "log_path", b"log_path", "metadata", b"metadata", "mounts", b"mounts", "stdin", b"stdin", "stdin_once", b"stdin_once", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "args", b"args", "command", b"command", "envs", b"envs", "image", b"image", "labels", b"labels", "linux", b"linux", "log_path", b"log_path", "metadata", b"metadata", "mounts", b"mounts", "stdin", b"stdin", "stdin_once", b"stdin_once", "tty", b"tty", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

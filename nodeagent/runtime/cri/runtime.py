@@ -302,10 +302,10 @@ class CriRuntime:
         except CRIError as exc:
             raise NodeAgentError(f"exec in {running.container_id}: {exc.message}") from exc
 
-    async def attach_url(self, running: RunningContainer, *, stdin: bool) -> str:
+    async def attach_url(self, running: RunningContainer, *, stdin: bool, tty: bool) -> str:
         assert isinstance(running, CriContainer)
         try:
-            return await self.client.attach(running.cri_id, stdin=stdin)
+            return await self.client.attach(running.cri_id, stdin=stdin, tty=tty)
         except CRIError as exc:
             raise NodeAgentError(f"attach to {running.container_id}: {exc.message}") from exc
 
