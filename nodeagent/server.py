@@ -49,7 +49,7 @@ from nodeagent.kubeapi.nodes import NodeSampler
 from nodeagent.kubeapi.routes import KubeApi
 from nodeagent.kubeapi.status import status_error
 from nodeagent.kubeapi.watch import PodFeed
-from nodeagent.kubestream.exec import serve_exec
+from nodeagent.kubestream.exec import serve_attach, serve_exec
 from nodeagent.kubestream.portforward import connector, serve_portforward
 from nodeagent.metrics import CONTENT_TYPE, AgentMetrics
 from nodeagent.runtime.logread import LogOptions, open_log, read_log
@@ -206,11 +206,9 @@ class StatusServer:
         worker = self._streaming_worker(request)
         if isinstance(worker, web.Response):
             return worker
-        if request.path.endswith("/attach"):
-            return status_error(400, "BadRequest", "attach is not supported by nodeagent: use exec, or logs -f for "
-                                                   "the container's output")
+        attach = request.path.endswith("/attach")
         command = request.query.getall("command", [])
-        if not command:
+        if not command and not attach:
             return status_error(400, "BadRequest", "you must specify at least 1 command")
         container = request.query.get("container") or next((r.name for r in worker.records.values() if not r.init), "")
         if container not in worker.records:
@@ -218,6 +216,8 @@ class StatusServer:
         running = worker.running.get(container)
         if running is None or worker.records[container].state is not State.RUNNING:
             return status_error(400, "BadRequest", f"container {container} is not running")
+        if attach:
+            return await serve_attach(request, worker.services.runtime, running)
         return await serve_exec(request, worker.services.runtime, running, command)
 
     async def _pod_metric_items(self) -> list[dict[str, Any]]:

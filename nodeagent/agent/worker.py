@@ -599,6 +599,7 @@ class PodWorker:
             hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
             monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
             pull_policy=container.image_pull_policy or "IfNotPresent",
+            stdin=bool(container.stdin), stdin_once=bool(container.stdin_once), tty=bool(container.tty),
             **security_fields(self.pod.pod.spec, container, services.state_dir),
         )
 

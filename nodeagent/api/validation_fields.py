@@ -152,9 +152,6 @@ def _refused_container(container: Container, path: str) -> list[FieldError]:
     if container.restart_policy is not None:
         errors.append(forbidden(f"{path}.restartPolicy", f"sidecar containers are {NOT_YET}"))
     for field, value, why in (("restartPolicyRules", container.restart_policy_rules, NOT_YET),
-                              ("stdin", container.stdin, f"attaching to a container is {NOT_YET}"),
-                              ("stdinOnce", container.stdin_once, f"attaching to a container is {NOT_YET}"),
-                              ("tty", container.tty, f"a terminal for a container is {NOT_YET}"),
                               ("volumeDevices", container.volume_devices,
                                f"block devices come from persistent volume claims ({NO_API_SERVER})"),
                               ("resources.claims", container.resources.claims,

@@ -15,7 +15,7 @@ from nodeagent.cli.kubeconfig import kubeconfig
 from nodeagent.cli.output import examples
 from nodeagent.cli.plan import plan
 from nodeagent.cli.run import run
-from nodeagent.cli.streams import exec_command, port_forward
+from nodeagent.cli.streams import attach, exec_command, port_forward
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=examples(
@@ -31,7 +31,8 @@ def cli() -> None:
     """nodeagent: the kubelet's job for static pods, without a control plane."""
 
 
-for command in (run, get, describe, logs, events, top, exec_command, port_forward, plan, doctor, images, kubeconfig):
+for command in (run, get, describe, logs, events, top, exec_command, attach, port_forward, plan, doctor, images,
+                kubeconfig):
     cli.add_command(command)
 
 

@@ -1,8 +1,8 @@
-"""`nodeagent exec` and `nodeagent port-forward`: kubectl's protocols (nodeagent.kubestream) over the agent's
-socket, with aiohttp's WebSocket client (imported by these commands alone: every CLI start counts).
+"""`nodeagent exec`, `nodeagent attach` and `nodeagent port-forward`: kubectl's protocols (nodeagent.kubestream)
+over the agent's socket, with aiohttp's WebSocket client (imported by these commands alone: every CLI start counts).
 
-Exit codes: exec exits with the command's exit code (1 when it could not run: one line on stderr);
-port-forward runs until interrupted.
+Exit codes: exec exits with the command's exit code (1 when it could not run: one line on stderr); attach
+with 0 when the container exited; port-forward runs until interrupted.
 """
 
 from __future__ import annotations
@@ -45,12 +45,39 @@ def exec_command(pod: str, command: tuple[str, ...], container: str | None, with
                  socket_option: str | None) -> None:
     """Run a command in a container (kubectl exec); exit with its exit code."""
     found = find_pod(client(socket_option), pod)
-    meta = found["metadata"]
+    _stream("exec", found, command, container or found["spec"]["containers"][0]["name"], with_stdin, with_tty,
+            socket_option)
+
+
+@click.command("attach", epilog=examples("nodeagent attach web", "nodeagent attach -it web -c app"))
+@click.argument("pod")
+@click.option("-c", "--container", help="The container (default: the pod's first).")
+@click.option("-i", "--stdin", "with_stdin", is_flag=True,
+              help="Pass stdin to the container (it must have stdin: true).")
+@click.option("-t", "--tty", "with_tty", is_flag=True,
+              help="The container's terminal is this one (a container with tty: true gets it anyway, as kubectl "
+                   "does).")
+@with_agent
+def attach(pod: str, container: str | None, with_stdin: bool, with_tty: bool, socket_option: str | None) -> None:
+    """Attach to a running container's main process (kubectl attach): its output from now on, and stdin with
+    -i; ends when the container exits (exit 0) or on Ctrl-C (the container keeps running)."""
+    found = find_pod(client(socket_option), pod)
     name = container or found["spec"]["containers"][0]["name"]
-    query = urlencode({"command": list(command), "container": name, "stdin": str(with_stdin).lower(),
+    spec: dict[str, Any] = next((c for c in found["spec"]["containers"] if c["name"] == name), {})
+    tty = bool(spec.get("tty"))
+    if with_tty and not tty:
+        click.echo(f"Unable to use a TTY - container {name} did not allocate one", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        _stream("attach", found, (), name, with_stdin, tty, socket_option)
+
+
+def _stream(verb: str, found: dict[str, Any], command: tuple[str, ...], container: str, with_stdin: bool,
+            with_tty: bool, socket_option: str | None) -> None:
+    meta = found["metadata"]
+    query = urlencode({"command": list(command), "container": container, "stdin": str(with_stdin).lower(),
                        "stdout": "true", "stderr": str(not with_tty).lower(), "tty": str(with_tty).lower()},
                       doseq=True)
-    url = f"{pod_url(meta['namespace'], meta['name'])}/exec?{query}"
+    url = f"{pod_url(meta['namespace'], meta['name'])}/{verb}?{query}"
     raise SystemExit(_upgraded(socket_option, url, _exec(socket_path(socket_option), url, with_stdin, with_tty)))
 
 
@@ -134,7 +161,7 @@ def _raw_terminal() -> Any:
         yield
         return
     saved = termios.tcgetattr(sys.stdin.fileno())
-    terminal.setraw(sys.stdin.fileno())
+    terminal.setraw(sys.stdin.fileno(), termios.TCSANOW)  # not TCSAFLUSH: what was typed ahead is kept, as kubectl
     try:
         yield
     finally:

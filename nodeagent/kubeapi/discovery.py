@@ -1,5 +1,6 @@
-"""Discovery as kubectl reads it (the legacy, unaggregated documents): /version, /api, /api/v1, /apis and
-the metrics.k8s.io group, listing only what this node serves and with the verbs it allows."""
+"""Discovery as kubectl reads it: /version, /api, /api/v1, /apis and the metrics.k8s.io group, listing only
+what this node serves and with the verbs it allows; /api and /apis also aggregated (below), as kubectl asks
+first."""
 
 from __future__ import annotations
 
@@ -63,3 +64,47 @@ def metrics_resources() -> dict[str, Any]:
         _resource("pods", "PodMetrics", ["get", "list"], singular=""),
         _resource("nodes", "NodeMetrics", ["get", "list"], namespaced=False, singular=""),
     ]}
+
+
+# Aggregated discovery (KEP-3352): each of /api and /apis in one APIGroupDiscoveryList, asked for with
+# `Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList` (kubectl 1.30+; v2beta1 before).
+# A client that does not ask gets the documents above.
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+
+
+def aggregated_version(accept: str) -> str | None:
+    """The apidiscovery.k8s.io version of the first aggregated media type in `accept` served here, or None."""
+    for media in accept.split(","):
+        params = dict(part.strip().partition("=")[::2] for part in media.split(";")[1:])
+        if (params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList"
+                and params.get("v") in AGGREGATED_VERSIONS):
+            return params["v"]
+    return None
+
+
+def aggregated_type(version: str) -> str:
+    return f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+
+
+def aggregated(version: str, *groups: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """The APIGroupDiscoveryList of (group, its legacy APIResourceList) pairs; a subresource ("pods/log") is
+    listed under its resource."""
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}", "metadata": {},
+            "items": [_discovery_group(group, resources) for group, resources in groups]}
+
+
+def _discovery_group(group: str, resources: dict[str, Any]) -> dict[str, Any]:
+    version = resources["groupVersion"].rpartition("/")[2]
+    top: dict[str, dict[str, Any]] = {}
+    for resource in resources["resources"]:
+        name, _, sub = resource["name"].partition("/")
+        kind = {"group": group, "version": version, "kind": resource["kind"]}
+        if sub:
+            top[name].setdefault("subresources", []).append(
+                {"subresource": sub, "responseKind": kind, "verbs": resource["verbs"]})
+            continue
+        top[name] = {"resource": name, "responseKind": kind, "singularResource": resource["singularName"],
+                     "scope": "Namespaced" if resource["namespaced"] else "Cluster", "verbs": resource["verbs"],
+                     **{field: resource[field] for field in ("shortNames", "categories") if field in resource}}
+    return {"metadata": {"name": group, "creationTimestamp": None},
+            "versions": [{"version": version, "resources": list(top.values()), "freshness": "Current"}]}

@@ -41,9 +41,9 @@ class KubeApi:
     def add_routes(self, app: web.Application) -> None:
         get = app.router.add_get
         get("/version", _document(discovery.version))
-        get("/api", _document(lambda: discovery.api_versions(self.address())))
+        get("/api", _discovery(lambda: discovery.api_versions(self.address()), ("", discovery.core_resources)))
         get("/api/v1", _document(discovery.core_resources))
-        get("/apis", _document(discovery.groups))
+        get("/apis", _discovery(discovery.groups, ("metrics.k8s.io", discovery.metrics_resources)))
         get("/apis/metrics.k8s.io", _document(discovery.metrics_group))
         get("/apis/metrics.k8s.io/v1beta1", _document(discovery.metrics_resources))
         get("/openapi/v3", _document(openapi.index))
@@ -227,6 +227,19 @@ class KubeApi:
 def _document(make: Callable[[], dict[str, Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         return _json(make())
+    return handler
+
+
+def _discovery(legacy: Callable[[], dict[str, Any]], *groups: tuple[str, Callable[[], dict[str, Any]]]) -> Callable[
+        [web.Request], Awaitable[web.Response]]:
+    """/api or /apis: aggregated when the client asks for it (one request instead of one per group), else legacy."""
+    async def handler(request: web.Request) -> web.Response:
+        version = discovery.aggregated_version(request.headers.get("Accept", ""))
+        if version is None:
+            return _json(legacy())
+        document = discovery.aggregated(version, *((group, resources()) for group, resources in groups))
+        return web.Response(body=json.dumps(document).encode(), headers={
+            "Content-Type": discovery.aggregated_type(version), "Vary": "Accept"})
     return handler
 
 

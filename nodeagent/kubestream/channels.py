@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from nodeagent.runtime.session import READ_CHUNK, ExecSession
+from nodeagent.runtime.session import READ_CHUNK, StreamSession
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 DRAIN_SECONDS = 2.0  # after the command exits, how long its output may still come (a child holding it open)
@@ -30,7 +30,7 @@ def failure_status(message: str) -> dict[str, object]:
     return {"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500}
 
 
-async def pump(session: ExecSession, emit: Emit, receiving: Coroutine[Any, Any, None], *, stdout: bool,
+async def pump(session: StreamSession, emit: Emit, receiving: Coroutine[Any, Any, None], *, stdout: bool,
                stderr: bool) -> int | None:
     """Until the command exits and its output is emitted: its exit code; None when the client went away
     (`receiving`, what takes the client's input, ended first)."""
@@ -63,7 +63,7 @@ async def _forward(reader: asyncio.StreamReader, emit: Emit, channel: int | None
             await emit(channel, chunk)
 
 
-def resize(session: ExecSession, payload: bytes) -> None:
+def resize(session: StreamSession, payload: bytes) -> None:
     """Apply the terminal sizes in `payload`: JSON objects {"Width": W, "Height": H}, one or more."""
     decoder, text, at = json.JSONDecoder(), payload.decode(errors="replace"), 0
     with contextlib.suppress(ValueError, TypeError, AttributeError):

@@ -1,5 +1,5 @@
-"""`pods/{name}/exec` as kubectl 1.30+ speaks it: a WebSocket with the `v5.channel.k8s.io` (or
-`v4.channel.k8s.io`) subprotocol, each message's first byte its channel:
+"""`pods/{name}/exec` and `pods/{name}/attach` as kubectl 1.30+ speaks them: a WebSocket with the
+`v5.channel.k8s.io` (or `v4.channel.k8s.io`) subprotocol, each message's first byte its channel:
 
     0 stdin (client to server)   1 stdout   2 stderr   3 the result, a v1 Status (server to client)
     4 terminal size, {"Width": W, "Height": H} (client to server)   255 close a channel (v5: [255, 0] ends stdin)
@@ -7,7 +7,8 @@
 The command ends with a Status on channel 3: Success, or NonZeroExitCode with the exit code as its cause
 (kubectl exits with it). A client that goes away kills the command: one that closes its connection at once, one
 that falls silent (its host or network gone: nothing closes the connection) when a ping of the heartbeat finds
-no pong (within 1.5 heartbeats; kubectl answers pings, and pings the server every 5 s itself).
+no pong (within 1.5 heartbeats; kubectl answers pings, and pings the server every 5 s itself). An attach ends
+with Success when the container exits; a client that goes away detaches from it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import ClientError, ClientSession, ClientWebSocketResponse, WSMsgType, web
 
@@ -24,8 +25,15 @@ from nodeagent.errors import NodeAgentError
 from nodeagent.kubestream.channels import CLOSE, ERROR, RESIZE, STDIN, exit_status, failure_status, pump, resize
 from nodeagent.kubestream.spdyexec import serve_spdy_exec
 from nodeagent.kubestream.upgrade import is_spdy_upgrade
-from nodeagent.runtime.base import CommandExec, RunningContainer, Runtime, StreamingExec
-from nodeagent.runtime.session import ExecSession, start_session
+from nodeagent.runtime.base import (
+    Attachable,
+    CommandExec,
+    RunningContainer,
+    Runtime,
+    StreamingAttach,
+    StreamingExec,
+)
+from nodeagent.runtime.session import StreamSession, start_session
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 MAX_MESSAGE = 1 << 20
@@ -42,22 +50,47 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
     streaming server)."""
     stdin, tty = query_flag(request, "stdin"), query_flag(request, "tty")
     if isinstance(runtime, StreamingExec):
-        if is_spdy_upgrade(request):
-            raise web.HTTPBadRequest(text=f"exec on the {runtime.name} runtime takes a WebSocket (kubectl 1.30+), "
-                                          "not SPDY")
-        try:
-            url = await runtime.exec_url(running, command, stdin=stdin, tty=tty)
-        except NodeAgentError as exc:
-            return await _refuse(request, str(exc))
-        return await relay(request, url)
+        return await _relay_to_runtime(request, "exec", runtime.name, functools.partial(
+            runtime.exec_url, running, command, stdin=stdin, tty=tty))
     if not isinstance(runtime, CommandExec):
         return await _refuse(request, f"the {runtime.name} runtime cannot run interactive commands")
+    return await serve_session(request, functools.partial(
+        start_session, runtime.exec_command(running, command, tty=tty), stdin=stdin, tty=tty))
+
+
+async def serve_attach(request: web.Request, runtime: Runtime, running: RunningContainer) -> web.StreamResponse:
+    """`pods/{name}/attach`: the container's main process, its output from now on and its stdin (when it has
+    `stdin: true` and the client asks for it), over the same channels as exec. Ends with Success when the
+    container exits; a client that goes away detaches, the container keeps running."""
+    stdin = query_flag(request, "stdin")
+    if isinstance(runtime, StreamingAttach):
+        return await _relay_to_runtime(request, "attach", runtime.name, functools.partial(
+            runtime.attach_url, running, stdin=stdin, tty=query_flag(request, "tty")))
+    if not isinstance(running, Attachable):
+        return await _refuse(request, f"attach is not supported by the {runtime.name} runtime")
+    return await serve_session(request, functools.partial(running.attach, stdin=stdin))
+
+
+async def _relay_to_runtime(request: web.Request, verb: str, runtime: str,
+                            url: Callable[[], Awaitable[str]]) -> web.StreamResponse:
+    """kubectl's WebSocket relayed to the runtime's streaming server, at the URL it gives for this session."""
     if is_spdy_upgrade(request):
-        return await serve_spdy_exec(request, functools.partial(
-            start_session, runtime.exec_command(running, command, tty=tty), stdin=stdin, tty=tty))
-    ws = _websocket(request, PROTOCOLS)  # not an upgrade: refused before the command starts
+        raise web.HTTPBadRequest(text=f"{verb} on the {runtime} runtime takes a WebSocket (kubectl 1.30+), not SPDY")
     try:
-        session = await start_session(runtime.exec_command(running, command, tty=tty), stdin=stdin, tty=tty)
+        found = await url()
+    except NodeAgentError as exc:
+        return await _refuse(request, str(exc))
+    return await relay(request, found)
+
+
+async def serve_session(request: web.Request, start: Callable[[], Awaitable[StreamSession]]) -> web.StreamResponse:
+    """Over kubectl's SPDY upgrade or its WebSocket: start the session, pump it until it is over, then its result
+    on the error channel."""
+    if is_spdy_upgrade(request):
+        return await serve_spdy_exec(request, start)
+    ws = _websocket(request, PROTOCOLS)  # not an upgrade: refused before the session starts
+    try:
+        session = await start()
     except NodeAgentError as exc:
         return await _refuse(request, str(exc))
     try:
@@ -67,7 +100,7 @@ async def serve_exec(request: web.Request, runtime: Runtime, running: RunningCon
         if code is not None:
             await _send(ws, ERROR, json.dumps(exit_status(code)).encode())
     finally:
-        session.kill()  # the client went away, or the command left children holding its output: ends it
+        session.kill()  # the client went away, or the command left children holding its output (attach: detaches)
         session.close()
         await ws.close()
     return ws
@@ -77,7 +110,7 @@ def _websocket(request: web.Request, protocols: Sequence[str]) -> web.WebSocketR
     ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE, autoping=True,
                                heartbeat=HEARTBEAT_SECONDS)
     if not ws.can_prepare(request).ok:
-        raise web.HTTPBadRequest(text=f"exec takes a WebSocket upgrade ({' or '.join(protocols)})")
+        raise web.HTTPBadRequest(text=f"exec and attach take a WebSocket upgrade ({' or '.join(protocols)})")
     return ws
 
 
@@ -133,7 +166,7 @@ async def _copy_both(ws: web.WebSocketResponse, upstream: ClientWebSocketRespons
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _receive(ws: web.WebSocketResponse, session: ExecSession) -> None:
+async def _receive(ws: web.WebSocketResponse, session: StreamSession) -> None:
     """stdin, terminal sizes and stdin's close from the client, until it closes the WebSocket."""
     async for message in ws:
         if message.type != WSMsgType.BINARY or not message.data:

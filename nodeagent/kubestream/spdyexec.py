@@ -28,14 +28,14 @@ from nodeagent.kubestream.channels import (
     resize,
 )
 from nodeagent.kubestream.upgrade import spdy_upgrade
-from nodeagent.runtime.session import ExecSession
+from nodeagent.runtime.session import StreamSession
 
 PROTOCOL = "v4.channel.k8s.io"
 STREAMS_SECONDS = 30.0  # the kubelet's streamCreationTimeout
 CHANNELS = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR, "resize": RESIZE}
 
 
-async def serve_spdy_exec(request: web.Request, start: Callable[[], Awaitable[ExecSession]]) -> web.StreamResponse:
+async def serve_spdy_exec(request: web.Request, start: Callable[[], Awaitable[StreamSession]]) -> web.StreamResponse:
     flags = {name: request.query.get(name, "").lower() in ("true", "1") for name in ("stdin", "stdout", "stderr")}
     expected = {"error", *(name for name, wanted in flags.items() if wanted)}
     if request.query.get("tty", "").lower() in ("true", "1"):
@@ -99,7 +99,7 @@ class _Connection:
                 await self._write(partial(spdy.ping, frame.value))
         raise spdy.SpdyError("the connection ended before its streams were open")
 
-    async def receive(self, frames: AsyncIterator[spdy.Frame], session: ExecSession) -> None:
+    async def receive(self, frames: AsyncIterator[spdy.Frame], session: StreamSession) -> None:
         """stdin (its FIN: its end) and terminal sizes, until the client goes away."""
         kinds = {stream: kind for kind, stream in self.streams.items()}
         async for frame in frames:

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from nodeagent.network.dnsfiles import PodDNS
 from nodeagent.network.model import HostPort
 from nodeagent.plan.pod import CgroupPlan
-from nodeagent.runtime.session import ExecCommand
+from nodeagent.runtime.session import ExecCommand, StreamSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,9 @@ class ContainerSpec:
     host_pid: bool = False  # spec.hostPID: the node's PID namespace
     host_ipc: bool = False  # spec.hostIPC: the node's IPC namespace
     sysctls: tuple[tuple[str, str], ...] = ()  # spec.securityContext.sysctls (validated: safe, namespaced)
+    stdin: bool = False  # the container's stdin: true: a pipe that attached clients write to
+    stdin_once: bool = False  # stdinOnce: that pipe is closed when the first attached client detaches
+    tty: bool = False  # a terminal for the main process (its stdin, stdout and stderr): the cri runtime alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,23 @@ class StreamingExec(Protocol):
 
     async def exec_url(self, running: RunningContainer, command: Sequence[str], *, stdin: bool, tty: bool) -> str:
         """The streaming server's URL for this command (stdout always; stderr unless tty)."""
+
+
+@runtime_checkable
+class Attachable(Protocol):
+    """A running container whose main process's stdio the agent reaches itself (kubectl attach): process and
+    runc, through conmon's attach socket."""
+
+    async def attach(self, *, stdin: bool) -> StreamSession:
+        """Its output from now on (and its stdin when `stdin`, if it has one); NodeAgentError if unreachable."""
+
+
+@runtime_checkable
+class StreamingAttach(Protocol):
+    """A runtime whose containers are attached to behind its own streaming server (cri): the agent relays."""
+
+    async def attach_url(self, running: RunningContainer, *, stdin: bool, tty: bool) -> str:
+        """The streaming server's URL for the container's main process (stdout and stderr; stdin if asked)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,8 +75,11 @@ def find_conmon() -> str:
 
 
 async def spawn(layout: ConmonLayout, *, container_id: str, name: str, runtime: str, log_path: str,
-                runtime_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Monitored:
-    """Start conmon for a created bundle; returns once the runtime's `create` gave the container pid."""
+                runtime_args: tuple[str, ...] = (), env: dict[str, str] | None = None, stdin: bool = False,
+                stdin_once: bool = False) -> Monitored:
+    """Start conmon for a created bundle; returns once the runtime's `create` gave the container pid. With
+    `stdin`, conmon holds a pipe to the container's stdin for attached clients (`stdin_once`: closed when the
+    first of them detaches, as CRI-O runs conmon)."""
     bundle = layout.bundle(container_id)
     for directory in (layout.exit_dir, layout.socket_dir):
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -86,6 +89,8 @@ async def spawn(layout: ConmonLayout, *, container_id: str, name: str, runtime: 
             "--exit-dir", layout.exit_dir, "--socket-dir-path", layout.socket_dir, "--log-level", "warning"]
     for arg in runtime_args:
         argv += ["--runtime-arg", arg]
+    if stdin:
+        argv += ["--stdin"] if stdin_once else ["--stdin", "--leave-stdin-open"]
     sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
     try:
         process = await asyncio.create_subprocess_exec(

@@ -22,8 +22,9 @@ from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.cgroups.oom import OOMWatch
 from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.runtime import conmon
+from nodeagent.runtime import conmon, conmon_attach
 from nodeagent.runtime.base import ContainerExit, ContainerSpec
+from nodeagent.runtime.conmon_attach import ConmonAttach
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ class MonitoredContainer:
         """What the agent stores to take this container back after a restart."""
         return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
                 "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
+
+    async def attach(self, *, stdin: bool) -> ConmonAttach:
+        """kubectl attach: through conmon's attach socket (nodeagent.runtime.conmon_attach)."""
+        return await conmon_attach.attach(self.layout.bundle(self.monitored.container_id), stdin=stdin)
 
     async def let_run(self, last_step: Awaitable[object], *, failures: tuple[type[Exception], ...],
                       what: str) -> None:

@@ -77,7 +77,9 @@ create)
       *) shift ;;
     esac
   done
-  setsid /bin/sh "$bundle/run" &
+  # an asynchronous command's stdin is /dev/null unless redirected: conmon's (a pipe with stdin: true) through 9
+  exec 9<&0
+  setsid /bin/sh "$bundle/run" <&9 9<&- &
   echo $! > "$pidfile"
   ;;
 *) echo "nodeagent process runtime: $command is not supported" >&2; exit 1 ;;
@@ -148,7 +150,7 @@ class ProcessRuntime:
         try:
             monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.oci_runtime,
                                            name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
-                                           log_path=spec.log_path)
+                                           log_path=spec.log_path, stdin=spec.stdin, stdin_once=spec.stdin_once)
         except BaseException:  # failed, or cancelled (the agent stopping): nothing may wait on its FIFO
             conmon.abandon(self.layout, oci_id)
             raise

@@ -54,7 +54,7 @@ from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, fi
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.seccomp import oci_seccomp
-from nodeagent.runtime.security import verify_run_as_non_root
+from nodeagent.runtime.security import refuse_terminal, verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class RuncRuntime:
                           size_bytes=await self.images.size_bytes(image))
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
+        refuse_terminal(spec, "runc")
         await self._remove_orphans()
         oci_id = secrets.token_hex(32)
         self._live.add(oci_id)
@@ -197,7 +198,8 @@ class RuncRuntime:
         try:
             return await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
                                       name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
-                                      log_path=spec.log_path, runtime_args=self.runc.global_args)
+                                      log_path=spec.log_path, runtime_args=self.runc.global_args,
+                                      stdin=spec.stdin, stdin_once=spec.stdin_once)
         except RuntimeStartError as exc:  # conmon relays runc's own log record
             raise RuntimeStartError(exc.reason, plain_message(exc.message)) from exc
 

@@ -38,9 +38,16 @@ def verify_run_as_non_root(spec: ContainerSpec, image_user: str) -> None:
                                               f"cannot verify user is non-root {where}")
 
 
+def refuse_terminal(spec: ContainerSpec, runtime: str) -> None:
+    """tty: true, which only the cri runtime gives (conmon's terminal is not wired up for process and runc)."""
+    if spec.tty:
+        raise RuntimeStartError(CONFIG_ERROR, f"tty: true is not supported by the {runtime} runtime yet (a "
+                                              "container's terminal needs the cri runtime)")
+
+
 def refuse_unsupported(spec: ContainerSpec) -> None:
     """What the process runtime cannot give a host process, refused rather than run without it: mount
-    propagation (each container's mounts are private), sysctls
+    propagation (each container's mounts are private), a terminal, sysctls
     (no namespaces of its own to set them in) and a seccomp profile other than Unconfined (setpriv applies
     no filter)."""
     shared = next((m for m in spec.mounts if m.propagation != "None"), None)
@@ -52,6 +59,7 @@ def refuse_unsupported(spec: ContainerSpec) -> None:
         raise RuntimeStartError(CONFIG_ERROR, "spec.securityContext.sysctls: the process runtime cannot set them "
                                               "(its containers are host processes without namespaces of their "
                                               "own for them); use the runc or cri runtime")
+    refuse_terminal(spec, "process")
     if spec.seccomp_profile != "Unconfined":
         raise RuntimeStartError(CONFIG_ERROR, f"securityContext.seccompProfile: {spec.seccomp_profile} cannot be "
                                               "applied by the process runtime (host processes get no seccomp "

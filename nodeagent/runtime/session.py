@@ -17,6 +17,7 @@ import struct
 import termios
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from nodeagent.errors import NodeAgentError
 
@@ -33,6 +34,28 @@ class ExecCommand:
     env: Mapping[str, str] | None = None  # None: the agent's (the runtime sets the container's)
     cgroup: Callable[[int], Awaitable[None]] | None = None  # moves the pid into the container's cgroup
     finish: Callable[[bool], None] | None = None  # once it is over, killed (True) or not: what is left to do
+
+
+class StreamSession(Protocol):
+    """What kubectl's streams are pumped from and to: a command (ExecSession), or a container's main process
+    (attach)."""
+
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader | None
+
+    async def write(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    def resize(self, width: int, height: int) -> None: ...
+
+    async def wait(self) -> int:
+        """Until it is over (the command's exit code; 0 for an attach that ended)."""
+
+    def kill(self) -> None:
+        """End it early: the command is killed; an attached client detaches (the container keeps running)."""
+
+    def close(self) -> None: ...
 
 
 class ExecSession:

@@ -1,7 +1,9 @@
-"""Test scaffolding: the agent's Unix-socket API on a loopback TCP port for the real kubectl, with the static
-discovery kubectl needs before it execs or port-forwards (the HTTPS listener with real discovery is another
-part of nodeagent). Every plain request is forwarded with `Connection: close`, so that each of kubectl's
-requests arrives on a new connection and discovery can be answered here; upgrades are forwarded as they are.
+"""Test scaffolding: the agent's Unix-socket API on a plain-HTTP loopback port for the real kubectl, recording
+the upgrade each stream asked for (WebSocket or SPDY), so the exec, attach and port-forward tests can check
+which of kubectl's protocols they ran. It predates the HTTPS listener and answers discovery itself with a
+static subset; the HTTPS listener serves discovery of its own, which test_kubeapi proves kubectl needs nothing
+beyond. Every plain request is forwarded with `Connection: close`, so that each of kubectl's requests arrives on
+a new connection and discovery can be answered here; upgrades are forwarded as they are.
 """
 
 from __future__ import annotations

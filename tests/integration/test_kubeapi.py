@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -233,6 +234,8 @@ def test_a_read_only_token_reads_but_cannot_exec(process_agent: AgentHarness, tm
     refused = reader.run("exec", f"web-{NODE}", "--", "true", check=False)
     assert refused.returncode != 0
     assert 'User "dave" cannot create resource "pods/exec"' in refused.stderr
+    refused = reader.run("attach", f"worker-{NODE}", check=False)
+    assert refused.returncode != 0 and 'User "dave" cannot create resource "pods/attach"' in refused.stderr
     refused = reader.run("delete", "pod", f"web-{NODE}", check=False)
     assert refused.returncode != 0 and "forbidden" in refused.stderr
 
@@ -243,6 +246,38 @@ def test_exec_and_port_forward_over_https_with_a_full_access_token(kubectl: Kube
     assert (done.returncode, done.stdout) == (4, "over-https\n"), done.stderr
     piped = kubectl.run("exec", "-i", f"web-{NODE}", "--", "tr", "a-z", "A-Z", check=False, input="quiet\n")
     assert (piped.returncode, piped.stdout) == (0, "QUIET\n"), piped.stderr
+
+
+def test_kubectl_needs_nothing_but_the_generated_kubeconfig(process_agent: AgentHarness, kubectl: Kubectl,
+                                                             tmp_path: Path) -> None:
+    """No proxy, no static discovery: with an empty cache, every request kubectl makes for get, describe, logs,
+    exec and attach is answered (200, or 101 for the upgrades), and each command works."""
+    echo = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echo"}, "spec": {"containers": [
+        {"name": "main", "image": "busybox", "stdin": True, "stdinOnce": True,
+         "command": ["/bin/sh", "-c", 'read -r line; echo "got $line"']}]}}
+    process_agent.write("echo.yaml", json.dumps(echo))
+    try:
+        wait_for(lambda: "running" in process_agent.container_status("echo", "main")["state"], what="echo running")
+        answers: list[str] = []
+
+        def run(*args: str, input: str | None = None) -> str:
+            done = kubectl.run("--cache-dir", str(tmp_path / "cache"), "-v=6", *args, input=input)
+            answers.extend(re.findall(r"round_trippers.go:\d+\] (\w+ \S+ \d+)", done.stderr))
+            return done.stdout
+
+        assert f"web-{NODE}" in run("get", "pods")
+        assert "Containers:" in run("describe", "pod", f"web-{NODE}")
+        assert run("logs", f"web-{NODE}") == "one\ntwo\nthree\n"
+        assert run("exec", f"web-{NODE}", "--", "echo", "in") == "in\n"
+        assert run("attach", "-i", f"echo-{NODE}", input="hi\n") == "got hi\n"
+    finally:
+        process_agent.remove("echo.yaml")
+    assert any(answer.startswith("GET") and "/attach?" in answer and answer.endswith(" 101") for answer in answers)
+    assert all(answer.endswith((" 200", " 101")) for answer in answers), answers
+    # aggregated discovery: /api and /apis answer for every group; no request for a group-version's list
+    paths = [urlsplit(answer.split()[1]).path for answer in answers]
+    assert [path for path in paths if path in ("/api", "/apis", "/api/v1", "/apis/metrics.k8s.io/v1beta1")] == [
+        "/api", "/apis"], answers
 
 
 def test_the_python_client_lists_and_watches_pods(process_agent: AgentHarness, kubectl: Kubectl) -> None:

@@ -1,5 +1,5 @@
 """The Kubernetes API's pure parts: selectors, the watch feed's resource versions, the static token file,
-Tables, the PKI, the kubeconfig and the apiBindAddress field."""
+Tables, the PKI, the kubeconfig, the apiBindAddress field and aggregated discovery."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cryptography import x509
 
 from nodeagent.config import parse_config
 from nodeagent.errors import ConfigError
+from nodeagent.kubeapi import discovery
 from nodeagent.kubeapi.auth import READ_ONLY_GROUP, ensure_token_file, parse_tokens, token_line
 from nodeagent.kubeapi.kubeconfig import KubeconfigError, kubeconfig
 from nodeagent.kubeapi.listener import ApiSettings
@@ -208,3 +209,35 @@ print("cryptography" in sys.modules)
     first = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     again = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False")
+
+
+KUBECTL_ACCEPT = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                  "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")
+
+
+@pytest.mark.parametrize(("accept", "version"), [
+    (KUBECTL_ACCEPT, "v2"),  # kubectl 1.30+
+    ("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json", "v2beta1"),
+    ("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json", None),
+    ("application/json, */*", None),  # the Python client: the legacy documents
+    ("", None),
+])
+def test_aggregated_discovery_is_served_to_clients_that_ask_for_it(accept: str, version: str | None) -> None:
+    assert discovery.aggregated_version(accept) == version
+
+
+def test_aggregated_discovery_lists_the_legacy_resources_with_subresources_under_theirs() -> None:
+    document = discovery.aggregated("v2", ("", discovery.core_resources()),
+                                    ("metrics.k8s.io", discovery.metrics_resources()))
+    assert (document["kind"], document["apiVersion"]) == ("APIGroupDiscoveryList", "apidiscovery.k8s.io/v2")
+    core, metrics = document["items"]
+    assert core["metadata"]["name"] == "" and metrics["metadata"]["name"] == "metrics.k8s.io"
+    (version,) = core["versions"]
+    pods = next(r for r in version["resources"] if r["resource"] == "pods")
+    assert (version["version"], pods["scope"], pods["shortNames"], pods["responseKind"]) == (
+        "v1", "Namespaced", ["po"], {"group": "", "version": "v1", "kind": "Pod"})
+    assert {sub["subresource"]: sub["responseKind"]["kind"] for sub in pods["subresources"]} == {
+        "log": "Pod", "exec": "PodExecOptions", "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}
+    assert not any("/" in r["resource"] for r in version["resources"])
+    nodes = next(r for r in metrics["versions"][0]["resources"] if r["resource"] == "nodes")
+    assert (nodes["scope"], nodes["responseKind"]["group"]) == ("Cluster", "metrics.k8s.io")

@@ -62,8 +62,6 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName: Required value"),
     ("  volumes: [{name: d, emptyDir: {medium: HugePages}}]\n" + C,
      "spec.volumes[0].emptyDir.medium: Forbidden: hugetlbfs emptyDirs are not supported by nodeagent yet"),
-    ("  containers: [{name: c, image: x, stdin: true, tty: true}]\n",
-     "spec.containers[0].stdin: Forbidden: attaching to a container is not supported by nodeagent yet"),
     ("  dnsPolicy: None\n" + C, "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"),
     ("  hostAliases: [{ip: kubernetes, hostnames: [a]}]\n" + C, 'spec.hostAliases[0].ip: Invalid value: "kubernetes"'),
 ], ids=lambda v: v[:50] if isinstance(v, str) else v)
@@ -93,7 +91,9 @@ def test_every_newer_field_is_known() -> None:
   containers:
   - name: c
     image: x
-    stdinOnce: false
+    stdin: true
+    stdinOnce: true
+    tty: true
     resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]
     securityContext: {seccompProfile: {type: Unconfined}, procMount: Default}
 """)

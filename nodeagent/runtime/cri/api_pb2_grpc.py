@@ -104,6 +104,11 @@ class RuntimeServiceStub:
                 request_serializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.ExecRequest.SerializeToString,
                 response_deserializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.unary_unary(
+                '/runtime.v1.RuntimeService/Attach',
+                request_serializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.AttachRequest.SerializeToString,
+                response_deserializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.AttachResponse.FromString,
+                _registered_method=True)
         self.ReopenContainerLog = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ReopenContainerLog',
                 request_serializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.ReopenContainerLogRequest.SerializeToString,
@@ -208,6 +213,12 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReopenContainerLog(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -299,6 +310,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.ExecRequest.FromString,
                     response_serializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.ExecResponse.SerializeToString,
+            ),
+            'Attach': grpc.unary_unary_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.AttachRequest.FromString,
+                    response_serializer=nodeagent_dot_runtime_dot_cri_dot_api__pb2.AttachResponse.SerializeToString,
             ),
             'ReopenContainerLog': grpc.unary_unary_rpc_method_handler(
                     servicer.ReopenContainerLog,
@@ -694,6 +710,33 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/Exec',
             nodeagent_dot_runtime_dot_cri_dot_api__pb2.ExecRequest.SerializeToString,
             nodeagent_dot_runtime_dot_cri_dot_api__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/Attach',
+            nodeagent_dot_runtime_dot_cri_dot_api__pb2.AttachRequest.SerializeToString,
+            nodeagent_dot_runtime_dot_cri_dot_api__pb2.AttachResponse.FromString,
             options,
             channel_credentials,
             insecure,

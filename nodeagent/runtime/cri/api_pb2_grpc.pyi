@@ -55,6 +55,7 @@ class RuntimeServiceStub:
     ContainerStatus: _grpc.UnaryUnaryMultiCallable[_api_pb2.ContainerStatusRequest, _api_pb2.ContainerStatusResponse]
     ExecSync: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]
     Exec: _grpc.UnaryUnaryMultiCallable[_api_pb2.ExecRequest, _api_pb2.ExecResponse]
+    Attach: _grpc.UnaryUnaryMultiCallable[_api_pb2.AttachRequest, _api_pb2.AttachResponse]
     ReopenContainerLog: _grpc.UnaryUnaryMultiCallable[_api_pb2.ReopenContainerLogRequest, _api_pb2.ReopenContainerLogResponse]
     Status: _grpc.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]
     RuntimeConfig: _grpc.UnaryUnaryMultiCallable[_api_pb2.RuntimeConfigRequest, _api_pb2.RuntimeConfigResponse]
@@ -77,6 +78,7 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     ContainerStatus: _aio.UnaryUnaryMultiCallable[_api_pb2.ContainerStatusRequest, _api_pb2.ContainerStatusResponse]  # type: ignore[assignment]
     ExecSync: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecSyncRequest, _api_pb2.ExecSyncResponse]  # type: ignore[assignment]
     Exec: _aio.UnaryUnaryMultiCallable[_api_pb2.ExecRequest, _api_pb2.ExecResponse]  # type: ignore[assignment]
+    Attach: _aio.UnaryUnaryMultiCallable[_api_pb2.AttachRequest, _api_pb2.AttachResponse]  # type: ignore[assignment]
     ReopenContainerLog: _aio.UnaryUnaryMultiCallable[_api_pb2.ReopenContainerLogRequest, _api_pb2.ReopenContainerLogResponse]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]  # type: ignore[assignment]
     RuntimeConfig: _aio.UnaryUnaryMultiCallable[_api_pb2.RuntimeConfigRequest, _api_pb2.RuntimeConfigResponse]  # type: ignore[assignment]
@@ -180,6 +182,13 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.ExecRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ExecResponse, _abc.Awaitable[_api_pb2.ExecResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Attach(
+        self,
+        request: _api_pb2.AttachRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.AttachResponse, _abc.Awaitable[_api_pb2.AttachResponse]]: ...
 
     @_abc_1.abstractmethod
     def ReopenContainerLog(

@@ -218,6 +218,12 @@ class CRIClient:
                                       stdout=True, stderr=not tty)
         return str((await self._call("Exec", self._runtime.Exec, request, self.deadlines.status_s)).url)
 
+    async def attach(self, container_id: str, *, stdin: bool, tty: bool) -> str:
+        """The runtime's streaming-server URL for attaching to the container's main process (`tty` as the
+        container has it: then stdout alone, its terminal's output)."""
+        request = api_pb2.AttachRequest(container_id=container_id, stdin=stdin, tty=tty, stdout=True, stderr=not tty)
+        return str((await self._call("Attach", self._runtime.Attach, request, self.deadlines.status_s)).url)
+
     async def reopen_container_log(self, container_id: str) -> None:
         """Have the runtime write the container's log at its path anew (after a rotation renamed it)."""
         await self._call("ReopenContainerLog", self._runtime.ReopenContainerLog,

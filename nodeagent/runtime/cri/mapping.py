@@ -100,6 +100,7 @@ def container_config(spec: ContainerSpec, sandbox: cri.PodSandboxConfig, cgroup_
         labels={**pod_labels(spec.pod_uid, spec.pod_name, spec.pod_namespace), CONTAINER_NAME: spec.name},
         annotations={RESTART_COUNT: str(spec.attempt)},
         log_path=os.path.relpath(spec.log_path, sandbox.log_directory),
+        stdin=spec.stdin, stdin_once=spec.stdin_once, tty=spec.tty,
         linux=cri.LinuxContainerConfig(
             resources=linux_resources(spec.cgroup.resources, spec.oom_score_adj, cgroup_version),
             security_context=security),

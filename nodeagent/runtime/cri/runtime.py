@@ -302,6 +302,13 @@ class CriRuntime:
         except CRIError as exc:
             raise NodeAgentError(f"exec in {running.container_id}: {exc.message}") from exc
 
+    async def attach_url(self, running: RunningContainer, *, stdin: bool, tty: bool) -> str:
+        assert isinstance(running, CriContainer)
+        try:
+            return await self.client.attach(running.cri_id, stdin=stdin, tty=tty)
+        except CRIError as exc:
+            raise NodeAgentError(f"attach to {running.container_id}: {exc.message}") from exc
+
     async def exited(self, container_id: str) -> cri.ContainerStatus | None:
         """The container's status once the runtime has recorded its exit; None if it is unknown to it."""
         deadline = time.monotonic() + EXIT_RECORDED_SECONDS
