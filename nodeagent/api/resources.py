@@ -17,6 +17,7 @@ from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.errors import QuantityError
 
 Amounts = dict[str, Fraction]
+_ZERO = Fraction(0)
 _Picker = Callable[[Container], Mapping[str, Quantity] | None]
 
 CPU = "cpu"
@@ -45,7 +46,7 @@ def pod_requests(pod: Pod) -> Amounts:
         if name in POD_LEVEL_RESOURCES:
             total[name] = quantity.amount
     for name, quantity in (pod.spec.overhead or {}).items():
-        total[name] = total.get(name, Fraction(0)) + quantity.amount
+        total[name] = total.get(name, _ZERO) + quantity.amount
     return total
 
 
@@ -73,19 +74,27 @@ def limits_declared(pod: Pod) -> tuple[bool, bool]:
     return declared[0], declared[1]
 
 
+_NO_AMOUNT = Quantity(_ZERO, "0")
+
+
 def _amount(values: Mapping[str, Quantity] | None, name: str) -> Quantity:
-    return (values or {}).get(name) or Quantity(Fraction(0), "0")
+    return (values or {}).get(name) or _NO_AMOUNT
 
 
 def _pod_amounts(pod: Pod, pick: _Picker) -> Amounts:
     total: Amounts = {}
     for container in pod.spec.containers or []:
         for name, quantity in (pick(container) or {}).items():
-            total[name] = total.get(name, Fraction(0)) + quantity.amount
+            _add(total, name, quantity.amount)
     for container in pod.spec.init_containers or []:
         for name, quantity in (pick(container) or {}).items():
-            total[name] = max(total.get(name, Fraction(0)), quantity.amount)
+            total[name] = max(total[name], quantity.amount) if name in total else quantity.amount
     return total
+
+
+def _add(total: Amounts, name: str, amount: Fraction) -> None:
+    """total[name] += amount, where a missing name is 0 (Fraction sums are costly: none with 0)."""
+    total[name] = total[name] + amount if name in total else amount
 
 
 def hugepage_size(resource: str) -> int | None:
@@ -120,12 +129,12 @@ def container_hugepages(container: Container) -> dict[int, Quantity]:
 
 def milli(amounts: Amounts, name: str) -> int:
     """A pod-level amount in thousandths, rounded up like Quantity.MilliValue()."""
-    return Quantity(amounts.get(name, Fraction(0)), "").milli_value()
+    return Quantity(amounts.get(name, _ZERO), "").milli_value()
 
 
 def whole(amounts: Amounts, name: str) -> int:
     """A pod-level amount in units, rounded up like Quantity.Value()."""
-    return Quantity(amounts.get(name, Fraction(0)), "").value()
+    return Quantity(amounts.get(name, _ZERO), "").value()
 
 
 def qos_class(pod: Pod) -> QOSClass:
@@ -148,11 +157,11 @@ def classify(all_resources: Iterable[ResourceRequirements]) -> QOSClass:
     guaranteed = True
     for resources in all_resources:
         for name, quantity in _positive(resources.requests):
-            requests[name] = requests.get(name, Fraction(0)) + quantity
+            _add(requests, name, quantity)
         found = set()
         for name, quantity in _positive(resources.limits):
             found.add(name)
-            limits[name] = limits.get(name, Fraction(0)) + quantity
+            _add(limits, name, quantity)
         if not found.issuperset(_QOS_RESOURCES):
             guaranteed = False
     if not requests and not limits:
