@@ -5,7 +5,9 @@
 Two sets, because the cost grows with the manifest: the Kubernetes docs' examples (about 300
 bytes each, cycled), and generated pods of about 1 KB (1-3 containers, init containers, env,
 probes, volumes, every QoS class), planned for v1/cgroupfs, v2/systemd+LimitedSwap and
-v2+MemoryQoS in turn. Prints pods/s (goal: >= 2,000 pods/s on one core) and where the time goes.
+v2+MemoryQoS in turn. Prints pods/s (goal: >= 2,000 pods/s on one core) and where the time goes, and
+beside it the rate by CPU time, which other processes sharing the core do not lower (the goal is judged on
+wall time).
 """
 
 from __future__ import annotations
@@ -79,8 +81,11 @@ def docs_examples(count: int) -> list[bytes]:
     return [examples[i % len(examples)].read_bytes() for i in range(count)]
 
 
-def run_once(documents: list[bytes]) -> tuple[float, float]:
+def run_once(documents: list[bytes]) -> tuple[float, float, float]:
+    """(decode + validate seconds, plan seconds, CPU seconds of both): wall time, and the CPU time that other
+    processes on a shared core do not add to."""
     load_seconds = plan_seconds = 0.0
+    cpu_started = time.process_time()
     for index, content in enumerate(documents):
         started = time.perf_counter()
         result = load_manifest(content, origin=f"/etc/kubernetes/manifests/{index}.yaml", source="file", node_name="n1")
@@ -90,7 +95,7 @@ def run_once(documents: list[bytes]) -> tuple[float, float]:
             plan_pod(pod, NODE, SETTINGS[index % len(SETTINGS)])
         plan_seconds += time.perf_counter() - loaded
         load_seconds += loaded - started
-    return load_seconds, plan_seconds
+    return load_seconds, plan_seconds, time.process_time() - cpu_started
 
 
 def main() -> None:
@@ -109,14 +114,15 @@ def main() -> None:
         run_once(documents[:100])  # warm up
         rates = []
         for _ in range(args.rounds):
-            load_s, plan_s = run_once(documents)
-            rates.append((args.count / (load_s + plan_s), load_s, plan_s))
+            load_s, plan_s, cpu_s = run_once(documents)
+            rates.append((args.count / (load_s + plan_s), load_s, plan_s, args.count / cpu_s))
         best = max(rates)
         median = statistics.median(r[0] for r in rates)
         print(f"{label:>14} ({average_bytes:4.0f} B avg): median {median:6,.0f} pods/s, "
               f"best {best[0]:6,.0f} pods/s; per pod: decode+validate {best[1] / args.count * 1e6:4.0f} us, "
               f"plan {best[2] / args.count * 1e6:4.0f} us; goal >= 2,000 pods/s (median): "
-              f"{'met' if median >= 2000 else 'MISSED'}")
+              f"{'met' if median >= 2000 else 'MISSED'}; by CPU time: median "
+              f"{statistics.median(r[3] for r in rates):6,.0f} pods/s")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ them) and end the process with exit code 1.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -55,7 +56,9 @@ def run_daemon(config_path: str | None) -> int:
         for warning in warnings:
             log.warning("configuration %s: %s", config_path or "<defaults>", warning)
         preflight(config)
-        asyncio.run(_main(Agent(config, config_path)))
+        agent = Agent(config, config_path)
+        settle_heap()
+        asyncio.run(_main(agent))
     except StartError as exc:
         log.error("%s", exc)
         return 1
@@ -63,6 +66,13 @@ def run_daemon(config_path: str | None) -> int:
         log.error("nodeagent stopped: %s", exc)
         return 1
     return 0
+
+
+def settle_heap() -> None:
+    """The modules, the configuration and the agent live as long as the process: frozen, no collection walks
+    them again (a full collection over them, pydantic's schemas most, takes ~20 ms), and collections resume."""
+    gc.freeze()
+    gc.enable()
 
 
 async def _main(agent: Agent) -> None:

@@ -193,8 +193,8 @@ class PodManager:
     async def _run(self, worker: PodWorker) -> None:
         try:
             # older versions only: versions restored while terminating must not wait for each other
-            earlier = [w for w in self.workers.values() if w.key == worker.key and w is not worker
-                       and w.terminating_since is not None and w.created_at < worker.created_at]
+            earlier = [w for w in self.workers.values() if w.terminating_since is not None and w is not worker
+                       and w.key == worker.key and w.created_at < worker.created_at]
             for other in earlier:
                 await other.done.wait()
             await worker.run()

@@ -106,6 +106,16 @@ class Volume(K8sModel):
         return data
 
 
+# {JSON name: attribute name} of the refused sources, to read them without dumping the model.
+_ATTRIBUTES = {field.alias or name: name for name, field in Volume.model_fields.items()}
+_UNSUPPORTED_ATTRIBUTES = {source: _ATTRIBUTES[source] for source in UNSUPPORTED_VOLUME_SOURCES}
+
+
+def unsupported_sources(volume: Volume) -> list[str]:
+    """The JSON names of the refused sources (UNSUPPORTED_VOLUME_SOURCES) that `volume` sets, in that order."""
+    return [source for source, attribute in _UNSUPPORTED_ATTRIBUTES.items() if getattr(volume, attribute) is not None]
+
+
 def downward_source(volume: Volume) -> DownwardAPIVolumeSource | None:
     """The files a downwardAPI volume, or a projected one (downwardAPI sources only), holds; None otherwise."""
     if volume.downward_api is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 from functools import lru_cache, total_ordering
-from math import ceil, floor
 
 from nodeagent.errors import QuantityError
 
@@ -60,13 +59,13 @@ class Quantity:
     def value(self) -> int:
         """The amount in whole units, rounded up away from zero (Go: Value())."""
         if self._value is None:
-            self._value = _round_away(self.amount)
+            self._value = _round_away(self.amount.numerator, self.amount.denominator)
         return self._value
 
     def milli_value(self) -> int:
         """The amount in thousandths, rounded up away from zero (Go: MilliValue())."""
         if self._milli is None:
-            self._milli = _round_away(self.amount * 1000)
+            self._milli = _round_away(self.amount.numerator * 1000, self.amount.denominator)
         return self._milli
 
     def is_zero(self) -> bool:
@@ -88,8 +87,9 @@ class Quantity:
         return self.text
 
 
-def _round_away(amount: Fraction) -> int:
-    rounded = ceil(amount) if amount >= 0 else floor(amount)
+def _round_away(numerator: int, denominator: int) -> int:
+    """numerator / denominator (denominator > 0) rounded away from zero, in integers: no Fraction arithmetic."""
+    rounded = -(-numerator // denominator) if numerator >= 0 else numerator // denominator
     return rounded if MIN_INT64 <= rounded <= MAX_INT64 else 0
 
 

@@ -18,6 +18,7 @@ from nodeagent.api.quantity import Quantity, parse_quantity
 from nodeagent.errors import QuantityError
 
 Amounts = dict[str, Fraction]
+_ZERO = Fraction(0)
 _Picker = Callable[[Container], Mapping[str, Quantity] | None]
 
 CPU = "cpu"
@@ -46,7 +47,7 @@ def pod_requests(pod: Pod) -> Amounts:
         if name in POD_LEVEL_RESOURCES:
             total[name] = quantity.amount
     for name, quantity in (pod.spec.overhead or {}).items():
-        total[name] = total.get(name, Fraction(0)) + quantity.amount
+        total[name] = total.get(name, _ZERO) + quantity.amount
     return total
 
 
@@ -74,8 +75,11 @@ def limits_declared(pod: Pod) -> tuple[bool, bool]:
     return declared[0], declared[1]
 
 
+_NO_AMOUNT = Quantity(_ZERO, "0")
+
+
 def _amount(values: Mapping[str, Quantity] | None, name: str) -> Quantity:
-    return (values or {}).get(name) or Quantity(Fraction(0), "0")
+    return (values or {}).get(name) or _NO_AMOUNT
 
 
 def _pod_amounts(pod: Pod, pick: _Picker) -> Amounts:
@@ -83,27 +87,32 @@ def _pod_amounts(pod: Pod, pick: _Picker) -> Amounts:
     sidecar runs on beside the app containers."""
     total: Amounts = {}
     for container in pod.spec.containers or []:
-        _add(total, pick(container))
+        _add_all(total, pick(container))
     sidecars: Amounts = {}
     largest_init: Amounts = {}
     for container in pod.spec.init_containers or []:
         if container.is_sidecar:
-            _add(total, pick(container))
-            _add(sidecars, pick(container))
+            _add_all(total, pick(container))
+            _add_all(sidecars, pick(container))
             running = sidecars
         else:
             running = dict(sidecars)
-            _add(running, pick(container))
+            _add_all(running, pick(container))
         for name, amount in running.items():
-            largest_init[name] = max(largest_init.get(name, amount), amount)
+            largest_init[name] = max(largest_init[name], amount) if name in largest_init else amount
     for name, amount in largest_init.items():
-        total[name] = max(total.get(name, amount), amount)
+        total[name] = max(total[name], amount) if name in total else amount
     return total
 
 
-def _add(total: Amounts, values: Mapping[str, Quantity] | None) -> None:
+def _add_all(total: Amounts, values: Mapping[str, Quantity] | None) -> None:
     for name, quantity in (values or {}).items():
-        total[name] = total.get(name, Fraction(0)) + quantity.amount
+        _add(total, name, quantity.amount)
+
+
+def _add(total: Amounts, name: str, amount: Fraction) -> None:
+    """total[name] += amount, where a missing name is 0 (Fraction sums are costly: none with 0)."""
+    total[name] = total[name] + amount if name in total else amount
 
 
 def hugepage_size(resource: str) -> int | None:
@@ -138,12 +147,12 @@ def container_hugepages(container: Container) -> dict[int, Quantity]:
 
 def milli(amounts: Amounts, name: str) -> int:
     """A pod-level amount in thousandths, rounded up like Quantity.MilliValue()."""
-    return Quantity(amounts.get(name, Fraction(0)), "").milli_value()
+    return Quantity(amounts.get(name, _ZERO), "").milli_value()
 
 
 def whole(amounts: Amounts, name: str) -> int:
     """A pod-level amount in units, rounded up like Quantity.Value()."""
-    return Quantity(amounts.get(name, Fraction(0)), "").value()
+    return Quantity(amounts.get(name, _ZERO), "").value()
 
 
 def qos_class(pod: Pod) -> QOSClass:
@@ -166,11 +175,11 @@ def classify(all_resources: Iterable[ResourceRequirements]) -> QOSClass:
     guaranteed = True
     for resources in all_resources:
         for name, quantity in _positive(resources.requests):
-            requests[name] = requests.get(name, Fraction(0)) + quantity
+            _add(requests, name, quantity)
         found = set()
         for name, quantity in _positive(resources.limits):
             found.add(name)
-            limits[name] = limits.get(name, Fraction(0)) + quantity
+            _add(limits, name, quantity)
         if not found.issuperset(_QOS_RESOURCES):
             guaranteed = False
     if not requests and not limits:

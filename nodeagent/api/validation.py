@@ -11,7 +11,7 @@ from __future__ import annotations
 from nodeagent.api import names
 from nodeagent.api.fielderrors import duplicate, forbidden, invalid, required, unsupported
 from nodeagent.api.model import ObjectMeta, Pod, PodSpec
-from nodeagent.api.model_volumes import UNSUPPORTED_VOLUME_SOURCES, Volume
+from nodeagent.api.model_volumes import Volume, unsupported_sources
 from nodeagent.api.validation_container import validate_containers, validate_ids
 from nodeagent.api.validation_downward import validate_downward_api, validate_projected
 from nodeagent.api.validation_fields import validate_refused
@@ -116,7 +116,7 @@ def _validate_volumes(volumes: list[Volume]) -> tuple[set[str], list[FieldError]
 
 def _validate_volume_source(volume: Volume, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    if any(volume.model_dump(by_alias=True).get(field) is not None for field in UNSUPPORTED_VOLUME_SOURCES):
+    if unsupported_sources(volume):
         return []  # refused, by validate_refused
     sources = [s for s in (volume.empty_dir, volume.host_path, volume.downward_api, volume.projected) if s is not None]
     if not sources:

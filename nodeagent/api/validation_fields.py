@@ -15,7 +15,7 @@ import ipaddress
 from nodeagent.api import names
 from nodeagent.api.fielderrors import forbidden, invalid, required, unsupported
 from nodeagent.api.model import AppArmorProfile, Container, Pod, PodSpec, SeccompProfile
-from nodeagent.api.model_volumes import UNSUPPORTED_VOLUME_SOURCES, Volume
+from nodeagent.api.model_volumes import UNSUPPORTED_VOLUME_SOURCES, Volume, unsupported_sources
 from nodeagent.api.sysctls import validate_sysctls
 from nodeagent.errors import FieldError
 
@@ -62,10 +62,10 @@ def validate_refused(pod: Pod) -> list[FieldError]:
 
 
 def _refused_volume(volume: Volume, path: str) -> list[FieldError]:
-    errors = [forbidden(f"{path}.{field}", f"{field} volumes: {why}" if why != "needs an API server"
+    errors = [forbidden(f"{path}.{field}", f"{field} volumes: {UNSUPPORTED_VOLUME_SOURCES[field]}"
+                        if UNSUPPORTED_VOLUME_SOURCES[field] != "needs an API server"
                         else f"a static pod may not reference {field} volumes ({NO_API_SERVER})")
-              for field, why in UNSUPPORTED_VOLUME_SOURCES.items()
-              if volume.model_dump(by_alias=True).get(field) is not None]
+              for field in unsupported_sources(volume)]
     if volume.empty_dir is not None and volume.empty_dir.medium.startswith("HugePages"):
         errors.append(forbidden(f"{path}.emptyDir.medium", f"hugetlbfs emptyDirs are {NOT_YET}"))
     return errors

@@ -26,8 +26,12 @@ _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
-# A plain scalar can be other than a string only if it starts with one of these.
-_MAYBE_NOT_STR = frozenset("yYnNtTfFoO~0123456789+-.<=")
+# A plain scalar can be other than a string only if it starts with one of these (numbers, timestamps, nulls,
+# merge keys), or if it is one of the words PyYAML reads as a boolean or a null (its resolvers for the
+# letters y, n, t, f, o match exactly these): "name" or "nginx" need no regular expression.
+_MAYBE_NOT_STR = frozenset("~0123456789+-.<=")
+_NOT_STR_WORDS = frozenset(("yes", "Yes", "YES", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
+                            "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL"))
 
 
 class YAMLLoadError(ValueError):
@@ -37,7 +41,7 @@ class YAMLLoadError(ValueError):
 class _Loader(yaml.CSafeLoader):
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
         if kind is yaml.ScalarNode:
-            if not implicit[0] or (value and value[0] not in _MAYBE_NOT_STR):
+            if not implicit[0] or (value and value[0] not in _MAYBE_NOT_STR and value not in _NOT_STR_WORDS):
                 return _STR
         elif kind is yaml.MappingNode:  # asked only of untagged collections; no path resolvers are registered
             return _MAP

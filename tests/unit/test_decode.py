@@ -114,6 +114,18 @@ def test_loader_agrees_with_safe_load(data: object) -> None:
     assert list(load_documents(text, [])) == [yaml.safe_load(text)]
 
 
+PLAIN_WORDS = [f"{word}{tail}" for word in ("yes", "no", "true", "false", "on", "off", "null", "y", "n", "name", "nginx",
+                                            "offset", "nullable", "tier", "one")
+               for tail in ("", "s", "-x", " x") for word in (word, word.capitalize(), word.upper())]
+
+
+@pytest.mark.parametrize("word", sorted(set(PLAIN_WORDS)))
+def test_plain_words_resolve_as_in_safe_load(word: str) -> None:
+    """Booleans and nulls written plain (YAML 1.1: yes, Off, NULL, ...) are read as PyYAML reads them."""
+    text = f"{word}: {word}\nlist: [{word}]\n"
+    assert list(load_documents(text, [])) == [yaml.safe_load(text)]
+
+
 def test_merge_keys_follow_yaml() -> None:
     text = "base: &b {x: 1, y: 2}\nm: {<<: *b, y: 3}\nn: {<<: [*b, {z: 4}]}\n"
     assert list(load_documents(text, [])) == [yaml.safe_load(text)]
