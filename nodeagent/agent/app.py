@@ -389,7 +389,7 @@ class Agent:
             return
         while True:
             self.notifier.watchdog()
-            await asyncio.sleep(self.notifier.watchdog_seconds / 2)
+            await self.clock.sleep(self.notifier.watchdog_seconds / 2)
 
     async def _on_files(self, files: list[ManifestFile] | None) -> None:
         """A scan of staticPodPath. None: it could not be read, which says nothing about which pods should run:

@@ -18,14 +18,13 @@ import contextlib
 import datetime as dt
 import logging
 import shutil
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from nodeagent.agent import backoff, volumes
 from nodeagent.agent.admission import Rejection
-from nodeagent.agent.clock import Clock
+from nodeagent.agent.clock import Clock, sleep_or_set
 from nodeagent.agent.env import PodAddresses, command_line, container_env
 from nodeagent.agent.etcfiles import etc_files, pod_dns_of
 from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
@@ -34,6 +33,7 @@ from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
 from nodeagent.agent.status import PodFacts, pod_json
+from nodeagent.agent.termination import MIN_GRACE_SECONDS, grace_seconds, stop_gracefully
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.api.sysctls import pod_sysctls
@@ -60,7 +60,6 @@ from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
-MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGracePeriodInSeconds)
 SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
@@ -131,6 +130,7 @@ class PodWorker:
         self._stopping = asyncio.Event()
         self._save_scheduled = False
         self._torn_down = False
+        self._stoppers: set[asyncio.Task[None]] = set()  # SIGTERM -> SIGKILL of containers started too late
         self.done = asyncio.Event()
 
     # -- what others read -------------------------------------------------------------------------
@@ -246,6 +246,8 @@ class PodWorker:
                     life.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await life
+                for stopping in list(self._stoppers):
+                    stopping.cancel()
             await self._tear_down()
         finally:
             self.done.set()
@@ -380,7 +382,7 @@ class PodWorker:
             return
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
                                pod_ip=self.addresses.pod_ip,
-                               timeout=float(self.pod.pod.spec.termination_grace_period_seconds or MIN_GRACE_SECONDS))
+                               timeout=float(self._grace_period or MIN_GRACE_SECONDS), clock=self.services.clock)
         if error is not None:
             name = container.name or ""
             self.services.events.record(self.object_ref(name), WARNING, "FailedPostStartHook",
@@ -406,7 +408,7 @@ class PodWorker:
                 self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
                              container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
             log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
-            self._stop_if_stopping(outcome)
+            self._stop_if_stopping(name, outcome)
             return await self._watch(name, outcome)
         if record.state is State.TERMINATED and record.terminated is not None:
             ended = record.terminated
@@ -461,17 +463,25 @@ class PodWorker:
         services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
-        self._stop_if_stopping(running)
+        self._stop_if_stopping(name, running)
         return running
 
-    def _stop_if_stopping(self, running: RunningContainer) -> None:
+    def _stop_if_stopping(self, name: str, running: RunningContainer) -> None:
         """A container that came (or came back) after the pod's termination began, which it missed: SIGTERM
-        now, SIGKILL after the grace period."""
+        now, SIGKILL after the grace period (a task the worker holds until it ends)."""
         if not self._stopping.is_set():
             return
-        running.signal(signal.SIGTERM)
-        grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-        asyncio.get_running_loop().call_later(grace, running.kill)
+        stopping = asyncio.create_task(self._stop_container(name, running), name=f"stop {self.key}/{name}")
+        self._stoppers.add(stopping)
+        stopping.add_done_callback(self._stoppers.discard)
+
+    async def _stop_container(self, name: str, running: RunningContainer) -> None:
+        await stop_gracefully(self.services.clock, [running], grace_seconds(self._grace_period),
+                              lambda c: self.running.get(name) is c)
+
+    @property
+    def _grace_period(self) -> int:
+        return self.pod.pod.spec.termination_grace_period_seconds
 
     async def _ensure_image(self, container: Container, spec: ContainerSpec) -> str:
         """The image, pulled if its policy says so, with the kubelet's events; its digest reference."""
@@ -498,7 +508,8 @@ class PodWorker:
         if any((container.startup_probe, container.liveness_probe, container.readiness_probe)):
             probing = asyncio.create_task(run_probes(
                 container, runtime=self.services.runtime, running=running, pod_ip=self.addresses.pod_ip,
-                callbacks=self._probe_callbacks(name, running)), name=f"probes {self.key}/{name}")
+                callbacks=self._probe_callbacks(name, running), clock=self.services.clock),
+                name=f"probes {self.key}/{name}")
         try:
             exit_ = await running.wait()
         finally:
@@ -520,12 +531,7 @@ class PodWorker:
 
         async def kill(message: str) -> None:
             events.record(ref, NORMAL, "Killing", message)
-            running.signal(signal.SIGTERM)
-            grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-            deadline = self.services.clock.monotonic() + grace
-            while name in self.running and self.services.clock.monotonic() < deadline:
-                await self.services.clock.sleep(0.05)
-            running.kill()
+            await self._stop_container(name, running)
 
         return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
 
@@ -611,14 +617,9 @@ class PodWorker:
         for name in running:
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
         await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
-        for container in running.values():
-            container.signal(signal.SIGTERM)
         left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
-        deadline = self.services.clock.monotonic() + left
-        while self.running and self.services.clock.monotonic() < deadline:
-            await self.services.clock.sleep(0.05)
-        for container in list(self.running.values()):
-            container.kill()
+        await stop_gracefully(self.services.clock, list(running.values()), left,
+                              lambda c: c in self.running.values())
 
     async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
         container = self._containers[name]
@@ -626,7 +627,7 @@ class PodWorker:
         if handler is None or grace <= 0:
             return
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.addresses.pod_ip, timeout=grace)
+                               pod_ip=self.addresses.pod_ip, timeout=grace, clock=self.services.clock)
         if error is not None:
             self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
                                         f"PreStopHook failed: {error}")
@@ -666,9 +667,7 @@ class PodWorker:
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep, or less if the pod is stopped; True if it was."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return self._stopping.is_set()
+        return await sleep_or_set(self.services.clock, seconds, self._stopping)
 
     def _update(self, name: str, **changes: Any) -> None:
         before = self.records[name]
