@@ -80,6 +80,7 @@ class FakeRuntime:
     exec_results: deque[ExecResult] = field(default_factory=deque)  # probes' and hooks' results, in order
     execs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     started: list[ContainerSpec] = field(default_factory=list)
+    starts: list[tuple[str, float]] = field(default_factory=list)  # (container, fake seconds) of each start
     running: dict[str, FakeRunning] = field(default_factory=dict)  # by container name: the latest attempt
     adoptable: dict[str, FakeRunning | ContainerExit] = field(default_factory=dict)  # by saved fakeId
     _plans: dict[str, deque[Attempt]] = field(default_factory=lambda: defaultdict(deque))
@@ -106,6 +107,7 @@ class FakeRuntime:
         if attempt.error is not None:
             raise attempt.error
         self.started.append(spec)
+        self.starts.append((spec.name, self.clock.elapsed))
         running = FakeRunning(self.clock, f"fake://{spec.name}-{self._ids()}", ignores_term=attempt.ignores_term)
         self.running[spec.name] = running
         if attempt.exit_code is not None:
