@@ -157,6 +157,14 @@ class PodWorker:
         return container_log_path(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, container,
                                   attempt)
 
+    @property
+    def runtime(self) -> Runtime:
+        return self.services.runtime
+
+    def running_container(self, name: str) -> RunningContainer | None:
+        record = self.records.get(name)
+        return self.running.get(name) if record is not None and record.state is State.RUNNING else None
+
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
         addresses = self.addresses
