@@ -1,6 +1,6 @@
 """What the agent asks of a container runtime: start a container from a spec, then watch it.
 
-The agent sees only these types; nodeagent.agent.app.make_runtime picks the implementation.
+The agent sees only these types; nodeagent.agent.factories.make_runtime picks the implementation.
 """
 
 from __future__ import annotations
