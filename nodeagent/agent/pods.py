@@ -244,7 +244,7 @@ class PodManager:
         for uid in self.store.known_uids() - known:
             directory = volumes.pod_dir(self.services.state_dir, uid)
             log.warning("removing %s: it belongs to no known pod", directory)
-            volumes.remove_mount_points(directory)
+            await asyncio.to_thread(volumes.remove_mount_points, directory)
             try:
                 await volumes.tear_down(self.services.state_dir, uid)
             except NodeAgentError as exc:

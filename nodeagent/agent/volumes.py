@@ -119,23 +119,32 @@ def _fs_group(pod: StaticPod) -> int | None:
 
 
 async def _set_up_one(directory: str, volume: Volume, group: int | None) -> str:
+    """The volume's path on the node; its directories made in a thread, off the event loop."""
     name = volume.name or ""
     if volume.empty_dir is not None:
         path = os.path.join(directory, "volumes", EMPTY_DIR, name)
-        os.makedirs(path, mode=0o777, exist_ok=True)
-        os.chmod(path, 0o777)  # as the kubelet: any container user may write its emptyDir
-        if volume.empty_dir.medium == "Memory" and not os.path.ismount(path):
+        await asyncio.to_thread(_make_empty_dir, path)
+        if volume.empty_dir.medium == "Memory" and not await asyncio.to_thread(os.path.ismount, path):
             options = "mode=0777"
             if volume.empty_dir.size_limit is not None:
                 options += f",size={volume.empty_dir.size_limit.value()}"
             await _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", path)
         if group is not None:  # as the kubelet's SetVolumeOwnership: the fsGroup's, and what is made in it too
-            os.chown(path, -1, group)
-            os.chmod(path, 0o2777)
+            await asyncio.to_thread(_own, path, group)
         return path
     assert volume.host_path is not None and volume.host_path.path
-    check_host_path(name, volume.host_path.path, volume.host_path.type)
+    await asyncio.to_thread(check_host_path, name, volume.host_path.path, volume.host_path.type)
     return volume.host_path.path
+
+
+def _make_empty_dir(path: str) -> None:
+    os.makedirs(path, mode=0o777, exist_ok=True)
+    os.chmod(path, 0o777)  # as the kubelet: any container user may write its emptyDir
+
+
+def _own(path: str, group: int) -> None:
+    os.chown(path, -1, group)
+    os.chmod(path, 0o2777)
 
 
 def etc_hosts_mount(pod_dir: str, content: str) -> Mount:

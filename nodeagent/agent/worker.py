@@ -451,7 +451,8 @@ class PodWorker:
         if self.volumes is not None:
             await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
-            volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
+            await asyncio.to_thread(volumes.ensure_mount_points, volumes.pod_dir(services.state_dir, self.pod.uid),
+                                    spec.mounts)
         own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
         if own_cgroup:
             await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
@@ -663,7 +664,7 @@ class PodWorker:
                 return
         self._torn_down = True
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
-        volumes.remove_mount_points(directory)
+        await asyncio.to_thread(volumes.remove_mount_points, directory)
         try:
             await volumes.tear_down(services.state_dir, self.pod.uid)
         except NodeAgentError as exc:

@@ -196,3 +196,37 @@ async def test_liveness_failures_restart_the_container(node: FakeNode) -> None:
     assert node.messages("Killing") == ["Container app failed liveness probe, will be restarted"]
     assert worker.records["app"].restart_count == 1
     await stop(node, worker, task)
+
+
+async def test_a_pod_whose_cgroup_cannot_be_made_retries_with_a_doubling_delay(node: FakeNode) -> None:
+    node.cgroups.fail_apply = 3
+    worker = node.worker(ONE)
+    task = await run(node, worker)
+    await node.clock.run_until(lambda: worker.records["app"].state is State.RUNNING)
+    assert node.clock.elapsed == pytest.approx(1 + 2 + 4)
+    assert node.reasons().count("FailedCreatePodSandBox") == 1  # one event, counted 3 times
+    assert [e.count for e in node.events.events() if e.reason == "FailedCreatePodSandBox"] == [3]
+    await stop(node, worker, task)
+
+
+async def test_a_failed_post_start_hook_kills_the_container(node: FakeNode) -> None:
+    node.runtime.exec_results.append(ExecResult(1, "no"))
+    worker = node.worker(manifest(
+        "  restartPolicy: Never\n  containers:\n  - name: app\n    image: busybox\n"
+        "    lifecycle: {postStart: {exec: {command: [setup]}}}\n"))
+    task = await run(node, worker)
+    await node.clock.run_until(lambda: worker.records["app"].state is State.TERMINATED)
+    assert len(node.messages("FailedPostStartHook")) == 1
+    assert node.runtime.started and node.runtime.running["app"].signals == [signal.SIGKILL]
+    await stop(node, worker, task)
+
+
+async def test_a_pulled_image_has_its_events(node: FakeNode) -> None:
+    node.runtime.pulled = True
+    worker = node.worker(ONE)
+    task = await run(node, worker)
+    assert node.messages("Pulling") == ['Pulling image "busybox"']
+    assert node.messages("Pulled") == ['Successfully pulled image "busybox" in 1.5s (1.5s including waiting). '
+                                       "Image size: 1024 bytes."]
+    assert worker.records["app"].image_id == "fake/busybox@sha256:0"
+    await stop(node, worker, task)
