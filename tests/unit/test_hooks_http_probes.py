@@ -3,6 +3,7 @@ fake runtime and clock."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections import deque
 from collections.abc import AsyncIterator
@@ -124,5 +125,17 @@ async def test_exec_and_sleep_hooks(port: int) -> None:
     assert await hook(spec, post_start, runtime) == (
         "Exec lifecycle hook (['setup', 'now']) for Container \"c\" failed - error: command 'setup now' exited "
         "with 7: nope")
-    assert await hook(spec, pre_stop) is None
-    assert await hook(spec, pre_stop, timeout=0.05) == "the hook did not finish within 0s"
+    clock = FakeClock()
+
+    async def sleep_hook(timeout: float) -> str | None:
+        return await run_hook(pre_stop, runtime=runtime, running=FakeRunning(clock, "fake://c"), container=spec,
+                              pod_ip="127.0.0.1", timeout=timeout, clock=clock)
+
+    slept = asyncio.create_task(sleep_hook(5))
+    await clock.advance(0.9)
+    assert not slept.done()
+    await clock.advance(0.1)
+    assert slept.done() and slept.result() is None
+    cut = asyncio.create_task(sleep_hook(0.5))
+    await clock.advance(0.5)
+    assert cut.result() == "the hook did not finish within 0s"  # 0.5 s, shown in whole seconds
