@@ -86,6 +86,7 @@ class Agent:
         self._reported: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
         self._first_sync = asyncio.Event()
+        self._wake = asyncio.Event()  # the first sync or stop(), whichever comes first
         self._reload = asyncio.Event()
         self.http_source: HttpSource | None = None
         self._status_scheduled = False
@@ -118,6 +119,7 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     async def run(self) -> None:
         """Until stop() (or SIGTERM/SIGINT): the API, the sources and the pods. SIGHUP reloads."""
@@ -153,7 +155,9 @@ class Agent:
                 tasks.create_task(keep_bounded(
                     lambda: [f for worker in self.pods.pods() for f in worker.log_files()], limits),
                     name="log rotation")
-                tasks.create_task(self._become_ready(old_bundles, restored, began), name="ready")
+                await self._wake.wait()  # the first sync, or stop()
+                if not self._stop.is_set():  # not cut short by stop(): a clean-up must not stop half-way
+                    await self._become_ready(old_bundles, restored, began)
                 await self._stop.wait()
                 raise _Stopped
         except BaseExceptionGroup as group:
@@ -172,8 +176,7 @@ class Agent:
                 loop.remove_signal_handler(signum)
 
     async def _become_ready(self, old_bundles: set[str], restored: int, began: float) -> None:
-        """Once both sources were read: orphans removed, READY to systemd and the embedder."""
-        await self._first_sync.wait()
+        """Both sources were read: orphans removed, READY to systemd and the embedder."""
         await self.pods.clean_orphans(old_bundles)
         since_exec = time.time() - psutil.Process().create_time()
         log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, %d pods (%d restored), "
@@ -306,6 +309,7 @@ class Agent:
         await self.pods.sync(desired.pods)
         if self.http_source is None or self.desired.http_attempted:
             self._first_sync.set()  # READY waits for one answer (or failure) of the URL too
+            self._wake.set()
 
     def sources_status(self) -> dict[str, object]:
         status: dict[str, object] = {"file": {"path": self.config.static_pod_path}}
