@@ -13,6 +13,7 @@ from nodeagent.agent import volumes
 from nodeagent.errors import RuntimeStartError
 from nodeagent.runtime.base import Mount
 from tests.conftest import load_pod
+from tests.fakes.pod import NODE
 
 
 def pod_with(volume: str, mount: str = "") -> str:
@@ -23,7 +24,7 @@ def pod_with(volume: str, mount: str = "") -> str:
 async def test_an_empty_dir_is_made_under_the_state_directory_and_removed_with_the_pod(tmp_path: Path) -> None:
     pod = load_pod(pod_with("  - {name: data, emptyDir: {}}\n",
                             "    volumeMounts: [{name: data, mountPath: /data}]\n"))
-    made = await volumes.set_up(str(tmp_path), pod)
+    made = await volumes.set_up(str(tmp_path), pod, NODE)
     path = made.paths["data"]
     assert path == str(tmp_path / "pods" / pod.uid / "volumes" / volumes.EMPTY_DIR / "data")
     assert os.stat(path).st_mode & 0o777 == 0o777
@@ -58,18 +59,18 @@ async def test_host_path_types_are_checked(tmp_path: Path, kind: str, make: str 
         listener.close()
     pod = load_pod(pod_with(f"  - name: h\n    hostPath: {{path: {target}, type: \"{kind}\"}}\n"))
     if error is None:
-        made = await volumes.set_up(str(tmp_path / "state"), pod)
+        made = await volumes.set_up(str(tmp_path / "state"), pod, NODE)
         assert made.paths["h"] == str(target)
     else:
         with pytest.raises(volumes.VolumeError, match=error):
-            await volumes.set_up(str(tmp_path / "state"), pod)
+            await volumes.set_up(str(tmp_path / "state"), pod, NODE)
 
 
 @pytest.mark.parametrize(("kind", "directory"), [("DirectoryOrCreate", True), ("FileOrCreate", False)])
 async def test_or_create_types_make_what_is_missing(tmp_path: Path, kind: str, directory: bool) -> None:
     target = tmp_path / "new" / "thing"
     pod = load_pod(pod_with(f"  - name: h\n    hostPath: {{path: {target}, type: {kind}}}\n"))
-    await volumes.set_up(str(tmp_path / "state"), pod)
+    await volumes.set_up(str(tmp_path / "state"), pod, NODE)
     assert target.is_dir() is directory and target.exists()
 
 
