@@ -256,7 +256,7 @@ class PodWorker:
                         await life
                 for stopping in list(self._stoppers):
                     stopping.cancel()
-            await self._tear_down()
+            await self._tear_down_until_done()
         finally:
             self.done.set()
 
@@ -641,27 +641,29 @@ class PodWorker:
             self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
                                         f"PreStopHook failed: {error}")
 
-    async def _tear_down(self) -> None:
+    async def _tear_down_until_done(self) -> None:
+        """Tear the pod down, retried with a doubling delay (1 s to 30 s) while a part of it cannot be removed
+        (containerd down, a busy cgroup): the pod stays listed as terminating meanwhile. If the agent stops
+        first, the state is kept and the next agent start tries again."""
+        delay = SETUP_RETRY_SECONDS[0]
+        while not await self._tear_down():
+            await self.services.clock.sleep(delay)
+            delay = min(delay * 2, SETUP_RETRY_SECONDS[1])
+
+    async def _tear_down(self) -> bool:
+        """Sandbox, cgroups and network removed (then volumes and logs); False if one of them could not be."""
         services = self.services
-        if services.sandboxes is not None:
-            try:
-                await services.sandboxes.remove_pod_sandbox(self.pod.uid)
-            except NodeAgentError as exc:
-                log.error("pod=%s: removing its sandbox: %s", self.key, exc)
-                return  # keep the state: the next agent start tries again
-        cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
         try:
+            if services.sandboxes is not None:
+                await services.sandboxes.remove_pod_sandbox(self.pod.uid)
+            cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
             await services.cgroups.remove(cgroups)
-        except NodeAgentError as exc:
-            log.error("pod=%s: removing its cgroups: %s", self.key, exc)
-            return  # keep the state: the next agent start tries again
-        if self.own_network:
-            assert services.networks is not None
-            try:
+            if self.own_network:
+                assert services.networks is not None
                 await services.networks.tear_down(self.pod.uid)
-            except NodeAgentError as exc:
-                log.error("pod=%s: removing its network: %s", self.key, exc)
-                return
+        except NodeAgentError as exc:
+            log.error("pod=%s: tearing it down (tried again later): %s", self.key, exc)
+            return False
         self._torn_down = True
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         await asyncio.to_thread(volumes.remove_mount_points, directory)
@@ -671,6 +673,7 @@ class PodWorker:
             log.error("pod=%s: removing its volumes: %s", self.key, exc)
         log_dir = pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid)
         await asyncio.to_thread(shutil.rmtree, log_dir, True)
+        return True
 
     # -- helpers ------------------------------------------------------------------------------------
 

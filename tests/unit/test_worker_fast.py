@@ -4,6 +4,7 @@ termination and restore, with the kubelet's exact timings and events, in no real
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import signal
 from pathlib import Path
@@ -16,6 +17,7 @@ from nodeagent.errors import RuntimeStartError
 from nodeagent.runtime.base import ExecResult
 from tests.fakes.pod import FakeNode
 from tests.fakes.runtime import Attempt
+from tests.fakes.sandboxes import FakeSandboxes
 
 HEADER = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\n"
 
@@ -230,3 +232,22 @@ async def test_a_pulled_image_has_its_events(node: FakeNode) -> None:
                                        "Image size: 1024 bytes."]
     assert worker.records["app"].image_id == "fake/busybox@sha256:0"
     await stop(node, worker, task)
+
+
+async def test_a_sandbox_that_cannot_be_removed_is_retried_with_back_off_until_it_is(node: FakeNode) -> None:
+    sandboxes = FakeSandboxes(node.clock)
+    node.services = dataclasses.replace(node.services, sandboxes=sandboxes)
+    worker = node.worker(ONE)
+    task = await run(node, worker)
+    assert worker.pod.uid in sandboxes.sandboxes
+    sandboxes.down = True  # containerd is down when the pod goes
+    worker.stop()
+    await node.clock.advance(100)
+    assert not task.done() and worker.pod.uid in sandboxes.sandboxes
+    started = sandboxes.removals[0]
+    assert [round(t - started) for t in sandboxes.removals] == [0, 1, 3, 7, 15, 31, 61, 91]  # 1, 2, 4 .. 30 s
+    sandboxes.down = False  # containerd is back
+    await node.clock.run_until(task.done)
+    task.result()
+    assert worker.pod.uid not in sandboxes.sandboxes
+    assert not (node.root / "state" / "pods" / worker.pod.uid).exists()
