@@ -24,8 +24,8 @@ from nodeagent.agent.events import WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.factories import NodeParts
 from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
+from nodeagent.agent.services import NodeServices
 from nodeagent.agent.store import PodStore
-from nodeagent.agent.worker import NodeServices
 from nodeagent.api.manifest import StaticPod
 from nodeagent.config import KubeletConfig, load_config
 from nodeagent.errors import ConfigError

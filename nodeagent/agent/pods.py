@@ -25,9 +25,10 @@ from nodeagent.agent import volumes
 from nodeagent.agent.admission import Allocatable, Rejection, admit
 from nodeagent.agent.events import WARNING, ObjectRef
 from nodeagent.agent.records import State, Termination
+from nodeagent.agent.services import NodeServices
 from nodeagent.agent.snapshot import UnusableState, restore, snapshot
 from nodeagent.agent.store import PodStore, Quarantine
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.worker import PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.resources import QOSClass
 from nodeagent.errors import NodeAgentError

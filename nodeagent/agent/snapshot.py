@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from nodeagent.agent.backoff import Backoff
 from nodeagent.agent.records import ContainerRecord, State, Termination
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.services import NodeServices
+from nodeagent.agent.worker import PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Pod
 from nodeagent.api.resources import qos_class

@@ -147,15 +147,6 @@ def _own(path: str, group: int) -> None:
     os.chmod(path, 0o2777)
 
 
-def etc_hosts_mount(pod_dir: str, content: str) -> Mount:
-    """<pod dir>/etc-hosts, written and mounted over the container's /etc/hosts, as the kubelet does for a
-    runtime that makes the pod's network (cri): its hostAliases reach the container."""
-    path = os.path.join(pod_dir, "etc-hosts")
-    with open(path, "w") as handle:
-        handle.write(content)
-    return Mount(host_path=path, container_path="/etc/hosts")
-
-
 def check_host_path(name: str, path: str, kind: str) -> None:
     """hostPath types as the kubelet checks them; *OrCreate creates what is missing."""
     prefix = f'MountVolume.SetUp failed for volume "{name}" : hostPath type check failed: {path}'

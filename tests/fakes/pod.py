@@ -7,7 +7,8 @@ from pathlib import Path
 
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import EventRecorder
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.services import NodeServices
+from nodeagent.agent.worker import PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.plan.settings import NodeInfo, PlanSettings
 from tests.conftest import load_pod

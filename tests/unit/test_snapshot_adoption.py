@@ -12,8 +12,9 @@ from nodeagent.agent.clock import SystemClock
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import EventRecorder
 from nodeagent.agent.records import State
+from nodeagent.agent.services import NodeServices
 from nodeagent.agent.snapshot import snapshot
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.worker import PodWorker
 from nodeagent.plan.settings import NodeInfo, PlanSettings
 from nodeagent.runtime.base import ContainerExit
 from tests.conftest import load_pod

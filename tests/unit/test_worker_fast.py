@@ -239,9 +239,11 @@ async def test_a_sandbox_that_cannot_be_removed_is_retried_with_back_off_until_i
     node.services = dataclasses.replace(node.services, sandboxes=sandboxes)
     worker = node.worker(ONE)
     task = await run(node, worker)
+    await node.clock.run_until(lambda: "app" in node.runtime.running)  # its etc-hosts written in a thread
     assert worker.pod.uid in sandboxes.sandboxes
     sandboxes.down = True  # containerd is down when the pod goes
     worker.stop()
+    await node.clock.run_until(lambda: bool(sandboxes.removals))
     await node.clock.advance(100)
     assert not task.done() and worker.pod.uid in sandboxes.sandboxes
     started = sandboxes.removals[0]
