@@ -65,3 +65,13 @@ def should_restart(restart_policy: str, exit_code: int) -> bool:
     if restart_policy == "OnFailure":
         return exit_code != 0
     return True
+
+
+def state_label(record: ContainerRecord) -> str:
+    return record.state.value.capitalize()
+
+
+def reason_label(record: ContainerRecord) -> str:
+    if record.state is State.TERMINATED and record.terminated is not None:
+        return f"{record.terminated.reason} exitCode={record.terminated.exit_code}"
+    return record.reason or "-"

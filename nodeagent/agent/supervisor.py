@@ -1,7 +1,7 @@
-"""A pod's containers, as the kubelet's pod worker runs each: started (image pulled, cgroup made), watched
-with its probes, restarted per its restart policy with the crash-loop and pull back-offs, recorded on exit
-(OOMKilled 137 with its event), and taken back after an agent restart. Its records change only through
-`_update`, which also keeps the pod's Ready condition and saves the state.
+"""A pod's containers, one attempt at a time as the pod's lifecycle decides (nodeagent.agent.worker): started
+(image pulled, cgroup made), watched with its probes, recorded on exit (OOMKilled 137 with its event) with when
+it may start again (crash-loop or pull back-off), taken back after an agent restart. Records change through
+`_update` (the pod's Ready condition, the saved state), lifecycle states through `_move` (lifecycle.next_state).
 """
 
 from __future__ import annotations
@@ -18,8 +18,26 @@ from nodeagent.agent.clock import sleep_or_set
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import NORMAL, WARNING, ObjectRef
 from nodeagent.agent.hooks import run_hook
+from nodeagent.agent.lifecycle import (
+    ContainerEvent,
+    ContainerKind,
+    ContainerState,
+    ObservedContainer,
+    PodState,
+    exit_event,
+    next_state,
+    restart_policy,
+)
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
-from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
+from nodeagent.agent.pulls import ensure_image
+from nodeagent.agent.records import (
+    ContainerRecord,
+    State,
+    Termination,
+    reason_label,
+    state_label,
+    termination_reason,
+)
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable
 from nodeagent.agent.services import NodeServices
 from nodeagent.agent.specs import PodContext
@@ -34,7 +52,6 @@ from nodeagent.runtime.base import (
     RunningContainer,
     Sandbox,
 )
-from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +59,6 @@ SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
 IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason
-
 
 
 class ContainerSupervisor:
@@ -67,6 +83,8 @@ class ContainerSupervisor:
                 container.name or "", container.image or "", init=False,
                 reason="PodInitializing" if has_init else "ContainerCreating")
         self._containers = {c.name or "": c for c in pod.pod.all_containers()}
+        self.observed = {name: ObservedContainer() for name in self.records}  # each one's lifecycle state
+        self.state = PodState.PENDING
         self.transitions: dict[str, dt.datetime] = {}
         self.volumes: volumes.PodVolumes | None = None
         self.sandbox: Sandbox | None = None
@@ -90,7 +108,6 @@ class ContainerSupervisor:
     @property
     def key(self) -> str:
         return self.pod.key
-
 
     @property
     def own_network(self) -> bool:
@@ -123,34 +140,46 @@ class ContainerSupervisor:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
-    async def _supervise(self, container: Container, policy: str) -> ContainerExit | None:
-        """Run a container until it should not be restarted (or the pod stops); its last exit."""
-        name = container.name or ""
-        last = await self._resume(container)
-        if last is not None and not should_restart(policy, last.exit_code):
-            return last
-        while not self._stopping.is_set():
-            if name in self.finished_monotonic and await self._back_off(name):
-                return last
-            try:
-                running = await self._start(container)
-            except (NodeAgentError, OSError) as exc:  # any failure of a start is reported and retried
-                failure = exc if isinstance(exc, RuntimeStartError) else RuntimeStartError("CreateContainerError",
-                                                                                            str(exc))
-                if await self._start_failed(container, failure):
-                    return last
-                continue
-            self.pull_backoff.pop(name, None)
-            await self._post_start(container, running)
-            last = await self._watch(name, running)
-            if not should_restart(policy, last.exit_code):
-                return last
-        return last
+    def _policy(self, name: str) -> str:
+        kind = ContainerKind.INIT if self.records[name].init else ContainerKind.APP
+        return restart_policy(kind, self.pod.pod.spec.restart_policy)
 
-    async def _start_failed(self, container: Container, exc: RuntimeStartError) -> bool:
+    def _move(self, name: str, event: ContainerEvent, *, exit_code: int | None = None,
+              retry_at: float | None = None) -> None:
+        """The container's lifecycle state after `event` (lifecycle.next_state, under its restart policy)."""
+        before = self.observed[name]
+        self.observed[name] = ObservedContainer(next_state(before.state, event, self._policy(name)),
+                                                exit_code if exit_code is not None else before.exit_code, retry_at)
+
+    async def _attempt(self, container: Container) -> None:
+        """One start of a container, as the pod's lifecycle decided: started, watched until it exits, recorded
+        with when it may start again. A start that fails is recorded with its back-off."""
+        name = container.name or ""
+        if self.observed[name].state is not ContainerState.WAITING:
+            self._retry(name)
+        try:
+            running = await self._start(container)
+        except (NodeAgentError, OSError) as exc:  # any failure of a start is reported and retried
+            failure = exc if isinstance(exc, RuntimeStartError) else RuntimeStartError("CreateContainerError", str(exc))
+            await self._start_failed(container, failure)
+            return
+        self.pull_backoff.pop(name, None)
+        await self._post_start(container, running)
+        await self._watch(name, running)
+
+    def _retry(self, name: str) -> None:
+        """Its back-off is over: after an exit, the crash-loop back-off moves on (doubles, or resets after a
+        long run), as the kubelet's does when the restart goes ahead."""
+        finished = self.finished_monotonic.get(name)
+        if finished is not None:
+            self.backoff[name] = backoff.next_backoff(self.backoff.get(name), finished,
+                                                      self.services.clock.monotonic())
+        self._move(name, ContainerEvent.RETRY)
+
+    async def _start_failed(self, container: Container, exc: RuntimeStartError) -> None:
         """Nothing ran, so no crash loop. A failed pull backs off as the kubelet's image back-off does
         (ErrImagePull, then ImagePullBackOff for 10 s doubling to 300 s); any other failure keeps its
-        reason and is retried at the kubelet's sync back-off. True if the pod stopped meanwhile."""
+        reason and is retried at the kubelet's sync back-off."""
         name = container.name or ""
         ref = self.object_ref(name)
         events = self.services.events
@@ -160,18 +189,20 @@ class ContainerSupervisor:
                 events.record(ref, WARNING, "ErrImageNeverPull", exc.message)
             detail = exc.reason if exc.reason in IMAGE_ERRORS else exc.message
             events.record(ref, WARNING, "Failed", f"Error: {detail}")
-            return await self._sleep_or_stop(START_RETRY_SECONDS)
+            self._move(name, ContainerEvent.START_FAILED,
+                       retry_at=self.services.clock.monotonic() + START_RETRY_SECONDS)
+            return
         now = self.services.clock.monotonic()
         entry = backoff.next_backoff(self.pull_backoff.get(name), now, now)
         self.pull_backoff[name] = entry
         self._update(name, state=State.WAITING, reason="ErrImagePull", message=exc.message)
         events.record(ref, WARNING, "Failed", f'Failed to pull image "{container.image}": {exc.message}')
         events.record(ref, WARNING, "Failed", "Error: ErrImagePull")
+        self._move(name, ContainerEvent.START_FAILED, retry_at=now + entry.seconds)
         if await self._sleep_or_stop(min(PULL_ERROR_SHOWN_SECONDS, entry.seconds)):
-            return True
+            return
         self._update(name, reason="ImagePullBackOff", message=f'Back-off pulling image "{container.image}"')
         events.record(ref, NORMAL, "BackOff", f'Back-off pulling image "{container.image}"')
-        return await self._sleep_or_stop(max(entry.seconds - PULL_ERROR_SHOWN_SECONDS, 0))
 
     async def _post_start(self, container: Container, running: RunningContainer) -> None:
         """postStart runs right after the start; if it fails the container is killed, as the kubelet does."""
@@ -187,48 +218,28 @@ class ContainerSupervisor:
                                         f"{error} in Pod \"{self.pod_label}\"")
             running.kill()
 
-    async def _resume(self, container: Container) -> ContainerExit | None:
-        """After an agent restart: take the container back, or learn how it ended meanwhile."""
+    async def _resume(self, container: Container) -> None:
+        """After an agent restart: take the saved running container back, or learn how it ended meanwhile."""
         name = container.name or ""
         record = self.records[name]
-        saved = self.adoptable.get(name)
-        if saved is not None:
-            spec = await self._container_spec(container, record.restart_count)
-            outcome = await self.services.runtime.adopt(spec, saved)
-            del self.adoptable[name]  # only now: a save while adopt() runs must still know the container
-            if isinstance(outcome, ContainerExit):
-                log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
-                         outcome.exit_code)
-                return await self._record_exit(name, outcome, record.started_at, record.container_id)
-            self.running[name] = outcome
-            if record.container_id != outcome.container_id:  # found running, its saved state lost
-                probed = container.readiness_probe is not None or container.startup_probe is not None
-                self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
-                             container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
-            log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
-            self._stop_if_stopping(name, outcome)
-            return await self._watch(name, outcome)
-        if record.state is State.TERMINATED and record.terminated is not None:
-            ended = record.terminated
-            return ContainerExit(ended.exit_code, ended.finished_at, oom_killed=ended.reason == "OOMKilled")
-        return None
-
-    async def _back_off(self, name: str) -> bool:
-        """Wait out the crash-loop back-off if it applies; True if the pod stopped meanwhile."""
-        finished = self.finished_monotonic[name]
-        entry = self.backoff.get(name)
-        now = self.services.clock.monotonic()
-        if backoff.in_backoff(entry, finished, now):
-            assert entry is not None
-            self._update(name, state=State.WAITING, reason="CrashLoopBackOff",
-                         message=f"back-off {go_duration(entry.seconds)} restarting failed container={name} "
-                                 f"pod={self.pod_label}")
-            self.services.events.record(self.object_ref(name), WARNING, "BackOff",
-                                        f"Back-off restarting failed container {name} in pod {self.pod_label}")
-            if await self._sleep_or_stop(backoff.remaining(entry, finished, now)):
-                return True
-        self.backoff[name] = backoff.next_backoff(entry, finished, self.services.clock.monotonic())
-        return False
+        saved = self.adoptable[name]
+        spec = await self._container_spec(container, record.restart_count)
+        outcome = await self.services.runtime.adopt(spec, saved)
+        del self.adoptable[name]  # only now: a save while adopt() runs must still know the container
+        self._move(name, ContainerEvent.STARTED)  # it ran: under the agent before, or still
+        if isinstance(outcome, ContainerExit):
+            log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
+                     outcome.exit_code)
+            await self._record_exit(name, outcome, record.started_at, record.container_id)
+            return
+        self.running[name] = outcome
+        if record.container_id != outcome.container_id:  # found running, its saved state lost
+            probed = container.readiness_probe is not None or container.startup_probe is not None
+            self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
+                         container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
+        log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
+        self._stop_if_stopping(name, outcome)
+        await self._watch(name, outcome)
 
     async def _start(self, container: Container) -> RunningContainer:
         name = container.name or ""
@@ -237,7 +248,7 @@ class ContainerSupervisor:
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         spec = await self._container_spec(container, attempt)
         services = self.services
-        image_id = await self._ensure_image(container, spec)
+        image_id = await ensure_image(services.runtime, services.events, self.object_ref(name), spec)
         if self.volumes is not None:
             await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
@@ -254,6 +265,7 @@ class ContainerSupervisor:
                 await services.cgroups.remove([spec.cgroup.path])
             raise
         self.running[name] = running
+        self._move(name, ContainerEvent.STARTED)
         previous = record.terminated or record.last_termination
         probed = container.readiness_probe is not None or container.startup_probe is not None
         self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
@@ -281,25 +293,6 @@ class ContainerSupervisor:
     @property
     def _grace_period(self) -> int:
         return self.pod.pod.spec.termination_grace_period_seconds
-
-    async def _ensure_image(self, container: Container, spec: ContainerSpec) -> str:
-        """The image, pulled if its policy says so, with the kubelet's events; its digest reference."""
-        ref = self.object_ref(container.name or "")
-        events = self.services.events
-
-        def on_pull() -> None:
-            events.record(ref, NORMAL, "Pulling", f'Pulling image "{spec.image}"')
-
-        ready = await self.services.runtime.ensure_image(spec, on_pull)
-        if ready is None:
-            return ""
-        if ready.pulled:
-            took = go_duration(ready.seconds)
-            events.record(ref, NORMAL, "Pulled", f'Successfully pulled image "{spec.image}" in {took} ({took} '
-                                                 f"including waiting). Image size: {ready.size_bytes} bytes.")
-        else:
-            events.record(ref, NORMAL, "Pulled", f'Container image "{spec.image}" already present on machine')
-        return ready.image_ref
 
     async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
         container = self._containers[name]
@@ -345,6 +338,9 @@ class ContainerSupervisor:
                                   finished_at=exit_.finished_at, container_id=container_id, message=message)
         self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
                      terminated=termination, ready=False)
+        now = self.services.clock.monotonic()
+        wait = backoff.remaining(self.backoff.get(name), self.finished_monotonic[name], now)
+        self._move(name, exit_event(exit_.exit_code), exit_code=exit_.exit_code, retry_at=now + wait)
         if exit_.oom_killed:
             self.services.metrics.oom_kill()
             victim = f"Killed process {exit_.oom_victim}" if exit_.oom_victim else "a process was killed"
@@ -374,7 +370,7 @@ class ContainerSupervisor:
         self.records[name] = after
         if after.state is not before.state or after.reason != before.reason:
             log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,
-                     _label(before), _label(after), _reason(after))
+                     state_label(before), state_label(after), reason_label(after))
         ready = all(r.ready for r in self.records.values() if not r.init)
         if ready != self._ready:
             self._ready = ready
@@ -402,13 +398,3 @@ class ContainerSupervisor:
     def _persist(self) -> None:
         """Save the pod's state: PodWorker's (the store saves a worker)."""
         raise NotImplementedError
-
-
-def _label(record: ContainerRecord) -> str:
-    return record.state.value.capitalize()
-
-
-def _reason(record: ContainerRecord) -> str:
-    if record.state is State.TERMINATED and record.terminated is not None:
-        return f"{record.terminated.reason} exitCode={record.terminated.exit_code}"
-    return record.reason or "-"

@@ -1,10 +1,12 @@
-"""One pod's life on the node, as the kubelet's pod worker lives it.
+"""One pod's life on the node, as the kubelet's pod worker lives it, decided by nodeagent.agent.lifecycle:
 
-    set up (pod cgroup, volumes)
-      -> init containers, one after the other, each to completion (restarted on failure unless Never)
-      -> app containers, each under a supervisor: start, wait, restart per restartPolicy with back-off
-      -> (finished pods stay listed until their manifest goes)
-    stop(): every running container gets SIGTERM, SIGKILL after the grace period; then tear down.
+    loop: actions = compute_pod_actions(desired, observed); act; wait for a change (an attempt ends, the
+          pod stops, a back-off ends at actions.wake_at)
+      Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers, one after the
+      other, each to completion, restarted on failure unless Never) -> Running (app containers, restarted
+      per restartPolicy with back-off) -> Succeeded | Failed (stays listed until its manifest goes)
+    stop(): preStop, SIGTERM to every running container, SIGKILL after the grace period; then tear down
+    (retried with back-off while a part of it cannot be removed).
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -20,10 +22,22 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
-from nodeagent.agent import volumes
+from nodeagent.agent import backoff, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.events import NORMAL, WARNING
 from nodeagent.agent.hooks import run_hook
+from nodeagent.agent.lifecycle import (
+    ContainerEvent,
+    ContainerKind,
+    ContainerState,
+    DesiredContainer,
+    DesiredPod,
+    ObservedContainer,
+    ObservedPod,
+    PodState,
+    after_exit,
+    compute_pod_actions,
+)
 from nodeagent.agent.records import State
 from nodeagent.agent.specs import host_ports
 from nodeagent.agent.status import PodFacts, pod_json
@@ -36,6 +50,7 @@ from nodeagent.runtime.base import (
 )
 from nodeagent.runtime.logrotate import LogFile
 from nodeagent.runtime.logs import pod_log_dir
+from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +58,6 @@ SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
 IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason
-
 
 
 class PodWorker(ContainerSupervisor):
@@ -139,12 +153,106 @@ class PodWorker(ContainerSupervisor):
             self.done.set()
 
     async def _live(self) -> None:
-        if not await self._until_admitted():
+        """Decide, act, wait for a change, decide again (lifecycle.compute_pod_actions), until the pod is
+        finished or stopping. The containers' attempts it started are awaited (stopping: they end as run()
+        terminates their containers) or, if the agent stops, cancelled, their containers left running."""
+        attempts: dict[str, asyncio.Task[None]] = {}
+        try:
+            await self._decide_and_act(attempts)
+            await asyncio.gather(*attempts.values())
+        finally:
+            for task in attempts.values():
+                task.cancel()
+            await asyncio.gather(*attempts.values(), return_exceptions=True)
+
+    async def _decide_and_act(self, attempts: dict[str, asyncio.Task[None]]) -> None:
+        for name in self.records:  # after an agent restart: what ran is taken back, what ended is known
+            if name in self.adoptable:
+                attempts[name] = asyncio.create_task(self._resume(self._containers[name]), name=f"{self.key}/{name}")
+            else:
+                self._resumed(name)
+        while True:
+            actions = compute_pod_actions(self._desired(), self._observed())
+            self._enter(actions.state)
+            if actions.state is PodState.PENDING:
+                if not await self._until_admitted():
+                    return
+                continue
+            if actions.set_up:
+                if not await self._set_up():
+                    return
+                continue
+            if actions.state in (PodState.TERMINATING, PodState.TERMINATED):
+                return  # run() stops the containers (preStop, TERM, KILL), then tears the pod down
+            if actions.state in (PodState.SUCCEEDED, PodState.FAILED) and not attempts:
+                return  # finished: it stays listed until its manifest goes
+            for name in actions.start:
+                if name not in attempts:
+                    attempts[name] = asyncio.create_task(self._attempt(self._containers[name]),
+                                                         name=f"{self.key}/{name}")
+            now = self.services.clock.monotonic()
+            for name, seen in self.observed.items():
+                if seen.state is ContainerState.EXITED and (seen.retry_at or now) > now and name not in attempts:
+                    self._show_back_off(name)
+            await self._until_changed(attempts, actions.wake_at)
+
+    async def _until_changed(self, attempts: dict[str, asyncio.Task[None]], wake_at: float | None) -> None:
+        """Until an attempt ends (its container exited, or its start failed), the pod stops, or `wake_at`."""
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+        if wake_at is not None:
+            waits.add(asyncio.ensure_future(self.services.clock.sleep(wake_at - self.services.clock.monotonic())))
+        try:
+            await asyncio.wait({*waits, *attempts.values()}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        for name, task in list(attempts.items()):
+            if task.done():
+                del attempts[name]
+                task.result()  # a bug's exception ends the worker, as it did under a task group
+
+    def _resumed(self, name: str) -> None:
+        """After an agent restart, a container recorded as ended and not taken back: its lifecycle state, and
+        when it may restart (its saved crash-loop back-off)."""
+        record = self.records[name]
+        if record.state is not State.TERMINATED or record.terminated is None or name in self.adoptable:
             return
-        if not await self._set_up():
-            return
-        if await self._run_init_containers():
-            await self._run_app_containers()
+        code = record.terminated.exit_code
+        now = self.services.clock.monotonic()
+        finished = self.finished_monotonic.get(name)
+        wait = backoff.remaining(self.backoff.get(name), finished, now) if finished is not None else 0.0
+        self.observed[name] = ObservedContainer(after_exit(self._policy(name), code), code, now + wait)
+
+    def _show_back_off(self, name: str) -> None:
+        """An exited container whose restart waits out the crash-loop back-off: CrashLoopBackOff."""
+        entry = self.backoff.get(name)
+        assert entry is not None  # a wait comes from a back-off
+        self._update(name, state=State.WAITING, reason="CrashLoopBackOff",
+                     message=f"back-off {go_duration(entry.seconds)} restarting failed container={name} "
+                             f"pod={self.pod_label}")
+        self.services.events.record(self.object_ref(name), WARNING, "BackOff",
+                                    f"Back-off restarting failed container {name} in pod {self.pod_label}")
+        self._move(name, ContainerEvent.BACK_OFF, retry_at=self.observed[name].retry_at)
+
+    def _desired(self) -> DesiredPod:
+        containers = tuple(DesiredContainer(name, ContainerKind.INIT if record.init else ContainerKind.APP)
+                           for name, record in self.records.items())
+        return DesiredPod(containers, self.pod.pod.spec.restart_policy, stopping=self._stopping.is_set())
+
+    def _observed(self) -> ObservedPod:
+        return ObservedPod(now=self.services.clock.monotonic(), admitted=self.admitted,
+                           set_up=self.volumes is not None, containers=self.observed)
+
+    def _enter(self, state: PodState) -> None:
+        """The pod's lifecycle state; once its init containers have completed: Initialized."""
+        if state is PodState.RUNNING and self.state is not PodState.RUNNING:
+            if "Initialized" not in self.transitions:  # not again for a pod adopted after a restart
+                self._transition("Initialized")
+            for name, record in self.records.items():
+                if not record.init and record.reason == "PodInitializing":
+                    self._update(name, reason="ContainerCreating")
+        self.state = state
 
     async def _until_admitted(self) -> bool:
         """True once admitted; False if the pod is stopped first (never admitted, it has nothing to undo)."""
@@ -186,30 +294,6 @@ class PodWorker(ContainerSupervisor):
                 self._changed()
             return True
         return False
-
-    async def _run_init_containers(self) -> bool:
-        """True when every init container has completed; False if the pod failed or is stopping."""
-        policy = "Never" if self.pod.pod.spec.restart_policy == "Never" else "OnFailure"
-        for container in self.pod.pod.spec.init_containers or []:
-            record = self.records[container.name or ""]
-            if record.state is State.TERMINATED and record.terminated and record.terminated.exit_code == 0:
-                continue  # completed before an agent restart
-            last = await self._supervise(container, policy)
-            if last is None or last.exit_code != 0:
-                return False
-        if "Initialized" not in self.transitions:  # not again for a pod adopted after a restart
-            self._transition("Initialized")
-        for container in self.pod.pod.spec.containers or []:
-            name = container.name or ""
-            if self.records[name].reason == "PodInitializing":
-                self._update(name, reason="ContainerCreating")
-        return True
-
-    async def _run_app_containers(self) -> None:
-        policy = self.pod.pod.spec.restart_policy
-        async with asyncio.TaskGroup() as group:
-            for container in self.pod.pod.spec.containers or []:
-                group.create_task(self._supervise(container, policy), name=f"{self.key}/{container.name}")
 
     async def _terminate_containers(self) -> None:
         """preStop hooks, then SIGTERM to every running container, SIGKILL to those alive after the grace
