@@ -132,6 +132,7 @@ class PodWorker(ContainerSupervisor):
         if self.terminating_since is None:
             self.terminating_since = self.services.clock.now()
             self._changed()
+        self.state = PodState.TERMINATING
         self._stopping.set()
 
     async def run(self) -> None:
@@ -149,6 +150,7 @@ class PodWorker(ContainerSupervisor):
                 for stopping in list(self._stoppers):
                     stopping.cancel()
             await self._tear_down_until_done()
+            self.state = PodState.TERMINATED
         finally:
             self.done.set()
 
@@ -166,11 +168,6 @@ class PodWorker(ContainerSupervisor):
             await asyncio.gather(*attempts.values(), return_exceptions=True)
 
     async def _decide_and_act(self, attempts: dict[str, asyncio.Task[None]]) -> None:
-        for name in self.records:  # after an agent restart: what ran is taken back, what ended is known
-            if name in self.adoptable:
-                attempts[name] = asyncio.create_task(self._resume(self._containers[name]), name=f"{self.key}/{name}")
-            else:
-                self._resumed(name)
         while True:
             actions = compute_pod_actions(self._desired(), self._observed())
             self._enter(actions.state)
@@ -181,6 +178,12 @@ class PodWorker(ContainerSupervisor):
             if actions.set_up:
                 if not await self._set_up():
                     return
+                for name in self.records:  # after an agent restart: what ran is taken back, what ended is known
+                    if name in self.adoptable:
+                        attempts[name] = asyncio.create_task(self._resume(self._containers[name]),
+                                                             name=f"{self.key}/{name}")
+                    else:
+                        self._resumed(name)
                 continue
             if actions.state in (PodState.TERMINATING, PodState.TERMINATED):
                 return  # run() stops the containers (preStop, TERM, KILL), then tears the pod down

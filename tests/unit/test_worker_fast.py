@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nodeagent.agent.lifecycle import ContainerState, PodState
 from nodeagent.agent.records import State
 from nodeagent.agent.worker import PodWorker
 from nodeagent.errors import RuntimeStartError
@@ -139,10 +140,33 @@ async def test_a_failed_init_container_by_restart_policy(node: FakeNode, policy:
     assert (worker.records["app"].state is State.RUNNING) is app_runs
     pod = worker.to_json()
     if app_runs:
-        assert "Initialized" in worker.transitions
+        assert "Initialized" in worker.transitions and worker.state is PodState.RUNNING
     else:
-        assert pod["status"]["phase"] == "Failed"
+        assert pod["status"]["phase"] == "Failed" and worker.state is PodState.FAILED
+        assert worker.observed["init"].state is ContainerState.DONE
     await stop(node, worker, task)
+
+
+@pytest.mark.parametrize(("codes", "state", "phase"), [
+    ((0, 0), PodState.SUCCEEDED, "Succeeded"),
+    ((0, 2), PodState.FAILED, "Failed"),
+])
+async def test_a_pod_whose_containers_all_ended_under_never_is_finished(
+        node: FakeNode, codes: tuple[int, int], state: PodState, phase: str) -> None:
+    node.runtime.plan("a", Attempt(exit_code=codes[0], seconds=1))
+    node.runtime.plan("b", Attempt(exit_code=codes[1], seconds=2))
+    worker = node.worker(manifest("  restartPolicy: Never\n  containers:\n  - {name: a, image: busybox}\n"
+                                  "  - {name: b, image: busybox}\n"))
+    task = await run(node, worker)
+    assert worker.state is PodState.RUNNING
+    await node.clock.advance(1)
+    assert worker.state is PodState.RUNNING and worker.observed["a"].state is ContainerState.DONE
+    await node.clock.advance(1)
+    assert worker.state is state and worker.to_json()["status"]["phase"] == phase
+    await node.clock.advance(600)
+    assert len(node.runtime.starts) == 2  # nothing restarts
+    await stop(node, worker, task)
+    assert worker.state is PodState.TERMINATED
 
 
 async def test_termination_runs_prestop_then_sigterm_then_sigkill_after_the_grace_period(node: FakeNode) -> None:
