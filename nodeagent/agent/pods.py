@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from collections.abc import Iterable
 
 from nodeagent.agent import volumes
@@ -34,8 +33,7 @@ from nodeagent.api.resources import QOSClass
 from nodeagent.errors import NodeAgentError
 from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
-from nodeagent.runtime import conmon
-from nodeagent.runtime.base import FoundContainer
+from nodeagent.runtime.base import ContainerBundles, FoundContainer
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +138,7 @@ class PodManager:
         for container in found:
             worker.records[container.name] = dataclasses.replace(worker.records[container.name],
                                                                  restart_count=container.attempt)
-            worker.adoptable[container.name] = dict(container.saved)
+            worker.adoptable[container.name] = container.saved
             log.info("pod=%s container=%s: found running, taken back (restart count %d)", worker.key,
                      container.name, container.attempt)
         if any(not worker.records[f.name].init for f in found):
@@ -215,8 +213,8 @@ class PodManager:
 
     def bundles(self) -> set[str]:
         """The container bundles on disk now (taken before any worker starts, to tell old from new)."""
-        directory = os.path.join(self.services.state_dir, "containers")
-        return set(os.listdir(directory)) if os.path.isdir(directory) else set()
+        runtime = self.services.runtime
+        return runtime.bundles() if isinstance(runtime, ContainerBundles) else set()
 
     async def clean_orphans(self, old_bundles: set[str]) -> None:
         """Remove what nobody owns any more: the sandboxes of unknown UIDs (first: a sandbox's containers live
@@ -250,11 +248,12 @@ class PodManager:
                 await volumes.tear_down(self.services.state_dir, uid)
             except NodeAgentError as exc:
                 log.error("removing an orphaned pod directory: %s", exc)
-        layout = conmon.ConmonLayout(self.services.state_dir)
+        runtime = self.services.runtime
         for entry in sorted(old_bundles - self.referenced_bundles()):
             # e.g. a start the agent was killed in: its first process may still wait to be released
             log.info("removing the container bundle %s: no pod refers to it", entry)
-            conmon.abandon(layout, entry)
+            if isinstance(runtime, ContainerBundles):
+                runtime.abandon(entry)  # at once, before a worker's start can race it (as it always was)
 
     async def clean_orphan_networks(self) -> None:
         """The pod networks of unknown UIDs and what no lease accounts for. After READY: it loads pyroute2
@@ -267,14 +266,10 @@ class PodManager:
             log.error("removing the networks of pods that are gone: %s", exc)
 
     def referenced_bundles(self) -> set[str]:
-        found = set()
-        for worker in self.workers.values():
-            for saved in [*worker.adoptable.values(), *(r.saved() for r in worker.running.values())]:
-                if "ociId" in saved:
-                    found.add(str(saved["ociId"]))
-        for containers in self.found.values():
-            found.update(str(c.saved["ociId"]) for c in containers if "ociId" in c.saved)
-        return found
+        saved = [record for worker in self.workers.values()
+                 for record in [*worker.adoptable.values(), *(r.saved() for r in worker.running.values())]]
+        saved += [c.saved for containers in self.found.values() for c in containers]
+        return {record.container_id for record in saved if record.bundle}
 
     async def close(self) -> None:
         """Stop watching pods without stopping them: the agent is going away, its pods are not."""

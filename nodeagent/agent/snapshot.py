@@ -20,6 +20,7 @@ from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Pod
 from nodeagent.api.resources import qos_class
 from nodeagent.errors import NodeAgentError
+from nodeagent.runtime.base import AdoptionRecord
 
 
 class UnusableState(NodeAgentError):
@@ -80,11 +81,12 @@ def snapshot(worker: PodWorker) -> dict[str, Any]:
     for name, record in worker.records.items():
         entry = worker.backoff.get(name)
         running = worker.running.get(name)
+        saved = running.saved() if running is not None else worker.adoptable.get(name)
         containers[name] = {
             "record": _record_json(record),
             "backoff": None if entry is None else {"seconds": entry.seconds, "lastUpdate": as_wall(entry.last_update)},
             "finishedAt": as_wall(worker.finished_monotonic[name]) if name in worker.finished_monotonic else None,
-            "running": running.saved() if running is not None else worker.adoptable.get(name),
+            "running": saved.to_json() if saved is not None else None,
         }
     pod = worker.pod
     return {
@@ -125,7 +127,7 @@ def restore(state: dict[str, Any], services: NodeServices) -> PodWorker:
             if saved["finishedAt"] is not None:
                 worker.finished_monotonic[name] = as_monotonic(saved["finishedAt"])
             if saved["running"] is not None:
-                worker.adoptable[name] = saved["running"]
+                worker.adoptable[name] = AdoptionRecord.from_json(saved["running"])
     except (KeyError, TypeError, ValueError, ValidationError, AssertionError) as exc:
         raise UnusableState(f"it does not describe a pod this agent can rebuild ({type(exc).__name__}: "
                             f"{str(exc)[:200]})") from exc

@@ -47,6 +47,7 @@ from nodeagent.api.model import Container
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.plan.pod import ResourcePlan, plan_pod
 from nodeagent.runtime.base import (
+    AdoptionRecord,
     ContainerExit,
     ContainerSpec,
     RunningContainer,
@@ -92,7 +93,7 @@ class ContainerSupervisor:
         self.backoff: dict[str, backoff.Backoff] = {}
         self.pull_backoff: dict[str, backoff.Backoff] = {}
         self.finished_monotonic: dict[str, float] = {}
-        self.adoptable: dict[str, dict[str, Any]] = {}  # saved running containers, from before a restart
+        self.adoptable: dict[str, AdoptionRecord] = {}  # saved running containers, from before a restart
         self.rejection: Rejection | None = None  # not admitted (yet): why
         self._admitted = asyncio.Event()
         self._admitted.set()

@@ -11,12 +11,12 @@ import asyncio
 import itertools
 import signal
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.errors import RuntimeStartError
-from nodeagent.runtime.base import ContainerExit, ContainerSpec, ExecResult, FoundContainer, ImageReady
+from nodeagent.runtime.base import AdoptionRecord, ContainerExit, ContainerSpec, ExecResult, FoundContainer, ImageReady
 from tests.fakes.clock import FakeClock
 
 _pids = itertools.count(1000)
@@ -52,8 +52,8 @@ class FakeRunning:
         self.signals.append(signal.SIGKILL)
         self.exit(137)
 
-    def saved(self) -> dict[str, Any]:
-        return {"fakeId": self.container_id}
+    def saved(self) -> AdoptionRecord:
+        return AdoptionRecord(self.container_id, False, {})
 
     async def reopen_log(self) -> bool:
         return not self.exited
@@ -82,7 +82,7 @@ class FakeRuntime:
     started: list[ContainerSpec] = field(default_factory=list)
     starts: list[tuple[str, float]] = field(default_factory=list)  # (container, fake seconds) of each start
     running: dict[str, FakeRunning] = field(default_factory=dict)  # by container name: the latest attempt
-    adoptable: dict[str, FakeRunning | ContainerExit] = field(default_factory=dict)  # by saved fakeId
+    adoptable: dict[str, FakeRunning | ContainerExit] = field(default_factory=dict)  # by saved container_id
     _plans: dict[str, deque[Attempt]] = field(default_factory=lambda: defaultdict(deque))
     _ids: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
 
@@ -120,8 +120,8 @@ class FakeRuntime:
         running.exit(attempt.exit_code, oom_killed=attempt.oom_killed,
                      oom_victim="stress (pid 42)" if attempt.oom_killed else None)
 
-    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> FakeRunning | ContainerExit:
-        found = self.adoptable.pop(str(saved.get("fakeId")))
+    async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> FakeRunning | ContainerExit:
+        found = self.adoptable.pop(saved.container_id)
         if isinstance(found, FakeRunning):
             self.running[spec.name] = found
         return found

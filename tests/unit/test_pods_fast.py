@@ -78,7 +78,7 @@ async def test_a_restarted_agent_restores_its_pods_and_adopts_their_containers(t
     await pods.close()  # the agent goes; its containers stay
     assert not running.exited
     saved = json.loads(Path(PodStore(str(tmp_path / "state")).path(web.uid)).read_text())
-    assert saved["containers"]["app"]["running"] == {"fakeId": running.container_id}
+    assert saved["containers"]["app"]["running"] == {"criId": running.container_id}
 
     second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
     second.runtime.adoptable[running.container_id] = running
