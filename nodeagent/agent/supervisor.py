@@ -56,7 +56,6 @@ from nodeagent.runtime.base import (
 
 log = logging.getLogger(__name__)
 
-SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
 IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason

@@ -54,10 +54,7 @@ from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
-SETUP_RETRY_SECONDS = (1.0, 30.0)
-START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
-PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
-IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason
+SETUP_RETRY_SECONDS = (1.0, 30.0)  # set-up and tear-down retried with this doubling delay
 
 
 class PodWorker(ContainerSupervisor):
