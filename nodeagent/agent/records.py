@@ -4,14 +4,14 @@
         ^                                                       |
         +---- restart (maybe after CrashLoopBackOff) -----------+
 
-Records change only by replacement (dataclasses.replace); the status API derives everything else.
+Records change only by replacement, through the typed steps below; the status API derives everything else.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class State(enum.Enum):
@@ -47,6 +47,32 @@ class ContainerRecord:
     last_termination: Termination | None = None
     ready: bool = False
     image_id: str = ""  # the image's digest reference, once the runtime has it
+
+    def waiting(self, reason: str | None, message: str | None = None) -> ContainerRecord:
+        """Waiting to start, or to start again: a termination becomes the last one."""
+        last = self.terminated if self.terminated is not None else self.last_termination
+        return replace(self, state=State.WAITING, reason=reason, message=message, terminated=None,
+                       last_termination=last)
+
+    def started(self, started_at: dt.datetime, container_id: str, pid: int, *, ready: bool, attempt: int,
+                image_id: str) -> ContainerRecord:
+        """Running: a new attempt (its restart count), the previous termination as the last one."""
+        last = self.terminated if self.terminated is not None else self.last_termination
+        return replace(self, state=State.RUNNING, reason=None, message=None, started_at=started_at,
+                       container_id=container_id, pid=pid, restart_count=attempt, terminated=None,
+                       last_termination=last, ready=ready, image_id=image_id)
+
+    def taken_back(self, started_at: dt.datetime, container_id: str, pid: int, *, ready: bool) -> ContainerRecord:
+        """Running, found after an agent restart without its saved state."""
+        return replace(self, state=State.RUNNING, reason=None, message=None, started_at=started_at,
+                       container_id=container_id, pid=pid, ready=ready)
+
+    def ended(self, termination: Termination) -> ContainerRecord:
+        return replace(self, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
+                       terminated=termination, ready=False)
+
+    def with_ready(self, ready: bool) -> ContainerRecord:
+        return replace(self, ready=ready)
 
 
 def termination_reason(exit_code: int, oom_killed: bool, unknown: bool = False) -> str:

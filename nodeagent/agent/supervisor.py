@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import logging
 from dataclasses import replace
-from typing import Any
 
 from nodeagent.agent import backoff, volumes
 from nodeagent.agent.admission import Rejection
@@ -184,7 +183,7 @@ class ContainerSupervisor:
         ref = self.object_ref(name)
         events = self.services.events
         if exc.reason != "ErrImagePull":
-            self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
+            self._update(name, self.records[name].waiting(exc.reason, exc.message))
             if exc.reason == "ErrImageNeverPull":
                 events.record(ref, WARNING, "ErrImageNeverPull", exc.message)
             detail = exc.reason if exc.reason in IMAGE_ERRORS else exc.message
@@ -195,13 +194,14 @@ class ContainerSupervisor:
         now = self.services.clock.monotonic()
         entry = backoff.next_backoff(self.pull_backoff.get(name), now, now)
         self.pull_backoff[name] = entry
-        self._update(name, state=State.WAITING, reason="ErrImagePull", message=exc.message)
+        self._update(name, self.records[name].waiting("ErrImagePull", exc.message))
         events.record(ref, WARNING, "Failed", f'Failed to pull image "{container.image}": {exc.message}')
         events.record(ref, WARNING, "Failed", "Error: ErrImagePull")
         self._move(name, ContainerEvent.START_FAILED, retry_at=now + entry.seconds)
         if await self._sleep_or_stop(min(PULL_ERROR_SHOWN_SECONDS, entry.seconds)):
             return
-        self._update(name, reason="ImagePullBackOff", message=f'Back-off pulling image "{container.image}"')
+        self._update(name, self.records[name].waiting("ImagePullBackOff",
+                                                      f'Back-off pulling image "{container.image}"'))
         events.record(ref, NORMAL, "BackOff", f'Back-off pulling image "{container.image}"')
 
     async def _post_start(self, container: Container, running: RunningContainer) -> None:
@@ -235,8 +235,8 @@ class ContainerSupervisor:
         self.running[name] = outcome
         if record.container_id != outcome.container_id:  # found running, its saved state lost
             probed = container.readiness_probe is not None or container.startup_probe is not None
-            self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
-                         container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
+            self._update(name, record.taken_back(outcome.started_at, outcome.container_id, outcome.pid,
+                                                 ready=not probed))
         log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
         self._stop_if_stopping(name, outcome)
         await self._watch(name, outcome)
@@ -266,11 +266,9 @@ class ContainerSupervisor:
             raise
         self.running[name] = running
         self._move(name, ContainerEvent.STARTED)
-        previous = record.terminated or record.last_termination
         probed = container.readiness_probe is not None or container.startup_probe is not None
-        self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
-                     container_id=running.container_id, pid=running.pid, restart_count=attempt,
-                     terminated=None, last_termination=previous, ready=not probed, image_id=image_id)
+        self._update(name, self.records[name].started(running.started_at, running.container_id, running.pid,
+                                                      ready=not probed, attempt=attempt, image_id=image_id))
         services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
@@ -316,7 +314,7 @@ class ContainerSupervisor:
 
         def ready(value: bool) -> None:
             if self.records[name].state is State.RUNNING:
-                self._update(name, ready=value)
+                self._update(name, self.records[name].with_ready(value))
 
         def failed(kind: str, result: ProbeResult) -> None:
             events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
@@ -336,8 +334,7 @@ class ContainerSupervisor:
         message = "The container could not be located when the pod was terminated" if exit_.unknown else None
         termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
                                   finished_at=exit_.finished_at, container_id=container_id, message=message)
-        self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
-                     terminated=termination, ready=False)
+        self._update(name, self.records[name].ended(termination))
         now = self.services.clock.monotonic()
         wait = backoff.remaining(self.backoff.get(name), self.finished_monotonic[name], now)
         self._move(name, exit_event(exit_.exit_code), exit_code=exit_.exit_code, retry_at=now + wait)
@@ -362,11 +359,9 @@ class ContainerSupervisor:
         """Sleep, or less if the pod is stopped; True if it was."""
         return await sleep_or_set(self.services.clock, seconds, self._stopping)
 
-    def _update(self, name: str, **changes: Any) -> None:
+    def _update(self, name: str, after: ContainerRecord) -> None:
+        """The container's record replaced (records.py's typed steps); logged, the Ready condition kept."""
         before = self.records[name]
-        if changes.get("state") is State.WAITING and before.terminated is not None:
-            changes.update(terminated=None, last_termination=before.terminated)  # waiting to restart
-        after = replace(before, **changes)
         self.records[name] = after
         if after.state is not before.state or after.reason != before.reason:
             log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,

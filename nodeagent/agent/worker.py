@@ -228,9 +228,8 @@ class PodWorker(ContainerSupervisor):
         """An exited container whose restart waits out the crash-loop back-off: CrashLoopBackOff."""
         entry = self.backoff.get(name)
         assert entry is not None  # a wait comes from a back-off
-        self._update(name, state=State.WAITING, reason="CrashLoopBackOff",
-                     message=f"back-off {go_duration(entry.seconds)} restarting failed container={name} "
-                             f"pod={self.pod_label}")
+        message = f"back-off {go_duration(entry.seconds)} restarting failed container={name} pod={self.pod_label}"
+        self._update(name, self.records[name].waiting("CrashLoopBackOff", message))
         self.services.events.record(self.object_ref(name), WARNING, "BackOff",
                                     f"Back-off restarting failed container {name} in pod {self.pod_label}")
         self._move(name, ContainerEvent.BACK_OFF, retry_at=self.observed[name].retry_at)
@@ -251,7 +250,7 @@ class PodWorker(ContainerSupervisor):
                 self._transition("Initialized")
             for name, record in self.records.items():
                 if not record.init and record.reason == "PodInitializing":
-                    self._update(name, reason="ContainerCreating")
+                    self._update(name, record.waiting("ContainerCreating"))
         self.state = state
 
     async def _until_admitted(self) -> bool:
