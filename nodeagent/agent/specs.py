@@ -69,7 +69,7 @@ class PodContext:
     async def container_spec(self, container: Container, attempt: int, *, addresses: PodAddresses,
                              pod_volumes: volumes.PodVolumes | None) -> ContainerSpec:
         services = self.services
-        name = container.name or ""
+        name = container.valid_name
         env = container_env(self.pod, container, addresses, services.node)
         command, args = command_line(container, env)
         cgroup = self.plan.container(name)

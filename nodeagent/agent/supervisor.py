@@ -75,13 +75,13 @@ class ContainerSupervisor:
         self.records: dict[str, ContainerRecord] = {}
         has_init = bool(pod.pod.spec.init_containers)
         for container in pod.pod.spec.init_containers or []:
-            self.records[container.name or ""] = ContainerRecord(
-                container.name or "", container.image or "", init=True, reason="PodInitializing")
+            self.records[container.valid_name] = ContainerRecord(
+                container.valid_name, container.image or "", init=True, reason="PodInitializing")
         for container in pod.pod.spec.containers or []:
-            self.records[container.name or ""] = ContainerRecord(
-                container.name or "", container.image or "", init=False,
+            self.records[container.valid_name] = ContainerRecord(
+                container.valid_name, container.image or "", init=False,
                 reason="PodInitializing" if has_init else "ContainerCreating")
-        self._containers = {c.name or "": c for c in pod.pod.all_containers()}
+        self._containers = {c.valid_name: c for c in pod.pod.all_containers()}
         self.observed = {name: ObservedContainer() for name in self.records}  # each one's lifecycle state
         self.state = PodState.PENDING
         self.transitions: dict[str, dt.datetime] = {}
@@ -153,7 +153,7 @@ class ContainerSupervisor:
     async def _attempt(self, container: Container) -> None:
         """One start of a container, as the pod's lifecycle decided: started, watched until it exits, recorded
         with when it may start again. A start that fails is recorded with its back-off."""
-        name = container.name or ""
+        name = container.valid_name
         if self.observed[name].state is not ContainerState.WAITING:
             self._retry(name)
         try:
@@ -179,7 +179,7 @@ class ContainerSupervisor:
         """Nothing ran, so no crash loop. A failed pull backs off as the kubelet's image back-off does
         (ErrImagePull, then ImagePullBackOff for 10 s doubling to 300 s); any other failure keeps its
         reason and is retried at the kubelet's sync back-off."""
-        name = container.name or ""
+        name = container.valid_name
         ref = self.object_ref(name)
         events = self.services.events
         if exc.reason != "ErrImagePull":
@@ -213,14 +213,14 @@ class ContainerSupervisor:
                                pod_ip=self.addresses.pod_ip,
                                timeout=float(self._grace_period or MIN_GRACE_SECONDS), clock=self.services.clock)
         if error is not None:
-            name = container.name or ""
+            name = container.valid_name
             self.services.events.record(self.object_ref(name), WARNING, "FailedPostStartHook",
                                         f"{error} in Pod \"{self.pod_label}\"")
             running.kill()
 
     async def _resume(self, container: Container) -> None:
         """After an agent restart: take the saved running container back, or learn how it ended meanwhile."""
-        name = container.name or ""
+        name = container.valid_name
         record = self.records[name]
         saved = self.adoptable[name]
         spec = await self._container_spec(container, record.restart_count)
@@ -242,7 +242,7 @@ class ContainerSupervisor:
         await self._watch(name, outcome)
 
     async def _start(self, container: Container) -> RunningContainer:
-        name = container.name or ""
+        name = container.valid_name
         record = self.records[name]
         attempt = record.restart_count + (1 if record.container_id is not None else 0)
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
