@@ -138,13 +138,13 @@ class PodManager:
         for container in found:
             worker.records[container.name] = dataclasses.replace(worker.records[container.name],
                                                                  restart_count=container.attempt)
-            worker.adoptable[container.name] = container.saved
+            worker.slots[container.name].adoptable = container.saved
             log.info("pod=%s container=%s: found running, taken back (restart count %d)", worker.key,
                      container.name, container.attempt)
         if any(not worker.records[f.name].init for f in found):
             now = self.services.clock.now()
             for name, record in worker.records.items():
-                if record.init and name not in worker.adoptable:
+                if record.init and worker.slots[name].adoptable is None:
                     worker.records[name] = dataclasses.replace(record, state=State.TERMINATED, reason=None,
                                                                terminated=Termination(0, "Completed", None, now, None))
 
@@ -266,10 +266,10 @@ class PodManager:
             log.error("removing the networks of pods that are gone: %s", exc)
 
     def referenced_bundles(self) -> set[str]:
-        saved = [record for worker in self.workers.values()
-                 for record in [*worker.adoptable.values(), *(r.saved() for r in worker.running.values())]]
+        saved = [slot.running.saved() if slot.running is not None else slot.adoptable
+                 for worker in self.workers.values() for slot in worker.slots.values()]
         saved += [c.saved for containers in self.found.values() for c in containers]
-        return {record.container_id for record in saved if record.bundle}
+        return {record.container_id for record in saved if record is not None and record.bundle}
 
     async def close(self) -> None:
         """Stop watching pods without stopping them: the agent is going away, its pods are not."""

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+from nodeagent.agent.backoff import Backoff
+from nodeagent.agent.lifecycle import ObservedContainer
+from nodeagent.api.model import Container
+from nodeagent.runtime.base import AdoptionRecord, RunningContainer
 
 
 class State(enum.Enum):
@@ -73,6 +78,20 @@ class ContainerRecord:
 
     def with_ready(self, ready: bool) -> ContainerRecord:
         return replace(self, ready=ready)
+
+
+@dataclass(slots=True)
+class ContainerSlot:
+    """What a worker keeps of one container besides its record: its spec, its lifecycle state, its live
+    instance, its back-offs, and what an agent restart left it to take back."""
+
+    container: Container
+    observed: ObservedContainer = field(default_factory=ObservedContainer)
+    running: RunningContainer | None = None
+    backoff: Backoff | None = None  # the crash-loop back-off
+    pull_backoff: Backoff | None = None
+    finished_at: float | None = None  # monotonic: its last exit
+    adoptable: AdoptionRecord | None = None  # saved before an agent restart, until taken back
 
 
 def termination_reason(exit_code: int, oom_killed: bool, unknown: bool = False) -> str:

@@ -31,6 +31,7 @@ from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.pulls import ensure_image
 from nodeagent.agent.records import (
     ContainerRecord,
+    ContainerSlot,
     State,
     Termination,
     reason_label,
@@ -46,7 +47,6 @@ from nodeagent.api.model import Container
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.plan.pod import ResourcePlan, plan_pod
 from nodeagent.runtime.base import (
-    AdoptionRecord,
     ContainerExit,
     ContainerSpec,
     RunningContainer,
@@ -81,17 +81,11 @@ class ContainerSupervisor:
             self.records[container.valid_name] = ContainerRecord(
                 container.valid_name, container.image or "", init=False,
                 reason="PodInitializing" if has_init else "ContainerCreating")
-        self._containers = {c.valid_name: c for c in pod.pod.all_containers()}
-        self.observed = {name: ObservedContainer() for name in self.records}  # each one's lifecycle state
+        self.slots = {c.valid_name: ContainerSlot(c) for c in pod.pod.all_containers()}
         self.state = PodState.PENDING
         self.transitions: dict[str, dt.datetime] = {}
         self.volumes: volumes.PodVolumes | None = None
         self.sandbox: Sandbox | None = None
-        self.running: dict[str, RunningContainer] = {}
-        self.backoff: dict[str, backoff.Backoff] = {}
-        self.pull_backoff: dict[str, backoff.Backoff] = {}
-        self.finished_monotonic: dict[str, float] = {}
-        self.adoptable: dict[str, AdoptionRecord] = {}  # saved running containers, from before a restart
         self.rejection: Rejection | None = None  # not admitted (yet): why
         self._admitted = asyncio.Event()
         self._admitted.set()
@@ -146,15 +140,16 @@ class ContainerSupervisor:
     def _move(self, name: str, event: ContainerEvent, *, exit_code: int | None = None,
               retry_at: float | None = None) -> None:
         """The container's lifecycle state after `event` (lifecycle.next_state, under its restart policy)."""
-        before = self.observed[name]
-        self.observed[name] = ObservedContainer(next_state(before.state, event, self._policy(name)),
+        slot = self.slots[name]
+        before = slot.observed
+        slot.observed = ObservedContainer(next_state(before.state, event, self._policy(name)),
                                                 exit_code if exit_code is not None else before.exit_code, retry_at)
 
     async def _attempt(self, container: Container) -> None:
         """One start of a container, as the pod's lifecycle decided: started, watched until it exits, recorded
         with when it may start again. A start that fails is recorded with its back-off."""
         name = container.valid_name
-        if self.observed[name].state is not ContainerState.WAITING:
+        if self.slots[name].observed.state is not ContainerState.WAITING:
             self._retry(name)
         try:
             running = await self._start(container)
@@ -162,16 +157,16 @@ class ContainerSupervisor:
             failure = exc if isinstance(exc, RuntimeStartError) else RuntimeStartError("CreateContainerError", str(exc))
             await self._start_failed(container, failure)
             return
-        self.pull_backoff.pop(name, None)
+        self.slots[name].pull_backoff = None
         await self._post_start(container, running)
         await self._watch(name, running)
 
     def _retry(self, name: str) -> None:
         """Its back-off is over: after an exit, the crash-loop back-off moves on (doubles, or resets after a
         long run), as the kubelet's does when the restart goes ahead."""
-        finished = self.finished_monotonic.get(name)
-        if finished is not None:
-            self.backoff[name] = backoff.next_backoff(self.backoff.get(name), finished,
+        slot = self.slots[name]
+        if slot.finished_at is not None:
+            slot.backoff = backoff.next_backoff(slot.backoff, slot.finished_at,
                                                       self.services.clock.monotonic())
         self._move(name, ContainerEvent.RETRY)
 
@@ -192,8 +187,8 @@ class ContainerSupervisor:
                        retry_at=self.services.clock.monotonic() + START_RETRY_SECONDS)
             return
         now = self.services.clock.monotonic()
-        entry = backoff.next_backoff(self.pull_backoff.get(name), now, now)
-        self.pull_backoff[name] = entry
+        entry = backoff.next_backoff(self.slots[name].pull_backoff, now, now)
+        self.slots[name].pull_backoff = entry
         self._update(name, self.records[name].waiting("ErrImagePull", exc.message))
         events.record(ref, WARNING, "Failed", f'Failed to pull image "{container.image}": {exc.message}')
         events.record(ref, WARNING, "Failed", "Error: ErrImagePull")
@@ -222,17 +217,19 @@ class ContainerSupervisor:
         """After an agent restart: take the saved running container back, or learn how it ended meanwhile."""
         name = container.valid_name
         record = self.records[name]
-        saved = self.adoptable[name]
+        slot = self.slots[name]
+        saved = slot.adoptable
+        assert saved is not None  # resumed only when there is something to adopt
         spec = await self._container_spec(container, record.restart_count)
         outcome = await self.services.runtime.adopt(spec, saved)
-        del self.adoptable[name]  # only now: a save while adopt() runs must still know the container
+        slot.adoptable = None  # only now: a save while adopt() runs must still know the container
         self._move(name, ContainerEvent.STARTED)  # it ran: under the agent before, or still
         if isinstance(outcome, ContainerExit):
             log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
                      outcome.exit_code)
             await self._record_exit(name, outcome, record.started_at, record.container_id)
             return
-        self.running[name] = outcome
+        slot.running = outcome
         if record.container_id != outcome.container_id:  # found running, its saved state lost
             probed = container.readiness_probe is not None or container.startup_probe is not None
             self._update(name, record.taken_back(outcome.started_at, outcome.container_id, outcome.pid,
@@ -264,7 +261,7 @@ class ContainerSupervisor:
             if own_cgroup:
                 await services.cgroups.remove([spec.cgroup.path])
             raise
-        self.running[name] = running
+        self.slots[name].running = running
         self._move(name, ContainerEvent.STARTED)
         probed = container.readiness_probe is not None or container.startup_probe is not None
         self._update(name, self.records[name].started(running.started_at, running.container_id, running.pid,
@@ -286,14 +283,14 @@ class ContainerSupervisor:
 
     async def _stop_container(self, name: str, running: RunningContainer) -> None:
         await stop_gracefully(self.services.clock, [running], grace_seconds(self._grace_period),
-                              lambda c: self.running.get(name) is c)
+                              lambda c: self.slots[name].running is c)
 
     @property
     def _grace_period(self) -> int:
         return self.pod.pod.spec.termination_grace_period_seconds
 
     async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
-        container = self._containers[name]
+        container = self.slots[name].container
         probing = None
         if any((container.startup_probe, container.liveness_probe, container.readiness_probe)):
             probing = asyncio.create_task(run_probes(
@@ -327,16 +324,17 @@ class ContainerSupervisor:
 
     async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
                            container_id: str | None) -> ContainerExit:
-        self.running.pop(name, None)
+        slot = self.slots[name]
+        slot.running = None
         elapsed = (self.services.clock.now() - exit_.finished_at).total_seconds()
-        self.finished_monotonic[name] = self.services.clock.monotonic() - max(elapsed, 0.0)
+        slot.finished_at = self.services.clock.monotonic() - max(elapsed, 0.0)
         reason = termination_reason(exit_.exit_code, exit_.oom_killed, exit_.unknown)
         message = "The container could not be located when the pod was terminated" if exit_.unknown else None
         termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
                                   finished_at=exit_.finished_at, container_id=container_id, message=message)
         self._update(name, self.records[name].ended(termination))
         now = self.services.clock.monotonic()
-        wait = backoff.remaining(self.backoff.get(name), self.finished_monotonic[name], now)
+        wait = backoff.remaining(slot.backoff, slot.finished_at, now)
         self._move(name, exit_event(exit_.exit_code), exit_code=exit_.exit_code, retry_at=now + wait)
         if exit_.oom_killed:
             self.services.metrics.oom_kill()

@@ -70,7 +70,7 @@ class PodWorker(ContainerSupervisor):
         for name, record in self.records.items():
             if record.restart_count > 0:
                 files.append(LogFile(self.context.log_path(name, record.restart_count - 1), None))
-            running = self.running.get(name)
+            running = self.slots[name].running
             if running is not None:
                 files.append(LogFile(self.context.log_path(name, record.restart_count), running.reopen_log))
             elif record.container_id is not None and record.state is not State.RUNNING:  # that attempt has ended
@@ -83,7 +83,7 @@ class PodWorker(ContainerSupervisor):
 
     def running_container(self, name: str) -> RunningContainer | None:
         record = self.records.get(name)
-        return self.running.get(name) if record is not None and record.state is State.RUNNING else None
+        return self.slots[name].running if record is not None and record.state is State.RUNNING else None
 
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
@@ -176,8 +176,8 @@ class PodWorker(ContainerSupervisor):
                 if not await self._set_up():
                     return
                 for name in self.records:  # after an agent restart: what ran is taken back, what ended is known
-                    if name in self.adoptable:
-                        attempts[name] = asyncio.create_task(self._resume(self._containers[name]),
+                    if self.slots[name].adoptable is not None:
+                        attempts[name] = asyncio.create_task(self._resume(self.slots[name].container),
                                                              name=f"{self.key}/{name}")
                     else:
                         self._resumed(name)
@@ -188,10 +188,10 @@ class PodWorker(ContainerSupervisor):
                 return  # finished: it stays listed until its manifest goes
             for name in actions.start:
                 if name not in attempts:
-                    attempts[name] = asyncio.create_task(self._attempt(self._containers[name]),
+                    attempts[name] = asyncio.create_task(self._attempt(self.slots[name].container),
                                                          name=f"{self.key}/{name}")
             now = self.services.clock.monotonic()
-            for name, seen in self.observed.items():
+            for name, seen in ((name, slot.observed) for name, slot in self.slots.items()):
                 if seen.state is ContainerState.EXITED and (seen.retry_at or now) > now and name not in attempts:
                     self._show_back_off(name)
             await self._until_changed(attempts, actions.wake_at)
@@ -216,23 +216,24 @@ class PodWorker(ContainerSupervisor):
         """After an agent restart, a container recorded as ended and not taken back: its lifecycle state, and
         when it may restart (its saved crash-loop back-off)."""
         record = self.records[name]
-        if record.state is not State.TERMINATED or record.terminated is None or name in self.adoptable:
+        slot = self.slots[name]
+        if record.state is not State.TERMINATED or record.terminated is None or slot.adoptable is not None:
             return
         code = record.terminated.exit_code
         now = self.services.clock.monotonic()
-        finished = self.finished_monotonic.get(name)
-        wait = backoff.remaining(self.backoff.get(name), finished, now) if finished is not None else 0.0
-        self.observed[name] = ObservedContainer(after_exit(self._policy(name), code), code, now + wait)
+        finished = slot.finished_at
+        wait = backoff.remaining(slot.backoff, finished, now) if finished is not None else 0.0
+        slot.observed = ObservedContainer(after_exit(self._policy(name), code), code, now + wait)
 
     def _show_back_off(self, name: str) -> None:
         """An exited container whose restart waits out the crash-loop back-off: CrashLoopBackOff."""
-        entry = self.backoff.get(name)
+        entry = self.slots[name].backoff
         assert entry is not None  # a wait comes from a back-off
         message = f"back-off {go_duration(entry.seconds)} restarting failed container={name} pod={self.pod_label}"
         self._update(name, self.records[name].waiting("CrashLoopBackOff", message))
         self.services.events.record(self.object_ref(name), WARNING, "BackOff",
                                     f"Back-off restarting failed container {name} in pod {self.pod_label}")
-        self._move(name, ContainerEvent.BACK_OFF, retry_at=self.observed[name].retry_at)
+        self._move(name, ContainerEvent.BACK_OFF, retry_at=self.slots[name].observed.retry_at)
 
     def _desired(self) -> DesiredPod:
         containers = tuple(DesiredContainer(name, ContainerKind.INIT if record.init else ContainerKind.APP)
@@ -241,7 +242,8 @@ class PodWorker(ContainerSupervisor):
 
     def _observed(self) -> ObservedPod:
         return ObservedPod(now=self.services.clock.monotonic(), admitted=self.admitted,
-                           set_up=self.volumes is not None, containers=self.observed)
+                           set_up=self.volumes is not None,
+                           containers={name: slot.observed for name, slot in self.slots.items()})
 
     def _enter(self, state: PodState) -> None:
         """The pod's lifecycle state; once its init containers have completed: Initialized."""
@@ -273,7 +275,8 @@ class PodWorker(ContainerSupervisor):
                 networks = self.services.networks
                 if self.own_network and networks is not None:
                     # Containers taken back after a restart run in their network already: keep it as it is.
-                    if not (self.adoptable and networks.resume(self.pod.uid)):
+                    to_adopt = any(slot.adoptable is not None for slot in self.slots.values())
+                    if not (to_adopt and networks.resume(self.pod.uid)):
                         await networks.set_up(self.pod.uid, name=self.pod.name, namespace=self.pod.namespace,
                                               host_ports=host_ports(self.pod))
                     self._changed()  # the pod has its IP
@@ -299,16 +302,16 @@ class PodWorker(ContainerSupervisor):
         period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
         grace = float(self.pod.pod.spec.termination_grace_period_seconds)
         started = self.services.clock.monotonic()
-        running = dict(self.running)
+        running = {name: slot.running for name, slot in self.slots.items() if slot.running is not None}
         for name in running:
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
         await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
         left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
         await stop_gracefully(self.services.clock, list(running.values()), left,
-                              lambda c: c in self.running.values())
+                              lambda c: any(slot.running is c for slot in self.slots.values()))
 
     async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
-        container = self._containers[name]
+        container = self.slots[name].container
         handler = container.lifecycle.pre_stop if container.lifecycle else None
         if handler is None or grace <= 0:
             return

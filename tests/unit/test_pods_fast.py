@@ -89,7 +89,7 @@ async def test_a_restarted_agent_restores_its_pods_and_adopts_their_containers(t
     record = worker.records["app"]
     assert (record.state, record.restart_count, record.container_id) == (State.RUNNING, 1, running.container_id)
     assert record.last_termination is not None and record.last_termination.exit_code == 1
-    assert worker.backoff["app"].seconds == 10  # the back-off survives the restart
+    assert (entry := worker.slots["app"].backoff) is not None and entry.seconds == 10  # the back-off survives the restart
     assert second.runtime.starts == []  # adopted, not started again
     running.exit(0)
     await second.clock.run_until(lambda: len(second.runtime.starts) == 1)

@@ -59,7 +59,7 @@ async def test_a_save_while_a_container_is_being_adopted_keeps_what_adopts_it(tm
     worker = PodWorker(pod, services)
     worker.records["c"] = worker.records["c"].__class__(name="c", image="x", init=False, state=State.RUNNING,
                                                          reason=None, container_id="process://abc")
-    worker.adoptable["c"] = AdoptionRecord.from_json(SAVED)
+    worker.slots["c"].adoptable = AdoptionRecord.from_json(SAVED)
     assert pod.pod.spec.containers is not None
     container = pod.pod.spec.containers[0]
     resuming = asyncio.create_task(worker._resume(container))

@@ -143,7 +143,7 @@ async def test_a_failed_init_container_by_restart_policy(node: FakeNode, policy:
         assert "Initialized" in worker.transitions and worker.state is PodState.RUNNING
     else:
         assert pod["status"]["phase"] == "Failed" and worker.state is PodState.FAILED
-        assert worker.observed["init"].state is ContainerState.DONE
+        assert worker.slots["init"].observed.state is ContainerState.DONE
     await stop(node, worker, task)
 
 
@@ -160,7 +160,7 @@ async def test_a_pod_whose_containers_all_ended_under_never_is_finished(
     task = await run(node, worker)
     assert state_of(worker) is PodState.RUNNING
     await node.clock.advance(1)
-    assert state_of(worker) is PodState.RUNNING and worker.observed["a"].state is ContainerState.DONE
+    assert state_of(worker) is PodState.RUNNING and worker.slots["a"].observed.state is ContainerState.DONE
     await node.clock.advance(1)
     assert state_of(worker) is state and worker.to_json()["status"]["phase"] == phase
     await node.clock.advance(600)
