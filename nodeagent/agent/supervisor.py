@@ -92,7 +92,6 @@ class ContainerSupervisor:
         self._ready = False
         self._stopping = asyncio.Event()
         self._save_scheduled = False
-        self._torn_down = False
         self._stoppers: set[asyncio.Task[None]] = set()  # SIGTERM -> SIGKILL of containers started too late
         self.done = asyncio.Event()
 
@@ -385,7 +384,7 @@ class ContainerSupervisor:
 
     def _save(self) -> None:
         self._save_scheduled = False
-        if not self._torn_down:
+        if self.state is not PodState.TERMINATED:
             self._persist()
 
     def _persist(self) -> None:

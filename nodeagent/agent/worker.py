@@ -129,7 +129,8 @@ class PodWorker(ContainerSupervisor):
         if self.terminating_since is None:
             self.terminating_since = self.services.clock.now()
             self._changed()
-        self.state = PodState.TERMINATING
+        if self.state is not PodState.TERMINATED:
+            self.state = PodState.TERMINATING
         self._stopping.set()
 
     async def run(self) -> None:
@@ -147,7 +148,6 @@ class PodWorker(ContainerSupervisor):
                 for stopping in list(self._stoppers):
                     stopping.cancel()
             await self._tear_down_until_done()
-            self.state = PodState.TERMINATED
         finally:
             self.done.set()
 
@@ -167,6 +167,8 @@ class PodWorker(ContainerSupervisor):
     async def _decide_and_act(self, attempts: dict[str, asyncio.Task[None]]) -> None:
         while True:
             actions = compute_pod_actions(self._desired(), self._observed())
+            if actions.state in (PodState.TERMINATING, PodState.TERMINATED):
+                return  # run() stops the containers (preStop, TERM, KILL), then tears the pod down
             self._enter(actions.state)
             if actions.state is PodState.PENDING:
                 if not await self._until_admitted():
@@ -182,8 +184,6 @@ class PodWorker(ContainerSupervisor):
                     else:
                         self._resumed(name)
                 continue
-            if actions.state in (PodState.TERMINATING, PodState.TERMINATED):
-                return  # run() stops the containers (preStop, TERM, KILL), then tears the pod down
             if actions.state in (PodState.SUCCEEDED, PodState.FAILED) and not attempts:
                 return  # finished: it stays listed until its manifest goes
             for name in actions.start:
@@ -344,7 +344,7 @@ class PodWorker(ContainerSupervisor):
         except NodeAgentError as exc:
             log.error("pod=%s: tearing it down (tried again later): %s", self.key, exc)
             return False
-        self._torn_down = True
+        self.state = PodState.TERMINATED  # its state is no longer saved: the next agent has nothing to take back
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         await asyncio.to_thread(volumes.remove_mount_points, directory)
         try:
