@@ -13,7 +13,8 @@ import os
 import sys
 from typing import ClassVar
 
-from nodeagent.agent.app import Agent, StartError, preflight, require_root
+from nodeagent.agent.app import Agent
+from nodeagent.agent.factories import StartError, make_node_parts, preflight, require_root
 from nodeagent.config import load_config
 from nodeagent.errors import NodeAgentError
 
@@ -56,7 +57,7 @@ def run_daemon(config_path: str | None) -> int:
         for warning in warnings:
             log.warning("configuration %s: %s", config_path or "<defaults>", warning)
         preflight(config)
-        agent = Agent(config, config_path)
+        agent = Agent(config, make_node_parts(config), config_path)
         settle_heap()
         asyncio.run(_main(agent))
     except StartError as exc:

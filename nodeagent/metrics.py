@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from nodeagent.agent.records import State
 
 if TYPE_CHECKING:
-    from nodeagent.agent.worker import PodWorker
+    from nodeagent.agent.view import PodView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # kubelet_pod_start_duration_seconds' buckets (pkg/kubelet/metrics)
@@ -30,7 +30,7 @@ POD_START_BUCKETS = (0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240
 
 
 class AgentMetrics:
-    def __init__(self, pods: Callable[[], Iterable[PodWorker]]) -> None:
+    def __init__(self, pods: Callable[[], Iterable[PodView]]) -> None:
         self.registry = CollectorRegistry()
         self._started_pods = Counter("kubelet_started_pods", "Pods started.", registry=self.registry)
         self._started_containers = Counter("kubelet_started_containers", "Containers started.", ["container_type"],
@@ -67,7 +67,7 @@ class AgentMetrics:
 
 
 class _PodCollector(Collector):
-    def __init__(self, pods: Callable[[], Iterable[PodWorker]]) -> None:
+    def __init__(self, pods: Callable[[], Iterable[PodView]]) -> None:
         self.pods = pods
 
     def collect(self) -> Iterator[Metric]:

@@ -38,9 +38,8 @@ from typing import Any
 from aiohttp import web
 
 from nodeagent.agent.events import EventRecorder
-from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
-from nodeagent.agent.worker import PodWorker
+from nodeagent.agent.view import PodsView, PodView
 from nodeagent.apilimits import KEEPALIVE_SECONDS, ConnectionGuard
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError
@@ -61,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 class StatusServer:
-    def __init__(self, pods: PodManager, events: EventRecorder, cgroups: CgroupDriver, metrics: AgentMetrics,
+    def __init__(self, pods: PodsView, events: EventRecorder, cgroups: CgroupDriver, metrics: AgentMetrics,
                  sources: Callable[[], dict[str, object]], *, node_name: str,
                  logs_dir: str, socket_path: str, socket_group: str | None,
                  metrics_address: str | None = None, api: ApiSettings | None = None,
@@ -165,7 +164,7 @@ class StatusServer:
     async def prometheus(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
-    def _worker(self, request: web.Request) -> PodWorker | web.Response:
+    def _worker(self, request: web.Request) -> PodView | web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         worker = self.pods.find(namespace, name)
         if worker is None:
@@ -178,7 +177,7 @@ class StatusServer:
     async def _node_metric_items(self) -> list[dict[str, Any]]:
         return [await self.node_sampler.metrics(self.node_name)]
 
-    def _streaming_worker(self, request: web.Request) -> PodWorker | web.Response:
+    def _streaming_worker(self, request: web.Request) -> PodView | web.Response:
         """The pod for exec and port-forward: on the Unix socket, for root alone (a socketGroup reads only)."""
         if request.method not in ("GET", "POST"):
             return status_error(405, "MethodNotAllowed", "the server does not allow this method on the requested "
@@ -194,9 +193,8 @@ class StatusServer:
         worker = self._streaming_worker(request)
         if isinstance(worker, web.Response):
             return worker
-        running = next((worker.running[name] for name, record in worker.records.items()
-                        if record.state is State.RUNNING and name in worker.running and worker.running[name].pid > 0),
-                       None)  # any running container's process: they share the pod's network namespace
+        running = next((c for name in worker.records if (c := worker.running_container(name)) is not None
+                        and c.pid > 0), None)  # any running container's process: they share the network namespace
         if running is None:
             return status_error(400, "BadRequest", f"pod {worker.pod.name} has no running container: its network "
                                                    f"cannot be reached")
@@ -213,12 +211,12 @@ class StatusServer:
         container = request.query.get("container") or next((r.name for r in worker.records.values() if not r.init), "")
         if container not in worker.records:
             return status_error(400, "BadRequest", f"container {container} is not valid for pod {worker.pod.name}")
-        running = worker.running.get(container)
-        if running is None or worker.records[container].state is not State.RUNNING:
+        running = worker.running_container(container)
+        if running is None:
             return status_error(400, "BadRequest", f"container {container} is not running")
         if attach:
-            return await serve_attach(request, worker.services.runtime, running)
-        return await serve_exec(request, worker.services.runtime, running, command)
+            return await serve_attach(request, worker.runtime, running)
+        return await serve_exec(request, worker.runtime, running, command)
 
     async def _pod_metric_items(self) -> list[dict[str, Any]]:
         workers = self.pods.pods()

@@ -7,12 +7,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,122 +21,38 @@ from nodeagent.agent.admission import allocatable, eviction_memory_bytes
 from nodeagent.agent.clock import Clock, SystemClock
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import WARNING, EventRecorder, ObjectRef
+from nodeagent.agent.factories import NodeParts
 from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
+from nodeagent.agent.services import NodeServices
 from nodeagent.agent.store import PodStore
-from nodeagent.agent.worker import NodeServices
 from nodeagent.api.manifest import StaticPod
-from nodeagent.cgroups.detect import choose_driver, detect_layout, systemd_is_init
-from nodeagent.cgroups.driver import CgroupDriver, CgroupfsDriver
-from nodeagent.cgroups.fs1 import V1Hierarchy
-from nodeagent.cgroups.fs2 import V2Hierarchy
-from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.config import KubeletConfig, load_config
-from nodeagent.errors import ConfigError, NodeAgentError
+from nodeagent.errors import ConfigError
 from nodeagent.kubeapi.listener import api_settings
 from nodeagent.kubeapi.nodes import node_json
 from nodeagent.metrics import AgentMetrics
-from nodeagent.network.pods import PodNetworks
-from nodeagent.node import read_node_info
 from nodeagent.plan.settings import CgroupDriverName
-from nodeagent.runtime.base import PodSandboxes, Runtime, RuntimeConnection, RuntimePreparation
+from nodeagent.runtime.base import PodSandboxes, RuntimeConnection, RuntimePreparation
 from nodeagent.runtime.logrotate import LogLimits, keep_bounded
-from nodeagent.runtime.process import ProcessRuntime
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
+from nodeagent.sources.desired import DesiredSet
 from nodeagent.sources.files import FileSource, ManifestFile
 from nodeagent.sources.http import HttpSettings, HttpSource
-from nodeagent.sources.merge import Desired, SourceProblem, merge_files, merge_sources
+from nodeagent.sources.merge import SourceProblem
 
 log = logging.getLogger(__name__)
 
 
-class StartError(NodeAgentError):
-    """The agent cannot start on this node with this configuration; the message says what to change."""
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        raise StartError("nodeagent run needs root: it creates cgroups and starts processes as other users")
-
-
-def preflight(config: KubeletConfig) -> None:
-    if config.fail_swap_on:
-        with open("/proc/swaps") as handle:
-            swaps = [line.strip() for line in handle.readlines()[1:] if line.strip()]
-        if swaps:
-            raise StartError("running with swap on is not supported, please disable swap! or set --fail-swap-on "
-                             f"flag to false. /proc/swaps contained: {swaps}")
-
-
-def make_cgroup_driver(config: KubeletConfig) -> CgroupDriver:
-    driver, why = choose_driver(config.cgroup_driver)
-    layout = detect_layout()
-    log.info("cgroups: %s, driver %s (%s)", layout.name, driver, why)
-    hierarchy: V1Hierarchy | V2Hierarchy
-    if layout.version == 2:
-        assert layout.v2_mount is not None
-        hierarchy = V2Hierarchy(layout.v2_mount)
-    else:
-        hierarchy = V1Hierarchy(layout.v1_mounts, runtime_mounts=layout.mounts)
-    if driver == "cgroupfs":
-        return CgroupfsDriver(hierarchy)
-    bus = config.nodeagent.systemd_bus_address
-    if bus is None and not systemd_is_init():
-        raise StartError(f"cgroupDriver systemd ({why}) needs systemd as PID 1, and it is not: set cgroupDriver: "
-                         "cgroupfs (or nodeagent.systemdBusAddress to reach a systemd elsewhere)")
-    from nodeagent.cgroups.systemd import SystemdDriver  # here: its D-Bus client costs ~40 ms to import
-
-    return SystemdDriver(hierarchy, bus_address=bus)
-
-
-def make_pod_networks(config: KubeletConfig) -> PodNetworks | None:
-    """nodeagent's own pod networks, for the runtimes that have none (with cri, the runtime's CNI)."""
-    network = config.nodeagent.network
-    if config.nodeagent.runtime == "cri" or not network.enabled:
-        return None
-    logging.getLogger("pyroute2").setLevel(logging.INFO)  # at DEBUG it logs every netlink message
-    return PodNetworks(state_dir=config.nodeagent.state_dir, bridge=network.bridge, pod_cidr=network.pod_cidr)
-
-
-def make_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: KernelLog) -> Runtime:
-    """The configured runtime. The others' modules (gRPC, the image store) are not even imported: an agent
-    starts faster and smaller without them."""
-    if config.nodeagent.runtime == "cri":
-        from nodeagent.runtime.cri.runtime import CriRuntime
-
-        return CriRuntime(config.container_runtime_endpoint, cgroup_version=cgroups.version,
-                          registry_auth_file=config.nodeagent.registry_auth_file)
-    if config.nodeagent.runtime == "runc":
-        return make_runc_runtime(config, cgroups, kernel_log)
-    return ProcessRuntime(cgroups, config.nodeagent.state_dir, kernel_log)
-
-
-def make_runc_runtime(config: KubeletConfig, cgroups: CgroupDriver, kernel_log: KernelLog) -> Runtime:
-    from nodeagent.images.store import ImageStore
-    from nodeagent.runtime.runc import RuncRuntime
-
-    agent = config.nodeagent
-    images = ImageStore(os.path.join(agent.state_dir, "images"), registry_auth_file=agent.registry_auth_file,
-                        insecure_registries=agent.insecure_registries, unpack_limits=agent.unpack_limits())
-    try:
-        return RuncRuntime(cgroups, agent.state_dir, images, runc_path=agent.runc_path, kernel_log=kernel_log,
-                           systemd_cgroup=cgroups.name == "systemd")
-    except NodeAgentError as exc:
-        raise StartError(str(exc)) from exc
-
-
-def host_address() -> str:
-    """The address other machines reach this node at (the source of the default route)."""
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent
-        return str(probe.getsockname()[0])
-    return "127.0.0.1"
+class _Stopped(Exception):
+    """Raised in the agent's task group when stop() was called: it cancels every task."""
 
 
 @dataclass
 class Agent:
     config: KubeletConfig
+    parts: NodeParts
     config_path: str | None = None
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=Notifier)
@@ -147,20 +60,18 @@ class Agent:
     on_ready: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
-        os.makedirs(self.config.nodeagent.state_dir, mode=0o700, exist_ok=True)
-        self.kernel_log = KernelLog()
-        self.cgroups = make_cgroup_driver(self.config)
-        self.runtime = make_runtime(self.config, self.cgroups, self.kernel_log)
+        self.cgroups = self.parts.cgroups
+        self.runtime = self.parts.runtime
         self.events = EventRecorder(self.clock.now)
         self.metrics = AgentMetrics(lambda: self.pods.pods())
-        node = read_node_info(self.config)
+        node = self.parts.node
         driver = CgroupDriverName(self.cgroups.name)
-        address = host_address()
+        address = self.parts.address
         self.services = NodeServices(
             runtime=self.runtime, cgroups=self.cgroups, events=self.events, clock=self.clock, node=node,
             settings=self.config.plan_settings(cgroup_version=self.cgroups.version, cgroup_driver=driver),
             state_dir=self.config.nodeagent.state_dir, logs_dir=self.config.pod_logs_path,
-            addresses=PodAddresses(host_ip=address, pod_ip=address), networks=make_pod_networks(self.config),
+            addresses=PodAddresses(host_ip=address, pod_ip=address), networks=self.parts.networks,
             sandboxes=self.runtime if isinstance(self.runtime, PodSandboxes) else None,
             resolv_conf=self.config.resolv_conf, on_change=self._changed,
             persist=lambda worker: self.pods.persist(worker),
@@ -171,14 +82,12 @@ class Agent:
         self.pods = PodManager(self.services, PodStore(self.config.nodeagent.state_dir), capacity,
                                node_name=self.config.node_name)
         self.node_name = self.config.node_name
-        self._last_good: dict[str, list[StaticPod]] = {}
+        self.desired = DesiredSet()
         self._reported: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
         self._first_sync = asyncio.Event()
+        self._wake = asyncio.Event()  # the first sync or stop(), whichever comes first
         self._reload = asyncio.Event()
-        self._file_desired: Desired | None = None
-        self._http_pods: list[StaticPod] | None = None  # None: the URL has not answered yet
-        self._http_attempted = False
         self.http_source: HttpSource | None = None
         self._status_scheduled = False
         self._api_changed: Callable[[], None] = lambda: None
@@ -210,6 +119,7 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     async def run(self) -> None:
         """Until stop() (or SIGTERM/SIGINT): the API, the sources and the pods. SIGHUP reloads."""
@@ -226,7 +136,7 @@ class Agent:
                               api=api_settings(self.config), node=self._node_json)
         self._api_changed = server.pods_changed  # the Kubernetes API's resource versions and watches
         if isinstance(self.runtime, RuntimeConnection) and not await self._connect(self.runtime):
-            self.kernel_log.close()  # stopped while waiting for the runtime: nothing else was started
+            self._close_kernel_log()  # stopped while waiting for the runtime: nothing else was started
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             return
@@ -236,45 +146,51 @@ class Agent:
         await self.pods.start()
         old_bundles = self.pods.bundles()
         restored = await self.pods.restore()
-        self._last_good = self._restored_file_pods()
-        sources = asyncio.create_task(self._run_sources(), name="sources")
-        stopping = asyncio.create_task(self._stop.wait())
-        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        self.desired.restored([w.pod for w in self.pods.pods() if w.terminating_since is None])
         limits = LogLimits(self.config.container_log_max_bytes, self.config.container_log_max_files)
-        rotation = asyncio.create_task(
-            keep_bounded(lambda: [f for worker in self.pods.pods() for f in worker.log_files()], limits),
-            name="log rotation")
         try:
-            first = asyncio.create_task(self._first_sync.wait())
-            await asyncio.wait({first, stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
-            if first.done():
-                await self.pods.clean_orphans(old_bundles)
-                since_exec = time.time() - psutil.Process().create_time()
-                log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, %d pods (%d restored), "
-                         "manifests in %s, API on %s; ready %.0f ms after starting (%.0f ms after the process did)",
-                         self.node_name, self.runtime.name, self.cgroups.version, self.cgroups.name,
-                         len(self.pods.workers), restored, self.config.static_pod_path, self.config.nodeagent.socket,
-                         (time.monotonic() - began) * 1000, since_exec * 1000)
-                self.notifier.ready(self.status_line())
-                self.on_ready()
-                await self.pods.clean_orphan_networks()
-            first.cancel()
-            done, _ = await asyncio.wait({stopping, sources}, return_when=asyncio.FIRST_COMPLETED)
-            if sources in done:
-                sources.result()  # a source failed: let the error stop the agent
+            async with asyncio.TaskGroup() as tasks:  # every task of the agent; a failure of one stops it
+                tasks.create_task(self._run_sources(), name="sources")
+                tasks.create_task(self._watchdog(), name="watchdog")
+                tasks.create_task(keep_bounded(
+                    lambda: [f for worker in self.pods.pods() for f in worker.log_files()], limits),
+                    name="log rotation")
+                await self._wake.wait()  # the first sync, or stop()
+                if not self._stop.is_set():  # not cut short by stop(): a clean-up must not stop half-way
+                    await self._become_ready(old_bundles, restored, began)
+                await self._stop.wait()
+                raise _Stopped
+        except BaseExceptionGroup as group:
+            _, failures = group.split(_Stopped)
+            if failures is not None:
+                raise failures.exceptions[0] from None  # a source failed: its error stops the agent
         finally:
             log.info("nodeagent is stopping; pods keep running")
             self.notifier.stopping()
-            for task in (sources, stopping, watchdog, rotation):
-                task.cancel()
-            await asyncio.gather(sources, stopping, watchdog, rotation, return_exceptions=True)
             await self.pods.close()
             await server.stop()
-            self.kernel_log.close()
+            self._close_kernel_log()
             if isinstance(self.runtime, RuntimeConnection):
                 await self.runtime.close()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+
+    async def _become_ready(self, old_bundles: set[str], restored: int, began: float) -> None:
+        """Both sources were read: orphans removed, READY to systemd and the embedder."""
+        await self.pods.clean_orphans(old_bundles)
+        since_exec = time.time() - psutil.Process().create_time()
+        log.info("nodeagent is running: node %s, runtime %s, cgroups v%d/%s, %d pods (%d restored), "
+                 "manifests in %s, API on %s; ready %.0f ms after starting (%.0f ms after the process did)",
+                 self.node_name, self.runtime.name, self.cgroups.version, self.cgroups.name,
+                 len(self.pods.workers), restored, self.config.static_pod_path, self.config.nodeagent.socket,
+                 (time.monotonic() - began) * 1000, since_exec * 1000)
+        self.notifier.ready(self.status_line())
+        self.on_ready()
+        await self.pods.clean_orphan_networks()
+
+    def _close_kernel_log(self) -> None:
+        if self.parts.kernel_log is not None:
+            self.parts.kernel_log.close()
 
     async def _connect(self, runtime: RuntimeConnection) -> bool:
         """Connect to the runtime, which may take until it answers; False when stopped meanwhile."""
@@ -301,7 +217,7 @@ class Agent:
             if self.http_source is not None:
                 readers.add(asyncio.create_task(self.http_source.run(self._on_http), name="url source"))
             else:
-                self._http_pods = []
+                self.desired.url_removed()
             reload = asyncio.create_task(self._reload.wait())
             try:
                 done, _ = await asyncio.wait({*readers, reload}, return_when=asyncio.FIRST_COMPLETED)
@@ -313,15 +229,6 @@ class Agent:
                 task.result()
             self._reload.clear()
             self.apply_reload()
-
-    def _restored_file_pods(self) -> dict[str, list[StaticPod]]:
-        """Each file's pods that ran before the restart, as its last valid version: a file found invalid at
-        start keeps them running, as it would have without the restart."""
-        found: dict[str, list[StaticPod]] = {}
-        for worker in self.pods.pods():
-            if worker.pod.source == "file" and worker.terminating_since is None:
-                found.setdefault(worker.pod.origin, []).append(worker.pod)
-        return found
 
     def _make_http_source(self) -> HttpSource | None:
         url = self.config.static_pod_url
@@ -339,11 +246,7 @@ class Agent:
 
     async def _on_http(self, pods: list[StaticPod] | None) -> None:
         """After every fetch: the new set of http pods, or None (unchanged, or the fetch failed)."""
-        first = not self._http_attempted
-        self._http_attempted = True
-        if pods is not None:
-            self._http_pods = pods
-        if pods is not None or first:
+        if self.desired.http(pods):
             await self._sync()
 
     def apply_reload(self) -> None:
@@ -378,7 +281,7 @@ class Agent:
                 update={name: getattr(config.nodeagent, name) for name in live_agent}),
         })
         if not config.static_pod_url:
-            self._http_pods = []  # the URL is gone from the configuration: so are its pods
+            self.desired.url_removed()
         log.info("configuration reloaded: manifests in %s, re-read every %.0fs", self.config.static_pod_path,
                  self.config.file_check_frequency / 1e9)
         self.notifier.reloaded(self.status_line())
@@ -389,32 +292,24 @@ class Agent:
             return
         while True:
             self.notifier.watchdog()
-            await asyncio.sleep(self.notifier.watchdog_seconds / 2)
+            await self.clock.sleep(self.notifier.watchdog_seconds / 2)
 
     async def _on_files(self, files: list[ManifestFile] | None) -> None:
         """A scan of staticPodPath. None: it could not be read, which says nothing about which pods should run:
         the file pods stay as they are (before the first good read, those restored from the state directory)."""
-        if files is None:
-            if self._file_desired is not None:
-                return
-            restored = [w.pod for w in self.pods.pods() if w.pod.source == "file" and w.terminating_since is None]
-            self._file_desired = Desired(restored, [])
-        else:
-            self._file_desired = merge_files(files, self._last_good)
-            self._last_good = self._file_desired.last_good
-        await self._sync()
+        if self.desired.files(files):
+            await self._sync()
 
     async def _sync(self) -> None:
-        """Both sources' pods to the pod manager. Until the URL source has answered once, the http pods
-        restored from the state directory stand for its set, so an unreachable URL at boot stops nothing."""
-        if self._file_desired is None:
+        """Both sources' pods to the pod manager (nodeagent.sources.desired)."""
+        desired = self.desired.desired([w.pod for w in self.pods.pods() if w.pod.source == "http"])
+        if desired is None:
             return
-        desired = merge_sources(self._file_desired, self._http_pods if self._http_pods is not None
-                                else [w.pod for w in self.pods.pods() if w.pod.source == "http"])
         self._report(desired.problems)
         await self.pods.sync(desired.pods)
-        if self.http_source is None or self._http_attempted:
+        if self.http_source is None or self.desired.http_attempted:
             self._first_sync.set()  # READY waits for one answer (or failure) of the URL too
+            self._wake.set()
 
     def sources_status(self) -> dict[str, object]:
         status: dict[str, object] = {"file": {"path": self.config.static_pod_path}}

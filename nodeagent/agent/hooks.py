@@ -7,11 +7,11 @@ worker turns into FailedPostStartHook / FailedPreStopHook events.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
 
+from nodeagent.agent.clock import Clock, within
 from nodeagent.agent.httpurl import http_get_url
 from nodeagent.api.model import Container, HTTPGetAction, LifecycleHandler
 from nodeagent.runtime.base import RunningContainer, Runtime
@@ -29,15 +29,15 @@ async def discard_body(response: aiohttp.ClientResponse, limit: int = MAX_BODY_B
 
 
 async def run_hook(handler: LifecycleHandler, *, runtime: Runtime, running: RunningContainer, container: Container,
-                   pod_ip: str, timeout: float) -> str | None:
+                   pod_ip: str, timeout: float, clock: Clock) -> str | None:
     try:
-        return await asyncio.wait_for(_run(handler, runtime, running, container, pod_ip, timeout), timeout)
+        return await within(clock, timeout, _run(handler, runtime, running, container, pod_ip, timeout, clock))
     except TimeoutError:
         return f"the hook did not finish within {timeout:.0f}s"
 
 
 async def _run(handler: LifecycleHandler, runtime: Runtime, running: RunningContainer, container: Container,
-               pod_ip: str, timeout: float) -> str | None:
+               pod_ip: str, timeout: float, clock: Clock) -> str | None:
     if handler.exec is not None:
         command = list(handler.exec.command or [])
         result = await runtime.exec(running, command, timeout)
@@ -48,7 +48,7 @@ async def _run(handler: LifecycleHandler, runtime: Runtime, running: RunningCont
     if handler.http_get is not None:
         return await _http_get(handler.http_get, container, pod_ip, timeout)
     if handler.sleep is not None:
-        await asyncio.sleep(handler.sleep.seconds or 0)
+        await clock.sleep(handler.sleep.seconds or 0)
         return None
     return "tcpSocket lifecycle hooks are not supported (as in the kubelet)"
 

@@ -11,15 +11,17 @@ A container, as the lifecycle sees it (`ContainerState`; Kubernetes shows waitin
     Exited --BackOff--> BackingOff;  Exited --Retry--> Waiting
 
 `next_state` is the container's transition function; `compute_pod_actions(desired, observed)` is the kubelet's
-computePodActions: from what the pod should be and what is observed, what to do now. The worker does not
-execute these actions yet (issue 15's next step): this module is the design it moves to, table-tested first.
+computePodActions: from what the pod should be and what is observed, what to do now. The worker
+(nodeagent.agent.worker) executes them: it decides, starts what `start` names, waits for a container to end,
+the pod to stop or `wake_at`, and decides again; each container's state moves only through `next_state`.
 
 Container kinds: INIT (run to completion, one after the other), SIDECAR (an init container with restartPolicy:
 Always: started in init order, the next init container does not wait for its completion but for its start;
 restarted whenever it exits; stopped after the app containers, in reverse order) and APP. Sidecars are expressed
-here though the worker does not run them yet (issue 16). activeDeadlineSeconds is a pod-level action
-(`deadline_exceeded`, every container stopped); a termination message is read by the worker when it records an
-exit and needs no decision here.
+here though validation still refuses them (issue 16), so the worker gives only INIT and APP. activeDeadlineSeconds
+is a pod-level action (`deadline_exceeded`, every container stopped) the worker does not pass yet; a termination
+message is read by the worker when it records an exit and needs no decision here. The pod's termination (preStop,
+TERM, KILL in the grace period) is run by the worker once `stopping` is set; `stop` groups say its order.
 """
 
 from __future__ import annotations
@@ -84,13 +86,21 @@ def restarts(policy: str, exit_code: int) -> bool:
     return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
 
+def exit_event(exit_code: int) -> ContainerEvent:
+    return ContainerEvent.EXITED_OK if exit_code == 0 else ContainerEvent.EXITED_FAILED
+
+
+def after_exit(policy: str, exit_code: int) -> ContainerState:
+    """The state of a container that exited with `exit_code` (also one that ended while the agent was away)."""
+    return ContainerState.EXITED if restarts(policy, exit_code) else ContainerState.DONE
+
+
 def next_state(state: ContainerState, event: ContainerEvent, policy: str) -> ContainerState:
     """The container's state after an event, under its restart policy; IllegalTransition if none."""
     if event in (ContainerEvent.EXITED_OK, ContainerEvent.EXITED_FAILED):
         if state is not ContainerState.RUNNING:
             raise IllegalTransition(f"{event.value} while {state.value}")
-        code = 0 if event is ContainerEvent.EXITED_OK else 1
-        return ContainerState.EXITED if restarts(policy, code) else ContainerState.DONE
+        return after_exit(policy, 0 if event is ContainerEvent.EXITED_OK else 1)
     allowed = _TRANSITIONS.get((state, event))
     if allowed is None:
         raise IllegalTransition(f"{event.value} while {state.value}")

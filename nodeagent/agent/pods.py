@@ -18,23 +18,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from collections.abc import Iterable
 
 from nodeagent.agent import volumes
 from nodeagent.agent.admission import Allocatable, Rejection, admit
 from nodeagent.agent.events import WARNING, ObjectRef
 from nodeagent.agent.records import State, Termination
+from nodeagent.agent.services import NodeServices
 from nodeagent.agent.snapshot import UnusableState, restore, snapshot
 from nodeagent.agent.store import PodStore, Quarantine
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.worker import PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.resources import QOSClass
 from nodeagent.errors import NodeAgentError
 from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
-from nodeagent.runtime import conmon
-from nodeagent.runtime.base import FoundContainer
+from nodeagent.runtime.base import ContainerBundles, FoundContainer
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +138,13 @@ class PodManager:
         for container in found:
             worker.records[container.name] = dataclasses.replace(worker.records[container.name],
                                                                  restart_count=container.attempt)
-            worker.adoptable[container.name] = dict(container.saved)
+            worker.slots[container.name].adoptable = container.saved
             log.info("pod=%s container=%s: found running, taken back (restart count %d)", worker.key,
                      container.name, container.attempt)
         if any(not worker.records[f.name].init for f in found):
             now = self.services.clock.now()
             for name, record in worker.records.items():
-                if record.init and name not in worker.adoptable:
+                if record.init and worker.slots[name].adoptable is None:
                     worker.records[name] = dataclasses.replace(record, state=State.TERMINATED, reason=None,
                                                                terminated=Termination(0, "Completed", None, now, None))
 
@@ -214,8 +213,8 @@ class PodManager:
 
     def bundles(self) -> set[str]:
         """The container bundles on disk now (taken before any worker starts, to tell old from new)."""
-        directory = os.path.join(self.services.state_dir, "containers")
-        return set(os.listdir(directory)) if os.path.isdir(directory) else set()
+        runtime = self.services.runtime
+        return runtime.bundles() if isinstance(runtime, ContainerBundles) else set()
 
     async def clean_orphans(self, old_bundles: set[str]) -> None:
         """Remove what nobody owns any more: the sandboxes of unknown UIDs (first: a sandbox's containers live
@@ -244,16 +243,17 @@ class PodManager:
         for uid in self.store.known_uids() - known:
             directory = volumes.pod_dir(self.services.state_dir, uid)
             log.warning("removing %s: it belongs to no known pod", directory)
-            volumes.remove_mount_points(directory)
+            await asyncio.to_thread(volumes.remove_mount_points, directory)
             try:
                 await volumes.tear_down(self.services.state_dir, uid)
             except NodeAgentError as exc:
                 log.error("removing an orphaned pod directory: %s", exc)
-        layout = conmon.ConmonLayout(self.services.state_dir)
+        runtime = self.services.runtime
         for entry in sorted(old_bundles - self.referenced_bundles()):
             # e.g. a start the agent was killed in: its first process may still wait to be released
             log.info("removing the container bundle %s: no pod refers to it", entry)
-            conmon.abandon(layout, entry)
+            if isinstance(runtime, ContainerBundles):
+                runtime.abandon(entry)  # at once, before a worker's start can race it (as it always was)
 
     async def clean_orphan_networks(self) -> None:
         """The pod networks of unknown UIDs and what no lease accounts for. After READY: it loads pyroute2
@@ -266,14 +266,10 @@ class PodManager:
             log.error("removing the networks of pods that are gone: %s", exc)
 
     def referenced_bundles(self) -> set[str]:
-        found = set()
-        for worker in self.workers.values():
-            for saved in [*worker.adoptable.values(), *(r.saved() for r in worker.running.values())]:
-                if "ociId" in saved:
-                    found.add(str(saved["ociId"]))
-        for containers in self.found.values():
-            found.update(str(c.saved["ociId"]) for c in containers if "ociId" in c.saved)
-        return found
+        saved = [slot.running.saved() if slot.running is not None else slot.adoptable
+                 for worker in self.workers.values() for slot in worker.slots.values()]
+        saved += [c.saved for containers in self.found.values() for c in containers]
+        return {record.container_id for record in saved if record is not None and record.bundle}
 
     async def close(self) -> None:
         """Stop watching pods without stopping them: the agent is going away, its pods are not."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from nodeagent.agent import grpcprobe
+from nodeagent.agent.clock import Clock, within
 from nodeagent.agent.httpurl import http_get_url
 from nodeagent.api.model import Container, Probe
 from nodeagent.runtime.base import RunningContainer, Runtime
@@ -43,11 +44,11 @@ def _port(value: int | str | None, container: Container) -> int | None:
 
 
 async def probe_once(probe: Probe, *, runtime: Runtime, running: RunningContainer, container: Container,
-                     pod_ip: str) -> ProbeResult:
+                     pod_ip: str, clock: Clock) -> ProbeResult:
     """One run of a probe, within its timeoutSeconds."""
     timeout = float(probe.timeout_seconds)
     try:
-        return await asyncio.wait_for(_run(probe, runtime, running, container, pod_ip, timeout), timeout)
+        return await within(clock, timeout, _run(probe, runtime, running, container, pod_ip, timeout))
     except TimeoutError:
         return ProbeResult(False, f"timeout: no answer within {probe.timeout_seconds}s")
 
@@ -95,72 +96,73 @@ class ProbeCallbacks:
 
 
 async def run_probes(container: Container, *, runtime: Runtime, running: RunningContainer, pod_ip: str,
-                     callbacks: ProbeCallbacks) -> None:
+                     callbacks: ProbeCallbacks, clock: Clock) -> None:
     """The probes of one running container, until it ends (the caller cancels this)."""
 
     async def once(probe: Probe) -> ProbeResult:
-        return await probe_once(probe, runtime=runtime, running=running, container=container, pod_ip=pod_ip)
+        return await probe_once(probe, runtime=runtime, running=running, container=container, pod_ip=pod_ip,
+                                clock=clock)
 
     startup = container.startup_probe
-    if startup is not None and not await _until_success(startup, once, "Startup", callbacks):
+    if startup is not None and not await _until_success(startup, once, "Startup", callbacks, clock):
         await callbacks.kill(f"Container {container.name} failed startup probe, will be restarted")
         return
     loops = []
     if container.liveness_probe is not None:
-        loops.append(_liveness(container, container.liveness_probe, once, callbacks))
+        loops.append(_liveness(container, container.liveness_probe, once, callbacks, clock))
     if container.readiness_probe is not None:
-        loops.append(_readiness(container.readiness_probe, once, callbacks))
+        loops.append(_readiness(container.readiness_probe, once, callbacks, clock))
     else:
         callbacks.ready(True)
     await asyncio.gather(*loops)
 
 
-async def _counted(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]]) -> ProbeResult:
+async def _counted(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]], clock: Clock) -> ProbeResult:
     """The next result that counts. One the runtime could not produce (away, restarting) is thrown away, as
     the kubelet's prober worker does: a runtime restart must not fail the probes of healthy containers."""
     while (result := await once(probe)).errored:
         log.debug("probe not run (%s); trying again in %ds", result.output, probe.period_seconds)
-        await asyncio.sleep(probe.period_seconds)
+        await clock.sleep(probe.period_seconds)
     return result
 
 
 async def _until_success(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]], kind: str,
-                         callbacks: ProbeCallbacks) -> bool:
-    await asyncio.sleep(probe.initial_delay_seconds)
+                         callbacks: ProbeCallbacks, clock: Clock) -> bool:
+    await clock.sleep(probe.initial_delay_seconds)
     failures = 0
     while True:
-        result = await _counted(probe, once)
+        result = await _counted(probe, once, clock)
         if result.ok:
             return True
         failures += 1
         callbacks.failed(kind, result)
         if failures >= probe.failure_threshold:
             return False
-        await asyncio.sleep(probe.period_seconds)
+        await clock.sleep(probe.period_seconds)
 
 
 async def _liveness(container: Container, probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]],
-                    callbacks: ProbeCallbacks) -> None:
-    await asyncio.sleep(probe.initial_delay_seconds)
+                    callbacks: ProbeCallbacks, clock: Clock) -> None:
+    await clock.sleep(probe.initial_delay_seconds)
     failures = 0
     while True:
-        result = await _counted(probe, once)
+        result = await _counted(probe, once, clock)
         failures = 0 if result.ok else failures + 1
         if not result.ok:
             callbacks.failed("Liveness", result)
             if failures >= probe.failure_threshold:
                 await callbacks.kill(f"Container {container.name} failed liveness probe, will be restarted")
                 return
-        await asyncio.sleep(probe.period_seconds)
+        await clock.sleep(probe.period_seconds)
 
 
 async def _readiness(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult]],
-                     callbacks: ProbeCallbacks) -> None:
-    await asyncio.sleep(probe.initial_delay_seconds)
+                     callbacks: ProbeCallbacks, clock: Clock) -> None:
+    await clock.sleep(probe.initial_delay_seconds)
     successes = failures = 0
     ready = False
     while True:
-        result = await _counted(probe, once)
+        result = await _counted(probe, once, clock)
         if result.ok:
             successes, failures = successes + 1, 0
             if not ready and successes >= probe.success_threshold:
@@ -172,4 +174,4 @@ async def _readiness(probe: Probe, once: Callable[[Probe], Awaitable[ProbeResult
             if ready and failures >= probe.failure_threshold:
                 ready = False
                 callbacks.ready(False)
-        await asyncio.sleep(probe.period_seconds)
+        await clock.sleep(probe.period_seconds)

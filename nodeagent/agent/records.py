@@ -4,14 +4,19 @@
         ^                                                       |
         +---- restart (maybe after CrashLoopBackOff) -----------+
 
-Records change only by replacement (dataclasses.replace); the status API derives everything else.
+Records change only by replacement, through the typed steps below; the status API derives everything else.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+
+from nodeagent.agent.backoff import Backoff
+from nodeagent.agent.lifecycle import ObservedContainer
+from nodeagent.api.model import Container
+from nodeagent.runtime.base import AdoptionRecord, RunningContainer
 
 
 class State(enum.Enum):
@@ -48,6 +53,46 @@ class ContainerRecord:
     ready: bool = False
     image_id: str = ""  # the image's digest reference, once the runtime has it
 
+    def waiting(self, reason: str | None, message: str | None = None) -> ContainerRecord:
+        """Waiting to start, or to start again: a termination becomes the last one."""
+        last = self.terminated if self.terminated is not None else self.last_termination
+        return replace(self, state=State.WAITING, reason=reason, message=message, terminated=None,
+                       last_termination=last)
+
+    def started(self, started_at: dt.datetime, container_id: str, pid: int, *, ready: bool, attempt: int,
+                image_id: str) -> ContainerRecord:
+        """Running: a new attempt (its restart count), the previous termination as the last one."""
+        last = self.terminated if self.terminated is not None else self.last_termination
+        return replace(self, state=State.RUNNING, reason=None, message=None, started_at=started_at,
+                       container_id=container_id, pid=pid, restart_count=attempt, terminated=None,
+                       last_termination=last, ready=ready, image_id=image_id)
+
+    def taken_back(self, started_at: dt.datetime, container_id: str, pid: int, *, ready: bool) -> ContainerRecord:
+        """Running, found after an agent restart without its saved state."""
+        return replace(self, state=State.RUNNING, reason=None, message=None, started_at=started_at,
+                       container_id=container_id, pid=pid, ready=ready)
+
+    def ended(self, termination: Termination) -> ContainerRecord:
+        return replace(self, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
+                       terminated=termination, ready=False)
+
+    def with_ready(self, ready: bool) -> ContainerRecord:
+        return replace(self, ready=ready)
+
+
+@dataclass(slots=True)
+class ContainerSlot:
+    """What a worker keeps of one container besides its record: its spec, its lifecycle state, its live
+    instance, its back-offs, and what an agent restart left it to take back."""
+
+    container: Container
+    observed: ObservedContainer = field(default_factory=ObservedContainer)
+    running: RunningContainer | None = None
+    backoff: Backoff | None = None  # the crash-loop back-off
+    pull_backoff: Backoff | None = None
+    finished_at: float | None = None  # monotonic: its last exit
+    adoptable: AdoptionRecord | None = None  # saved before an agent restart, until taken back
+
 
 def termination_reason(exit_code: int, oom_killed: bool, unknown: bool = False) -> str:
     """Kubernetes' words for an exit: OOMKilled from the cgroup's counter, else by exit code."""
@@ -65,3 +110,13 @@ def should_restart(restart_policy: str, exit_code: int) -> bool:
     if restart_policy == "OnFailure":
         return exit_code != 0
     return True
+
+
+def state_label(record: ContainerRecord) -> str:
+    return record.state.value.capitalize()
+
+
+def reason_label(record: ContainerRecord) -> str:
+    if record.state is State.TERMINATED and record.terminated is not None:
+        return f"{record.terminated.reason} exitCode={record.terminated.exit_code}"
+    return record.reason or "-"

@@ -14,11 +14,13 @@ from pydantic import ValidationError
 
 from nodeagent.agent.backoff import Backoff
 from nodeagent.agent.records import ContainerRecord, State, Termination
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.services import NodeServices
+from nodeagent.agent.worker import PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Pod
 from nodeagent.api.resources import qos_class
 from nodeagent.errors import NodeAgentError
+from nodeagent.runtime.base import AdoptionRecord
 
 
 class UnusableState(NodeAgentError):
@@ -77,13 +79,14 @@ def snapshot(worker: PodWorker) -> dict[str, Any]:
 
     containers: dict[str, Any] = {}
     for name, record in worker.records.items():
-        entry = worker.backoff.get(name)
-        running = worker.running.get(name)
+        slot = worker.slots[name]
+        entry = slot.backoff
+        saved = slot.running.saved() if slot.running is not None else slot.adoptable
         containers[name] = {
             "record": _record_json(record),
             "backoff": None if entry is None else {"seconds": entry.seconds, "lastUpdate": as_wall(entry.last_update)},
-            "finishedAt": as_wall(worker.finished_monotonic[name]) if name in worker.finished_monotonic else None,
-            "running": running.saved() if running is not None else worker.adoptable.get(name),
+            "finishedAt": as_wall(slot.finished_at) if slot.finished_at is not None else None,
+            "running": saved.to_json() if saved is not None else None,
         }
     pod = worker.pod
     return {
@@ -120,11 +123,11 @@ def restore(state: dict[str, Any], services: NodeServices) -> PodWorker:
             worker.records[name] = _record(saved["record"])
             if saved["backoff"] is not None:
                 entry = saved["backoff"]
-                worker.backoff[name] = Backoff(entry["seconds"], as_monotonic(entry["lastUpdate"]))
+                worker.slots[name].backoff = Backoff(entry["seconds"], as_monotonic(entry["lastUpdate"]))
             if saved["finishedAt"] is not None:
-                worker.finished_monotonic[name] = as_monotonic(saved["finishedAt"])
+                worker.slots[name].finished_at = as_monotonic(saved["finishedAt"])
             if saved["running"] is not None:
-                worker.adoptable[name] = saved["running"]
+                worker.slots[name].adoptable = AdoptionRecord.from_json(saved["running"])
     except (KeyError, TypeError, ValueError, ValidationError, AssertionError) as exc:
         raise UnusableState(f"it does not describe a pod this agent can rebuild ({type(exc).__name__}: "
                             f"{str(exc)[:200]})") from exc

@@ -47,10 +47,10 @@ class PodVolumes:
         """What the runtime mounts: a volume's directory, or the target prepare_subpaths mounts a subPath on."""
         found = []
         for index, mount in enumerate(container.volume_mounts or []):
-            name = mount.name or ""
+            name = mount.valid_name
             source = self.paths[name]
             if mount.sub_path:
-                source = subpath.target_path(self.pod_dir, name, container.name or "", index)
+                source = subpath.target_path(self.pod_dir, name, container.valid_name, index)
             found.append(Mount(source, mount.mount_path or "", mount.read_only or name in self.read_only,
                                mount.mount_propagation or "None"))
         return tuple(found)
@@ -61,8 +61,8 @@ class PodVolumes:
         for index, mount in enumerate(container.volume_mounts or []):
             if not mount.sub_path:
                 continue
-            name = mount.name or ""
-            target = subpath.target_path(self.pod_dir, name, container.name or "", index)
+            name = mount.valid_name
+            target = subpath.target_path(self.pod_dir, name, container.valid_name, index)
             try:
                 await subpath.bind(self.paths[name], mount.sub_path, target)
             except (NodeAgentError, OSError) as exc:
@@ -84,11 +84,11 @@ async def set_up(state_dir: str, pod: StaticPod, node: NodeInfo) -> PodVolumes:
     for volume in pod.pod.spec.volumes or []:
         source = downward_source(volume)
         if source is not None:
-            paths[volume.name or ""] = await asyncio.to_thread(_write_downward_api, directory, volume.name or "",
+            paths[volume.valid_name] = await asyncio.to_thread(_write_downward_api, directory, volume.valid_name,
                                                                source, pod, node)
         else:
-            paths[volume.name or ""] = await _set_up_one(directory, volume, _fs_group(pod))
-    read_only = frozenset(v.name or "" for v in pod.pod.spec.volumes or [] if downward_source(v) is not None)
+            paths[volume.valid_name] = await _set_up_one(directory, volume, _fs_group(pod))
+    read_only = frozenset(v.valid_name for v in pod.pod.spec.volumes or [] if downward_source(v) is not None)
     return PodVolumes(directory, paths, read_only)
 
 
@@ -119,32 +119,32 @@ def _fs_group(pod: StaticPod) -> int | None:
 
 
 async def _set_up_one(directory: str, volume: Volume, group: int | None) -> str:
-    name = volume.name or ""
+    """The volume's path on the node; its directories made in a thread, off the event loop."""
+    name = volume.valid_name
     if volume.empty_dir is not None:
         path = os.path.join(directory, "volumes", EMPTY_DIR, name)
-        os.makedirs(path, mode=0o777, exist_ok=True)
-        os.chmod(path, 0o777)  # as the kubelet: any container user may write its emptyDir
-        if volume.empty_dir.medium == "Memory" and not os.path.ismount(path):
+        await asyncio.to_thread(_make_empty_dir, path)
+        if volume.empty_dir.medium == "Memory" and not await asyncio.to_thread(os.path.ismount, path):
             options = "mode=0777"
             if volume.empty_dir.size_limit is not None:
                 options += f",size={volume.empty_dir.size_limit.value()}"
             await _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", path)
         if group is not None:  # as the kubelet's SetVolumeOwnership: the fsGroup's, and what is made in it too
-            os.chown(path, -1, group)
-            os.chmod(path, 0o2777)
+            await asyncio.to_thread(_own, path, group)
         return path
     assert volume.host_path is not None and volume.host_path.path
-    check_host_path(name, volume.host_path.path, volume.host_path.type)
+    await asyncio.to_thread(check_host_path, name, volume.host_path.path, volume.host_path.type)
     return volume.host_path.path
 
 
-def etc_hosts_mount(pod_dir: str, content: str) -> Mount:
-    """<pod dir>/etc-hosts, written and mounted over the container's /etc/hosts, as the kubelet does for a
-    runtime that makes the pod's network (cri): its hostAliases reach the container."""
-    path = os.path.join(pod_dir, "etc-hosts")
-    with open(path, "w") as handle:
-        handle.write(content)
-    return Mount(host_path=path, container_path="/etc/hosts")
+def _make_empty_dir(path: str) -> None:
+    os.makedirs(path, mode=0o777, exist_ok=True)
+    os.chmod(path, 0o777)  # as the kubelet: any container user may write its emptyDir
+
+
+def _own(path: str, group: int) -> None:
+    os.chown(path, -1, group)
+    os.chmod(path, 0o2777)
 
 
 def check_host_path(name: str, path: str, kind: str) -> None:

@@ -1,10 +1,12 @@
-"""One pod's life on the node, as the kubelet's pod worker lives it.
+"""One pod's life on the node, as the kubelet's pod worker lives it, decided by nodeagent.agent.lifecycle:
 
-    set up (pod cgroup, volumes)
-      -> init containers, one after the other, each to completion (restarted on failure unless Never)
-      -> app containers, each under a supervisor: start, wait, restart per restartPolicy with back-off
-      -> (finished pods stay listed until their manifest goes)
-    stop(): every running container gets SIGTERM, SIGKILL after the grace period; then tear down.
+    loop: actions = compute_pod_actions(desired, observed); act; wait for a change (an attempt ends, the
+          pod stops, a back-off ends at actions.wake_at)
+      Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers, one after the
+      other, each to completion, restarted on failure unless Never) -> Running (app containers, restarted
+      per restartPolicy with back-off) -> Succeeded | Failed (stays listed until its manifest goes)
+    stop(): preStop, SIGTERM to every running container, SIGKILL after the grace period; then tear down
+    (retried with back-off while a part of it cannot be removed).
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -15,129 +17,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import shutil
-import signal
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from nodeagent.agent import backoff, volumes
 from nodeagent.agent.admission import Rejection
-from nodeagent.agent.clock import Clock
-from nodeagent.agent.env import PodAddresses, command_line, container_env
-from nodeagent.agent.etcfiles import etc_files, pod_dns_of
-from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
+from nodeagent.agent.events import NORMAL, WARNING
 from nodeagent.agent.hooks import run_hook
-from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
-from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
-from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
+from nodeagent.agent.lifecycle import (
+    ContainerEvent,
+    ContainerKind,
+    ContainerState,
+    DesiredContainer,
+    DesiredPod,
+    ObservedContainer,
+    ObservedPod,
+    PodState,
+    after_exit,
+    compute_pod_actions,
+)
+from nodeagent.agent.records import State
+from nodeagent.agent.specs import host_ports
 from nodeagent.agent.status import PodFacts, pod_json
-from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container
-from nodeagent.api.sysctls import pod_sysctls
-from nodeagent.cgroups.driver import CgroupDriver
-from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.network.dnsfiles import pod_hostname
-from nodeagent.network.model import HostPort
-from nodeagent.network.pods import PodNetworks
-from nodeagent.plan import paths
-from nodeagent.plan.pod import ResourcePlan, plan_pod
-from nodeagent.plan.settings import NodeInfo, PlanSettings
+from nodeagent.agent.supervisor import ContainerSupervisor
+from nodeagent.agent.termination import MIN_GRACE_SECONDS, stop_gracefully
+from nodeagent.errors import NodeAgentError
 from nodeagent.runtime.base import (
-    ContainerExit,
-    ContainerSpec,
-    PodSandboxes,
-    PodSandboxSpec,
     RunningContainer,
     Runtime,
-    Sandbox,
 )
 from nodeagent.runtime.logrotate import LogFile
-from nodeagent.runtime.logs import container_log_path, pod_log_dir
+from nodeagent.runtime.logs import pod_log_dir
 from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
-MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGracePeriodInSeconds)
-SETUP_RETRY_SECONDS = (1.0, 30.0)
-START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
-PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
-IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason
+SETUP_RETRY_SECONDS = (1.0, 30.0)  # set-up and tear-down retried with this doubling delay
 
 
-class PodMetrics(Protocol):
-    def pod_started(self, seconds: float) -> None: ...
+class PodWorker(ContainerSupervisor):
+    """One pod's lifecycle: admission, set-up, init then app containers, termination, tear-down."""
 
-    def container_started(self, *, init: bool) -> None: ...
-
-    def oom_kill(self) -> None: ...
-
-    def pod_replaced(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class NodeServices:
-    """What every pod worker shares."""
-
-    runtime: Runtime
-    cgroups: CgroupDriver
-    events: EventRecorder
-    clock: Clock
-    node: NodeInfo
-    settings: PlanSettings
-    state_dir: str
-    logs_dir: str
-    addresses: PodAddresses  # the node's; a pod with its own network has its own pod_ip
-    networks: PodNetworks | None  # None: every pod shares the node's network (cri: the runtime's CNI)
-    sandboxes: PodSandboxes | None  # cri: the runtime makes each pod a sandbox, with its containers' cgroups
-    resolv_conf: str  # the node's resolv.conf, the base of pods' own
-    on_change: Callable[[], None]
-    persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
-    metrics: PodMetrics
-
-
-class PodWorker:
-    def __init__(self, pod: StaticPod, services: NodeServices) -> None:
-        self.pod = pod
-        self.services = services
-        self.plan: ResourcePlan = plan_pod(pod, services.node, services.settings)
-        self.created_at = services.clock.now()
-        self.start_time: dt.datetime | None = None
-        self.terminating_since: dt.datetime | None = None
-        self.records: dict[str, ContainerRecord] = {}
-        has_init = bool(pod.pod.spec.init_containers)
-        for container in pod.pod.spec.init_containers or []:
-            self.records[container.name or ""] = ContainerRecord(
-                container.name or "", container.image or "", init=True, reason="PodInitializing")
-        for container in pod.pod.spec.containers or []:
-            self.records[container.name or ""] = ContainerRecord(
-                container.name or "", container.image or "", init=False,
-                reason="PodInitializing" if has_init else "ContainerCreating")
-        self._containers = {c.name or "": c for c in pod.pod.all_containers()}
-        self.transitions: dict[str, dt.datetime] = {}
-        self.volumes: volumes.PodVolumes | None = None
-        self.sandbox: Sandbox | None = None
-        self.running: dict[str, RunningContainer] = {}
-        self.backoff: dict[str, backoff.Backoff] = {}
-        self.pull_backoff: dict[str, backoff.Backoff] = {}
-        self.finished_monotonic: dict[str, float] = {}
-        self.adoptable: dict[str, dict[str, Any]] = {}  # saved running containers, from before a restart
-        self.rejection: Rejection | None = None  # not admitted (yet): why
-        self._admitted = asyncio.Event()
-        self._admitted.set()
-        self._ready = False
-        self._stopping = asyncio.Event()
-        self._save_scheduled = False
-        self._torn_down = False
-        self.done = asyncio.Event()
-
-    # -- what others read -------------------------------------------------------------------------
-
-    @property
-    def key(self) -> str:
-        return self.pod.key
+    def _persist(self) -> None:
+        self.services.persist(self)
 
     def log_files(self) -> list[LogFile]:
         """Each container's log files to keep bounded: the previous attempt's, and the current one's with its
@@ -145,17 +69,21 @@ class PodWorker:
         files = []
         for name, record in self.records.items():
             if record.restart_count > 0:
-                files.append(LogFile(self._log_path(name, record.restart_count - 1), None))
-            running = self.running.get(name)
+                files.append(LogFile(self.context.log_path(name, record.restart_count - 1), None))
+            running = self.slots[name].running
             if running is not None:
-                files.append(LogFile(self._log_path(name, record.restart_count), running.reopen_log))
+                files.append(LogFile(self.context.log_path(name, record.restart_count), running.reopen_log))
             elif record.container_id is not None and record.state is not State.RUNNING:  # that attempt has ended
-                files.append(LogFile(self._log_path(name, record.restart_count), None))
+                files.append(LogFile(self.context.log_path(name, record.restart_count), None))
         return files
 
-    def _log_path(self, container: str, attempt: int) -> str:
-        return container_log_path(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, container,
-                                  attempt)
+    @property
+    def runtime(self) -> Runtime:
+        return self.services.runtime
+
+    def running_container(self, name: str) -> RunningContainer | None:
+        record = self.records.get(name)
+        return self.slots[name].running if record is not None and record.state is State.RUNNING else None
 
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
@@ -166,37 +94,6 @@ class PodWorker:
                          reason=rejection.reason if rejection else None,
                          message=rejection.message if rejection else None)
         return pod_json(self.pod, list(self.records.values()), facts)
-
-    @property
-    def own_network(self) -> bool:
-        """The pod has a network namespace of its own (set up by nodeagent)."""
-        return self.services.networks is not None and not self.pod.pod.spec.host_network
-
-    @property
-    def addresses(self) -> PodAddresses:
-        """The node's address, and the pod's: its lease, or the node's for hostNetwork ("" before its lease)."""
-        node = self.services.addresses
-        if self.services.sandboxes is not None and not self.pod.pod.spec.host_network:
-            return replace(node, pod_ip=(self.sandbox.ip or "") if self.sandbox else "")
-        if not self.own_network:
-            return node
-        assert self.services.networks is not None
-        lease = self.services.networks.lease(self.pod.uid)
-        return replace(node, pod_ip=lease.ip if lease else "")
-
-    def object_ref(self, container: str | None = None) -> ObjectRef:
-        field_path = ""
-        if container is not None:
-            group = "initContainers" if self.records[container].init else "containers"
-            field_path = f"spec.{group}{{{container}}}"
-        return ObjectRef("Pod", self.pod.name, self.pod.namespace, self.pod.uid, field_path)
-
-    @property
-    def pod_label(self) -> str:
-        """format.Pod: name_namespace(uid), as the kubelet names pods in messages."""
-        return f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})"
-
-    # -- lifecycle ----------------------------------------------------------------------------------
 
     @property
     def admitted(self) -> bool:
@@ -232,6 +129,8 @@ class PodWorker:
         if self.terminating_since is None:
             self.terminating_since = self.services.clock.now()
             self._changed()
+        if self.state is not PodState.TERMINATED:
+            self.state = PodState.TERMINATING
         self._stopping.set()
 
     async def run(self) -> None:
@@ -246,17 +145,115 @@ class PodWorker:
                     life.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await life
-            await self._tear_down()
+                for stopping in list(self._stoppers):
+                    stopping.cancel()
+            await self._tear_down_until_done()
         finally:
             self.done.set()
 
     async def _live(self) -> None:
-        if not await self._until_admitted():
+        """Decide, act, wait for a change, decide again (lifecycle.compute_pod_actions), until the pod is
+        finished or stopping. The containers' attempts it started are awaited (stopping: they end as run()
+        terminates their containers) or, if the agent stops, cancelled, their containers left running."""
+        attempts: dict[str, asyncio.Task[None]] = {}
+        try:
+            await self._decide_and_act(attempts)
+            await asyncio.gather(*attempts.values())
+        finally:
+            for task in attempts.values():
+                task.cancel()
+            await asyncio.gather(*attempts.values(), return_exceptions=True)
+
+    async def _decide_and_act(self, attempts: dict[str, asyncio.Task[None]]) -> None:
+        while True:
+            actions = compute_pod_actions(self._desired(), self._observed())
+            if actions.state in (PodState.TERMINATING, PodState.TERMINATED):
+                return  # run() stops the containers (preStop, TERM, KILL), then tears the pod down
+            self._enter(actions.state)
+            if actions.state is PodState.PENDING:
+                if not await self._until_admitted():
+                    return
+                continue
+            if actions.set_up:
+                if not await self._set_up():
+                    return
+                for name in self.records:  # after an agent restart: what ran is taken back, what ended is known
+                    if self.slots[name].adoptable is not None:
+                        attempts[name] = asyncio.create_task(self._resume(self.slots[name].container),
+                                                             name=f"{self.key}/{name}")
+                    else:
+                        self._resumed(name)
+                continue
+            if actions.state in (PodState.SUCCEEDED, PodState.FAILED) and not attempts:
+                return  # finished: it stays listed until its manifest goes
+            for name in actions.start:
+                if name not in attempts:
+                    attempts[name] = asyncio.create_task(self._attempt(self.slots[name].container),
+                                                         name=f"{self.key}/{name}")
+            now = self.services.clock.monotonic()
+            for name, seen in ((name, slot.observed) for name, slot in self.slots.items()):
+                if seen.state is ContainerState.EXITED and (seen.retry_at or now) > now and name not in attempts:
+                    self._show_back_off(name)
+            await self._until_changed(attempts, actions.wake_at)
+
+    async def _until_changed(self, attempts: dict[str, asyncio.Task[None]], wake_at: float | None) -> None:
+        """Until an attempt ends (its container exited, or its start failed), the pod stops, or `wake_at`."""
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+        if wake_at is not None:
+            waits.add(asyncio.ensure_future(self.services.clock.sleep(wake_at - self.services.clock.monotonic())))
+        try:
+            await asyncio.wait({*waits, *attempts.values()}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        for name, task in list(attempts.items()):
+            if task.done():
+                del attempts[name]
+                task.result()  # a bug's exception ends the worker, as it did under a task group
+
+    def _resumed(self, name: str) -> None:
+        """After an agent restart, a container recorded as ended and not taken back: its lifecycle state, and
+        when it may restart (its saved crash-loop back-off)."""
+        record = self.records[name]
+        slot = self.slots[name]
+        if record.state is not State.TERMINATED or record.terminated is None or slot.adoptable is not None:
             return
-        if not await self._set_up():
-            return
-        if await self._run_init_containers():
-            await self._run_app_containers()
+        code = record.terminated.exit_code
+        now = self.services.clock.monotonic()
+        finished = slot.finished_at
+        wait = backoff.remaining(slot.backoff, finished, now) if finished is not None else 0.0
+        slot.observed = ObservedContainer(after_exit(self._policy(name), code), code, now + wait)
+
+    def _show_back_off(self, name: str) -> None:
+        """An exited container whose restart waits out the crash-loop back-off: CrashLoopBackOff."""
+        entry = self.slots[name].backoff
+        assert entry is not None  # a wait comes from a back-off
+        message = f"back-off {go_duration(entry.seconds)} restarting failed container={name} pod={self.pod_label}"
+        self._update(name, self.records[name].waiting("CrashLoopBackOff", message))
+        self.services.events.record(self.object_ref(name), WARNING, "BackOff",
+                                    f"Back-off restarting failed container {name} in pod {self.pod_label}")
+        self._move(name, ContainerEvent.BACK_OFF, retry_at=self.slots[name].observed.retry_at)
+
+    def _desired(self) -> DesiredPod:
+        containers = tuple(DesiredContainer(name, ContainerKind.INIT if record.init else ContainerKind.APP)
+                           for name, record in self.records.items())
+        return DesiredPod(containers, self.pod.pod.spec.restart_policy, stopping=self._stopping.is_set())
+
+    def _observed(self) -> ObservedPod:
+        return ObservedPod(now=self.services.clock.monotonic(), admitted=self.admitted,
+                           set_up=self.volumes is not None,
+                           containers={name: slot.observed for name, slot in self.slots.items()})
+
+    def _enter(self, state: PodState) -> None:
+        """The pod's lifecycle state; once its init containers have completed: Initialized."""
+        if state is PodState.RUNNING and self.state is not PodState.RUNNING:
+            if "Initialized" not in self.transitions:  # not again for a pod adopted after a restart
+                self._transition("Initialized")
+            for name, record in self.records.items():
+                if not record.init and record.reason == "PodInitializing":
+                    self._update(name, record.waiting("ContainerCreating"))
+        self.state = state
 
     async def _until_admitted(self) -> bool:
         """True once admitted; False if the pod is stopped first (never admitted, it has nothing to undo)."""
@@ -278,12 +275,13 @@ class PodWorker:
                 networks = self.services.networks
                 if self.own_network and networks is not None:
                     # Containers taken back after a restart run in their network already: keep it as it is.
-                    if not (self.adoptable and networks.resume(self.pod.uid)):
+                    to_adopt = any(slot.adoptable is not None for slot in self.slots.values())
+                    if not (to_adopt and networks.resume(self.pod.uid)):
                         await networks.set_up(self.pod.uid, name=self.pod.name, namespace=self.pod.namespace,
                                               host_ports=host_ports(self.pod))
                     self._changed()  # the pod has its IP
                 if self.services.sandboxes is not None:
-                    self.sandbox = await self.services.sandboxes.run_pod_sandbox(self._sandbox_spec())
+                    self.sandbox = await self.services.sandboxes.run_pod_sandbox(self.context.sandbox_spec())
                     self._changed()
                 self.volumes = await volumes.set_up(self.services.state_dir, self.pod, self.services.node)
             except (NodeAgentError, OSError) as exc:
@@ -299,435 +297,63 @@ class PodWorker:
             return True
         return False
 
-    async def _run_init_containers(self) -> bool:
-        """True when every init container has completed; False if the pod failed or is stopping."""
-        policy = "Never" if self.pod.pod.spec.restart_policy == "Never" else "OnFailure"
-        for container in self.pod.pod.spec.init_containers or []:
-            record = self.records[container.name or ""]
-            if record.state is State.TERMINATED and record.terminated and record.terminated.exit_code == 0:
-                continue  # completed before an agent restart
-            last = await self._supervise(container, policy)
-            if last is None or last.exit_code != 0:
-                return False
-        if "Initialized" not in self.transitions:  # not again for a pod adopted after a restart
-            self._transition("Initialized")
-        for container in self.pod.pod.spec.containers or []:
-            name = container.name or ""
-            if self.records[name].reason == "PodInitializing":
-                self._update(name, reason="ContainerCreating")
-        return True
-
-    async def _run_app_containers(self) -> None:
-        policy = self.pod.pod.spec.restart_policy
-        async with asyncio.TaskGroup() as group:
-            for container in self.pod.pod.spec.containers or []:
-                group.create_task(self._supervise(container, policy), name=f"{self.key}/{container.name}")
-
-    async def _supervise(self, container: Container, policy: str) -> ContainerExit | None:
-        """Run a container until it should not be restarted (or the pod stops); its last exit."""
-        name = container.name or ""
-        last = await self._resume(container)
-        if last is not None and not should_restart(policy, last.exit_code):
-            return last
-        while not self._stopping.is_set():
-            if name in self.finished_monotonic and await self._back_off(name):
-                return last
-            try:
-                running = await self._start(container)
-            except (NodeAgentError, OSError) as exc:  # any failure of a start is reported and retried
-                failure = exc if isinstance(exc, RuntimeStartError) else RuntimeStartError("CreateContainerError",
-                                                                                            str(exc))
-                if await self._start_failed(container, failure):
-                    return last
-                continue
-            self.pull_backoff.pop(name, None)
-            await self._post_start(container, running)
-            last = await self._watch(name, running)
-            if not should_restart(policy, last.exit_code):
-                return last
-        return last
-
-    async def _start_failed(self, container: Container, exc: RuntimeStartError) -> bool:
-        """Nothing ran, so no crash loop. A failed pull backs off as the kubelet's image back-off does
-        (ErrImagePull, then ImagePullBackOff for 10 s doubling to 300 s); any other failure keeps its
-        reason and is retried at the kubelet's sync back-off. True if the pod stopped meanwhile."""
-        name = container.name or ""
-        ref = self.object_ref(name)
-        events = self.services.events
-        if exc.reason != "ErrImagePull":
-            self._update(name, state=State.WAITING, reason=exc.reason, message=exc.message)
-            if exc.reason == "ErrImageNeverPull":
-                events.record(ref, WARNING, "ErrImageNeverPull", exc.message)
-            detail = exc.reason if exc.reason in IMAGE_ERRORS else exc.message
-            events.record(ref, WARNING, "Failed", f"Error: {detail}")
-            return await self._sleep_or_stop(START_RETRY_SECONDS)
-        now = self.services.clock.monotonic()
-        entry = backoff.next_backoff(self.pull_backoff.get(name), now, now)
-        self.pull_backoff[name] = entry
-        self._update(name, state=State.WAITING, reason="ErrImagePull", message=exc.message)
-        events.record(ref, WARNING, "Failed", f'Failed to pull image "{container.image}": {exc.message}')
-        events.record(ref, WARNING, "Failed", "Error: ErrImagePull")
-        if await self._sleep_or_stop(min(PULL_ERROR_SHOWN_SECONDS, entry.seconds)):
-            return True
-        self._update(name, reason="ImagePullBackOff", message=f'Back-off pulling image "{container.image}"')
-        events.record(ref, NORMAL, "BackOff", f'Back-off pulling image "{container.image}"')
-        return await self._sleep_or_stop(max(entry.seconds - PULL_ERROR_SHOWN_SECONDS, 0))
-
-    async def _post_start(self, container: Container, running: RunningContainer) -> None:
-        """postStart runs right after the start; if it fails the container is killed, as the kubelet does."""
-        handler = container.lifecycle.post_start if container.lifecycle else None
-        if handler is None:
-            return
-        error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.addresses.pod_ip,
-                               timeout=float(self.pod.pod.spec.termination_grace_period_seconds or MIN_GRACE_SECONDS))
-        if error is not None:
-            name = container.name or ""
-            self.services.events.record(self.object_ref(name), WARNING, "FailedPostStartHook",
-                                        f"{error} in Pod \"{self.pod_label}\"")
-            running.kill()
-
-    async def _resume(self, container: Container) -> ContainerExit | None:
-        """After an agent restart: take the container back, or learn how it ended meanwhile."""
-        name = container.name or ""
-        record = self.records[name]
-        saved = self.adoptable.get(name)
-        if saved is not None:
-            spec = self._container_spec(container, record.restart_count)
-            outcome = await self.services.runtime.adopt(spec, saved)
-            del self.adoptable[name]  # only now: a save while adopt() runs must still know the container
-            if isinstance(outcome, ContainerExit):
-                log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
-                         outcome.exit_code)
-                return await self._record_exit(name, outcome, record.started_at, record.container_id)
-            self.running[name] = outcome
-            if record.container_id != outcome.container_id:  # found running, its saved state lost
-                probed = container.readiness_probe is not None or container.startup_probe is not None
-                self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
-                             container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
-            log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
-            self._stop_if_stopping(outcome)
-            return await self._watch(name, outcome)
-        if record.state is State.TERMINATED and record.terminated is not None:
-            ended = record.terminated
-            return ContainerExit(ended.exit_code, ended.finished_at, oom_killed=ended.reason == "OOMKilled")
-        return None
-
-    async def _back_off(self, name: str) -> bool:
-        """Wait out the crash-loop back-off if it applies; True if the pod stopped meanwhile."""
-        finished = self.finished_monotonic[name]
-        entry = self.backoff.get(name)
-        now = self.services.clock.monotonic()
-        if backoff.in_backoff(entry, finished, now):
-            assert entry is not None
-            self._update(name, state=State.WAITING, reason="CrashLoopBackOff",
-                         message=f"back-off {go_duration(entry.seconds)} restarting failed container={name} "
-                                 f"pod={self.pod_label}")
-            self.services.events.record(self.object_ref(name), WARNING, "BackOff",
-                                        f"Back-off restarting failed container {name} in pod {self.pod_label}")
-            if await self._sleep_or_stop(backoff.remaining(entry, finished, now)):
-                return True
-        self.backoff[name] = backoff.next_backoff(entry, finished, self.services.clock.monotonic())
-        return False
-
-    async def _start(self, container: Container) -> RunningContainer:
-        name = container.name or ""
-        record = self.records[name]
-        attempt = record.restart_count + (1 if record.container_id is not None else 0)
-        refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
-        spec = self._container_spec(container, attempt)
-        services = self.services
-        image_id = await self._ensure_image(container, spec)
-        if self.volumes is not None:
-            await self.volumes.prepare_subpaths(container)
-        if services.runtime.host_mount_points and spec.mounts:
-            volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts)
-        own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
-        if own_cgroup:
-            await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
-            await services.cgroups.apply([spec.cgroup])
-        try:
-            running = await services.runtime.start(spec)
-        except RuntimeStartError:
-            if own_cgroup:
-                await services.cgroups.remove([spec.cgroup.path])
-            raise
-        self.running[name] = running
-        previous = record.terminated or record.last_termination
-        probed = container.readiness_probe is not None or container.startup_probe is not None
-        self._update(name, state=State.RUNNING, reason=None, message=None, started_at=running.started_at,
-                     container_id=running.container_id, pid=running.pid, restart_count=attempt,
-                     terminated=None, last_termination=previous, ready=not probed, image_id=image_id)
-        services.metrics.container_started(init=record.init)
-        services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
-        services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
-        self._stop_if_stopping(running)
-        return running
-
-    def _stop_if_stopping(self, running: RunningContainer) -> None:
-        """A container that came (or came back) after the pod's termination began, which it missed: SIGTERM
-        now, SIGKILL after the grace period."""
-        if not self._stopping.is_set():
-            return
-        running.signal(signal.SIGTERM)
-        grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-        asyncio.get_running_loop().call_later(grace, running.kill)
-
-    async def _ensure_image(self, container: Container, spec: ContainerSpec) -> str:
-        """The image, pulled if its policy says so, with the kubelet's events; its digest reference."""
-        ref = self.object_ref(container.name or "")
-        events = self.services.events
-
-        def on_pull() -> None:
-            events.record(ref, NORMAL, "Pulling", f'Pulling image "{spec.image}"')
-
-        ready = await self.services.runtime.ensure_image(spec, on_pull)
-        if ready is None:
-            return ""
-        if ready.pulled:
-            took = go_duration(ready.seconds)
-            events.record(ref, NORMAL, "Pulled", f'Successfully pulled image "{spec.image}" in {took} ({took} '
-                                                 f"including waiting). Image size: {ready.size_bytes} bytes.")
-        else:
-            events.record(ref, NORMAL, "Pulled", f'Container image "{spec.image}" already present on machine')
-        return ready.image_ref
-
-    async def _watch(self, name: str, running: RunningContainer) -> ContainerExit:
-        container = self._containers[name]
-        probing = None
-        if any((container.startup_probe, container.liveness_probe, container.readiness_probe)):
-            probing = asyncio.create_task(run_probes(
-                container, runtime=self.services.runtime, running=running, pod_ip=self.addresses.pod_ip,
-                callbacks=self._probe_callbacks(name, running)), name=f"probes {self.key}/{name}")
-        try:
-            exit_ = await running.wait()
-        finally:
-            if probing is not None:
-                probing.cancel()
-                await asyncio.gather(probing, return_exceptions=True)
-        return await self._record_exit(name, exit_, running.started_at, running.container_id)
-
-    def _probe_callbacks(self, name: str, running: RunningContainer) -> ProbeCallbacks:
-        ref = self.object_ref(name)
-        events = self.services.events
-
-        def ready(value: bool) -> None:
-            if self.records[name].state is State.RUNNING:
-                self._update(name, ready=value)
-
-        def failed(kind: str, result: ProbeResult) -> None:
-            events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
-
-        async def kill(message: str) -> None:
-            events.record(ref, NORMAL, "Killing", message)
-            running.signal(signal.SIGTERM)
-            grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-            deadline = self.services.clock.monotonic() + grace
-            while name in self.running and self.services.clock.monotonic() < deadline:
-                await self.services.clock.sleep(0.05)
-            running.kill()
-
-        return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
-
-    async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
-                           container_id: str | None) -> ContainerExit:
-        self.running.pop(name, None)
-        elapsed = (self.services.clock.now() - exit_.finished_at).total_seconds()
-        self.finished_monotonic[name] = self.services.clock.monotonic() - max(elapsed, 0.0)
-        reason = termination_reason(exit_.exit_code, exit_.oom_killed, exit_.unknown)
-        message = "The container could not be located when the pod was terminated" if exit_.unknown else None
-        termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
-                                  finished_at=exit_.finished_at, container_id=container_id, message=message)
-        self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
-                     terminated=termination, ready=False)
-        if exit_.oom_killed:
-            self.services.metrics.oom_kill()
-            victim = f"Killed process {exit_.oom_victim}" if exit_.oom_victim else "a process was killed"
-            self.services.events.record(
-                self.object_ref(name), WARNING, "OOMKilling",
-                f"Memory cgroup out of memory: {victim} in container {name} of pod {self.pod_label}")
-        if self.services.sandboxes is None:
-            try:
-                await self.services.cgroups.remove([self.plan.container(name).path])
-            except NodeAgentError as exc:
-                log.warning("pod=%s container=%s: removing its cgroup: %s", self.key, name, exc)
-        return exit_
-
-    def _sandbox_spec(self) -> PodSandboxSpec:
-        services, spec, meta = self.services, self.pod.pod.spec, self.pod.pod.metadata
-        settings = services.settings
-        parent = self.plan.pod.path if self.plan.pod else paths.spell(paths.node_name(settings), settings.cgroup_driver)
-        return PodSandboxSpec(
-            name=self.pod.name, namespace=self.pod.namespace, uid=self.pod.uid,
-            hostname=pod_hostname(spec.hostname or self.pod.name),
-            log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
-            cgroup_parent=parent, host_network=spec.host_network,
-            dns=pod_dns_of(spec, _read(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
-            labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
-            privileged=any(c.security_context is not None and c.security_context.privileged
-                           for c in [*(spec.init_containers or []), *(spec.containers or [])]),
-            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec))
-
-    def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
-        services = self.services
-        name = container.name or ""
-        addresses = self.addresses
-        env = container_env(self.pod, container, addresses, services.node)
-        command, args = command_line(container, env)
-        cgroup = self.plan.container(name)
-        mounts = self.volumes.mounts(container) if self.volumes is not None else ()
-        hostname = pod_hostname(self.pod.pod.spec.hostname or self.pod.name)
-        netns = None
-        if self.own_network:
-            assert services.networks is not None
-            lease = services.networks.lease(self.pod.uid)
-            if lease is None:  # never on the host's network by mistake
-                raise RuntimeStartError("CreateContainerError", "the pod's network is gone (no address lease)")
-            netns = lease.netns
-        spec = self.pod.pod.spec
-        own_ip = self.own_network or (services.sandboxes is not None and not spec.host_network)
-        hosts, resolv = etc_files(spec, hostname, addresses.pod_ip if own_ip else None,
-                                  _read(services.resolv_conf), _read("/etc/hosts") if spec.host_aliases else "")
-        if services.sandboxes is not None and hosts is not None and self.volumes is not None:
-            mounts = (*mounts, volumes.etc_hosts_mount(self.volumes.pod_dir, hosts))  # as the kubelet's etc-hosts
-        return ContainerSpec(
-            pod_name=self.pod.name, pod_namespace=self.pod.namespace, pod_uid=self.pod.uid, name=name,
-            attempt=attempt, image=container.image or "", command=command, args=args, env=env,
-            working_dir=container.working_dir,
-            mounts=mounts, cgroup=cgroup, oom_score_adj=cgroup.oom_score_adj,
-            log_path=self._log_path(name, attempt),
-            hostname=hostname, netns=netns, hosts_file=hosts, resolv_conf=resolv,
-            monitor_cgroup=self.plan.monitor.path if self.plan.monitor else None,
-            pull_policy=container.image_pull_policy or "IfNotPresent",
-            stdin=bool(container.stdin), stdin_once=bool(container.stdin_once), tty=bool(container.tty),
-            **security_fields(self.pod.pod.spec, container, services.state_dir),
-        )
-
     async def _terminate_containers(self) -> None:
         """preStop hooks, then SIGTERM to every running container, SIGKILL to those alive after the grace
         period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
         grace = float(self.pod.pod.spec.termination_grace_period_seconds)
         started = self.services.clock.monotonic()
-        running = dict(self.running)
+        running = {name: slot.running for name, slot in self.slots.items() if slot.running is not None}
         for name in running:
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
         await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
-        for container in running.values():
-            container.signal(signal.SIGTERM)
         left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
-        deadline = self.services.clock.monotonic() + left
-        while self.running and self.services.clock.monotonic() < deadline:
-            await self.services.clock.sleep(0.05)
-        for container in list(self.running.values()):
-            container.kill()
+        await stop_gracefully(self.services.clock, list(running.values()), left,
+                              lambda c: any(slot.running is c for slot in self.slots.values()))
 
     async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
-        container = self._containers[name]
+        container = self.slots[name].container
         handler = container.lifecycle.pre_stop if container.lifecycle else None
         if handler is None or grace <= 0:
             return
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.addresses.pod_ip, timeout=grace)
+                               pod_ip=self.addresses.pod_ip, timeout=grace, clock=self.services.clock)
         if error is not None:
             self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
                                         f"PreStopHook failed: {error}")
 
-    async def _tear_down(self) -> None:
+    async def _tear_down_until_done(self) -> None:
+        """Tear the pod down, retried with a doubling delay (1 s to 30 s) while a part of it cannot be removed
+        (containerd down, a busy cgroup): the pod stays listed as terminating meanwhile. If the agent stops
+        first, the state is kept and the next agent start tries again."""
+        delay = SETUP_RETRY_SECONDS[0]
+        while not await self._tear_down():
+            await self.services.clock.sleep(delay)
+            delay = min(delay * 2, SETUP_RETRY_SECONDS[1])
+
+    async def _tear_down(self) -> bool:
+        """Sandbox, cgroups and network removed (then volumes and logs); False if one of them could not be."""
         services = self.services
-        if services.sandboxes is not None:
-            try:
-                await services.sandboxes.remove_pod_sandbox(self.pod.uid)
-            except NodeAgentError as exc:
-                log.error("pod=%s: removing its sandbox: %s", self.key, exc)
-                return  # keep the state: the next agent start tries again
-        cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
         try:
+            if services.sandboxes is not None:
+                await services.sandboxes.remove_pod_sandbox(self.pod.uid)
+            cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
             await services.cgroups.remove(cgroups)
-        except NodeAgentError as exc:
-            log.error("pod=%s: removing its cgroups: %s", self.key, exc)
-            return  # keep the state: the next agent start tries again
-        if self.own_network:
-            assert services.networks is not None
-            try:
+            if self.own_network:
+                assert services.networks is not None
                 await services.networks.tear_down(self.pod.uid)
-            except NodeAgentError as exc:
-                log.error("pod=%s: removing its network: %s", self.key, exc)
-                return
-        self._torn_down = True
+        except NodeAgentError as exc:
+            log.error("pod=%s: tearing it down (tried again later): %s", self.key, exc)
+            return False
+        self.state = PodState.TERMINATED  # its state is no longer saved: the next agent has nothing to take back
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
-        volumes.remove_mount_points(directory)
+        await asyncio.to_thread(volumes.remove_mount_points, directory)
         try:
             await volumes.tear_down(services.state_dir, self.pod.uid)
         except NodeAgentError as exc:
             log.error("pod=%s: removing its volumes: %s", self.key, exc)
         log_dir = pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid)
         await asyncio.to_thread(shutil.rmtree, log_dir, True)
+        return True
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    async def _sleep_or_stop(self, seconds: float) -> bool:
-        """Sleep, or less if the pod is stopped; True if it was."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return self._stopping.is_set()
-
-    def _update(self, name: str, **changes: Any) -> None:
-        before = self.records[name]
-        if changes.get("state") is State.WAITING and before.terminated is not None:
-            changes.update(terminated=None, last_termination=before.terminated)  # waiting to restart
-        after = replace(before, **changes)
-        self.records[name] = after
-        if after.state is not before.state or after.reason != before.reason:
-            log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,
-                     _label(before), _label(after), _reason(after))
-        ready = all(r.ready for r in self.records.values() if not r.init)
-        if ready != self._ready:
-            self._ready = ready
-            if ready and "Ready" not in self.transitions:
-                self.services.metrics.pod_started((self.services.clock.now() - self.created_at).total_seconds())
-            self._transition("Ready")
-            self._transition("ContainersReady")
-        self._changed()
-
-    def _transition(self, condition: str) -> None:
-        self.transitions[condition] = self.services.clock.now()
-
-    def _changed(self) -> None:
-        """Tell the agent, and save the state once this turn of the event loop is over."""
-        self.services.on_change()
-        if not self._save_scheduled:
-            self._save_scheduled = True
-            asyncio.get_running_loop().call_soon(self._save)
-
-    def _save(self) -> None:
-        self._save_scheduled = False
-        if not self._torn_down:
-            self.services.persist(self)
-
-
-def host_ports(pod: StaticPod) -> list[HostPort]:
-    """The ports the pod's containers publish on the node (the kubelet's port mappings)."""
-    return [HostPort(container_port=port.container_port or 0, host_port=port.host_port, protocol=port.protocol,
-                     host_ip=port.host_ip)
-            for container in pod.pod.spec.containers or [] for port in container.ports or []
-            if port.host_port]
-
-
-def _read(path: str) -> str:
-    """The node's resolv.conf or hosts file; a node without one gives its pods none of its entries."""
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError as exc:
-        log.warning("reading %s for the pods' /etc files: %s", path, exc.strerror)
-        return ""
-
-
-def _label(record: ContainerRecord) -> str:
-    return record.state.value.capitalize()
-
-
-def _reason(record: ContainerRecord) -> str:
-    if record.state is State.TERMINATED and record.terminated is not None:
-        return f"{record.terminated.reason} exitCode={record.terminated.exit_code}"
-    return record.reason or "-"

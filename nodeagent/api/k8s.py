@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.errors import NodeAgentError
 
 
 def _to_quantity(raw: object) -> Quantity:
@@ -41,6 +42,14 @@ QuantityField = Annotated[
 ]
 ResourceList = dict[str, QuantityField]
 IntOrString = int | str
+
+
+def validated_name(name: str | None, what: str) -> str:
+    """The name of a container, volume or volumeMount of a validated pod: validation refuses one without a name,
+    so from a StaticPod on it is never None. One that was never validated raises instead."""
+    if name is None:
+        raise NodeAgentError(f"{what} without a name: its pod was not validated")
+    return name
 
 
 class K8sModel(BaseModel):

@@ -19,9 +19,9 @@ from nodeagent.api.k8s import (
     ResourceFieldSelector,
     ResourceList,
     is_quantity,
+    validated_name,
 )
 from nodeagent.api.model_volumes import Volume
-from nodeagent.errors import NodeAgentError
 
 
 class ObjectMeta(K8sModel):
@@ -90,6 +90,10 @@ class VolumeMount(K8sModel):
     read_only: bool = False
     sub_path: str | None = None
     mount_propagation: str | None = None
+
+    @property
+    def valid_name(self) -> str:
+        return validated_name(self.name, "a volumeMount")
 
 
 class ExecAction(K8sModel):
@@ -256,11 +260,7 @@ class Container(K8sModel):
 
     @property
     def valid_name(self) -> str:
-        """The name of a container of a validated pod: validation refuses a container without one, so from
-        a StaticPod on the name is never None. A container that was never validated raises instead."""
-        if self.name is None:
-            raise NodeAgentError("a container without a name: its pod was not validated")
-        return self.name
+        return validated_name(self.name, "a container")
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from nodeagent.api.k8s import K8sModel, ObjectFieldSelector, QuantityField, ResourceFieldSelector
+from nodeagent.api.k8s import K8sModel, ObjectFieldSelector, QuantityField, ResourceFieldSelector, validated_name
 
 
 class EmptyDirVolumeSource(K8sModel):
@@ -64,6 +64,10 @@ UNSUPPORTED_VOLUME_SOURCES = {
 
 class Volume(K8sModel):
     name: str | None = None
+
+    @property
+    def valid_name(self) -> str:
+        return validated_name(self.name, "a volume")
     empty_dir: EmptyDirVolumeSource | None = None
     host_path: HostPathVolumeSource | None = None
     # Refused (UNSUPPORTED_VOLUME_SOURCES), never ignored.

@@ -1,6 +1,6 @@
 """What the agent asks of a container runtime: start a container from a spec, then watch it.
 
-The agent sees only these types; nodeagent.agent.app.make_runtime picks the implementation.
+The agent sees only these types; nodeagent.agent.factories.make_runtime picks the implementation.
 """
 
 from __future__ import annotations
@@ -94,13 +94,38 @@ class ExecResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AdoptionRecord:
+    """What a runtime saves (in the pod's state file) to take a container back after an agent restart.
+
+    `container_id` is the runtime's own ID (process and runc: the name of its bundle in the state directory,
+    which the agent keeps while a record refers to it; cri: containerd's), `details` the rest, which only that
+    runtime reads. Stored as {"ociId" | "criId": id, **details}, as earlier agents did."""
+
+    container_id: str
+    bundle: bool  # the container has a bundle in the state directory (process, runc)
+    details: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ociId" if self.bundle else "criId": self.container_id, **self.details}
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> AdoptionRecord:
+        """The record, or ValueError for data that is not one (a damaged state file)."""
+        bundle = "ociId" in data
+        container_id = data.get("ociId" if bundle else "criId")
+        if not isinstance(container_id, str):
+            raise ValueError(f"not a saved container: {sorted(data)}")
+        return AdoptionRecord(container_id, bundle, {k: v for k, v in data.items() if k not in ("ociId", "criId")})
+
+
+@dataclass(frozen=True, slots=True)
 class FoundContainer:
     """A running container found from the runtime's own records (its monitor's files, its labels), for a pod
     whose saved state the agent lost: what adopt() takes to watch it again."""
 
     name: str
     attempt: int  # its restart count, as its log file is named
-    saved: Mapping[str, Any]
+    saved: AdoptionRecord
 
 
 class RunningContainer(Protocol):
@@ -119,7 +144,7 @@ class RunningContainer(Protocol):
     def kill(self) -> None:
         """SIGKILL every process of the container."""
 
-    def saved(self) -> dict[str, Any]:
+    def saved(self) -> AdoptionRecord:
         """What to store so that the runtime can adopt this container after an agent restart."""
 
     async def reopen_log(self) -> bool:
@@ -137,7 +162,7 @@ class Runtime(Protocol):
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         """Start the container; RuntimeStartError (with Kubernetes' reason) when it cannot."""
 
-    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+    async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> RunningContainer | ContainerExit:
         """Take back a container started before an agent restart: still running, or how it ended."""
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
@@ -220,6 +245,18 @@ class PodSandboxes(Protocol):
 
     async def clean_up(self, known_uids: set[str]) -> list[str]:
         """Remove the sandboxes of nodeagent's pods that are not in `known_uids`; what was removed."""
+
+
+@runtime_checkable
+class ContainerBundles(Protocol):
+    """A runtime whose containers have bundles in the state directory (process, runc), named by their
+    AdoptionRecord's container_id."""
+
+    def bundles(self) -> set[str]:
+        """The bundles on disk now (blocking)."""
+
+    def abandon(self, bundle: str) -> None:
+        """Kill what a start cut short left of the bundle's container, then remove the bundle (blocking)."""
 
 
 @runtime_checkable

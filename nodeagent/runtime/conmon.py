@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import psutil
 
 from nodeagent.errors import RuntimeStartError
-from nodeagent.runtime.base import FoundContainer
+from nodeagent.runtime.base import AdoptionRecord, FoundContainer
 from nodeagent.runtime.procinfo import ProcessIdentity
 
 log = logging.getLogger(__name__)
@@ -186,11 +186,31 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
                                   os.path.basename(os.path.dirname(log_path)), os.path.basename(log_path))
         if not (ours and pod_dir.endswith(f"_{pod_uid}") and attempt.removesuffix(".log").isdigit()):
             continue
-        saved = {"ociId": container_id, "conmon": ProcessIdentity.of(conmon_pid).to_json(),
-                 "container": ProcessIdentity.of(pid).to_json(),
-                 "startedAt": dt.datetime.fromtimestamp(started, dt.UTC).isoformat()}
+        monitored = Monitored(container_id, ProcessIdentity.of(conmon_pid), ProcessIdentity.of(pid))
+        saved = adoption_record(monitored, dt.datetime.fromtimestamp(started, dt.UTC))
         found.append(FoundContainer(name, int(attempt.removesuffix(".log")), saved))
     return found
+
+
+def adoption_record(monitored: Monitored, started_at: dt.datetime) -> AdoptionRecord:
+    """What the agent saves of a container under conmon: its bundle, both processes, its start."""
+    return AdoptionRecord(monitored.container_id, True, {
+        "conmon": monitored.conmon.to_json(), "container": monitored.container.to_json(),
+        "startedAt": started_at.isoformat()})
+
+
+def adopted(saved: AdoptionRecord) -> tuple[Monitored, dt.datetime]:
+    """The container under conmon an AdoptionRecord names, and its start."""
+    details = saved.details
+    return (Monitored(saved.container_id, ProcessIdentity.from_json(details["conmon"]),
+                      ProcessIdentity.from_json(details["container"])),
+            dt.datetime.fromisoformat(details["startedAt"]))
+
+
+def bundles(layout: ConmonLayout) -> set[str]:
+    """The container bundles on disk now."""
+    directory = os.path.join(layout.state_dir, "containers")
+    return set(os.listdir(directory)) if os.path.isdir(directory) else set()
 
 
 def _read_pid(path: str) -> int:

@@ -16,14 +16,13 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.cgroups.oom import OOMWatch
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon, conmon_attach
-from nodeagent.runtime.base import ContainerExit, ContainerSpec
+from nodeagent.runtime.base import AdoptionRecord, ContainerExit, ContainerSpec
 from nodeagent.runtime.conmon_attach import ConmonAttach
 
 log = logging.getLogger(__name__)
@@ -58,10 +57,9 @@ class MonitoredContainer:
         self._since = time.monotonic()  # this attempt's OOM kills are the kernel log's records after this
         self._pidfd: int | None = None
 
-    def saved(self) -> dict[str, Any]:
+    def saved(self) -> AdoptionRecord:
         """What the agent stores to take this container back after a restart."""
-        return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
-                "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
+        return conmon.adoption_record(self.monitored, self.started_at)
 
     async def attach(self, *, stdin: bool) -> ConmonAttach:
         """kubectl attach: through conmon's attach socket (nodeagent.runtime.conmon_attach)."""

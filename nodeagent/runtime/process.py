@@ -33,7 +33,6 @@ import secrets
 import shlex
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
@@ -41,6 +40,7 @@ from nodeagent.durable import write_atomically
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.runtime import conmon
 from nodeagent.runtime.base import (
+    AdoptionRecord,
     ContainerExit,
     ContainerSpec,
     ExecResult,
@@ -51,7 +51,7 @@ from nodeagent.runtime.base import (
 from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import available_capabilities
-from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.podfiles import OomScoreAdj, bundle_path, write_bundle_files
 from nodeagent.runtime.security import refuse_unsupported, setpriv_argv, verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
 
@@ -119,7 +119,7 @@ class ProcessRuntime:
         self.layout = conmon.ConmonLayout(state_dir)
         self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
         self.capabilities = available_capabilities()
-        self._oom_adj_warned = False
+        self.oom_score_adj = OomScoreAdj(self.capabilities)
         self._install_oci_runtime()
 
     def _install_oci_runtime(self) -> None:
@@ -166,11 +166,9 @@ class ProcessRuntime:
                                 what="preparing the process: ")
         return container
 
-    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+    async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> RunningContainer | ContainerExit:
         """Take a container back after an agent restart: watch it if it runs, else say how it ended."""
-        monitored = conmon.Monitored(saved["ociId"], ProcessIdentity.from_json(saved["conmon"]),
-                                     ProcessIdentity.from_json(saved["container"]))
-        started_at = dt.datetime.fromisoformat(saved["startedAt"])
+        monitored, started_at = conmon.adopted(saved)
         container = self._container(spec, monitored, started_at)
         if monitored.conmon.alive():
             container.watch()
@@ -179,6 +177,12 @@ class ProcessRuntime:
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
+
+    def bundles(self) -> set[str]:
+        return conmon.bundles(self.layout)
+
+    def abandon(self, bundle: str) -> None:
+        conmon.abandon(self.layout, bundle)
 
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:
@@ -225,22 +229,14 @@ class ProcessRuntime:
                 *setpriv_argv(running.spec, self.capabilities), *command]
 
     def _set_oom_score_adj(self, pid: int, value: int | None) -> None:
-        """Set it; where the kernel refuses (no CAP_SYS_RESOURCE for a negative value), keep the
-        nearest allowed value, the inherited one, and say so once."""
-        if value is None:
+        allowed = self.oom_score_adj.allowed(value)
+        if allowed is None:
             return
-        path = f"/proc/{pid}/oom_score_adj"
         try:
-            with open(path, "w") as handle:
-                handle.write(str(value))
-        except PermissionError:
-            with open(path) as handle:
-                kept = handle.read().strip()
-            if not self._oom_adj_warned:
-                log.warning("oom_score_adj %d refused by the kernel (no CAP_SYS_RESOURCE?): containers keep %s, "
-                            "the nearest allowed value; the plan's value stays what the kubelet would set",
-                            value, kept)
-                self._oom_adj_warned = True
+            with open(f"/proc/{pid}/oom_score_adj", "w") as handle:
+                handle.write(str(allowed))
+        except PermissionError as exc:  # a kernel stricter than the capability said: the inherited value stays
+            log.warning("oom_score_adj %d of pid %d: %s", allowed, pid, exc.strerror)
 
 
 async def release(bundle: str) -> None:
@@ -266,28 +262,22 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     return {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname, **spec.env}
 
 
-def pod_files(spec: ContainerSpec, bundle: str) -> dict[str, tuple[str, str]]:
-    """The pod's own /etc files: {container path: (file in the bundle, content)}; none for hostNetwork."""
-    files = {"/etc/hosts": ("hosts", spec.hosts_file), "/etc/resolv.conf": ("resolv.conf", spec.resolv_conf)}
-    return {target: (os.path.join(bundle, name), text) for target, (name, text) in files.items() if text is not None}
+def pod_files(spec: ContainerSpec) -> dict[str, str]:
+    """The pod's own /etc files: {container path: content}; none for hostNetwork."""
+    files = {"/etc/hosts": spec.hosts_file, "/etc/resolv.conf": spec.resolv_conf}
+    return {target: text for target, text in files.items() if text is not None}
 
 
 def _write_bundle(spec: ContainerSpec, bundle: str, script: str) -> None:
     """The bundle (its start FIFO, the pod's /etc files, the run script) and the log's directory: blocking."""
     os.makedirs(bundle, mode=0o700)
     os.mkfifo(os.path.join(bundle, "start"), 0o600)
-    write_pod_files(spec, bundle)
+    write_bundle_files(bundle, pod_files(spec))
+    if spec.netns is not None:
+        os.mkdir(os.path.join(bundle, "sys"), 0o700)
     with open(os.path.join(bundle, "run"), "w") as handle:
         handle.write(script)
     os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
-
-
-def write_pod_files(spec: ContainerSpec, bundle: str) -> None:
-    for path, text in pod_files(spec, bundle).values():
-        with open(path, "w") as handle:
-            handle.write(text)
-    if spec.netns is not None:
-        os.mkdir(os.path.join(bundle, "sys"), 0o700)
 
 
 def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str, setpriv: Sequence[str]) -> list[str]:
@@ -307,7 +297,7 @@ def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str, setp
         raise RuntimeStartError("RunContainerError", f'chdir to cwd ("{workdir}") set in config failed: '
                                                      "no such file or directory")
     binds = [(m.host_path, m.container_path, "ro" if m.read_only else "rw") for m in spec.mounts]
-    binds += [(source, target, "rw") for target, (source, _) in pod_files(spec, bundle).items()]
+    binds += [(bundle_path(bundle, target), target, "rw") for target in pod_files(spec)]
     sysfs = os.path.join(bundle, "sys") if spec.netns is not None else ""
     prefix = ["nsenter", f"--net={spec.netns}", "--"] if spec.netns is not None else []
     if binds or sysfs or spec.read_only_root:

@@ -28,7 +28,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nodeagent.cgroups.driver import CgroupDriver
@@ -39,6 +39,7 @@ from nodeagent.images.overlay import mount_rootfs, unmount
 from nodeagent.images.store import Image, ImageStore, PullPolicy
 from nodeagent.runtime import conmon
 from nodeagent.runtime.base import (
+    AdoptionRecord,
     ContainerExit,
     ContainerSpec,
     ExecResult,
@@ -52,7 +53,7 @@ from nodeagent.runtime.image_user import resolve_user
 from nodeagent.runtime.monitored import MonitoredContainer, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
-from nodeagent.runtime.procinfo import ProcessIdentity
+from nodeagent.runtime.podfiles import OomScoreAdj, write_bundle_files
 from nodeagent.runtime.seccomp import oci_seccomp
 from nodeagent.runtime.security import refuse_terminal, verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
@@ -77,7 +78,7 @@ class RuncRuntime:
         self.runc: OCIRuntime = find_oci_runtime(runc_path, state_dir=state_dir, systemd_cgroup=systemd_cgroup)
         self.capabilities = available_capabilities()
         self._live: set[str] = set()  # containers this agent started or adopted and has not removed
-        self._oom_warned = False
+        self.oom_score_adj = OomScoreAdj(self.capabilities)
         self._capabilities_warned = False
 
     # -- the Runtime protocol ---------------------------------------------------------------------------
@@ -118,12 +119,11 @@ class RuncRuntime:
         await container.let_run(self.runc.run("start", oci_id), failures=(NodeAgentError,), what="")
         return container
 
-    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
+    async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> RunningContainer | ContainerExit:
         """Running: watched again. Ended while the agent was away: conmon's exit file says how, then removed."""
-        monitored = conmon.Monitored(saved["ociId"], ProcessIdentity.from_json(saved["conmon"]),
-                                     ProcessIdentity.from_json(saved["container"]))
+        monitored, started_at = conmon.adopted(saved)
         self._live.add(monitored.container_id)
-        container = self._container(spec, monitored, dt.datetime.fromisoformat(saved["startedAt"]))
+        container = self._container(spec, monitored, started_at)
         if monitored.conmon.alive():
             container.watch()
             return container
@@ -131,8 +131,14 @@ class RuncRuntime:
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         found = await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
-        self._live.update(str(f.saved["ociId"]) for f in found)
+        self._live.update(f.saved.container_id for f in found)
         return found
+
+    def bundles(self) -> set[str]:
+        return conmon.bundles(self.layout)
+
+    def abandon(self, bundle: str) -> None:
+        conmon.abandon(self.layout, bundle)
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """`runc exec`: the container's namespaces, cgroup, user, environment and working directory (its
@@ -219,7 +225,7 @@ class RuncRuntime:
         config = oci_spec(spec, defaults, rootfs=rootfs, cgroups_path=cgroups_path,
                           cgroup_version=self.cgroups.version, security=security, netns=spec.netns,
                           pod_files=write_pod_files(spec, bundle),
-                          oom_score_adj=self._oom_score_adj(spec.oom_score_adj))
+                          oom_score_adj=self.oom_score_adj.allowed(spec.oom_score_adj))
         self._restrict_capabilities(config)
         if spec.sysctls:  # in the pod's network namespace, or the container's IPC one
             config["linux"]["sysctl"] = dict(spec.sysctls)
@@ -245,19 +251,6 @@ class RuncRuntime:
         if dropped and not self._capabilities_warned:
             log.warning("this agent lacks %s: containers cannot be given them", ", ".join(sorted(dropped)))
             self._capabilities_warned = True
-
-    def _oom_score_adj(self, wanted: int | None) -> int | None:
-        """The plan's value; where the kernel would refuse a negative one (no CAP_SYS_RESOURCE), the nearest
-        allowed value (ours), said once: containerd's restrict_oom_score_adj does the same."""
-        if wanted is None or wanted >= 0 or "CAP_SYS_RESOURCE" in self.capabilities:
-            return wanted
-        with open("/proc/self/oom_score_adj") as handle:
-            own = int(handle.read().strip())
-        if not self._oom_warned:
-            log.warning("oom_score_adj %d needs CAP_SYS_RESOURCE, which this agent lacks: containers get %d, "
-                        "the nearest allowed value", wanted, max(wanted, own))
-            self._oom_warned = True
-        return max(wanted, own)
 
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:
@@ -316,19 +309,12 @@ def _make_directories(bundle: str, root: str, parts: tuple[str, ...]) -> None:
 def write_pod_files(spec: ContainerSpec, bundle: str) -> dict[str, str]:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf and the termination log as files in the bundle, for bind
     mounts: {path in the container: file}. The pod's own, or the node's on the node's network, as the kubelet."""
-    files = {
+    return write_bundle_files(bundle, {
         "/etc/hostname": f"{spec.hostname}\n",
         "/etc/hosts": spec.hosts_file if spec.hosts_file is not None else _read("/etc/hosts"),
         "/etc/resolv.conf": spec.resolv_conf if spec.resolv_conf is not None else _read("/etc/resolv.conf"),
         "/dev/termination-log": "",
-    }
-    mounted = {}
-    for destination, content in files.items():
-        source = os.path.join(bundle, destination.strip("/").replace("/", "_"))
-        with open(source, "w") as handle:
-            handle.write(content)
-        mounted[destination] = source
-    return mounted
+    })
 
 
 def _read(path: str) -> str:

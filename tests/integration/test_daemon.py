@@ -194,9 +194,11 @@ kind: Pod
 metadata: {name: stubborn}
 spec:
   terminationGracePeriodSeconds: 2
-  containers: [{name: c, image: x, command: [sh, -c, "trap '' TERM; while :; do sleep 0.1; done"]}]
+  containers: [{name: c, image: x, command: [sh, -c, "trap '' TERM; echo trapped; while :; do sleep 0.1; done"]}]
 """)
     wait_for(lambda: running(agent, "stubborn"), what="running")
+    # Running is said once the process exists: a SIGTERM before its shell set the trap would end it at once
+    wait_for(lambda: agent.cli("logs", "stubborn").stdout == "trapped\n", what="the trap set")
     started = time.monotonic()
     agent.remove("stubborn.yaml")
     wait_for(lambda: "Terminating" in agent.cli("get", "pods").stdout, what="Terminating", timeout=5)

@@ -156,9 +156,23 @@ def test_a_clean_stop_leaves_pods_running(agent: AgentHarness) -> None:
     agent.write("steady.yaml", SLEEPER % "steady")
     wait_for(lambda: is_running(agent, "steady"), what="running")
     before = container(agent, "steady")
-    pids = agent.procs(agent.cgroup_path("steady", "c"))
+    path = agent.cgroup_path("steady", "c")
+    # Running is said once the launcher runs: its steps (a shell, nsenter, unshare) end as it execs the command
+    wait_for(lambda: _commands(agent.procs(path)) == ["sleep"], what="the command itself in the cgroup")
+    pids = agent.procs(path)
     agent.stop(signal.SIGTERM)
     assert all(Path(f"/proc/{pid}").exists() for pid in pids)
     agent.start()
     wait_for(lambda: is_running(agent, "steady"), what="adopted")
     assert container(agent, "steady")["containerID"] == before["containerID"]
+
+
+def _commands(pids: list[int]) -> list[str]:
+    """The processes' names; a process gone meanwhile as "" (the launcher's steps come and go)."""
+    names = []
+    for pid in pids:
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            names.append("")
+    return names

@@ -8,14 +8,17 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from nodeagent.agent.clock import SystemClock
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import EventRecorder
 from nodeagent.agent.records import State
+from nodeagent.agent.services import NodeServices
 from nodeagent.agent.snapshot import snapshot
-from nodeagent.agent.worker import NodeServices, PodWorker
+from nodeagent.agent.worker import PodWorker
 from nodeagent.plan.settings import NodeInfo, PlanSettings
-from nodeagent.runtime.base import ContainerExit
+from nodeagent.runtime.base import AdoptionRecord, ContainerExit
 from tests.conftest import load_pod
 
 SAVED = {"ociId": "abc", "conmon": {"pid": 1, "startTime": 1}, "container": {"pid": 2, "startTime": 2},
@@ -29,7 +32,7 @@ class SlowAdoption:
         self.asked = asyncio.Event()
         self.answer = asyncio.Event()
 
-    async def adopt(self, spec: object, saved: dict[str, Any]) -> ContainerExit:
+    async def adopt(self, spec: object, saved: AdoptionRecord) -> ContainerExit:
         self.asked.set()
         await self.answer.wait()  # never set: the test saves meanwhile, then ends the adoption
         return ContainerExit(exit_code=0, finished_at=dt.datetime.now(dt.UTC), oom_killed=False)
@@ -56,7 +59,7 @@ async def test_a_save_while_a_container_is_being_adopted_keeps_what_adopts_it(tm
     worker = PodWorker(pod, services)
     worker.records["c"] = worker.records["c"].__class__(name="c", image="x", init=False, state=State.RUNNING,
                                                          reason=None, container_id="process://abc")
-    worker.adoptable["c"] = SAVED
+    worker.slots["c"].adoptable = AdoptionRecord.from_json(SAVED)
     assert pod.pod.spec.containers is not None
     container = pod.pod.spec.containers[0]
     resuming = asyncio.create_task(worker._resume(container))
@@ -65,3 +68,20 @@ async def test_a_save_while_a_container_is_being_adopted_keeps_what_adopts_it(tm
     resuming.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await resuming
+
+
+@pytest.mark.parametrize("saved", [
+    SAVED,  # process and runc (conmon), as earlier agents saved it
+    {"criId": "0123abcd", "startedAt": "2026-12-04T16:00:00+00:00", "process": {"pid": 7, "startTime": 3}},
+])
+def test_an_adoption_record_reads_and_writes_the_saved_format(saved: dict[str, Any]) -> None:
+    record = AdoptionRecord.from_json(saved)
+    assert record.bundle is ("ociId" in saved)
+    assert record.container_id == saved.get("ociId", saved.get("criId"))
+    assert record.to_json() == saved
+
+
+@pytest.mark.parametrize("saved", [{}, {"ociId": 3}, {"startedAt": "x"}])
+def test_what_is_not_an_adoption_record_is_refused(saved: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="not a saved container"):
+        AdoptionRecord.from_json(saved)

@@ -23,11 +23,11 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.images.credentials import DockerConfigError, credentials_for_image, load_docker_config
 from nodeagent.runtime.base import (
+    AdoptionRecord,
     ContainerExit,
     ContainerSpec,
     ExecResult,
@@ -263,8 +263,8 @@ class CriRuntime:
         pid = _pid(response.info)
         return response.status, ProcessIdentity.of(pid) if pid else None
 
-    async def adopt(self, spec: ContainerSpec, saved: Mapping[str, Any]) -> RunningContainer | ContainerExit:
-        container_id = str(saved["criId"])
+    async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> RunningContainer | ContainerExit:
+        container_id = saved.container_id
         try:
             status, identity = await self._status(container_id)
         except CRIError as exc:
@@ -273,7 +273,8 @@ class CriRuntime:
             return ContainerExit(137, dt.datetime.now(dt.UTC), oom_killed=False, unknown=True)
         if status.state != cri.CONTAINER_RUNNING:
             return container_exit(status)
-        saved_identity = ProcessIdentity.from_json(saved["process"]) if "process" in saved else identity
+        process = saved.details.get("process")
+        saved_identity = ProcessIdentity.from_json(process) if process is not None else identity
         container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at))
         container.watch()
         return container
@@ -283,7 +284,7 @@ class CriRuntime:
         for container in await self.client.list_containers(labels={POD_UID: pod_uid, **OURS},
                                                            state=cri.CONTAINER_RUNNING):
             _, identity = await self._status(container.id)
-            saved = {"criId": container.id, **({"process": identity.to_json()} if identity else {})}
+            saved = AdoptionRecord(container.id, False, {"process": identity.to_json()} if identity else {})
             found.append(FoundContainer(container.metadata.name, container.metadata.attempt, saved))
         return found
 
@@ -345,9 +346,9 @@ class CriContainer:
         self._poller: asyncio.Task[None] | None = None
         self._exit: ContainerExit | None = None
 
-    def saved(self) -> dict[str, Any]:
-        return {"criId": self.cri_id, "startedAt": self.started_at.isoformat(),
-                **({"process": self.process.to_json()} if self.process else {})}
+    def saved(self) -> AdoptionRecord:
+        return AdoptionRecord(self.cri_id, False, {"startedAt": self.started_at.isoformat(),
+                                                   **({"process": self.process.to_json()} if self.process else {})})
 
     def watch(self) -> None:
         self._pidfd = self.process.pidfd() if self.process else None

@@ -1,0 +1,49 @@
+"""What every pod worker shares: the node's runtime, cgroups, events, clock and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from nodeagent.agent.clock import Clock
+from nodeagent.agent.env import PodAddresses
+from nodeagent.agent.events import EventRecorder
+from nodeagent.cgroups.driver import CgroupDriver
+from nodeagent.network.pods import PodNetworks
+from nodeagent.plan.settings import NodeInfo, PlanSettings
+from nodeagent.runtime.base import PodSandboxes, Runtime
+
+if TYPE_CHECKING:  # the type of persist's argument only: the worker imports this module
+    from nodeagent.agent.worker import PodWorker
+
+
+class PodMetrics(Protocol):
+    def pod_started(self, seconds: float) -> None: ...
+
+    def container_started(self, *, init: bool) -> None: ...
+
+    def oom_kill(self) -> None: ...
+
+    def pod_replaced(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeServices:
+    """What every pod worker shares."""
+
+    runtime: Runtime
+    cgroups: CgroupDriver
+    events: EventRecorder
+    clock: Clock
+    node: NodeInfo
+    settings: PlanSettings
+    state_dir: str
+    logs_dir: str
+    addresses: PodAddresses  # the node's; a pod with its own network has its own pod_ip
+    networks: PodNetworks | None  # None: every pod shares the node's network (cri: the runtime's CNI)
+    sandboxes: PodSandboxes | None  # cri: the runtime makes each pod a sandbox, with its containers' cgroups
+    resolv_conf: str  # the node's resolv.conf, the base of pods' own
+    on_change: Callable[[], None]
+    persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
+    metrics: PodMetrics

@@ -1,0 +1,132 @@
+"""The pod manager on fakes: sync starts and stops workers, admission waits for room, a restarted agent
+restores its pods from the state directory and adopts their containers, orphans are removed."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+from nodeagent.agent.admission import Allocatable
+from nodeagent.agent.pods import PodManager
+from nodeagent.agent.records import State
+from nodeagent.agent.store import PodStore
+from nodeagent.api.manifest import StaticPod
+from nodeagent.runtime.base import ContainerExit
+from tests.fakes.clock import START, FakeClock
+from tests.fakes.pod import FakeNode
+from tests.fakes.runtime import Attempt
+
+ROOMY = Allocatable(cpu_millis=4000, memory_bytes=8 * 1024**3, pods=110)
+
+
+def pod(name: str, *, cpu: str = "", policy: str = "Always") -> StaticPod:
+    resources = f"\n    resources: {{requests: {{cpu: {cpu}}}}}" if cpu else ""
+    return FakeNode.pod(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n"
+                        f"spec:\n  restartPolicy: {policy}\n  containers:\n  - name: app\n    image: busybox"
+                        f"{resources}\n")
+
+
+def manager(node: FakeNode, capacity: Allocatable = ROOMY) -> PodManager:
+    services = dataclasses.replace(node.services, persist=lambda worker: pods.persist(worker))
+    pods = PodManager(services, PodStore(services.state_dir), capacity, node_name="node1")
+    return pods
+
+
+async def test_sync_starts_new_pods_and_stops_those_gone(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    pods = manager(node)
+    await pods.start()
+    a, b = pod("a"), pod("b")
+    await pods.sync([a, b])
+    await node.clock.settle()
+    assert [w.key for w in pods.pods()] == ["default/a-node1", "default/b-node1"]
+    assert pods.find("default", "a-node1") is pods.workers[a.uid]
+    assert all(w.records["app"].state is State.RUNNING for w in pods.pods())
+    await pods.sync([b])
+    await node.clock.run_until(lambda: a.uid not in pods.workers)
+    assert list(pods.workers) == [b.uid]
+    assert node.runtime.running["app"].exited is False  # b's container, the latest started
+    await pods.close()
+
+
+async def test_a_pod_that_does_not_fit_waits_until_another_leaves(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    pods = manager(node, Allocatable(cpu_millis=1000, memory_bytes=8 * 1024**3, pods=110))
+    big, other = pod("big", cpu="800m"), pod("other", cpu="500m")
+    await pods.sync([big, other])
+    await node.clock.settle()
+    waiting = pods.workers[other.uid]
+    assert not waiting.admitted and waiting.rejection is not None
+    assert waiting.rejection.reason == "OutOfcpu"
+    assert node.messages("OutOfcpu")
+    await pods.sync([other])
+    await node.clock.run_until(lambda: waiting.admitted and waiting.records["app"].state is State.RUNNING)
+    await pods.close()
+
+
+async def test_a_restarted_agent_restores_its_pods_and_adopts_their_containers(tmp_path: Path) -> None:
+    first = FakeNode(tmp_path)
+    first.runtime.plan("app", Attempt(exit_code=1, seconds=2))
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.run_until(lambda: pods.workers[web.uid].records["app"].restart_count == 1)
+    await first.clock.settle()
+    running = first.runtime.running["app"]
+    await pods.close()  # the agent goes; its containers stay
+    assert not running.exited
+    saved = json.loads(Path(PodStore(str(tmp_path / "state")).path(web.uid)).read_text())
+    assert saved["containers"]["app"]["running"] == {"criId": running.container_id}
+
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    second.runtime.adoptable[running.container_id] = running
+    again = manager(second)
+    assert await again.restore() == 1
+    await second.clock.settle()
+    worker = again.workers[web.uid]
+    record = worker.records["app"]
+    assert (record.state, record.restart_count, record.container_id) == (State.RUNNING, 1, running.container_id)
+    assert record.last_termination is not None and record.last_termination.exit_code == 1
+    assert (entry := worker.slots["app"].backoff) is not None and entry.seconds == 10  # the back-off survives the restart
+    assert second.runtime.starts == []  # adopted, not started again
+    running.exit(0)
+    await second.clock.run_until(lambda: len(second.runtime.starts) == 1)
+    await again.close()
+
+
+async def test_a_container_that_ended_while_the_agent_was_away_is_recorded(tmp_path: Path) -> None:
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web", policy="Never")
+    await pods.sync([web])
+    await first.clock.settle()
+    running = first.runtime.running["app"]
+    await pods.close()
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    second.runtime.adoptable[running.container_id] = ContainerExit(3, START + dt.timedelta(seconds=30), False)
+    again = manager(second)
+    await again.restore()
+    await second.clock.settle()
+    ended = again.workers[web.uid].records["app"].terminated
+    assert ended is not None and (ended.exit_code, ended.reason) == (3, "Error")
+    assert again.workers[web.uid].to_json()["status"]["phase"] == "Failed"
+    await again.close()
+
+
+async def test_orphaned_pod_cgroups_are_removed_and_known_ones_kept(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    pods = manager(node)
+    web = pod("web")
+    await pods.sync([web])
+    await node.clock.settle()
+    plan = pods.workers[web.uid].plan
+    assert plan.pod is not None
+    parent = plan.pod.path.rsplit("/", 1)[0]
+    orphan = f"{parent}/pod0123456789abcdef"
+    node.cgroups.existing[orphan] = plan.pod
+    await pods.clean_orphans(set())
+    assert orphan in node.cgroups.removed
+    assert plan.pod.path in node.cgroups.existing
+    await pods.close()
