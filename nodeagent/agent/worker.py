@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from nodeagent.agent import backoff, volumes
+from nodeagent.agent import backoff, termination_message, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
@@ -437,6 +437,10 @@ class PodWorker:
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         spec = self._container_spec(container, attempt)
         services = self.services
+        if self.volumes is not None:  # a new file per attempt, as the kubelet's makeMounts
+            message = await asyncio.to_thread(termination_message.message_mount, self.volumes.pod_dir, container,
+                                              attempt)
+            spec = replace(spec, mounts=(*spec.mounts, message)) if message is not None else spec
         image_id = await self._ensure_image(container, spec)
         if self.volumes is not None:
             await self.volumes.prepare_subpaths(container)
@@ -536,6 +540,8 @@ class PodWorker:
         self.finished_monotonic[name] = self.services.clock.monotonic() - max(elapsed, 0.0)
         reason = termination_reason(exit_.exit_code, exit_.oom_killed, exit_.unknown)
         message = "The container could not be located when the pod was terminated" if exit_.unknown else None
+        if not exit_.unknown:
+            message = await self._termination_message(name, exit_.exit_code) or None
         termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
                                   finished_at=exit_.finished_at, container_id=container_id, message=message)
         self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
@@ -552,6 +558,15 @@ class PodWorker:
             except NodeAgentError as exc:
                 log.warning("pod=%s container=%s: removing its cgroup: %s", self.key, name, exc)
         return exit_
+
+    async def _termination_message(self, name: str, exit_code: int) -> str:
+        """What the ended attempt left in its termination message file (or, on failure, its log's end)."""
+        attempt = self.records[name].restart_count
+        host_file = termination_message.message_file(volumes.pod_dir(self.services.state_dir, self.pod.uid), name,
+                                                     attempt)
+        policy = self._containers[name].termination_message_policy
+        return await asyncio.to_thread(termination_message.read_message, host_file, self._log_path(name, attempt),
+                                       policy, exit_code)
 
     def _sandbox_spec(self) -> PodSandboxSpec:
         services, spec, meta = self.services, self.pod.pod.spec, self.pod.pod.metadata

@@ -25,7 +25,6 @@ PROFILE_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
 SUPPLEMENTAL_GROUPS_POLICIES = ("Merge", "Strict")
 SELINUX_CHANGE_POLICIES = ("MountOption", "Recursive")
 MOUNT_PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
-DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 MAX_HOST_ALIAS_NAMES = 1000  # no API limit; a bound for /etc/hosts
 
 
@@ -167,11 +166,6 @@ def _refused_container(container: Container, path: str) -> list[FieldError]:
                         ("readinessProbe", container.readiness_probe)):
         if probe is not None and probe.termination_grace_period_seconds is not None:
             errors.append(forbidden(f"{path}.{kind}.terminationGracePeriodSeconds", NOT_YET))
-    if container.termination_message_policy == "FallbackToLogsOnError":
-        errors.append(forbidden(f"{path}.terminationMessagePolicy", f"FallbackToLogsOnError is {NOT_YET}"))
-    if container.termination_message_path != DEFAULT_TERMINATION_MESSAGE_PATH:
-        errors.append(forbidden(f"{path}.terminationMessagePath", f"a path other than "
-                                                                  f"{DEFAULT_TERMINATION_MESSAGE_PATH} is {NOT_YET}"))
     privileged = bool(container.security_context and container.security_context.privileged)
     for index, mount in enumerate(container.volume_mounts or []):
         propagation = mount.mount_propagation

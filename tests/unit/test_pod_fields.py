@@ -40,8 +40,8 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.initContainers[0].restartPolicy: Forbidden: sidecar containers are not supported by nodeagent yet"),
     ("  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGUSR1}}]\n",
      "spec.containers[0].lifecycle.stopSignal: Forbidden: not supported by nodeagent yet"),
-    ("  containers: [{name: c, image: x, terminationMessagePolicy: FallbackToLogsOnError}]\n",
-     "spec.containers[0].terminationMessagePolicy: Forbidden: FallbackToLogsOnError is not supported"),
+    ("  containers: [{name: c, image: x, terminationMessagePolicy: Always}]\n",
+     'spec.containers[0].terminationMessagePolicy: Unsupported value: "Always"'),
     ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
      "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Forbidden: not supported by nodeagent yet"),
     ("  volumes: [{name: d, hostPath: {path: /d}}]\n"
