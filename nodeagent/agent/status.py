@@ -27,6 +27,7 @@ class PodFacts:
     terminating_since: dt.datetime | None = None
     reason: str | None = None  # pod-level, e.g. OutOfmemory while not admitted
     message: str | None = None
+    failed: bool = False  # failed by the node whatever its containers say (reason says why: DeadlineExceeded)
     transitions: dict[str, dt.datetime] = field(default_factory=dict)  # condition type -> last change
 
 
@@ -146,7 +147,7 @@ def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) ->
     """The pod as a `v1 Pod`, status included."""
     init = [r for r in records if r.init]
     app = [r for r in records if not r.init]
-    phase = pod_phase(pod.pod.spec.restart_policy, init, app)
+    phase = "Failed" if facts.failed else pod_phase(pod.pod.spec.restart_policy, init, app)
     metadata: dict[str, Any] = pod.pod.metadata.model_dump(by_alias=True, exclude_none=True)
     metadata["creationTimestamp"] = rfc3339(facts.created_at)
     if facts.terminating_since is not None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from nodeagent.agent import backoff, termination_message, volumes
+from nodeagent.agent import backoff, deadline, termination_message, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
@@ -33,7 +33,7 @@ from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
-from nodeagent.agent.status import PodFacts, pod_json
+from nodeagent.agent.status import PodFacts, pod_json, pod_phase
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container
 from nodeagent.api.sysctls import pod_sysctls
@@ -128,7 +128,9 @@ class PodWorker:
         self._admitted = asyncio.Event()
         self._admitted.set()
         self._ready = False
-        self._stopping = asyncio.Event()
+        self._stopping = asyncio.Event()  # no container may run (or start) any more: removed, or past its deadline
+        self._removed = asyncio.Event()  # the pod goes (stop()): its containers stop, then it is torn down
+        self.deadline_exceeded = False  # spec.activeDeadlineSeconds has passed: Failed, nothing runs
         self._save_scheduled = False
         self._torn_down = False
         self.done = asyncio.Event()
@@ -160,11 +162,13 @@ class PodWorker:
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
         addresses = self.addresses
+        reason, message = (rejection.reason, rejection.message) if rejection else (None, None)
+        if self.deadline_exceeded:
+            reason, message = deadline.REASON, deadline.MESSAGE
         facts = PodFacts(created_at=self.created_at, host_ip=addresses.host_ip,
                          pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
-                         reason=rejection.reason if rejection else None,
-                         message=rejection.message if rejection else None)
+                         reason=reason, message=message, failed=self.deadline_exceeded)
         return pod_json(self.pod, list(self.records.values()), facts)
 
     @property
@@ -232,13 +236,14 @@ class PodWorker:
         if self.terminating_since is None:
             self.terminating_since = self.services.clock.now()
             self._changed()
+        self._removed.set()
         self._stopping.set()
 
     async def run(self) -> None:
         try:
             life = asyncio.create_task(self._live(), name=f"pod {self.key}")
             try:
-                await self._stopping.wait()
+                await self._removed.wait()
                 await self._terminate_containers()
                 await life
             finally:
@@ -255,8 +260,44 @@ class PodWorker:
             return
         if not await self._set_up():
             return
-        if await self._run_init_containers():
-            await self._run_app_containers()
+        deadline_watch = self._watch_deadline()
+        try:
+            if await self._run_init_containers():
+                await self._run_app_containers()
+        finally:
+            if deadline_watch is not None:
+                deadline_watch.cancel()
+                await asyncio.gather(deadline_watch, return_exceptions=True)
+
+    def _watch_deadline(self) -> asyncio.Task[None] | None:
+        """activeDeadlineSeconds (nodeagent.agent.deadline): past already (after an agent restart), the pod
+        fails before anything starts; else a task fails it when the time comes."""
+        left = deadline.seconds_left(self.pod.pod.spec, self.start_time, self.services.clock.now())
+        if left is None:
+            return None
+        if left <= 0:
+            self._exceed_deadline()  # nothing runs yet: what is adopted is stopped as it comes back
+            return None
+        return asyncio.create_task(self._deadline_after(left), name=f"deadline {self.key}")
+
+    async def _deadline_after(self, seconds: float) -> None:
+        if not await self._sleep_or_stop(seconds) and self._exceed_deadline():
+            await self._terminate_containers()
+
+    def _exceed_deadline(self) -> bool:
+        """Fail the pod (DeadlineExceeded) unless it is stopping or has finished; True if it now is."""
+        records = list(self.records.values())
+        phase = pod_phase(self.pod.pod.spec.restart_policy, [r for r in records if r.init],
+                          [r for r in records if not r.init])
+        if self._stopping.is_set() or (phase in ("Succeeded", "Failed") and not self.deadline_exceeded):
+            return False
+        if not self.deadline_exceeded:  # once: not again for a pod failed before an agent restart
+            self.services.events.record(self.object_ref(), NORMAL, deadline.REASON, deadline.MESSAGE)
+            log.info("pod=%s uid=%s: %s", self.key, self.pod.uid, deadline.MESSAGE)
+        self.deadline_exceeded = True
+        self._stopping.set()
+        self._changed()
+        return True
 
     async def _until_admitted(self) -> bool:
         """True once admitted; False if the pod is stopped first (never admitted, it has nothing to undo)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -88,3 +89,71 @@ spec:
     finally:
         if os.path.exists("/tmp/na-test-again"):
             os.unlink("/tmp/na-test-again")
+
+
+DEADLINED = """
+kind: Pod
+metadata: {name: %s}
+spec:
+  activeDeadlineSeconds: %d
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: c, image: x, command: [sleep, '3600']}
+"""
+
+
+def deadline_failed(agent: AgentHarness, name: str) -> bool:
+    status = agent.pod(name)["status"]
+    return status["phase"] == "Failed" and "terminated" in status["containerStatuses"][0]["state"]
+
+
+def test_active_deadline_seconds_fails_the_pod_and_stops_its_containers(agent: AgentHarness) -> None:
+    agent.write("deadline.yaml", DEADLINED % ("deadline", 3))
+    wait_for(lambda: "running" in agent.container_status("deadline", "c")["state"], what="running")
+    started = agent.pod("deadline")["status"]["startTime"]
+    wait_for(lambda: deadline_failed(agent, "deadline"), timeout=20, what="failed by its deadline")
+    status = agent.pod("deadline")["status"]
+    assert status["reason"] == "DeadlineExceeded"
+    assert status["message"] == "Pod was active on the node longer than the specified deadline"
+    assert status["startTime"] == started
+    assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143  # SIGTERM
+    assert [(e["type"], e["message"]) for e in agent.events() if e["reason"] == "DeadlineExceeded"] == [
+        ("Normal", "Pod was active on the node longer than the specified deadline")]
+    assert "Reason:           DeadlineExceeded\n" in agent.cli("describe", "pod", "deadline").stdout
+    time.sleep(2)  # restartPolicy Always: still nothing restarts
+    assert agent.container_status("deadline", "c")["restartCount"] == 0
+    assert agent.pod("deadline")["status"]["phase"] == "Failed"
+
+
+def test_the_deadline_holds_across_an_agent_restart(agent: AgentHarness) -> None:
+    agent.write("outlived.yaml", DEADLINED % ("outlived", 4))
+    wait_for(lambda: "running" in agent.container_status("outlived", "c")["state"], what="running")
+    [pid] = agent.procs(agent.cgroup_path("outlived", "c"))
+    agent.stop()  # the pods keep running
+    time.sleep(4)
+    agent.start()
+    wait_for(lambda: deadline_failed(agent, "outlived"), timeout=20, what="failed at once")
+    assert agent.pod("outlived")["status"]["reason"] == "DeadlineExceeded"
+    assert not os.path.exists(f"/proc/{pid}")  # stopped, not merely shown as stopped
+    agent.stop()
+    agent.start()  # failed before the restart: still failed, for the same reason, nothing started
+    wait_for(lambda: agent.pod("outlived")["status"].get("reason") == "DeadlineExceeded", what="still failed")
+    time.sleep(1)
+    status = agent.pod("outlived")["status"]
+    assert status["phase"] == "Failed" and status["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_a_pod_that_finished_before_its_deadline_keeps_its_phase(agent: AgentHarness) -> None:
+    agent.write("quick.yaml", """
+kind: Pod
+metadata: {name: quick}
+spec:
+  activeDeadlineSeconds: 2
+  restartPolicy: Never
+  containers:
+  - {name: c, image: x, command: ['true']}
+""")
+    wait_for(lambda: agent.pod("quick")["status"]["phase"] == "Succeeded", what="succeeded")
+    time.sleep(3)
+    status = agent.pod("quick")["status"]
+    assert status["phase"] == "Succeeded" and "reason" not in status

@@ -14,7 +14,7 @@ C = "  containers: [{name: c, image: x}]\n"
     ("  shareProcessNamespace: true\n" + C, "spec.shareProcessNamespace: Forbidden: not supported by nodeagent yet"),
     ("  hostUsers: false\n" + C, "spec.hostUsers: Forbidden: user namespaces are not supported by nodeagent yet"),
     ("  runtimeClassName: kata\n" + C, "spec.runtimeClassName: Forbidden: nodeagent has no RuntimeClasses"),
-    ("  activeDeadlineSeconds: 5\n" + C, "spec.activeDeadlineSeconds: Forbidden: not supported by nodeagent yet"),
+    ("  activeDeadlineSeconds: 0\n" + C, "spec.activeDeadlineSeconds: Invalid value: 0"),
     ("  ephemeralContainers: [{name: e, image: x}]\n" + C, "spec.ephemeralContainers: Forbidden: ephemeral"),
     ("  readinessGates: [{conditionType: x}]\n" + C, "spec.readinessGates: Forbidden"),
     ("  os: {name: windows}\n" + C, "spec.os.name: Forbidden"),

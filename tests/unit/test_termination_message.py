@@ -129,3 +129,4 @@ def test_the_pods_12_kib_are_shared_out_in_its_status() -> None:
     assert status["lastState"]["terminated"]["message"] == "é" * 128 + "\ufffd"
     assert container_status(record)["state"]["terminated"]["message"] == "é" * 3000  # within 12 KiB alone
 
+
