@@ -4,7 +4,7 @@
       -> init containers, one after the other, each to completion (restarted on failure unless Never)
       -> app containers, each under a supervisor: start, wait, restart per restartPolicy with back-off
       -> (finished pods stay listed until their manifest goes)
-    stop(): every running container gets SIGTERM, SIGKILL after the grace period; then tear down.
+    stop(): every running container gets its stop signal (SIGTERM), SIGKILL after the grace period; then tear down.
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -18,12 +18,11 @@ import contextlib
 import datetime as dt
 import logging
 import shutil
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from nodeagent.agent import backoff, deadline, termination_message, volumes
+from nodeagent.agent import backoff, deadline, stopping, termination_message, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses, command_line, container_env
@@ -35,7 +34,7 @@ from nodeagent.agent.records import ContainerRecord, State, Termination, should_
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
 from nodeagent.agent.status import PodFacts, pod_json, pod_phase
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container
+from nodeagent.api.model import Container, Probe
 from nodeagent.api.sysctls import pod_sysctls
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.errors import NodeAgentError, RuntimeStartError
@@ -60,7 +59,6 @@ from nodeagent.timeformat import go_duration
 
 log = logging.getLogger(__name__)
 
-MIN_GRACE_SECONDS = 2  # the kubelet never gives a container less (minimumGracePeriodInSeconds)
 SETUP_RETRY_SECONDS = (1.0, 30.0)
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
@@ -419,9 +417,9 @@ class PodWorker:
         handler = container.lifecycle.post_start if container.lifecycle else None
         if handler is None:
             return
+        grace = self.pod.pod.spec.termination_grace_period_seconds or stopping.MIN_GRACE_SECONDS
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.addresses.pod_ip,
-                               timeout=float(self.pod.pod.spec.termination_grace_period_seconds or MIN_GRACE_SECONDS))
+                               pod_ip=self.addresses.pod_ip, timeout=float(grace))
         if error is not None:
             name = container.name or ""
             self.services.events.record(self.object_ref(name), WARNING, "FailedPostStartHook",
@@ -447,7 +445,7 @@ class PodWorker:
                 self._update(name, state=State.RUNNING, reason=None, message=None, started_at=outcome.started_at,
                              container_id=outcome.container_id, pid=outcome.pid, ready=not probed)
             log.info("pod=%s container=%s adopted: %s, pid %d", self.key, name, outcome.container_id, outcome.pid)
-            self._stop_if_stopping(outcome)
+            self._stop_if_stopping(name, outcome)
             return await self._watch(name, outcome)
         if record.state is State.TERMINATED and record.terminated is not None:
             ended = record.terminated
@@ -506,17 +504,20 @@ class PodWorker:
         services.metrics.container_started(init=record.init)
         services.events.record(self.object_ref(name), NORMAL, "Created", f"Created container: {name}")
         services.events.record(self.object_ref(name), NORMAL, "Started", f"Started container {name}")
-        self._stop_if_stopping(running)
+        self._stop_if_stopping(name, running)
         return running
 
-    def _stop_if_stopping(self, running: RunningContainer) -> None:
-        """A container that came (or came back) after the pod's termination began, which it missed: SIGTERM
-        now, SIGKILL after the grace period."""
+    def _stop_if_stopping(self, name: str, running: RunningContainer) -> None:
+        """A container that came (or came back) after the pod's termination began, which it missed: its stop
+        signal now, SIGKILL after the grace period."""
         if not self._stopping.is_set():
             return
-        running.signal(signal.SIGTERM)
-        grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-        asyncio.get_running_loop().call_later(grace, running.kill)
+        self._signal_stop(name, running)
+        asyncio.get_running_loop().call_later(stopping.kill_grace(self.pod.pod.spec), running.kill)
+
+    def _signal_stop(self, name: str, running: RunningContainer) -> None:
+        """The container's stop signal: lifecycle.stopSignal, else its image's STOPSIGNAL, else SIGTERM."""
+        running.signal(stopping.stop_signal(self._containers[name], running.image_stop_signal))
 
     async def _ensure_image(self, container: Container, spec: ContainerSpec) -> str:
         """The image, pulled if its policy says so, with the kubelet's events; its digest reference."""
@@ -563,11 +564,10 @@ class PodWorker:
         def failed(kind: str, result: ProbeResult) -> None:
             events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
 
-        async def kill(message: str) -> None:
+        async def kill(message: str, probe: Probe) -> None:
             events.record(ref, NORMAL, "Killing", message)
-            running.signal(signal.SIGTERM)
-            grace = max(self.pod.pod.spec.termination_grace_period_seconds, MIN_GRACE_SECONDS)
-            deadline = self.services.clock.monotonic() + grace
+            self._signal_stop(name, running)
+            deadline = self.services.clock.monotonic() + stopping.kill_grace(self.pod.pod.spec, probe)
             while name in self.running and self.services.clock.monotonic() < deadline:
                 await self.services.clock.sleep(0.05)
             running.kill()
@@ -659,7 +659,7 @@ class PodWorker:
         )
 
     async def _terminate_containers(self) -> None:
-        """preStop hooks, then SIGTERM to every running container, SIGKILL to those alive after the grace
+        """preStop hooks, then the stop signal to every running container, SIGKILL to those alive after the grace
         period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
         grace = float(self.pod.pod.spec.termination_grace_period_seconds)
         started = self.services.clock.monotonic()
@@ -667,9 +667,9 @@ class PodWorker:
         for name in running:
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
         await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
-        for container in running.values():
-            container.signal(signal.SIGTERM)
-        left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
+        for name, container in running.items():
+            self._signal_stop(name, container)
+        left = max(grace - (self.services.clock.monotonic() - started), stopping.MIN_GRACE_SECONDS)
         deadline = self.services.clock.monotonic() + left
         while self.running and self.services.clock.monotonic() < deadline:
             await self.services.clock.sleep(0.05)

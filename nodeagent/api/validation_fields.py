@@ -159,12 +159,6 @@ def _refused_container(container: Container, path: str) -> list[FieldError]:
                                f"resource claims need the API's DRA ({NO_API_SERVER})")):
         if value:
             errors.append(forbidden(f"{path}.{field}", why))
-    if container.lifecycle is not None and container.lifecycle.stop_signal is not None:
-        errors.append(forbidden(f"{path}.lifecycle.stopSignal", NOT_YET))
-    for kind, probe in (("livenessProbe", container.liveness_probe), ("startupProbe", container.startup_probe),
-                        ("readinessProbe", container.readiness_probe)):
-        if probe is not None and probe.termination_grace_period_seconds is not None:
-            errors.append(forbidden(f"{path}.{kind}.terminationGracePeriodSeconds", NOT_YET))
     privileged = bool(container.security_context and container.security_context.privileged)
     for index, mount in enumerate(container.volume_mounts or []):
         propagation = mount.mount_propagation

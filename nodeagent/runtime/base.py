@@ -106,6 +106,7 @@ class RunningContainer(Protocol):
     container_id: str  # "<runtime>://<id>", as Kubernetes shows it
     pid: int
     started_at: dt.datetime
+    image_stop_signal: int | None  # the image's STOPSIGNAL (runc); None: the image has none, or no image
 
     async def wait(self) -> ContainerExit:
         """Until the container has exited (all its processes) and its logs are flushed."""

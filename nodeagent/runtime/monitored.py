@@ -40,7 +40,7 @@ class MonitoredContainer:
 
     def __init__(self, spec: ContainerSpec, monitored: conmon.Monitored, started_at: dt.datetime, *,
                  cgroups: CgroupDriver, layout: conmon.ConmonLayout, kernel_log: KernelLog | None, prefix: str,
-                 on_exit: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_exit: Callable[[], Awaitable[None]] | None = None, image_stop_signal: int | None = None) -> None:
         self.cgroups = cgroups
         self.layout = layout
         self.kernel_log = kernel_log
@@ -50,6 +50,7 @@ class MonitoredContainer:
         self.container_id = prefix + monitored.container_id
         self.pid = monitored.container.pid
         self.started_at = started_at
+        self.image_stop_signal = image_stop_signal
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
         self._oom_watch: OOMWatch | None = None
@@ -60,7 +61,8 @@ class MonitoredContainer:
     def saved(self) -> dict[str, Any]:
         """What the agent stores to take this container back after a restart."""
         return {"ociId": self.monitored.container_id, "conmon": self.monitored.conmon.to_json(),
-                "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat()}
+                "container": self.monitored.container.to_json(), "startedAt": self.started_at.isoformat(),
+                **({"imageStopSignal": self.image_stop_signal} if self.image_stop_signal is not None else {})}
 
     async def let_run(self, last_step: Awaitable[object], *, failures: tuple[type[Exception], ...],
                       what: str) -> None:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from nodeagent.api.signals import parse_signal
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.errors import NodeAgentError, RuntimeStartError
@@ -108,11 +109,11 @@ class RuncRuntime:
         oci_id = secrets.token_hex(32)
         self._live.add(oci_id)
         try:
-            monitored = await self._create(spec, oci_id)
+            monitored, stop_signal = await self._create(spec, oci_id)
         except BaseException:
             await asyncio.shield(self._undo(oci_id))
             raise
-        container = self._container(spec, monitored, now())
+        container = self._container(spec, monitored, now(), stop_signal)
         container.watch()
         await container.let_run(self.runc.run("start", oci_id), failures=(NodeAgentError,), what="")
         return container
@@ -122,7 +123,9 @@ class RuncRuntime:
         monitored = conmon.Monitored(saved["ociId"], ProcessIdentity.from_json(saved["conmon"]),
                                      ProcessIdentity.from_json(saved["container"]))
         self._live.add(monitored.container_id)
-        container = self._container(spec, monitored, dt.datetime.fromisoformat(saved["startedAt"]))
+        stop_signal = saved.get("imageStopSignal")
+        container = self._container(spec, monitored, dt.datetime.fromisoformat(saved["startedAt"]),
+                                    stop_signal if isinstance(stop_signal, int) else None)
         if monitored.conmon.alive():
             container.watch()
             return container
@@ -176,8 +179,9 @@ class RuncRuntime:
 
     # -- creating -------------------------------------------------------------------------------------
 
-    async def _create(self, spec: ContainerSpec, oci_id: str) -> conmon.Monitored:
-        """Image lease, root file system, bundle, then conmon with `runc create`: the container waits to start."""
+    async def _create(self, spec: ContainerSpec, oci_id: str) -> tuple[conmon.Monitored, int | None]:
+        """Image lease, root file system, bundle, then conmon with `runc create`: the container waits to start.
+        With it, the image's STOPSIGNAL (None: it has none, or one nobody knows)."""
         bundle, root = self.layout.bundle(oci_id), os.path.join(self.rootfs_dir, oci_id)
         rootfs, upper, work = (os.path.join(root, name) for name in ("rootfs", "upper", "work"))
         try:
@@ -195,11 +199,12 @@ class RuncRuntime:
         except OSError as exc:
             raise RuntimeStartError("CreateContainerError", f"preparing the container: {exc}") from exc
         try:
-            return await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
-                                      name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
-                                      log_path=spec.log_path, runtime_args=self.runc.global_args)
+            monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
+                                           name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
+                                           log_path=spec.log_path, runtime_args=self.runc.global_args)
         except RuntimeStartError as exc:  # conmon relays runc's own log record
             raise RuntimeStartError(exc.reason, plain_message(exc.message)) from exc
+        return monitored, parse_signal(image.stop_signal) if image.stop_signal else None
 
     def _write_config(self, spec: ContainerSpec, image: Image, bundle: str, rootfs: str) -> None:
         """config.json and the pod's /etc files, written into the bundle (blocking: run in a thread)."""
@@ -257,14 +262,15 @@ class RuncRuntime:
             self._oom_warned = True
         return max(wanted, own)
 
-    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
-                   started_at: dt.datetime) -> MonitoredContainer:
+    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored, started_at: dt.datetime,
+                   image_stop_signal: int | None) -> MonitoredContainer:
         async def removed() -> None:
             await self._remove(monitored.container_id)
             await self._remove_orphans()
 
         return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,
-                                  kernel_log=self.kernel_log, prefix=PREFIX, on_exit=removed)
+                                  kernel_log=self.kernel_log, prefix=PREFIX, on_exit=removed,
+                                  image_stop_signal=image_stop_signal)
 
     # -- removing -------------------------------------------------------------------------------------
 

@@ -157,3 +157,45 @@ spec:
     time.sleep(3)
     status = agent.pod("quick")["status"]
     assert status["phase"] == "Succeeded" and "reason" not in status
+
+
+def test_the_stop_signal_of_the_container(agent: AgentHarness) -> None:
+    """lifecycle.stopSignal: a liveness kill (and any stop) sends it instead of SIGTERM."""
+    agent.write("usr1.yaml", """
+kind: Pod
+metadata: {name: usr1}
+spec:
+  os: {name: linux}
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "trap 'echo stopped by USR1 > /dev/termination-log; exit 7' USR1; while :; do sleep 0.1; done"]
+    lifecycle: {stopSignal: SIGUSR1}
+    livenessProbe: {exec: {command: ['false']}, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 1}
+""")
+    wait_for(lambda: agent.container_status("usr1", "c").get("lastState", {}).get("terminated"), timeout=30,
+             what="killed by its probe")
+    last = agent.container_status("usr1", "c")["lastState"]["terminated"]
+    assert (last["exitCode"], last.get("message")) == (7, "stopped by USR1\n"), last
+
+
+def test_a_liveness_probes_own_grace_period(agent: AgentHarness) -> None:
+    """The pod's 60 s would keep a container that ignores SIGTERM; the probe's 2 s end it sooner."""
+    agent.write("stubborn.yaml", """
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, "trap '' TERM; while :; do sleep 0.1; done"]
+    livenessProbe: {exec: {command: ['false']}, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 1,
+                    terminationGracePeriodSeconds: 2}
+""")
+    wait_for(lambda: agent.container_status("stubborn", "c").get("lastState", {}).get("terminated"), timeout=20,
+             what="killed after the probe's grace period")
+    last = agent.container_status("stubborn", "c")["lastState"]["terminated"]
+    assert last["exitCode"] == 137
+    killing = [e for e in agent.events() if e["reason"] == "Killing"]
+    assert killing and killing[0]["message"] == "Container c failed liveness probe, will be restarted"

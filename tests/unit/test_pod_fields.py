@@ -39,11 +39,18 @@ C = "  containers: [{name: c, image: x}]\n"
     ("  initContainers: [{name: s, image: x, restartPolicy: Always}]\n" + C,
      "spec.initContainers[0].restartPolicy: Forbidden: sidecar containers are not supported by nodeagent yet"),
     ("  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGUSR1}}]\n",
-     "spec.containers[0].lifecycle.stopSignal: Forbidden: not supported by nodeagent yet"),
+     "spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`"),
+    ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGFOO}}]\n",
+     'spec.containers[0].lifecycle.stopSignal: Unsupported value: "SIGFOO": supported values: "SIGABRT", '),
+    ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: QUIT}}]\n",
+     'spec.containers[0].lifecycle.stopSignal: Unsupported value: "QUIT"'),
+    ("  containers: [{name: c, image: x, readinessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
+     "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 1: must not be set for "
+     "readinessProbes"),
     ("  containers: [{name: c, image: x, terminationMessagePolicy: Always}]\n",
      'spec.containers[0].terminationMessagePolicy: Unsupported value: "Always"'),
-    ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
-     "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Forbidden: not supported by nodeagent yet"),
+    ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 0}}]\n",
+     "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0"),
     ("  volumes: [{name: d, hostPath: {path: /d}}]\n"
      "  containers: [{name: c, image: x, volumeMounts: [{name: d, mountPath: /d, mountPropagation: Bidirectional}]}]\n",
      "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional mount propagation is available "

@@ -332,6 +332,7 @@ class CriContainer:
         self.process = process
         self.pid = process.pid if process else 0
         self.started_at = started_at
+        self.image_stop_signal: int | None = None  # not read from containerd: SIGTERM unless stopSignal
         self._loop = asyncio.get_running_loop()
         self._ended = self._loop.create_future()
         self._pidfd: int | None = None
