@@ -1,0 +1,36 @@
+"""Issue 16's termination fields on the cri runtime (root, containerd): termination messages through a CRI
+mount, lifecycle.stopSignal, activeDeadlineSeconds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.test_cri import agent, containerd, cri_images, pod, state
+
+__all__ = ["agent", "containerd", "cri_images"]  # the fixtures, imported for pytest
+
+TRAPS = "trap 'echo USR1 > /dev/termination-log; exit 7' USR1; while :; do sleep 0.1; done"
+
+
+def ended(agent: AgentHarness, name: str) -> dict[str, Any]:
+    wait_for(lambda: state(agent, name)["state"].get("terminated"), timeout=60, what=f"{name} done")
+    return state(agent, name)["state"]["terminated"]  # type: ignore[no-any-return]
+
+
+def test_termination_messages_through_a_cri_mount(agent: AgentHarness) -> None:
+    agent.write("said.yaml", pod("said", "echo done > /dev/termination-log", extra="  restartPolicy: Never\n"))
+    agent.write("logs.yaml", pod("logs", "echo from the log; exit 3", extra="  restartPolicy: Never\n",
+                                 container="    terminationMessagePolicy: FallbackToLogsOnError\n"))
+    assert ended(agent, "said")["message"] == "done\n"
+    assert ended(agent, "logs")["message"] == "from the log\n"
+
+
+def test_the_stop_signal_at_the_deadline(agent: AgentHarness) -> None:
+    agent.write("usr1.yaml", pod("usr1", TRAPS, extra="  os: {name: linux}\n  activeDeadlineSeconds: 3\n",
+                                 container="    lifecycle: {stopSignal: SIGUSR1}\n"))
+    last = ended(agent, "usr1")
+    assert (last["exitCode"], last["message"]) == (7, "USR1\n"), json.dumps(last)
+    status = agent.pod("usr1")["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "DeadlineExceeded")
