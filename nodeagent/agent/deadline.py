@@ -10,7 +10,10 @@ succeeded or failed keeps its phase: the kubelet applies no deadline to a finish
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
+from nodeagent.agent.records import ContainerRecord
+from nodeagent.agent.status import pod_phase
 from nodeagent.api.model import PodSpec
 
 REASON = "DeadlineExceeded"
@@ -22,3 +25,10 @@ def seconds_left(spec: PodSpec, start_time: dt.datetime | None, now: dt.datetime
     if spec.active_deadline_seconds is None or start_time is None:
         return None
     return (start_time + dt.timedelta(seconds=spec.active_deadline_seconds) - now).total_seconds()
+
+
+def applies(spec: PodSpec, records: Iterable[ContainerRecord], *, failed_already: bool) -> bool:
+    """A deadline fails the pod unless it has finished (Succeeded, or Failed by its containers) first."""
+    records = list(records)
+    phase = pod_phase(spec.restart_policy, [r for r in records if r.init], [r for r in records if not r.init])
+    return failed_already or phase not in ("Succeeded", "Failed")

@@ -32,7 +32,7 @@ from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
 from nodeagent.agent.records import ContainerRecord, State, Termination, should_restart, termination_reason
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable, security_fields
-from nodeagent.agent.status import PodFacts, pod_json, pod_phase
+from nodeagent.agent.status import PodFacts, pod_json
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, Probe
 from nodeagent.api.sysctls import pod_sysctls
@@ -284,10 +284,8 @@ class PodWorker:
 
     def _exceed_deadline(self) -> bool:
         """Fail the pod (DeadlineExceeded) unless it is stopping or has finished; True if it now is."""
-        records = list(self.records.values())
-        phase = pod_phase(self.pod.pod.spec.restart_policy, [r for r in records if r.init],
-                          [r for r in records if not r.init])
-        if self._stopping.is_set() or (phase in ("Succeeded", "Failed") and not self.deadline_exceeded):
+        if self._stopping.is_set() or not deadline.applies(self.pod.pod.spec, self.records.values(),
+                                                            failed_already=self.deadline_exceeded):
             return False
         if not self.deadline_exceeded:  # once: not again for a pod failed before an agent restart
             self.services.events.record(self.object_ref(), NORMAL, deadline.REASON, deadline.MESSAGE)

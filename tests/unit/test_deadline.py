@@ -32,3 +32,11 @@ def test_a_pod_past_its_deadline_is_failed_whatever_its_containers_say() -> None
     assert (status["phase"], status["reason"], status["message"]) == ("Failed", "DeadlineExceeded", deadline.MESSAGE)
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "PodFailed")
+
+
+def test_a_finished_pod_keeps_its_phase() -> None:
+    never = SPEC.model_copy(update={"restart_policy": "Never"})
+    assert not deadline.applies(never, [stopped(0)], failed_already=False)  # Succeeded
+    assert not deadline.applies(never, [stopped(1)], failed_already=False)  # Failed by its container
+    assert deadline.applies(never, [stopped(143)], failed_already=True)  # failed by the deadline before
+    assert deadline.applies(SPEC, [stopped(1)], failed_already=False)  # Always: Running, not finished
