@@ -620,7 +620,8 @@ class PodWorker:
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
             privileged=any(c.security_context is not None and c.security_context.privileged
                            for c in [*(spec.init_containers or []), *(spec.containers or [])]),
-            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec))
+            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec),
+            share_process_namespace=spec.share_process_namespace is True)
 
     def _container_spec(self, container: Container, attempt: int) -> ContainerSpec:
         services = self.services

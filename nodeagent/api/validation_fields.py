@@ -38,7 +38,6 @@ def validate_refused(pod: Pod) -> list[FieldError]:
          f"ephemeral containers are added through the API ({NO_API_SERVER})"),
         ("resourceClaims", spec.resource_claims, f"resource claims need the API's DRA ({NO_API_SERVER})"),
         ("readinessGates", spec.readiness_gates, f"nothing could set their conditions ({NO_API_SERVER})"),
-        ("shareProcessNamespace", spec.share_process_namespace, NOT_YET),
         ("setHostnameAsFQDN", spec.set_hostname_as_fqdn, NOT_YET),
         ("hostnameOverride", spec.hostname_override, NOT_YET),
         ("runtimeClassName", spec.runtime_class_name,

@@ -62,6 +62,7 @@ class ContainerSpec:
     host_pid: bool = False  # spec.hostPID: the node's PID namespace
     host_ipc: bool = False  # spec.hostIPC: the node's IPC namespace
     sysctls: tuple[tuple[str, str], ...] = ()  # spec.securityContext.sysctls (validated: safe, namespaced)
+    share_process_namespace: bool = False  # spec.shareProcessNamespace: one PID namespace for the pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class PodSandboxSpec:
     host_pid: bool = False
     host_ipc: bool = False
     sysctls: tuple[tuple[str, str], ...] = ()
+    share_process_namespace: bool = False
 
 
 @dataclass(frozen=True, slots=True)

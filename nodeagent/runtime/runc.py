@@ -55,7 +55,7 @@ from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, fi
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.procinfo import ProcessIdentity
 from nodeagent.runtime.seccomp import oci_seccomp
-from nodeagent.runtime.security import verify_run_as_non_root
+from nodeagent.runtime.security import CONFIG_ERROR, verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,10 @@ class RuncRuntime:
                           size_bytes=await self.images.size_bytes(image))
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
+        if spec.share_process_namespace:
+            raise RuntimeStartError(CONFIG_ERROR, "spec.shareProcessNamespace: the runc runtime cannot give a pod's "
+                                                  "containers one PID namespace yet (nothing would hold it while "
+                                                  "they restart); use the cri runtime")
         await self._remove_orphans()
         oci_id = secrets.token_hex(32)
         self._live.add(oci_id)

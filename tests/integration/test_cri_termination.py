@@ -1,11 +1,12 @@
 """Issue 16's termination fields on the cri runtime (root, containerd): termination messages through a CRI
-mount, lifecycle.stopSignal, activeDeadlineSeconds."""
+mount, lifecycle.stopSignal, activeDeadlineSeconds; and shareProcessNamespace."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from tests.integration.containerd import BUSYBOX_IMAGE
 from tests.integration.harness import AgentHarness, wait_for
 from tests.integration.test_cri import agent, containerd, cri_images, pod, state
 
@@ -34,3 +35,25 @@ def test_the_stop_signal_at_the_deadline(agent: AgentHarness) -> None:
     assert (last["exitCode"], last["message"]) == (7, "USR1\n"), json.dumps(last)
     status = agent.pod("usr1")["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "DeadlineExceeded")
+
+
+def test_share_process_namespace(agent: AgentHarness) -> None:
+    """The pod's PID namespace (the sandbox's: its pause process is PID 1): one container sees the other's."""
+    agent.write("shared-pid.yaml", f"""
+kind: Pod
+metadata: {{name: shared-pid}}
+spec:
+  shareProcessNamespace: true
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - {{name: first, image: {BUSYBOX_IMAGE}, command: [sh, -c, 'read -r n < /proc/1/comm; echo $n']}}
+  containers:
+  - name: c
+    image: {BUSYBOX_IMAGE}
+    command: [sh, -c, 'while [ ! -e /tmp/seen ]; do for f in /proc/[0-9]*/comm; do read -r n < $f; [ $n = sleep ] && echo seen > /tmp/seen; done; sleep 0.1; done; cat /tmp/seen']
+  - {{name: other, image: {BUSYBOX_IMAGE}, command: [sleep, '3600']}}
+""")
+    assert ended(agent, "shared-pid")["exitCode"] == 0
+    assert agent.cli("logs", "shared-pid", "-c", "first").stdout == "pause\n"
+    assert agent.cli("logs", "shared-pid", "-c", "c").stdout == "seen\n"

@@ -58,3 +58,13 @@ def test_the_containers_stop_signal_wins_over_the_images(shared: AgentHarness, q
                                                  os={"name": "linux"}))
     last = ended(shared, "deadline-field")
     assert (last["exitCode"], last["message"]) == (8, "USR2\n")
+
+
+def test_share_process_namespace_is_refused_when_the_container_would_start(shared: AgentHarness,  # noqa: F811
+                                                                          quitter: Pushed) -> None:
+    container = {"name": "c", "image": quitter.reference, "command": ["true"]}
+    shared.write("shared-pid.yaml", manifest("shared-pid", [container], shareProcessNamespace=True))
+    wait_for(lambda: state(shared, "shared-pid", "c")["state"].get("waiting", {}).get("reason")
+             == "CreateContainerConfigError", what="CreateContainerConfigError")
+    assert state(shared, "shared-pid", "c")["state"]["waiting"]["message"].startswith(
+        "spec.shareProcessNamespace: the runc runtime cannot give")

@@ -11,7 +11,8 @@ C = "  containers: [{name: c, image: x}]\n"
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
-    ("  shareProcessNamespace: true\n" + C, "spec.shareProcessNamespace: Forbidden: not supported by nodeagent yet"),
+    ("  shareProcessNamespace: true\n  hostPID: true\n" + C,
+     "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"),
     ("  hostUsers: false\n" + C, "spec.hostUsers: Forbidden: user namespaces are not supported by nodeagent yet"),
     ("  runtimeClassName: kata\n" + C, "spec.runtimeClassName: Forbidden: nodeagent has no RuntimeClasses"),
     ("  activeDeadlineSeconds: 0\n" + C, "spec.activeDeadlineSeconds: Invalid value: 0"),
