@@ -12,15 +12,22 @@ import pytest
 
 from tests.integration.harness import AgentHarness, wait_for
 
+OWN_PATH = "/tmp/na-test-msg/why"
+
 
 @pytest.fixture
 def agent(agent: AgentHarness) -> Iterator[AgentHarness]:
-    """The test's pods are removed at its end: their host mount points (the process runtime makes
-    /dev/termination-log on the host, as for any mount target) go with them."""
+    """The test's pods are removed at its end, with the mount targets they made on the host; the process
+    runtime keeps a termination message target it made (every pod may mount it): the test removes its own
+    (the harness /dev/termination-log)."""
+    made = not os.path.lexists(OWN_PATH)
     yield agent
     for manifest in agent.manifests.iterdir():
         manifest.unlink()
     wait_for(lambda: not agent.pods(), timeout=60, what="the pods gone")
+    if made and os.path.isfile(OWN_PATH):
+        os.unlink(OWN_PATH)
+        os.rmdir(os.path.dirname(OWN_PATH))
 
 
 def run_once(agent: AgentHarness, name: str, script: str, container: str = "", spec: str = "") -> dict:  # type: ignore[type-arg]
@@ -46,8 +53,8 @@ def test_the_termination_message_file(agent: AgentHarness) -> None:
 
 
 def test_a_termination_message_path_of_its_own(agent: AgentHarness) -> None:
-    ended = run_once(agent, "ownpath", "printf 'bye' > /tmp/na-test-msg/why; exit 3",
-                     "    terminationMessagePath: /tmp/na-test-msg/why\n")
+    ended = run_once(agent, "ownpath", f"printf 'bye' > {OWN_PATH}; exit 3",
+                     f"    terminationMessagePath: {OWN_PATH}\n")
     assert ended["message"] == "bye"
     assert ended["exitCode"] == 3
 
@@ -199,3 +206,31 @@ spec:
     assert last["exitCode"] == 137
     killing = [e for e in agent.events() if e["reason"] == "Killing"]
     assert killing and killing[0]["message"] == "Container c failed liveness probe, will be restarted"
+
+
+def test_a_pod_gone_leaves_the_others_termination_message_file(agent: AgentHarness) -> None:
+    """Every process pod mounts /dev/termination-log over the same host path: the first pod's going must not
+    take it (an unlinked mount point is unmounted from every other container too)."""
+    agent.write("first.yaml", "kind: Pod\nmetadata: {name: first}\nspec:\n  terminationGracePeriodSeconds: 2\n"
+                              "  containers: [{name: c, image: x, command: [sleep, '3600']}]\n")
+    wait_for(lambda: "running" in agent.container_status("first", "c")["state"], what="first running")
+    go = agent.root / "go"
+    try:
+        agent.write("second.yaml", f"""
+kind: Pod
+metadata: {{name: second}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: x
+    command: [sh, -c, 'while [ ! -e {go} ]; do sleep 0.1; done; echo said > /dev/termination-log']
+""")
+        wait_for(lambda: "running" in agent.container_status("second", "c")["state"], what="second running")
+        agent.remove("first.yaml")
+        wait_for(lambda: [p["metadata"]["name"] for p in agent.pods()] == ["second-testnode"], what="first gone")
+        go.touch()
+        wait_for(lambda: "terminated" in agent.container_status("second", "c")["state"], what="second done")
+        assert agent.container_status("second", "c")["state"]["terminated"].get("message") == "said\n"
+    finally:
+        go.touch()
