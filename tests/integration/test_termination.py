@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.harness import NODE, AgentHarness, wait_for
+from tests.integration.test_kubeapi import MIN_KUBECTL_MINOR, Kubectl, kubectl_minor, make_kubeconfig
 
 OWN_PATH = "/tmp/na-test-msg/why"
 
@@ -234,3 +235,17 @@ spec:
         assert agent.container_status("second", "c")["state"]["terminated"].get("message") == "said\n"
     finally:
         go.touch()
+
+
+def test_kubectl_reads_the_message_and_the_deadline(agent: AgentHarness) -> None:
+    """The kubeapi pod status is the same: kubectl's jsonpath and describe show them."""
+    if (kubectl_minor() or 0) < MIN_KUBECTL_MINOR:
+        pytest.skip(f"needs kubectl 1.{MIN_KUBECTL_MINOR}+")
+    kubectl = Kubectl(agent, make_kubeconfig(agent, agent.root / "admin.kubeconfig"))
+    run_once(agent, "told", "echo told > /dev/termination-log; exit 4")
+    path = "{.status.containerStatuses[0].state.terminated.message}"
+    assert kubectl.out("get", "pod", f"told-{NODE}", "-o", f"jsonpath={path}") == "told\n"
+    agent.write("late.yaml", DEADLINED % ("late", 2))
+    wait_for(lambda: deadline_failed(agent, "late"), timeout=20, what="failed by its deadline")
+    described = kubectl.out("describe", "pod", f"late-{NODE}")
+    assert "DeadlineExceeded" in described and "Pod was active on the node longer than the specified" in described
