@@ -5,6 +5,7 @@
       -> app containers, each under a supervisor: start, wait, restart per restartPolicy with back-off
       -> (finished pods stay listed until their manifest goes)
     stop(): every running container gets its stop signal (SIGTERM), SIGKILL after the grace period; then tear down.
+    activeDeadlineSeconds passed: the same stop, without the tear-down; the pod stays Failed (DeadlineExceeded).
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -579,9 +580,8 @@ class PodWorker:
         elapsed = (self.services.clock.now() - exit_.finished_at).total_seconds()
         self.finished_monotonic[name] = self.services.clock.monotonic() - max(elapsed, 0.0)
         reason = termination_reason(exit_.exit_code, exit_.oom_killed, exit_.unknown)
-        message = "The container could not be located when the pod was terminated" if exit_.unknown else None
-        if not exit_.unknown:
-            message = await self._termination_message(name, exit_.exit_code) or None
+        message = ("The container could not be located when the pod was terminated" if exit_.unknown
+                   else await self._termination_message(name, exit_.exit_code) or None)
         termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
                                   finished_at=exit_.finished_at, container_id=container_id, message=message)
         self._update(name, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
@@ -660,7 +660,7 @@ class PodWorker:
 
     async def _terminate_containers(self) -> None:
         """preStop hooks, then the stop signal to every running container, SIGKILL to those alive after the grace
-        period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
+        period. The hooks run within the grace period; the stop signal always gets at least 2 s."""
         grace = float(self.pod.pod.spec.termination_grace_period_seconds)
         started = self.services.clock.monotonic()
         running = dict(self.running)
