@@ -30,6 +30,8 @@ MAX_LOG_MESSAGE_BYTES = 2 * 1024  # MaxContainerTerminationMessageLogLength
 MAX_LOG_MESSAGE_LINES = 80  # MaxContainerTerminationMessageLogLines
 LOG_READ_BYTES = 1024 * 1024  # how much of the log's end is read for those lines at most
 FALLBACK = "FallbackToLogsOnError"
+DEFAULT_PATH = "/dev/termination-log"  # every container's unless it says otherwise: a host-process runtime keeps
+# the target it makes there (every pod mounts it; removing it would unmount it from the others' containers)
 
 
 def container_path(container: Container) -> str:

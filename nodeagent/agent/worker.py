@@ -484,7 +484,7 @@ class PodWorker:
             await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
             volumes.ensure_mount_points(volumes.pod_dir(services.state_dir, self.pod.uid), spec.mounts,
-                                        kept=(termination_message.container_path(container),))
+                                        kept=(termination_message.DEFAULT_PATH,))
         own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
         if own_cgroup:
             await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
