@@ -249,3 +249,16 @@ def test_kubectl_reads_the_message_and_the_deadline(agent: AgentHarness) -> None
     wait_for(lambda: deadline_failed(agent, "late"), timeout=20, what="failed by its deadline")
     described = kubectl.out("describe", "pod", f"late-{NODE}")
     assert "DeadlineExceeded" in described and "Pod was active on the node longer than the specified" in described
+
+
+@pytest.mark.parametrize(("swap", "error"), [
+    ("mkfifo", "not a regular file"), ("ln -s /etc/shadow", "Too many levels of symbolic links")])
+def test_a_host_process_swapping_its_message_file_gets_an_error_message(agent: AgentHarness, swap: str,
+                                                                         error: str) -> None:
+    """A process container can reach its file in the state directory: a FIFO there must not hang the agent,
+    a symlink must not show what it points to."""
+    files = f"{agent.state}/pods/*/containers/c/0"
+    ended = run_once(agent, "swapper", f"for f in {files}; do rm -f $f; {swap} $f; done; exit 1")
+    assert ended["message"].startswith("Error on reading termination log ") and ended["message"].endswith(error)
+    assert "root:" not in ended["message"]
+    assert run_once(agent, "after", "echo fine > /dev/termination-log")["message"] == "fine\n"  # the agent goes on
