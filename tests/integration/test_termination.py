@@ -136,7 +136,9 @@ def test_active_deadline_seconds_fails_the_pod_and_stops_its_containers(agent: A
 def test_the_deadline_holds_across_an_agent_restart(agent: AgentHarness) -> None:
     agent.write("outlived.yaml", DEADLINED % ("outlived", 4))
     wait_for(lambda: "running" in agent.container_status("outlived", "c")["state"], what="running")
-    [pid] = agent.procs(agent.cgroup_path("outlived", "c"))
+    # the runtime's start shell execs the command: one process once it has
+    [pid] = wait_for(lambda: len(procs := agent.procs(agent.cgroup_path("outlived", "c"))) == 1 and procs,
+                     what="one process")
     agent.stop()  # the pods keep running
     time.sleep(4)
     agent.start()
