@@ -4,14 +4,17 @@ mount, lifecycle.stopSignal, activeDeadlineSeconds; and shareProcessNamespace.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from tests.integration.containerd import BUSYBOX_IMAGE
+from tests.integration.containerd import BUSYBOX_IMAGE, Containerd
 from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.ociimage import BUSYBOX, ImageFile, layer_tar, oci_archive
 from tests.integration.test_cri import agent, containerd, cri_images, pod, state
 
 __all__ = ["agent", "containerd", "cri_images"]  # the fixtures, imported for pytest
 
+QUITTER = "nodeagent.test/quitter:1"
 TRAPS = "trap 'echo USR1 > /dev/termination-log; exit 7' USR1; while :; do sleep 0.1; done"
 
 
@@ -57,3 +60,18 @@ spec:
     assert ended(agent, "shared-pid")["exitCode"] == 0
     assert agent.cli("logs", "shared-pid", "-c", "first").stdout == "pause\n"
     assert agent.cli("logs", "shared-pid", "-c", "c").stdout == "seen\n"
+
+
+def test_the_images_stop_signal(agent: AgentHarness, containerd: Containerd, tmp_path: Path) -> None:
+    """containerd would send the image's STOPSIGNAL on StopContainer; nodeagent signals the process itself,
+    so it sends the same (USR1 here, as a Dockerfile writes it) at the deadline."""
+    files = [ImageFile(d) for d in ("bin", "dev", "proc", "sys")] + [ImageFile("tmp", mode=0o1777)]
+    files += [ImageFile("bin/busybox", Path(BUSYBOX).read_bytes(), mode=0o755)]
+    files += [ImageFile(f"bin/{applet}", link_to="/bin/busybox") for applet in ("sh", "sleep")]
+    archive = oci_archive(QUITTER, layer_tar(files), entrypoint=[], cmd=["sh"], output=tmp_path / "quitter.tar",
+                          stop_signal="USR1")
+    containerd.ctr("images", "import", str(archive))
+    agent.write("quitter.yaml", pod("quitter", TRAPS, extra="  activeDeadlineSeconds: 3\n").replace(
+        BUSYBOX_IMAGE, QUITTER))
+    last = ended(agent, "quitter")
+    assert (last["exitCode"], last["message"]) == (7, "USR1\n"), json.dumps(last)
