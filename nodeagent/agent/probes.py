@@ -92,7 +92,7 @@ class ProbeCallbacks:
 
     ready: Callable[[bool], None]
     failed: Callable[[str, ProbeResult], None]  # (kind, result): an Unhealthy event
-    kill: Callable[[str], Awaitable[None]]  # (reason message): kill the container, it restarts per policy
+    kill: Callable[[str, Probe], Awaitable[None]]  # (reason message, the probe that failed): kill the container
 
 
 async def run_probes(container: Container, *, runtime: Runtime, running: RunningContainer, pod_ip: str,
@@ -105,7 +105,7 @@ async def run_probes(container: Container, *, runtime: Runtime, running: Running
 
     startup = container.startup_probe
     if startup is not None and not await _until_success(startup, once, "Startup", callbacks, clock):
-        await callbacks.kill(f"Container {container.name} failed startup probe, will be restarted")
+        await callbacks.kill(f"Container {container.name} failed startup probe, will be restarted", startup)
         return
     loops = []
     if container.liveness_probe is not None:
@@ -151,7 +151,7 @@ async def _liveness(container: Container, probe: Probe, once: Callable[[Probe], 
         if not result.ok:
             callbacks.failed("Liveness", result)
             if failures >= probe.failure_threshold:
-                await callbacks.kill(f"Container {container.name} failed liveness probe, will be restarted")
+                await callbacks.kill(f"Container {container.name} failed liveness probe, will be restarted", probe)
                 return
         await clock.sleep(probe.period_seconds)
 

@@ -5,8 +5,10 @@
       Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers, one after the
       other, each to completion, restarted on failure unless Never) -> Running (app containers, restarted
       per restartPolicy with back-off) -> Succeeded | Failed (stays listed until its manifest goes)
-    stop(): preStop, SIGTERM to every running container, SIGKILL after the grace period; then tear down
+    stop(): preStop, its stop signal to every running container, SIGKILL after the grace period; then tear down
     (retried with back-off while a part of it cannot be removed).
+    activeDeadlineSeconds passed (lifecycle: deadline_exceeded): the same stop without the tear-down; the pod
+    stays Failed (DeadlineExceeded) and nothing starts again.
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -22,7 +24,7 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
-from nodeagent.agent import backoff, volumes
+from nodeagent.agent import backoff, deadline, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.events import NORMAL, WARNING
 from nodeagent.agent.hooks import run_hook
@@ -41,13 +43,11 @@ from nodeagent.agent.lifecycle import (
 from nodeagent.agent.records import State
 from nodeagent.agent.specs import host_ports
 from nodeagent.agent.status import PodFacts, pod_json
+from nodeagent.agent.stopping import MIN_GRACE_SECONDS
 from nodeagent.agent.supervisor import ContainerSupervisor
-from nodeagent.agent.termination import MIN_GRACE_SECONDS, stop_gracefully
+from nodeagent.agent.termination import stop_gracefully
 from nodeagent.errors import NodeAgentError
-from nodeagent.runtime.base import (
-    RunningContainer,
-    Runtime,
-)
+from nodeagent.runtime.base import RunningContainer, Runtime
 from nodeagent.runtime.logrotate import LogFile
 from nodeagent.runtime.logs import pod_log_dir
 from nodeagent.timeformat import go_duration
@@ -88,11 +88,13 @@ class PodWorker(ContainerSupervisor):
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
         addresses = self.addresses
+        reason, message = (rejection.reason, rejection.message) if rejection else (None, None)
+        if self.deadline_exceeded:
+            reason, message = deadline.REASON, deadline.MESSAGE
         facts = PodFacts(created_at=self.created_at, host_ip=addresses.host_ip,
                          pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
-                         reason=rejection.reason if rejection else None,
-                         message=rejection.message if rejection else None)
+                         reason=reason, message=message, failed=self.deadline_exceeded)
         return pod_json(self.pod, list(self.records.values()), facts)
 
     @property
@@ -184,6 +186,9 @@ class PodWorker(ContainerSupervisor):
                     else:
                         self._resumed(name)
                 continue
+            if actions.deadline_exceeded:
+                await self._exceed_deadline(attempts)
+                return  # Failed: it stays listed until its manifest goes
             if actions.state in (PodState.SUCCEEDED, PodState.FAILED) and not attempts:
                 return  # finished: it stays listed until its manifest goes
             for name in actions.start:
@@ -235,14 +240,36 @@ class PodWorker(ContainerSupervisor):
                                     f"Back-off restarting failed container {name} in pod {self.pod_label}")
         self._move(name, ContainerEvent.BACK_OFF, retry_at=self.slots[name].observed.retry_at)
 
+    async def _exceed_deadline(self, attempts: dict[str, asyncio.Task[None]]) -> None:
+        """activeDeadlineSeconds has passed: Failed (DeadlineExceeded, said once, not again after an agent
+        restart), every running container stopped as in a termination; what is still being taken back is
+        stopped as it comes (_stop_if_stopping)."""
+        if not self.deadline_exceeded:
+            self.services.events.record(self.object_ref(), NORMAL, deadline.REASON, deadline.MESSAGE)
+            log.info("pod=%s uid=%s: %s", self.key, self.pod.uid, deadline.MESSAGE)
+            self.deadline_exceeded = True
+            self._changed()
+        await self._terminate_containers()
+        await asyncio.gather(*attempts.values())
+        attempts.clear()
+
     def _desired(self) -> DesiredPod:
         containers = tuple(DesiredContainer(name, ContainerKind.INIT if record.init else ContainerKind.APP)
                            for name, record in self.records.items())
-        return DesiredPod(containers, self.pod.pod.spec.restart_policy, stopping=self._stopping.is_set())
+        spec = self.pod.pod.spec
+        counts = deadline.applies(spec, self.records.values(), failed_already=self.deadline_exceeded)
+        return DesiredPod(containers, spec.restart_policy, stopping=self._stopping.is_set(),
+                          active_deadline_seconds=spec.active_deadline_seconds if counts else None)
 
     def _observed(self) -> ObservedPod:
-        return ObservedPod(now=self.services.clock.monotonic(), admitted=self.admitted,
-                           set_up=self.volumes is not None,
+        """What is seen now; the deadline counts from the pod's start (status.startTime, saved: it holds across
+        agent restarts), once it is set up again (what an agent restart takes back is stopped as it comes)."""
+        clock = self.services.clock
+        set_up = self.volumes is not None
+        started_at = None
+        if set_up and self.start_time is not None:
+            started_at = clock.monotonic() - (clock.now() - self.start_time).total_seconds()
+        return ObservedPod(now=clock.monotonic(), admitted=self.admitted, set_up=set_up, started_at=started_at,
                            containers={name: slot.observed for name, slot in self.slots.items()})
 
     def _enter(self, state: PodState) -> None:
@@ -273,7 +300,7 @@ class PodWorker(ContainerSupervisor):
                 monitor = self.plan.monitor if self.services.sandboxes is None else None
                 await self.services.cgroups.apply([c for c in (self.plan.pod, monitor) if c is not None])
                 networks = self.services.networks
-                if self.own_network and networks is not None:
+                if self.context.own_network and networks is not None:
                     # Containers taken back after a restart run in their network already: keep it as it is.
                     to_adopt = any(slot.adoptable is not None for slot in self.slots.values())
                     if not (to_adopt and networks.resume(self.pod.uid)):
@@ -298,8 +325,8 @@ class PodWorker(ContainerSupervisor):
         return False
 
     async def _terminate_containers(self) -> None:
-        """preStop hooks, then SIGTERM to every running container, SIGKILL to those alive after the grace
-        period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
+        """preStop hooks, then its stop signal to every running container, SIGKILL to those alive after the grace
+        period. The hooks run within the grace period; the stop signal always gets at least 2 s."""
         grace = float(self.pod.pod.spec.termination_grace_period_seconds)
         started = self.services.clock.monotonic()
         running = {name: slot.running for name, slot in self.slots.items() if slot.running is not None}
@@ -307,8 +334,10 @@ class PodWorker(ContainerSupervisor):
             self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
         await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
         left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
+        names = {id(c): name for name, c in running.items()}
         await stop_gracefully(self.services.clock, list(running.values()), left,
-                              lambda c: any(slot.running is c for slot in self.slots.values()))
+                              lambda c: any(slot.running is c for slot in self.slots.values()),
+                              lambda c: self._stop_signal(names[id(c)], c))
 
     async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
         container = self.slots[name].container
@@ -338,7 +367,7 @@ class PodWorker(ContainerSupervisor):
                 await services.sandboxes.remove_pod_sandbox(self.pod.uid)
             cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
             await services.cgroups.remove(cgroups)
-            if self.own_network:
+            if self.context.own_network:
                 assert services.networks is not None
                 await services.networks.tear_down(self.pod.uid)
         except NodeAgentError as exc:

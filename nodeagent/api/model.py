@@ -150,7 +150,7 @@ class LifecycleHandler(K8sModel):
 class Lifecycle(K8sModel):
     post_start: LifecycleHandler | None = None
     pre_stop: LifecycleHandler | None = None
-    stop_signal: str | None = None  # not supported yet: refused when set
+    stop_signal: str | None = None  # nodeagent.api.signals names; needs spec.os.name
 
 
 class Capabilities(K8sModel):

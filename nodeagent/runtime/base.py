@@ -65,6 +65,7 @@ class ContainerSpec:
     stdin: bool = False  # the container's stdin: true: a pipe that attached clients write to
     stdin_once: bool = False  # stdinOnce: that pipe is closed when the first attached client detaches
     tty: bool = False  # a terminal for the main process (its stdin, stdout and stderr): the cri runtime alone
+    share_process_namespace: bool = False  # spec.shareProcessNamespace: one PID namespace for the pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class RunningContainer(Protocol):
     container_id: str  # "<runtime>://<id>", as Kubernetes shows it
     pid: int
     started_at: dt.datetime
+    image_stop_signal: int | None  # the image's STOPSIGNAL (runc); None: the image has none, or no image
 
     async def wait(self) -> ContainerExit:
         """Until the container has exited (all its processes) and its logs are flushed."""
@@ -225,6 +227,7 @@ class PodSandboxSpec:
     host_pid: bool = False
     host_ipc: bool = False
     sysctls: tuple[tuple[str, str], ...] = ()
+    share_process_namespace: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ C = "  containers: [{name: c, image: x}]\n"
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
-    ("  shareProcessNamespace: true\n" + C, "spec.shareProcessNamespace: Forbidden: not supported by nodeagent yet"),
+    ("  shareProcessNamespace: true\n  hostPID: true\n" + C,
+     "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"),
     ("  hostUsers: false\n" + C, "spec.hostUsers: Forbidden: user namespaces are not supported by nodeagent yet"),
     ("  runtimeClassName: kata\n" + C, "spec.runtimeClassName: Forbidden: nodeagent has no RuntimeClasses"),
-    ("  activeDeadlineSeconds: 5\n" + C, "spec.activeDeadlineSeconds: Forbidden: not supported by nodeagent yet"),
+    ("  activeDeadlineSeconds: 0\n" + C, "spec.activeDeadlineSeconds: Invalid value: 0"),
     ("  ephemeralContainers: [{name: e, image: x}]\n" + C, "spec.ephemeralContainers: Forbidden: ephemeral"),
     ("  readinessGates: [{conditionType: x}]\n" + C, "spec.readinessGates: Forbidden"),
     ("  os: {name: windows}\n" + C, "spec.os.name: Forbidden"),
@@ -39,11 +40,18 @@ C = "  containers: [{name: c, image: x}]\n"
     ("  initContainers: [{name: s, image: x, restartPolicy: Always}]\n" + C,
      "spec.initContainers[0].restartPolicy: Forbidden: sidecar containers are not supported by nodeagent yet"),
     ("  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGUSR1}}]\n",
-     "spec.containers[0].lifecycle.stopSignal: Forbidden: not supported by nodeagent yet"),
-    ("  containers: [{name: c, image: x, terminationMessagePolicy: FallbackToLogsOnError}]\n",
-     "spec.containers[0].terminationMessagePolicy: Forbidden: FallbackToLogsOnError is not supported"),
-    ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
-     "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Forbidden: not supported by nodeagent yet"),
+     "spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`"),
+    ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGFOO}}]\n",
+     'spec.containers[0].lifecycle.stopSignal: Unsupported value: "SIGFOO": supported values: "SIGABRT", '),
+    ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: QUIT}}]\n",
+     'spec.containers[0].lifecycle.stopSignal: Unsupported value: "QUIT"'),
+    ("  containers: [{name: c, image: x, readinessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
+     "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 1: must not be set for "
+     "readinessProbes"),
+    ("  containers: [{name: c, image: x, terminationMessagePolicy: Always}]\n",
+     'spec.containers[0].terminationMessagePolicy: Unsupported value: "Always"'),
+    ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 0}}]\n",
+     "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0"),
     ("  volumes: [{name: d, hostPath: {path: /d}}]\n"
      "  containers: [{name: c, image: x, volumeMounts: [{name: d, mountPath: /d, mountPropagation: Bidirectional}]}]\n",
      "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional mount propagation is available "

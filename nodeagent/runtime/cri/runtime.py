@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from nodeagent.api.signals import parse_signal
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.images.credentials import DockerConfigError, credentials_for_image, load_docker_config
 from nodeagent.runtime.base import (
@@ -232,9 +233,20 @@ class CriRuntime:
             raise RuntimeStartError("RunContainerError", exc.message) from exc
         status, pid = await self._status(container_id)
         container = CriContainer(self, container_id, pid, timestamp(status.started_at) if status.started_at
-                                 else dt.datetime.now(dt.UTC))
+                                 else dt.datetime.now(dt.UTC), await self._image_stop_signal(spec.image))
         container.watch()
         return container
+
+    async def _image_stop_signal(self, image: str) -> int | None:
+        """The image's STOPSIGNAL, which containerd would send on StopContainer: nodeagent signals the process
+        itself, so it reads it (ImageStatus verbose: imageSpec.config.StopSignal); None when there is none."""
+        try:
+            info = await self.client.image_info(image)
+            value = json.loads(info.get("info", "{}")).get("imageSpec", {}).get("config", {}).get("StopSignal")
+        except (CRIError, ValueError, AttributeError) as exc:
+            log.debug("image %s: no stop signal read: %s", image, exc)
+            return None
+        return parse_signal(value) if isinstance(value, str) and value else None
 
     async def _image_user(self, image: str) -> str:
         """The image's user as the runtime reports it, as the kubelet reads it for runAsNonRoot: its uid, else
@@ -275,7 +287,9 @@ class CriRuntime:
             return container_exit(status)
         process = saved.details.get("process")
         saved_identity = ProcessIdentity.from_json(process) if process is not None else identity
-        container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at))
+        stop_signal = saved.details.get("imageStopSignal")
+        container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at),
+                                 stop_signal if isinstance(stop_signal, int) else None)
         container.watch()
         return container
 
@@ -333,13 +347,14 @@ class CriContainer:
     """A container the CRI runtime runs: its end seen through a pidfd on its main process (or by polling)."""
 
     def __init__(self, runtime: CriRuntime, cri_id: str, process: ProcessIdentity | None,
-                 started_at: dt.datetime) -> None:
+                 started_at: dt.datetime, image_stop_signal: int | None = None) -> None:
         self.runtime = runtime
         self.cri_id = cri_id
         self.container_id = f"{runtime.runtime_name}://{cri_id}"
         self.process = process
         self.pid = process.pid if process else 0
         self.started_at = started_at
+        self.image_stop_signal = image_stop_signal
         self._loop = asyncio.get_running_loop()
         self._ended = self._loop.create_future()
         self._pidfd: int | None = None
@@ -347,8 +362,9 @@ class CriContainer:
         self._exit: ContainerExit | None = None
 
     def saved(self) -> AdoptionRecord:
-        return AdoptionRecord(self.cri_id, False, {"startedAt": self.started_at.isoformat(),
-                                                   **({"process": self.process.to_json()} if self.process else {})})
+        return AdoptionRecord(self.cri_id, False, {
+            "startedAt": self.started_at.isoformat(), **({"process": self.process.to_json()} if self.process else {}),
+            **({"imageStopSignal": self.image_stop_signal} if self.image_stop_signal is not None else {})})
 
     def watch(self) -> None:
         self._pidfd = self.process.pidfd() if self.process else None
