@@ -4,7 +4,8 @@
                        state file is quarantined and its pod's running containers found from the runtime
     sync(desired)   -> workers for new UIDs start, workers whose UID is gone stop;
                        the node's QoS cgroups follow the set of pods
-    clean_orphans() -> pod cgroups, networks, container bundles and pod directories nobody owns are removed
+    clean_orphans() -> pod cgroups, networks, container bundles (and conmon exit files) and pod directories
+                       nobody owns are removed; exit files are swept again after each pod's teardown
 
 Like the kubelet, two pods of one name never run at once: a changed manifest's new pod waits until
 the old one has terminated.
@@ -39,7 +40,6 @@ from nodeagent.runtime.base import FoundContainer
 log = logging.getLogger(__name__)
 
 SAVE_RETRY_SECONDS = 1.0
-
 
 
 class PodManager:
@@ -204,6 +204,7 @@ class PodManager:
                 self._tasks.pop(worker.pod.uid, None)
                 self._admit_waiting()  # its room may let a waiting pod in
                 self.services.on_change()
+                await self.sweep_exit_files()
 
     async def _apply_node_cgroups(self, pods: Iterable[StaticPod]) -> None:
         cgroups = plan_node_cgroups(pods, self.services.node, self.services.settings)
@@ -254,6 +255,12 @@ class PodManager:
             # e.g. a start the agent was killed in: its first process may still wait to be released
             log.info("removing the container bundle %s: no pod refers to it", entry)
             conmon.abandon(layout, entry)
+        await self.sweep_exit_files()
+
+    async def sweep_exit_files(self) -> None:
+        """conmon's exit files and sockets whose container is gone (at start, and after each pod's teardown)."""
+        for entry in await asyncio.to_thread(conmon.sweep, conmon.ConmonLayout(self.services.state_dir)):
+            log.warning("removing %s: no container owns it", entry)
 
     async def clean_orphan_networks(self) -> None:
         """The pod networks of unknown UIDs and what no lease accounts for. After READY: it loads pyroute2

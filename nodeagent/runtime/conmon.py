@@ -223,9 +223,33 @@ def _naming(text: bytes) -> list[int]:
 
 
 def remove(layout: ConmonLayout, container_id: str) -> None:
-    shutil.rmtree(layout.bundle(container_id), ignore_errors=True)
+    """The container's exit file and socket entry, then its bundle: the bundle goes last, so that files a
+    crash left behind still have the owner the sweep goes by."""
     for path in (layout.exit_file(container_id), os.path.join(layout.socket_dir, container_id)):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
+        _remove_entry(path)
+    shutil.rmtree(layout.bundle(container_id), ignore_errors=True)
+
+
+def sweep(layout: ConmonLayout) -> list[str]:
+    """Exit files and socket entries of containers that have no bundle any more (conmon's temporary files
+    `<id>.XXXXXX` included): nobody will read them. A container's bundle is made before its conmon starts
+    and removed after these files, so a live container's are never taken. Returns what it removed."""
+    removed = []
+    for directory in (layout.exit_dir, layout.socket_dir):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            if not os.path.isdir(layout.bundle(name.split(".", 1)[0])):
+                _remove_entry(os.path.join(directory, name))
+                removed.append(os.path.join(os.path.basename(directory), name))
+    return sorted(removed)
+
+
+def _remove_entry(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

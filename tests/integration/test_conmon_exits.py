@@ -1,0 +1,69 @@
+"""conmon's exit files (<stateDir>/exits): each one read by the agent, none left once its container is gone.
+A chaos soak left 21 of them after every pod was removed."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from nodeagent.errors import RuntimeStartError
+from nodeagent.plan.pod import CgroupPlan
+from nodeagent.runtime.process import ProcessRuntime
+from tests.chaos.faults import monitors
+from tests.integration.harness import AgentHarness, cgroup_driver, wait_for
+from tests.unit.test_security import SPEC
+
+SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
+
+
+def exits(harness: AgentHarness) -> list[str]:
+    directory = harness.state / "exits"
+    return sorted(os.listdir(directory)) if directory.is_dir() else []
+
+
+def orphan_exit_files(harness: AgentHarness) -> list[str]:
+    """Exit files as a crash or an older agent leaves them: their containers' bundles are gone."""
+    names = [secrets.token_hex(32), f"{secrets.token_hex(32)}.X1Y2Z3"]  # a conmon killed mid-write: its temp
+    (harness.state / "exits").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (harness.state / "exits" / name).write_text("0")
+    return names
+
+
+def test_exit_files_no_container_owns_are_swept_at_start_and_after_a_pods_teardown(harness: AgentHarness) -> None:
+    left = orphan_exit_files(harness)
+    harness.start()
+    wait_for(lambda: not set(left) & set(exits(harness)), what="the exit files of no container swept at start")
+    harness.write("steady.yaml", SLEEPER % "steady")
+    wait_for(lambda: "running" in harness.container_status("steady", "c")["state"], what="running")
+    left = orphan_exit_files(harness)
+    harness.remove("steady.yaml")
+    wait_for(lambda: not harness.pods(), what="the pod gone")
+    wait_for(lambda: exits(harness) == [], what="every exit file swept after the teardown")
+    assert set(left).isdisjoint(exits(harness))
+
+
+@pytest.mark.timeout(60)
+async def test_a_start_cut_short_before_its_watch_waits_for_conmon_and_leaves_no_exit_file(
+        agent_root: Path) -> None:
+    """The start's cgroup is gone by the time its process is moved into it (as when something removes it
+    from outside): the start fails, conmon has ended by then, and its exit file is gone with it."""
+    state = agent_root / "state"
+    runtime = ProcessRuntime(cgroup_driver(), str(state), None)
+    spec = dataclasses.replace(SPEC, command=("sleep", "60"), log_path=str(agent_root / "logs" / "c" / "0.log"),
+                               cgroup=CgroupPlan("container", f"/nodeagent-gone-{secrets.token_hex(4)}"))
+    try:
+        with pytest.raises(RuntimeStartError):
+            await runtime.start(spec)
+        assert monitors(str(state)) == []
+        await asyncio.sleep(0.5)  # a conmon that outlived the start would write its exit file about now
+        assert os.listdir(state / "exits") == []
+        assert os.listdir(state / "containers") == []
+    finally:
+        for pid in monitors(str(state)):
+            os.kill(pid, 9)
