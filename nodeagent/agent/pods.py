@@ -35,7 +35,7 @@ from nodeagent.errors import NodeAgentError
 from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
 from nodeagent.runtime import conmon
-from nodeagent.runtime.base import FoundContainer
+from nodeagent.runtime.base import Discarding, FoundContainer
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,26 @@ class PodManager:
             for other in earlier:
                 await other.done.wait()
             await worker.run()
+            await self._remove_leftovers(worker)  # not when cancelled: the agent going away keeps its pods
         finally:
             if worker.done.is_set():
                 self.workers.pop(worker.pod.uid, None)
                 self._tasks.pop(worker.pod.uid, None)
                 self._admit_waiting()  # its room may let a waiting pod in
                 self.services.on_change()
-                await self.sweep_exit_files()
+
+    async def _remove_leftovers(self, worker: PodWorker) -> None:
+        """After a pod's teardown: the containers it never took back (it was restored while terminating, or
+        stopped before its set-up was done), and conmon's files no container owns."""
+        runtime = self.services.runtime
+        if worker.adoptable and isinstance(runtime, Discarding):
+            for name, saved in worker.adoptable.items():
+                log.info("pod=%s container=%s: stopped before it was taken back: removing it", worker.key, name)
+                try:
+                    await runtime.discard(saved)
+                except (NodeAgentError, OSError) as exc:
+                    log.error("pod=%s container=%s: removing it: %s", worker.key, name, exc)
+        await self.sweep_exit_files()
 
     async def _apply_node_cgroups(self, pods: Iterable[StaticPod]) -> None:
         cgroups = plan_node_cgroups(pods, self.services.node, self.services.settings)

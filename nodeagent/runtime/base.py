@@ -203,6 +203,15 @@ class PodSandboxes(Protocol):
 
 
 @runtime_checkable
+class Discarding(Protocol):
+    """A runtime whose containers leave files behind them (process, runc: conmon's bundle, exit file, socket)."""
+
+    async def discard(self, saved: Mapping[str, Any]) -> None:
+        """A container saved before an agent restart and never taken back (its pod was stopped first): killed
+        if it still runs, and everything of it removed. An unusable `saved` is ignored."""
+
+
+@runtime_checkable
 class RuntimePreparation(Protocol):
     """A runtime with leftovers of an earlier agent to clear (runc: interrupted image pulls), before any pod."""
 

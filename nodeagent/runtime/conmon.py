@@ -18,9 +18,12 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -31,6 +34,7 @@ from nodeagent.runtime.procinfo import ProcessIdentity
 log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT_SECONDS = 30.0
+CONTAINER_ID = re.compile(r"[0-9a-f]{64}")  # as the runtimes make them: secrets.token_hex(32)
 REOPEN_LOG = b"2 0 0\n"  # on conmon's control FIFO: message type 2, reopen the log file (as CRI-O sends it)
 
 
@@ -206,6 +210,24 @@ def abandon(layout: ConmonLayout, container_id: str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     remove(layout, container_id)
+
+
+def discard(layout: ConmonLayout, saved: Mapping[str, Any]) -> str | None:
+    """A container saved before an agent restart and never taken back: its process killed if it still runs
+    (checked by its start time), then abandoned as a cut-short start is. Its ID, or None when `saved` names
+    no container of this layout (a hand-edited state file: nothing is touched). Blocking: run it in a thread."""
+    container_id = saved.get("ociId")
+    if not (isinstance(container_id, str) and CONTAINER_ID.fullmatch(container_id)):
+        return None
+    try:
+        container = ProcessIdentity.from_json(saved["container"])
+    except (KeyError, TypeError, ValueError):
+        container = None
+    if container is not None and container.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(container.pid, signal.SIGKILL)
+    abandon(layout, container_id)
+    return container_id
 
 
 def _naming(text: bytes) -> list[int]:

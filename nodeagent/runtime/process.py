@@ -178,6 +178,9 @@ class ProcessRuntime:
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
 
+    async def discard(self, saved: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(conmon.discard, self.layout, saved)
+
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:
         return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import signal
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,20 @@ async def test_a_start_cut_short_before_its_watch_waits_for_conmon_and_leaves_no
     finally:
         for pid in monitors(str(state)):
             os.kill(pid, 9)
+
+
+def test_a_pod_removed_while_the_agent_was_away_leaves_no_container_files(harness: AgentHarness) -> None:
+    """Found by chaos (runc, seed 7): a pod restored while terminating is stopped before it takes its
+    containers back; its teardown killed them with its cgroups but nobody removed what they had left: the
+    bundle, conmon's exit file and socket, and with runc the container, its rootfs mount and image lease."""
+    harness.start()
+    harness.write("gone.yaml", SLEEPER % "gone")
+    wait_for(lambda: "running" in harness.container_status("gone", "c")["state"], what="running")
+    harness.stop(signal.SIGKILL)
+    harness.remove("gone.yaml")
+    harness.start()
+    wait_for(lambda: not harness.pods(), what="the pod gone")
+    wait_for(lambda: not os.listdir(harness.state / "containers"), what="its bundle removed")
+    assert exits(harness) == []
+    assert not (harness.state / "sockets").exists() or os.listdir(harness.state / "sockets") == []
+    assert monitors(str(harness.state)) == []
