@@ -17,6 +17,8 @@ from nodeagent.plan.pod import CgroupPlan
 from nodeagent.runtime.process import ProcessRuntime
 from tests.chaos.faults import monitors
 from tests.integration.harness import AgentHarness, cgroup_driver, wait_for
+from tests.integration.registry import Registry, auth_registry, registry  # noqa: F401
+from tests.integration.test_runc import Images, RuncAgent, images, runc_list  # noqa: F401
 from tests.unit.test_security import SPEC
 
 SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
@@ -70,18 +72,45 @@ async def test_a_start_cut_short_before_its_watch_waits_for_conmon_and_leaves_no
             os.kill(pid, 9)
 
 
-def test_a_pod_removed_while_the_agent_was_away_leaves_no_container_files(harness: AgentHarness) -> None:
-    """Found by chaos (runc, seed 7): a pod restored while terminating is stopped before it takes its
-    containers back; its teardown killed them with its cgroups but nobody removed what they had left: the
-    bundle, conmon's exit file and socket, and with runc the container, its rootfs mount and image lease."""
+def stop_before_taken_back(harness: AgentHarness, container: str) -> None:
+    """A running pod, restored after an agent restart and stopped before its set-up was done (its hostPath
+    directory is gone: the set-up fails until the pod is stopped), so it never takes its container back."""
+    volume = harness.root / "volume"
+    volume.mkdir()
     harness.start()
-    harness.write("gone.yaml", SLEEPER % "gone")
+    harness.write("gone.yaml", "kind: Pod\nmetadata: {name: gone}\nspec:\n"
+                  f"  volumes: [{{name: v, hostPath: {{path: {volume}, type: Directory}}}}]\n"
+                  f"  containers: [{container}]\n")
     wait_for(lambda: "running" in harness.container_status("gone", "c")["state"], what="running")
     harness.stop(signal.SIGKILL)
-    harness.remove("gone.yaml")
+    volume.rmdir()
     harness.start()
+    wait_for(lambda: any(e["reason"] == "FailedMount" for e in harness.events()), what="its set-up failing")
+    harness.remove("gone.yaml")
     wait_for(lambda: not harness.pods(), what="the pod gone")
-    wait_for(lambda: not os.listdir(harness.state / "containers"), what="its bundle removed")
+
+
+def test_a_pod_stopped_before_it_took_its_containers_back_leaves_no_container_files(harness: AgentHarness) -> None:
+    """Found by chaos (runc, seed 7): the teardown of such a pod killed its containers with its cgroups, but
+    nobody removed what they left: the bundle, conmon's exit file and socket."""
+    stop_before_taken_back(harness, "{name: c, image: x, command: [sleep, '3600']}")
+    assert os.listdir(harness.state / "containers") == []
     assert exits(harness) == []
     assert not (harness.state / "sockets").exists() or os.listdir(harness.state / "sockets") == []
     assert monitors(str(harness.state)) == []
+
+
+def test_a_runc_pod_stopped_before_it_took_its_containers_back_leaves_nothing(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:  # noqa: F811
+    """With runc, the container itself, its rootfs mount and its image lease stayed too."""
+    agent = RuncAgent(agent_root, [registry, auth_registry])
+    harness = agent.harness
+    try:
+        stop_before_taken_back(harness, f"{{name: c, image: '{images.busybox.reference}', command: [sleep, '3600']}}")
+        assert (os.listdir(harness.state / "containers"), exits(harness), runc_list(harness)) == ([], [], [])
+        assert os.listdir(harness.state / "rootfs") == []
+        assert [line for line in Path("/proc/self/mounts").read_text().splitlines()
+                if str(harness.state / "rootfs") in line] == []
+        assert list((harness.state / "images" / "leases").glob("*.json")) == []
+    finally:
+        agent.clean_up()
