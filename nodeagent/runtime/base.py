@@ -253,13 +253,20 @@ class PodSandboxes(Protocol):
 @runtime_checkable
 class ContainerBundles(Protocol):
     """A runtime whose containers have bundles in the state directory (process, runc), named by their
-    AdoptionRecord's container_id."""
+    AdoptionRecord's container_id, and conmon's exit files and sockets beside them."""
 
     def bundles(self) -> set[str]:
         """The bundles on disk now (blocking)."""
 
     def abandon(self, bundle: str) -> None:
         """Kill what a start cut short left of the bundle's container, then remove the bundle (blocking)."""
+
+    def sweep(self) -> list[str]:
+        """Remove conmon's exit files and sockets whose container is gone; what it removed (blocking)."""
+
+    async def discard(self, saved: AdoptionRecord) -> None:
+        """A container saved before an agent restart and never taken back (its pod was stopped first): killed
+        if it still runs, and everything of it removed. A record that names no bundle is ignored."""
 
 
 @runtime_checkable

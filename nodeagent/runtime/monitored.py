@@ -97,15 +97,18 @@ class MonitoredContainer:
             log.warning("container=%s: moving its conmon into the pod's cgroup: %s", self.spec.name, exc)
 
     def watch(self) -> None:
+        self._watch_conmon()
+        try:
+            self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
+        except NodeAgentError as exc:
+            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
+
+    def _watch_conmon(self) -> None:
         self._pidfd = self.monitored.conmon.pidfd()
         if self._pidfd is None:
             self._exited.set_result(now())
         else:
             self._loop.add_reader(self._pidfd, self._conmon_exited)
-        try:
-            self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
-        except NodeAgentError as exc:
-            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
 
     def _conmon_exited(self) -> None:
         if self._pidfd is not None:
@@ -135,7 +138,8 @@ class MonitoredContainer:
 
     async def wait(self) -> ContainerExit:
         if self._pidfd is None and not self._exited.done():
-            self._exited.set_result(now())  # never watched: conmon is gone already
+            # never watched (a start cut short): conmon, if it lives, writes the exit file as it ends
+            self._watch_conmon()
         detected = await asyncio.shield(self._exited)
         layout = self.layout
         code = conmon.read_exit_code(layout, self.monitored.container_id)

@@ -184,6 +184,12 @@ class ProcessRuntime:
     def abandon(self, bundle: str) -> None:
         conmon.abandon(self.layout, bundle)
 
+    def sweep(self) -> list[str]:
+        return conmon.sweep(self.layout)
+
+    async def discard(self, saved: AdoptionRecord) -> None:
+        await asyncio.to_thread(conmon.discard, self.layout, saved)
+
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:
         return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,

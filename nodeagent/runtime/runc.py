@@ -146,6 +146,17 @@ class RuncRuntime:
     def abandon(self, bundle: str) -> None:
         conmon.abandon(self.layout, bundle)
 
+    def sweep(self) -> list[str]:
+        return conmon.sweep(self.layout)
+
+    async def discard(self, saved: AdoptionRecord) -> None:
+        """Its process and conmon killed, its bundle removed, then the container itself (runc's state, the
+        rootfs mount, the image lease)."""
+        oci_id = await asyncio.to_thread(conmon.discard, self.layout, saved)
+        if oci_id is not None:
+            self._live.add(oci_id)
+            await self._remove(oci_id)
+
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """`runc exec`: the container's namespaces, cgroup, user, environment and working directory (its
         config.json's process), another command. On timeout the command is killed, not left behind."""
