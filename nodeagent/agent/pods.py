@@ -144,7 +144,7 @@ class PodManager:
         if any(not worker.records[f.name].init for f in found):
             now = self.services.clock.now()
             for name, record in worker.records.items():
-                if record.init and worker.slots[name].adoptable is None:
+                if record.init and not record.sidecar and worker.slots[name].adoptable is None:
                     worker.records[name] = dataclasses.replace(record, state=State.TERMINATED, reason=None,
                                                                terminated=Termination(0, "Completed", None, now, None))
 

@@ -121,7 +121,7 @@ def restore(state: dict[str, Any], services: NodeServices) -> PodWorker:
         for name, saved in state["containers"].items():
             if name not in worker.records:
                 continue
-            worker.records[name] = _record(saved["record"])
+            worker.records[name] = dataclasses.replace(_record(saved["record"]), sidecar=worker.records[name].sidecar)
             if saved["backoff"] is not None:
                 entry = saved["backoff"]
                 worker.slots[name].backoff = Backoff(entry["seconds"], as_monotonic(entry["lastUpdate"]))

@@ -32,10 +32,14 @@ class PodFacts:
 
 
 def pod_phase(restart_policy: str, init: list[ContainerRecord], app: list[ContainerRecord]) -> str:
-    """kubelet getPhase, for regular init containers."""
+    """kubelet getPhase. A sidecar holds the pod Pending until it first runs; once an app container has started,
+    its restarts no longer move the phase, nor does its end (the pod's end stops it)."""
     pending_init = failed_init = 0
+    apps_started = any(_has_run(r) for r in app)
     for record in init:
-        if record.state is State.RUNNING:
+        if record.sidecar:
+            pending_init += not apps_started and record.state is not State.RUNNING
+        elif record.state is State.RUNNING:
             pending_init += 1
         elif record.state is State.TERMINATED:
             assert record.terminated is not None
@@ -78,8 +82,9 @@ Condition = tuple[str, bool, str | None, str | None]
 
 def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: str) -> list[Condition]:
     """(type, status, reason, message) for Initialized, Ready, ContainersReady and PodScheduled."""
-    incomplete = [r.name for r in init if not _completed(r)]
-    unready = [r.name for r in app if not r.ready]
+    apps_started = any(_has_run(r) for r in app)
+    incomplete = [r.name for r in init if not (_started(r) or apps_started if r.sidecar else _completed(r))]
+    unready = [r.name for r in [*init, *app] if (r.sidecar or not r.init) and not r.ready]
     found: list[Condition] = []
     if phase == "Succeeded":
         found.append(("Initialized", True, "PodCompleted", None))
@@ -99,6 +104,14 @@ def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: s
     found.append(("ContainersReady", *ready))
     found.append(("PodScheduled", True, None, None))
     return found
+
+
+def _has_run(record: ContainerRecord) -> bool:
+    return record.state is not State.WAITING or record.last_termination is not None
+
+
+def _started(record: ContainerRecord) -> bool:
+    return record.state is State.RUNNING
 
 
 def _completed(record: ContainerRecord) -> bool:

@@ -27,7 +27,7 @@ from nodeagent.agent.lifecycle import (
     next_state,
     restart_policy,
 )
-from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
+from nodeagent.agent.probes import ProbeCallbacks, reporting_callbacks, run_probes
 from nodeagent.agent.pulls import ensure_image
 from nodeagent.agent.records import (
     ContainerRecord,
@@ -71,7 +71,8 @@ class ContainerSupervisor:
         has_init = bool(pod.pod.spec.init_containers)
         for container in pod.pod.spec.init_containers or []:
             self.records[container.valid_name] = ContainerRecord(
-                container.valid_name, container.image or "", init=True, reason="PodInitializing")
+                container.valid_name, container.image or "", init=True, reason="PodInitializing",
+                sidecar=container.is_sidecar)
         for container in pod.pod.spec.containers or []:
             self.records[container.valid_name] = ContainerRecord(
                 container.valid_name, container.image or "", init=False,
@@ -86,6 +87,7 @@ class ContainerSupervisor:
         self._admitted.set()
         self._ready = False
         self._stopping = asyncio.Event()
+        self._sidecar_started = asyncio.Event()  # the pod's lifecycle decides again
         self.deadline_exceeded = False  # spec.activeDeadlineSeconds has passed: Failed, nothing runs (saved)
         self._save_scheduled = False
         self._stoppers: set[asyncio.Task[None]] = set()  # SIGTERM -> SIGKILL of containers started too late
@@ -123,9 +125,12 @@ class ContainerSupervisor:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def _kind(self, name: str) -> ContainerKind:
+        record = self.records[name]
+        return ContainerKind.SIDECAR if record.sidecar else ContainerKind.INIT if record.init else ContainerKind.APP
+
     def _policy(self, name: str) -> str:
-        kind = ContainerKind.INIT if self.records[name].init else ContainerKind.APP
-        return restart_policy(kind, self.pod.pod.spec.restart_policy)
+        return restart_policy(self._kind(name), self.pod.pod.spec.restart_policy)
 
     def _move(self, name: str, event: ContainerEvent, *, exit_code: int | None = None,
               retry_at: float | None = None) -> None:
@@ -134,6 +139,8 @@ class ContainerSupervisor:
         before = slot.observed
         slot.observed = ObservedContainer(next_state(before.state, event, self._policy(name)),
                                                 exit_code if exit_code is not None else before.exit_code, retry_at)
+        if event is ContainerEvent.STARTED and self.records[name].sidecar:
+            self._sidecar_started.set()  # the next init container waits for this start, not for an end
 
     async def _attempt(self, container: Container) -> None:
         """One start of a container, as the pod's lifecycle decided: started, watched until it exits, recorded
@@ -306,21 +313,12 @@ class ContainerSupervisor:
         return await self._record_exit(name, exit_, running.started_at, running.container_id)
 
     def _probe_callbacks(self, name: str, running: RunningContainer) -> ProbeCallbacks:
-        ref = self.object_ref(name)
-        events = self.services.events
-
         def ready(value: bool) -> None:
             if self.records[name].state is State.RUNNING:
                 self._update(name, self.records[name].with_ready(value))
 
-        def failed(kind: str, result: ProbeResult) -> None:
-            events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
-
-        async def kill(message: str, probe: Probe) -> None:
-            events.record(ref, NORMAL, "Killing", message)
-            await self._stop_container(name, running, probe)
-
-        return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
+        return reporting_callbacks(self.object_ref(name), self.services.events, ready,
+                                   lambda probe: self._stop_container(name, running, probe))
 
     async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
                            container_id: str | None) -> ContainerExit:
@@ -368,7 +366,7 @@ class ContainerSupervisor:
         if after.state is not before.state or after.reason != before.reason:
             log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,
                      state_label(before), state_label(after), reason_label(after))
-        ready = all(r.ready for r in self.records.values() if not r.init)
+        ready = all(r.ready for r in self.records.values() if not r.init or r.sidecar)
         if ready != self._ready:
             self._ready = ready
             if ready and "Ready" not in self.transitions:

@@ -2,13 +2,12 @@
 
     loop: actions = compute_pod_actions(desired, observed); act; wait for a change (an attempt ends, the
           pod stops, a back-off ends at actions.wake_at)
-      Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers, one after the
-      other, each to completion, restarted on failure unless Never) -> Running (app containers, restarted
-      per restartPolicy with back-off) -> Succeeded | Failed (stays listed until its manifest goes)
-    stop(): preStop, its stop signal to every running container, SIGKILL after the grace period; then tear down
-    (retried with back-off while a part of it cannot be removed).
-    activeDeadlineSeconds passed (lifecycle: deadline_exceeded): the same stop without the tear-down; the pod
-    stays Failed (DeadlineExceeded) and nothing starts again.
+      Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers one after the other,
+      each to completion, restarted on failure unless Never; sidecars started and kept running) -> Running (app
+      containers, restarted per restartPolicy with back-off) -> Succeeded | Failed (listed until its manifest goes)
+    stop(): preStop, stop signal, SIGKILL after the grace period (apps, then sidecars in reverse); then tear down
+    (retried with back-off while a part of it cannot be removed). activeDeadlineSeconds passed: the same stop
+    without the tear-down; the pod stays Failed (DeadlineExceeded) and nothing starts again.
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -27,10 +26,8 @@ from typing import Any
 from nodeagent.agent import backoff, deadline, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.events import NORMAL, WARNING
-from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.lifecycle import (
     ContainerEvent,
-    ContainerKind,
     ContainerState,
     DesiredContainer,
     DesiredPod,
@@ -40,12 +37,10 @@ from nodeagent.agent.lifecycle import (
     after_exit,
     compute_pod_actions,
 )
+from nodeagent.agent.pod_termination import PodTerminator
 from nodeagent.agent.records import State
 from nodeagent.agent.specs import host_ports
 from nodeagent.agent.status import PodFacts, pod_json
-from nodeagent.agent.stopping import MIN_GRACE_SECONDS
-from nodeagent.agent.supervisor import ContainerSupervisor
-from nodeagent.agent.termination import stop_gracefully
 from nodeagent.errors import NodeAgentError
 from nodeagent.runtime.base import RunningContainer, Runtime
 from nodeagent.runtime.logrotate import LogFile
@@ -57,7 +52,7 @@ log = logging.getLogger(__name__)
 SETUP_RETRY_SECONDS = (1.0, 30.0)  # set-up and tear-down retried with this doubling delay
 
 
-class PodWorker(ContainerSupervisor):
+class PodWorker(PodTerminator):
     """One pod's lifecycle: admission, set-up, init then app containers, termination, tear-down."""
 
     def _persist(self) -> None:
@@ -189,8 +184,10 @@ class PodWorker(ContainerSupervisor):
             if actions.deadline_exceeded:
                 await self._exceed_deadline(attempts)
                 return  # Failed: it stays listed until its manifest goes
-            if actions.state in (PodState.SUCCEEDED, PodState.FAILED) and not attempts:
-                return  # finished: it stays listed until its manifest goes
+            if actions.state in (PodState.SUCCEEDED, PodState.FAILED):
+                if not attempts:
+                    return  # finished: it stays listed until its manifest goes
+                await self._stop_in_order(actions.stop)  # its sidecars, once its app containers are done
             for name in actions.start:
                 if name not in attempts:
                     attempts[name] = asyncio.create_task(self._attempt(self.slots[name].container),
@@ -202,8 +199,11 @@ class PodWorker(ContainerSupervisor):
             await self._until_changed(attempts, actions.wake_at)
 
     async def _until_changed(self, attempts: dict[str, asyncio.Task[None]], wake_at: float | None) -> None:
-        """Until an attempt ends (its container exited, or its start failed), the pod stops, or `wake_at`."""
-        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+        """Until an attempt ends (its container exited, or its start failed), a sidecar starts, the pod stops, or
+        `wake_at`."""
+        self._sidecar_started.clear()
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait()),
+                                           asyncio.ensure_future(self._sidecar_started.wait())}
         if wake_at is not None:
             waits.add(asyncio.ensure_future(self.services.clock.sleep(wake_at - self.services.clock.monotonic())))
         try:
@@ -241,9 +241,8 @@ class PodWorker(ContainerSupervisor):
         self._move(name, ContainerEvent.BACK_OFF, retry_at=self.slots[name].observed.retry_at)
 
     async def _exceed_deadline(self, attempts: dict[str, asyncio.Task[None]]) -> None:
-        """activeDeadlineSeconds has passed: Failed (DeadlineExceeded, said once, not again after an agent
-        restart), every running container stopped as in a termination; what is still being taken back is
-        stopped as it comes (_stop_if_stopping)."""
+        """activeDeadlineSeconds has passed: Failed (DeadlineExceeded, said once), every running container stopped
+        as in a termination; what is still being taken back is stopped as it comes (_stop_if_stopping)."""
         if not self.deadline_exceeded:
             self.services.events.record(self.object_ref(), NORMAL, deadline.REASON, deadline.MESSAGE)
             log.info("pod=%s uid=%s: %s", self.key, self.pod.uid, deadline.MESSAGE)
@@ -254,16 +253,14 @@ class PodWorker(ContainerSupervisor):
         attempts.clear()
 
     def _desired(self) -> DesiredPod:
-        containers = tuple(DesiredContainer(name, ContainerKind.INIT if record.init else ContainerKind.APP)
-                           for name, record in self.records.items())
+        containers = tuple(DesiredContainer(name, self._kind(name)) for name in self.records)
         spec = self.pod.pod.spec
         counts = deadline.applies(spec, self.records.values(), failed_already=self.deadline_exceeded)
         return DesiredPod(containers, spec.restart_policy, stopping=self._stopping.is_set(),
                           active_deadline_seconds=spec.active_deadline_seconds if counts else None)
 
     def _observed(self) -> ObservedPod:
-        """What is seen now; the deadline counts from the pod's start (status.startTime, saved: it holds across
-        agent restarts), once it is set up again (what an agent restart takes back is stopped as it comes)."""
+        """What is seen now; the deadline counts from the pod's start (status.startTime, saved across restarts)."""
         clock = self.services.clock
         set_up = self.volumes is not None
         started_at = None
@@ -323,32 +320,6 @@ class PodWorker(ContainerSupervisor):
                 self._changed()
             return True
         return False
-
-    async def _terminate_containers(self) -> None:
-        """preStop hooks, then its stop signal to every running container, SIGKILL to those alive after the grace
-        period. The hooks run within the grace period; the stop signal always gets at least 2 s."""
-        grace = float(self.pod.pod.spec.termination_grace_period_seconds)
-        started = self.services.clock.monotonic()
-        running = {name: slot.running for name, slot in self.slots.items() if slot.running is not None}
-        for name in running:
-            self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
-        await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
-        left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
-        names = {id(c): name for name, c in running.items()}
-        await stop_gracefully(self.services.clock, list(running.values()), left,
-                              lambda c: any(slot.running is c for slot in self.slots.values()),
-                              lambda c: self._stop_signal(names[id(c)], c))
-
-    async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
-        container = self.slots[name].container
-        handler = container.lifecycle.pre_stop if container.lifecycle else None
-        if handler is None or grace <= 0:
-            return
-        error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.addresses.pod_ip, timeout=grace, clock=self.services.clock)
-        if error is not None:
-            self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
-                                        f"PreStopHook failed: {error}")
 
     async def _tear_down_until_done(self) -> None:
         """Tear the pod down, retried with a doubling delay (1 s to 30 s) while a part of it cannot be removed

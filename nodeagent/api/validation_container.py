@@ -93,15 +93,23 @@ def validate_container(
     errors += _validate_mounts(container, path, volume_names)
     probes = (("livenessProbe", container.liveness_probe), ("readinessProbe", container.readiness_probe),
               ("startupProbe", container.startup_probe))
+    regular_init = is_init and not container.is_sidecar
+    sidecar_only = "may not be set for init containers without restartPolicy=Always"
     for field, probe in probes:
         if probe is None:
             continue
-        if is_init:
-            errors.append(forbidden(f"{path}.{field}", "may not be set for init containers"))
+        if regular_init:
+            errors.append(forbidden(f"{path}.{field}", sidecar_only))
         else:
             errors += _validate_probe(probe, f"{path}.{field}", readiness=field == "readinessProbe")
-    if container.lifecycle is not None:
+    if container.lifecycle is not None and regular_init:
+        errors.append(forbidden(f"{path}.lifecycle", sidecar_only))
+    elif container.lifecycle is not None:
         errors += _validate_lifecycle(container.lifecycle, f"{path}.lifecycle", os_name)
+    if container.restart_policy is not None and not is_init:
+        errors.append(forbidden(f"{path}.restartPolicy", "may not be set for non-init containers"))
+    elif container.restart_policy not in (None, "Always"):
+        errors.append(unsupported(f"{path}.restartPolicy", container.restart_policy, ["Always"]))
     if container.security_context is not None:
         errors += _validate_security(container.security_context, f"{path}.securityContext")
     return errors

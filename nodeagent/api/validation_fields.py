@@ -146,8 +146,6 @@ def _validate_profiles(seccomp: SeccompProfile | None, apparmor: AppArmorProfile
 
 def _refused_container(container: Container, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    if container.restart_policy is not None:
-        errors.append(forbidden(f"{path}.restartPolicy", f"sidecar containers are {NOT_YET}"))
     for field, value, why in (("restartPolicyRules", container.restart_policy_rules, NOT_YET),
                               ("volumeDevices", container.volume_devices,
                                f"block devices come from persistent volume claims ({NO_API_SERVER})"),

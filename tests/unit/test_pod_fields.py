@@ -37,8 +37,15 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.securityContext.seccompProfile.localhostProfile: Invalid value"),
     ("  containers: [{name: c, image: x, securityContext: {appArmorProfile: {type: RuntimeDefault, "
      "localhostProfile: p}}}]\n", "spec.containers[0].securityContext.appArmorProfile.localhostProfile: Invalid"),
-    ("  initContainers: [{name: s, image: x, restartPolicy: Always}]\n" + C,
-     "spec.initContainers[0].restartPolicy: Forbidden: sidecar containers are not supported by nodeagent yet"),
+    ("  initContainers: [{name: s, image: x, restartPolicy: OnFailure}]\n" + C,
+     'spec.initContainers[0].restartPolicy: Unsupported value: "OnFailure": supported values: "Always"'),
+    ("  containers: [{name: c, image: x, restartPolicy: Always}]\n",
+     "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"),
+    ("  initContainers: [{name: s, image: x, readinessProbe: {exec: {command: [sh]}}}]\n" + C,
+     "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without "
+     "restartPolicy=Always"),
+    ("  initContainers: [{name: s, image: x, lifecycle: {preStop: {exec: {command: [sh]}}}}]\n" + C,
+     "spec.initContainers[0].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always"),
     ("  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGUSR1}}]\n",
      "spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`"),
     ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGFOO}}]\n",
