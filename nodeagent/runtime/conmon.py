@@ -194,6 +194,25 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
     return found
 
 
+class ConmonBundles:
+    """runtime.base.ContainerBundles for a runtime whose containers run under conmon in `layout` (process,
+    runc): their bundles, conmon's files beside them, and what a saved container left."""
+
+    layout: ConmonLayout
+
+    def bundles(self) -> set[str]:
+        return bundles(self.layout)
+
+    def abandon(self, bundle: str) -> None:
+        abandon(self.layout, bundle)
+
+    def sweep(self) -> list[str]:
+        return sweep(self.layout)
+
+    async def discard(self, saved: AdoptionRecord) -> None:
+        await asyncio.to_thread(discard, self.layout, saved)
+
+
 def adoption_record(monitored: Monitored, started_at: dt.datetime) -> AdoptionRecord:
     """What the agent saves of a container under conmon: its bundle, both processes, its start."""
     return AdoptionRecord(monitored.container_id, True, {

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 PREFIX = "runc://"
 
 
-class RuncRuntime:
+class RuncRuntime(conmon.ConmonBundles):
     name = "runc"
     host_mount_points = False  # volumes are mounted inside the container's own root
 
@@ -139,15 +139,6 @@ class RuncRuntime:
         found = await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
         self._live.update(f.saved.container_id for f in found)
         return found
-
-    def bundles(self) -> set[str]:
-        return conmon.bundles(self.layout)
-
-    def abandon(self, bundle: str) -> None:
-        conmon.abandon(self.layout, bundle)
-
-    def sweep(self) -> list[str]:
-        return conmon.sweep(self.layout)
 
     async def discard(self, saved: AdoptionRecord) -> None:
         """Its process and conmon killed, its bundle removed, then the container itself (runc's state, the
