@@ -29,16 +29,16 @@ def test_a_sidecar_in_image_containers_starts_first_and_stops_last(shared: Agent
     wait_for(lambda: "running" in state(shared, "sidecar", "app")["state"], timeout=60, what="the app running")
     statuses = {s["name"]: s for s in shared.pod("sidecar")["status"]["initContainerStatuses"]}
     assert "running" in statuses["proxy"]["state"] and statuses["setup"]["state"]["terminated"]["exitCode"] == 0
-    running = shared.cli("exec", "sidecar", "-c", "proxy", "--", "cat", "/shared/log").stdout.split()
-    assert running == ["proxy-up", "setup", "app-up"]
     proxy_cgroup = shared.cgroup_path("sidecar", "proxy")
     pid = min(wait_for(lambda: shared.procs(proxy_cgroup), what="the proxy's process"))  # its shell, not a sleep
     with open(f"/proc/{pid}/root/shared/log") as log:  # the emptyDir, opened through the proxy while it runs
-        shared.remove("sidecar.yaml")
 
         def lines() -> list[str]:
             log.seek(0)
             return log.read().split()
+
+        assert lines() == ["proxy-up", "setup", "app-up"]
+        shared.remove("sidecar.yaml")
 
         wait_for(lambda: "proxy-stop" in lines(), timeout=30, what="the proxy stopped")
         assert lines()[3:] == ["app-stop", "proxy-stop"]  # the app's second-long stop came first
