@@ -62,11 +62,14 @@ def pod_status_word(pod: dict[str, Any]) -> str:
     reason = status.get("reason") or status.get("phase", "Unknown")
     init_statuses = status.get("initContainerStatuses", [])
     init_count = len(pod.get("spec", {}).get("initContainers", []))
+    sidecars = sidecar_names(pod)
     initializing = False
     for index, container in enumerate(init_statuses):
         state = container.get("state", {})
         terminated = state.get("terminated")
         waiting = state.get("waiting")
+        if container.get("name") in sidecars and container.get("started"):
+            continue
         if terminated and terminated.get("exitCode") == 0:
             continue
         if terminated:
@@ -104,9 +107,18 @@ def pod_status_word(pod: dict[str, Any]) -> str:
     return str(reason)
 
 
+def sidecar_names(pod: dict[str, Any]) -> set[str]:
+    """The init containers with restartPolicy: Always."""
+    return {c.get("name") for c in pod.get("spec", {}).get("initContainers", []) if c.get("restartPolicy") == "Always"}
+
+
 def pod_ready(pod: dict[str, Any]) -> str:
-    statuses = pod.get("status", {}).get("containerStatuses", [])
-    total = len(pod.get("spec", {}).get("containers", []))
+    """READY: ready app containers and started, ready sidecars, of both (kubectl's printPod)."""
+    status = pod.get("status", {})
+    sidecars = sidecar_names(pod)
+    statuses = [*(c for c in status.get("initContainerStatuses", []) if c.get("name") in sidecars and c.get("started")),
+                *status.get("containerStatuses", [])]
+    total = len(pod.get("spec", {}).get("containers", [])) + len(sidecars)
     ready = sum(1 for c in statuses if c.get("ready") and "running" in c.get("state", {}))
     return f"{ready}/{total}"
 
@@ -116,9 +128,10 @@ def pod_restarts(pod: dict[str, Any], now: dt.datetime) -> str:
     time of the last one: "3 (25s ago)"."""
     status = pod.get("status", {})
     init = status.get("initContainerStatuses", [])
-    initializing = any("terminated" not in c.get("state", {}) or c["state"]["terminated"].get("exitCode") != 0
-                       for c in init)
-    containers = init if initializing else status.get("containerStatuses", [])
+    sidecars = [c for c in init if c.get("name") in sidecar_names(pod)]
+    initializing = any(("terminated" not in c.get("state", {}) or c["state"]["terminated"].get("exitCode") != 0)
+                       for c in init if c not in sidecars)
+    containers = init if initializing else [*sidecars, *status.get("containerStatuses", [])]
     restarts = sum(int(c.get("restartCount", 0)) for c in containers)
     last = None
     for container in containers:

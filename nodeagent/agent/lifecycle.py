@@ -17,11 +17,12 @@ the pod to stop or `wake_at`, and decides again; each container's state moves on
 
 Container kinds: INIT (run to completion, one after the other), SIDECAR (an init container with restartPolicy:
 Always: started in init order, the next init container does not wait for its completion but for its start;
-restarted whenever it exits; stopped after the app containers, in reverse order) and APP. Sidecars are expressed
-here though validation still refuses them (issue 16), so the worker gives only INIT and APP. activeDeadlineSeconds
-is a pod-level action (`deadline_exceeded`, every container stopped) the worker does not pass yet; a termination
-message is read by the worker when it records an exit and needs no decision here. The pod's termination (preStop,
-TERM, KILL in the grace period) is run by the worker once `stopping` is set; `stop` groups say its order.
+restarted whenever it exits; stopped after the app containers, in reverse order, and once the app containers of a
+pod that does not restart them are done) and APP. activeDeadlineSeconds is a pod-level action
+(`deadline_exceeded`, every container stopped); a termination message is read by the worker when it records an
+exit and needs no decision here. The pod's termination (preStop, stop signal, KILL in the grace period) is run by
+the worker once `stopping` is set, in the order of `stop_order`; a finished pod's `stop` groups are its sidecars.
+A sidecar counts as started once it runs (its startupProbe does not hold the next container back: not yet).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def compute_pod_actions(desired: DesiredPod, observed: ObservedPod) -> PodAction
     deadline = _deadline(desired, observed)
     exceeded = deadline is not None and observed.now >= deadline
     if desired.stopping or exceeded:
-        stop = _stop_order(running)
+        stop = stop_order(running)
         if desired.stopping:
             return PodActions(PodState.TERMINATING if stop else PodState.TERMINATED, stop=stop,
                               tear_down=not stop, deadline_exceeded=exceeded)
@@ -193,6 +194,11 @@ def compute_pod_actions(desired: DesiredPod, observed: ObservedPod) -> PodAction
             wakes.append(seen_now.retry_at)
         return False
 
+    apps = [c for c in desired.containers if c.kind is ContainerKind.APP]
+    if apps and all(state(c.name) is ContainerState.DONE for c in apps):
+        # finished: its sidecars are stopped (in reverse order), and none starts again
+        failed = any(seen[c.name].exit_code != 0 for c in apps)
+        return PodActions(PodState.FAILED if failed else PodState.SUCCEEDED, stop=stop_order(running))
     for container in desired.containers:
         if container.kind is ContainerKind.APP:
             continue
@@ -208,16 +214,10 @@ def compute_pod_actions(desired: DesiredPod, observed: ObservedPod) -> PodAction
         if current.state is ContainerState.DONE:
             if current.exit_code == 0:
                 continue
-            return PodActions(PodState.FAILED, stop=_stop_order(running), wake_at=None)
+            return PodActions(PodState.FAILED, stop=stop_order(running), wake_at=None)
         if due(container.name):
             start.append(container.name)
         return PodActions(PodState.INITIALIZING, start=tuple(start), wake_at=min(wakes, default=None))
-    apps = [c for c in desired.containers if c.kind is ContainerKind.APP]
-    sidecars = [c for c in desired.containers if c.kind is ContainerKind.SIDECAR]
-    if apps and all(state(c.name) is ContainerState.DONE for c in apps):
-        failed = any(seen[c.name].exit_code != 0 for c in apps)
-        stop = _stop_order([c for c in sidecars if state(c.name) is ContainerState.RUNNING])
-        return PodActions(PodState.FAILED if failed else PodState.SUCCEEDED, stop=stop)
     for container in apps:
         if state(container.name) is not ContainerState.RUNNING and due(container.name):
             start.append(container.name)
@@ -230,7 +230,7 @@ def _deadline(desired: DesiredPod, observed: ObservedPod) -> float | None:
     return observed.started_at + desired.active_deadline_seconds
 
 
-def _stop_order(running: list[DesiredContainer]) -> tuple[tuple[str, ...], ...]:
+def stop_order(running: list[DesiredContainer]) -> tuple[tuple[str, ...], ...]:
     """App containers (and init containers) first, all at once; then sidecars one by one, in reverse order."""
     first = tuple(c.name for c in running if c.kind is not ContainerKind.SIDECAR)
     sidecars = [(c.name,) for c in reversed(running) if c.kind is ContainerKind.SIDECAR]

@@ -4,7 +4,8 @@
                        state file is quarantined and its pod's running containers found from the runtime
     sync(desired)   -> workers for new UIDs start, workers whose UID is gone stop;
                        the node's QoS cgroups follow the set of pods
-    clean_orphans() -> pod cgroups, networks, container bundles and pod directories nobody owns are removed
+    clean_orphans() -> pod cgroups, networks, container bundles (and conmon exit files) and pod directories
+                       nobody owns are removed; exit files are swept again after each pod's teardown
 
 Like the kubelet, two pods of one name never run at once: a changed manifest's new pod waits until
 the old one has terminated.
@@ -38,7 +39,6 @@ from nodeagent.runtime.base import ContainerBundles, FoundContainer
 log = logging.getLogger(__name__)
 
 SAVE_RETRY_SECONDS = 1.0
-
 
 
 class PodManager:
@@ -144,7 +144,7 @@ class PodManager:
         if any(not worker.records[f.name].init for f in found):
             now = self.services.clock.now()
             for name, record in worker.records.items():
-                if record.init and worker.slots[name].adoptable is None:
+                if record.init and not record.sidecar and worker.slots[name].adoptable is None:
                     worker.records[name] = dataclasses.replace(record, state=State.TERMINATED, reason=None,
                                                                terminated=Termination(0, "Completed", None, now, None))
 
@@ -197,12 +197,29 @@ class PodManager:
             for other in earlier:
                 await other.done.wait()
             await worker.run()
+            await self._remove_leftovers(worker)  # not when cancelled: the agent going away keeps its pods
         finally:
             if worker.done.is_set():
                 self.workers.pop(worker.pod.uid, None)
                 self._tasks.pop(worker.pod.uid, None)
                 self._admit_waiting()  # its room may let a waiting pod in
                 self.services.on_change()
+
+    async def _remove_leftovers(self, worker: PodWorker) -> None:
+        """After a pod's teardown: the containers it never took back (it was restored while terminating, or
+        stopped before its set-up was done), and conmon's files no container owns."""
+        runtime = self.services.runtime
+        if not isinstance(runtime, ContainerBundles):
+            return
+        for name, slot in worker.slots.items():
+            if slot.adoptable is None:
+                continue
+            log.info("pod=%s container=%s: stopped before it was taken back: removing it", worker.key, name)
+            try:
+                await runtime.discard(slot.adoptable)
+            except (NodeAgentError, OSError) as exc:
+                log.error("pod=%s container=%s: removing it: %s", worker.key, name, exc)
+        await self.sweep_exit_files()
 
     async def _apply_node_cgroups(self, pods: Iterable[StaticPod]) -> None:
         cgroups = plan_node_cgroups(pods, self.services.node, self.services.settings)
@@ -254,6 +271,14 @@ class PodManager:
             log.info("removing the container bundle %s: no pod refers to it", entry)
             if isinstance(runtime, ContainerBundles):
                 runtime.abandon(entry)  # at once, before a worker's start can race it (as it always was)
+        await self.sweep_exit_files()
+
+    async def sweep_exit_files(self) -> None:
+        """conmon's exit files and sockets whose container is gone (at start, and after each pod's teardown)."""
+        runtime = self.services.runtime
+        if isinstance(runtime, ContainerBundles):
+            for entry in await asyncio.to_thread(runtime.sweep):
+                log.warning("removing %s: no container owns it", entry)
 
     async def clean_orphan_networks(self) -> None:
         """The pod networks of unknown UIDs and what no lease accounts for. After READY: it loads pyroute2

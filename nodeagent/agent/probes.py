@@ -22,6 +22,7 @@ import aiohttp
 
 from nodeagent.agent import grpcprobe
 from nodeagent.agent.clock import Clock, within
+from nodeagent.agent.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from nodeagent.agent.httpurl import http_get_url
 from nodeagent.api.model import Container, Probe
 from nodeagent.runtime.base import RunningContainer, Runtime
@@ -92,7 +93,20 @@ class ProbeCallbacks:
 
     ready: Callable[[bool], None]
     failed: Callable[[str, ProbeResult], None]  # (kind, result): an Unhealthy event
-    kill: Callable[[str], Awaitable[None]]  # (reason message): kill the container, it restarts per policy
+    kill: Callable[[str, Probe], Awaitable[None]]  # (reason message, the probe that failed): kill the container
+
+
+def reporting_callbacks(ref: ObjectRef, events: EventRecorder, ready: Callable[[bool], None],
+                        stop: Callable[[Probe], Awaitable[None]]) -> ProbeCallbacks:
+    """The kubelet's: an Unhealthy event per failure; a kill's Killing event, then `stop` (its probe's grace)."""
+    def failed(kind: str, result: ProbeResult) -> None:
+        events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
+
+    async def kill(message: str, probe: Probe) -> None:
+        events.record(ref, NORMAL, "Killing", message)
+        await stop(probe)
+
+    return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
 
 
 async def run_probes(container: Container, *, runtime: Runtime, running: RunningContainer, pod_ip: str,
@@ -105,7 +119,7 @@ async def run_probes(container: Container, *, runtime: Runtime, running: Running
 
     startup = container.startup_probe
     if startup is not None and not await _until_success(startup, once, "Startup", callbacks, clock):
-        await callbacks.kill(f"Container {container.name} failed startup probe, will be restarted")
+        await callbacks.kill(f"Container {container.name} failed startup probe, will be restarted", startup)
         return
     loops = []
     if container.liveness_probe is not None:
@@ -151,7 +165,7 @@ async def _liveness(container: Container, probe: Probe, once: Callable[[Probe], 
         if not result.ok:
             callbacks.failed("Liveness", result)
             if failures >= probe.failure_threshold:
-                await callbacks.kill(f"Container {container.name} failed liveness probe, will be restarted")
+                await callbacks.kill(f"Container {container.name} failed liveness probe, will be restarted", probe)
                 return
         await clock.sleep(probe.period_seconds)
 

@@ -52,6 +52,7 @@ class ContainerRecord:
     last_termination: Termination | None = None
     ready: bool = False
     image_id: str = ""  # the image's digest reference, once the runtime has it
+    sidecar: bool = False  # an init container with restartPolicy: Always (from the spec, never saved)
 
     def waiting(self, reason: str | None, message: str | None = None) -> ContainerRecord:
         """Waiting to start, or to start again: a termination becomes the last one."""

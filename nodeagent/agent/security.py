@@ -38,6 +38,7 @@ class SecurityFields(TypedDict):
     seccomp_localhost: str | None
     host_pid: bool
     host_ipc: bool
+    share_process_namespace: bool
     sysctls: tuple[tuple[str, str], ...]
 
 
@@ -67,6 +68,7 @@ def security_fields(pod: PodSpec, container: Container, state_dir: str) -> Secur
         seccomp_profile=seccomp_type,
         seccomp_localhost=os.path.join(state_dir, "seccomp", localhost) if localhost is not None else None,
         host_pid=pod.host_pid, host_ipc=pod.host_ipc, sysctls=pod_sysctls(pod),
+        share_process_namespace=pod.share_process_namespace is True,
     )
 
 

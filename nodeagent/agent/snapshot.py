@@ -93,7 +93,7 @@ def snapshot(worker: PodWorker) -> dict[str, Any]:
         "uid": pod.uid, "source": pod.source, "origin": pod.origin, "configHash": pod.config_hash,
         "pod": pod.pod.model_dump(by_alias=True, exclude_none=True),
         "createdAt": _time(worker.created_at), "startTime": _time(worker.start_time),
-        "terminatingSince": _time(worker.terminating_since),
+        "terminatingSince": _time(worker.terminating_since), "deadlineExceeded": worker.deadline_exceeded,
         "transitions": {kind: _time(when) for kind, when in worker.transitions.items()},
         "containers": containers,
     }
@@ -115,12 +115,13 @@ def restore(state: dict[str, Any], services: NodeServices) -> PodWorker:
         worker.created_at = _parse(state["createdAt"]) or worker.created_at
         worker.start_time = _parse(state["startTime"])
         worker.terminating_since = _parse(state["terminatingSince"])
+        worker.deadline_exceeded = bool(state.get("deadlineExceeded", False))  # absent: saved by an older agent
         worker.transitions = {kind: when for kind, value in state["transitions"].items()
                               if (when := _parse(value)) is not None}
         for name, saved in state["containers"].items():
             if name not in worker.records:
                 continue
-            worker.records[name] = _record(saved["record"])
+            worker.records[name] = dataclasses.replace(_record(saved["record"]), sidecar=worker.records[name].sidecar)
             if saved["backoff"] is not None:
                 entry = saved["backoff"]
                 worker.slots[name].backoff = Backoff(entry["seconds"], as_monotonic(entry["lastUpdate"]))

@@ -47,6 +47,11 @@ class PodContext:
         """The pod has a network namespace of its own (set up by nodeagent)."""
         return self.services.networks is not None and not self.pod.pod.spec.host_network
 
+    @property
+    def pod_dir(self) -> str:
+        """The pod's directory in the state directory (volumes, /etc files, termination messages)."""
+        return volumes.pod_dir(self.services.state_dir, self.pod.uid)
+
     def log_path(self, container: str, attempt: int) -> str:
         return container_log_path(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, container,
                                   attempt)
@@ -64,7 +69,8 @@ class PodContext:
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),
             privileged=any(c.security_context is not None and c.security_context.privileged
                            for c in [*(spec.init_containers or []), *(spec.containers or [])]),
-            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec))
+            host_pid=spec.host_pid, host_ipc=spec.host_ipc, sysctls=pod_sysctls(spec),
+            share_process_namespace=spec.share_process_namespace is True)
 
     async def container_spec(self, container: Container, attempt: int, *, addresses: PodAddresses,
                              pod_volumes: volumes.PodVolumes | None) -> ContainerSpec:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.agent.records import ContainerRecord, State, Termination
+from nodeagent.agent.termination_message import MAX_POD_MESSAGE_BYTES, pod_budget, truncate
 from nodeagent.api.manifest import StaticPod
 from nodeagent.timeformat import rfc3339
 
@@ -26,14 +27,19 @@ class PodFacts:
     terminating_since: dt.datetime | None = None
     reason: str | None = None  # pod-level, e.g. OutOfmemory while not admitted
     message: str | None = None
+    failed: bool = False  # failed by the node whatever its containers say (reason says why: DeadlineExceeded)
     transitions: dict[str, dt.datetime] = field(default_factory=dict)  # condition type -> last change
 
 
 def pod_phase(restart_policy: str, init: list[ContainerRecord], app: list[ContainerRecord]) -> str:
-    """kubelet getPhase, for regular init containers."""
+    """kubelet getPhase. A sidecar holds the pod Pending until it first runs; once an app container has started,
+    its restarts no longer move the phase, nor does its end (the pod's end stops it)."""
     pending_init = failed_init = 0
+    apps_started = any(_has_run(r) for r in app)
     for record in init:
-        if record.state is State.RUNNING:
+        if record.sidecar:
+            pending_init += not apps_started and record.state is not State.RUNNING
+        elif record.state is State.RUNNING:
             pending_init += 1
         elif record.state is State.TERMINATED:
             assert record.terminated is not None
@@ -76,8 +82,9 @@ Condition = tuple[str, bool, str | None, str | None]
 
 def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: str) -> list[Condition]:
     """(type, status, reason, message) for Initialized, Ready, ContainersReady and PodScheduled."""
-    incomplete = [r.name for r in init if not _completed(r)]
-    unready = [r.name for r in app if not r.ready]
+    apps_started = any(_has_run(r) for r in app)
+    incomplete = [r.name for r in init if not (_started(r) or apps_started if r.sidecar else _completed(r))]
+    unready = [r.name for r in [*init, *app] if (r.sidecar or not r.init) and not r.ready]
     found: list[Condition] = []
     if phase == "Succeeded":
         found.append(("Initialized", True, "PodCompleted", None))
@@ -99,14 +106,23 @@ def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: s
     return found
 
 
+def _has_run(record: ContainerRecord) -> bool:
+    return record.state is not State.WAITING or record.last_termination is not None
+
+
+def _started(record: ContainerRecord) -> bool:
+    return record.state is State.RUNNING
+
+
 def _completed(record: ContainerRecord) -> bool:
     return record.state is State.TERMINATED and record.terminated is not None and record.terminated.exit_code == 0
 
 
-def container_status(record: ContainerRecord) -> dict[str, Any]:
-    status: dict[str, Any] = {"name": record.name, "state": _state(record), "lastState": {}}
+def container_status(record: ContainerRecord, message_budget: int = MAX_POD_MESSAGE_BYTES) -> dict[str, Any]:
+    """A container's status; its termination messages cut to `message_budget` bytes (the pod's share)."""
+    status: dict[str, Any] = {"name": record.name, "state": _state(record, message_budget), "lastState": {}}
     if record.last_termination is not None:
-        status["lastState"] = {"terminated": _terminated(record.last_termination)}
+        status["lastState"] = {"terminated": _terminated(record.last_termination, message_budget)}
     status.update(ready=record.ready, restartCount=record.restart_count, image=record.image, imageID=record.image_id)
     if record.container_id:
         status["containerID"] = record.container_id
@@ -114,11 +130,11 @@ def container_status(record: ContainerRecord) -> dict[str, Any]:
     return status
 
 
-def _state(record: ContainerRecord) -> dict[str, Any]:
+def _state(record: ContainerRecord, message_budget: int) -> dict[str, Any]:
     if record.state is State.RUNNING:
         return {"running": {"startedAt": rfc3339(record.started_at)}}
     if record.state is State.TERMINATED and record.terminated is not None:
-        return {"terminated": _terminated(record.terminated)}
+        return {"terminated": _terminated(record.terminated, message_budget)}
     waiting: dict[str, Any] = {}
     if record.reason:
         waiting["reason"] = record.reason
@@ -127,12 +143,12 @@ def _state(record: ContainerRecord) -> dict[str, Any]:
     return {"waiting": waiting}
 
 
-def _terminated(termination: Termination) -> dict[str, Any]:
+def _terminated(termination: Termination, message_budget: int) -> dict[str, Any]:
     out: dict[str, Any] = {"exitCode": termination.exit_code, "reason": termination.reason}
     if termination.signal:
         out["signal"] = termination.signal
     if termination.message:
-        out["message"] = termination.message
+        out["message"] = truncate(termination.message, message_budget)
     out["startedAt"] = rfc3339(termination.started_at)
     out["finishedAt"] = rfc3339(termination.finished_at)
     if termination.container_id:
@@ -144,7 +160,7 @@ def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) ->
     """The pod as a `v1 Pod`, status included."""
     init = [r for r in records if r.init]
     app = [r for r in records if not r.init]
-    phase = pod_phase(pod.pod.spec.restart_policy, init, app)
+    phase = "Failed" if facts.failed else pod_phase(pod.pod.spec.restart_policy, init, app)
     metadata: dict[str, Any] = pod.pod.metadata.model_dump(by_alias=True, exclude_none=True)
     metadata["creationTimestamp"] = rfc3339(facts.created_at)
     if facts.terminating_since is not None:
@@ -164,9 +180,10 @@ def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) ->
     status.update(hostIP=facts.host_ip, hostIPs=[{"ip": facts.host_ip}])
     if facts.start_time is not None:
         status.update(podIP=facts.pod_ip, podIPs=[{"ip": facts.pod_ip}], startTime=rfc3339(facts.start_time))
+    budget = pod_budget(len(records))
     if init:
-        status["initContainerStatuses"] = [container_status(r) for r in init]
-    status["containerStatuses"] = [container_status(r) for r in app]
+        status["initContainerStatuses"] = [container_status(r, budget) for r in init]
+    status["containerStatuses"] = [container_status(r, budget) for r in app]
     status["qosClass"] = pod.qos.value
     return {
         "apiVersion": "v1",

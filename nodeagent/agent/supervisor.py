@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from dataclasses import replace
 
-from nodeagent.agent import backoff, volumes
+from nodeagent.agent import backoff, stopping, termination_message, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.clock import sleep_or_set
 from nodeagent.agent.env import PodAddresses
@@ -27,7 +27,7 @@ from nodeagent.agent.lifecycle import (
     next_state,
     restart_policy,
 )
-from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
+from nodeagent.agent.probes import ProbeCallbacks, reporting_callbacks, run_probes
 from nodeagent.agent.pulls import ensure_image
 from nodeagent.agent.records import (
     ContainerRecord,
@@ -41,17 +41,12 @@ from nodeagent.agent.records import (
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable
 from nodeagent.agent.services import NodeServices
 from nodeagent.agent.specs import PodContext
-from nodeagent.agent.termination import MIN_GRACE_SECONDS, grace_seconds, stop_gracefully
+from nodeagent.agent.termination import stop_gracefully
 from nodeagent.api.manifest import StaticPod
-from nodeagent.api.model import Container
+from nodeagent.api.model import Container, Probe
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.plan.pod import ResourcePlan, plan_pod
-from nodeagent.runtime.base import (
-    ContainerExit,
-    ContainerSpec,
-    RunningContainer,
-    Sandbox,
-)
+from nodeagent.runtime.base import ContainerExit, ContainerSpec, RunningContainer, Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +71,8 @@ class ContainerSupervisor:
         has_init = bool(pod.pod.spec.init_containers)
         for container in pod.pod.spec.init_containers or []:
             self.records[container.valid_name] = ContainerRecord(
-                container.valid_name, container.image or "", init=True, reason="PodInitializing")
+                container.valid_name, container.image or "", init=True, reason="PodInitializing",
+                sidecar=container.is_sidecar)
         for container in pod.pod.spec.containers or []:
             self.records[container.valid_name] = ContainerRecord(
                 container.valid_name, container.image or "", init=False,
@@ -91,6 +87,8 @@ class ContainerSupervisor:
         self._admitted.set()
         self._ready = False
         self._stopping = asyncio.Event()
+        self._sidecar_started = asyncio.Event()  # the pod's lifecycle decides again
+        self.deadline_exceeded = False  # spec.activeDeadlineSeconds has passed: Failed, nothing runs (saved)
         self._save_scheduled = False
         self._stoppers: set[asyncio.Task[None]] = set()  # SIGTERM -> SIGKILL of containers started too late
         self.done = asyncio.Event()
@@ -102,17 +100,12 @@ class ContainerSupervisor:
         return self.pod.key
 
     @property
-    def own_network(self) -> bool:
-        """The pod has a network namespace of its own (set up by nodeagent)."""
-        return self.context.own_network
-
-    @property
     def addresses(self) -> PodAddresses:
         """The node's address, and the pod's: its lease, or the node's for hostNetwork ("" before its lease)."""
         node = self.services.addresses
         if self.services.sandboxes is not None and not self.pod.pod.spec.host_network:
             return replace(node, pod_ip=(self.sandbox.ip or "") if self.sandbox else "")
-        if not self.own_network:
+        if not self.context.own_network:
             return node
         assert self.services.networks is not None
         lease = self.services.networks.lease(self.pod.uid)
@@ -132,9 +125,12 @@ class ContainerSupervisor:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def _kind(self, name: str) -> ContainerKind:
+        record = self.records[name]
+        return ContainerKind.SIDECAR if record.sidecar else ContainerKind.INIT if record.init else ContainerKind.APP
+
     def _policy(self, name: str) -> str:
-        kind = ContainerKind.INIT if self.records[name].init else ContainerKind.APP
-        return restart_policy(kind, self.pod.pod.spec.restart_policy)
+        return restart_policy(self._kind(name), self.pod.pod.spec.restart_policy)
 
     def _move(self, name: str, event: ContainerEvent, *, exit_code: int | None = None,
               retry_at: float | None = None) -> None:
@@ -143,6 +139,8 @@ class ContainerSupervisor:
         before = slot.observed
         slot.observed = ObservedContainer(next_state(before.state, event, self._policy(name)),
                                                 exit_code if exit_code is not None else before.exit_code, retry_at)
+        if event is ContainerEvent.STARTED and self.records[name].sidecar:
+            self._sidecar_started.set()  # the next init container waits for this start, not for an end
 
     async def _attempt(self, container: Container) -> None:
         """One start of a container, as the pod's lifecycle decided: started, watched until it exits, recorded
@@ -205,7 +203,8 @@ class ContainerSupervisor:
             return
         error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
                                pod_ip=self.addresses.pod_ip,
-                               timeout=float(self._grace_period or MIN_GRACE_SECONDS), clock=self.services.clock)
+                               timeout=float(self._grace_period or stopping.MIN_GRACE_SECONDS),
+                               clock=self.services.clock)
         if error is not None:
             name = container.valid_name
             self.services.events.record(self.object_ref(name), WARNING, "FailedPostStartHook",
@@ -244,12 +243,16 @@ class ContainerSupervisor:
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         spec = await self._container_spec(container, attempt)
         services = self.services
+        pod_dir = self.context.pod_dir
+        if self.volumes is not None:  # a new file per attempt, as the kubelet's makeMounts
+            message = await asyncio.to_thread(termination_message.message_mount, pod_dir, container, attempt)
+            spec = replace(spec, mounts=(*spec.mounts, message)) if message is not None else spec
         image_id = await ensure_image(services.runtime, services.events, self.object_ref(name), spec)
         if self.volumes is not None:
             await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
-            await asyncio.to_thread(volumes.ensure_mount_points, volumes.pod_dir(services.state_dir, self.pod.uid),
-                                    spec.mounts)
+            await asyncio.to_thread(volumes.ensure_mount_points, pod_dir, spec.mounts,
+                                    (termination_message.DEFAULT_PATH,))
         own_cgroup = services.sandboxes is None  # else the runtime makes it from the spec's resources
         if own_cgroup:
             await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
@@ -272,17 +275,22 @@ class ContainerSupervisor:
         return running
 
     def _stop_if_stopping(self, name: str, running: RunningContainer) -> None:
-        """A container that came (or came back) after the pod's termination began, which it missed: SIGTERM
-        now, SIGKILL after the grace period (a task the worker holds until it ends)."""
-        if not self._stopping.is_set():
+        """A container that came (or came back) after the pod's termination began (or its deadline passed),
+        which it missed: its stop signal now, SIGKILL after the grace period (a task the worker holds)."""
+        if not (self._stopping.is_set() or self.deadline_exceeded):
             return
         stopping = asyncio.create_task(self._stop_container(name, running), name=f"stop {self.key}/{name}")
         self._stoppers.add(stopping)
         stopping.add_done_callback(self._stoppers.discard)
 
-    async def _stop_container(self, name: str, running: RunningContainer) -> None:
-        await stop_gracefully(self.services.clock, [running], grace_seconds(self._grace_period),
-                              lambda c: self.slots[name].running is c)
+    async def _stop_container(self, name: str, running: RunningContainer, probe: Probe | None = None) -> None:
+        """Its stop signal, SIGKILL after the grace period (a killing probe's own, if it has one)."""
+        await stop_gracefully(self.services.clock, [running], stopping.kill_grace(self.pod.pod.spec, probe),
+                              lambda c: self.slots[name].running is c, lambda c: self._stop_signal(name, c))
+
+    def _stop_signal(self, name: str, running: RunningContainer) -> int:
+        """lifecycle.stopSignal, else the image's STOPSIGNAL, else SIGTERM (nodeagent.agent.stopping)."""
+        return stopping.stop_signal(self.slots[name].container, running.image_stop_signal)
 
     @property
     def _grace_period(self) -> int:
@@ -305,21 +313,12 @@ class ContainerSupervisor:
         return await self._record_exit(name, exit_, running.started_at, running.container_id)
 
     def _probe_callbacks(self, name: str, running: RunningContainer) -> ProbeCallbacks:
-        ref = self.object_ref(name)
-        events = self.services.events
-
         def ready(value: bool) -> None:
             if self.records[name].state is State.RUNNING:
                 self._update(name, self.records[name].with_ready(value))
 
-        def failed(kind: str, result: ProbeResult) -> None:
-            events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
-
-        async def kill(message: str) -> None:
-            events.record(ref, NORMAL, "Killing", message)
-            await self._stop_container(name, running)
-
-        return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
+        return reporting_callbacks(self.object_ref(name), self.services.events, ready,
+                                   lambda probe: self._stop_container(name, running, probe))
 
     async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
                            container_id: str | None) -> ContainerExit:
@@ -328,7 +327,11 @@ class ContainerSupervisor:
         elapsed = (self.services.clock.now() - exit_.finished_at).total_seconds()
         slot.finished_at = self.services.clock.monotonic() - max(elapsed, 0.0)
         reason = termination_reason(exit_.exit_code, exit_.oom_killed, exit_.unknown)
-        message = "The container could not be located when the pod was terminated" if exit_.unknown else None
+        attempt = self.records[name].restart_count
+        message = ("The container could not be located when the pod was terminated" if exit_.unknown
+                   else await asyncio.to_thread(termination_message.read_attempt, self.context.pod_dir,
+                                                slot.container, attempt, self.context.log_path(name, attempt),
+                                                exit_.exit_code) or None)
         termination = Termination(exit_code=exit_.exit_code, reason=reason, started_at=started_at,
                                   finished_at=exit_.finished_at, container_id=container_id, message=message)
         self._update(name, self.records[name].ended(termination))
@@ -363,7 +366,7 @@ class ContainerSupervisor:
         if after.state is not before.state or after.reason != before.reason:
             log.info("pod=%s uid=%s container=%s from=%s to=%s reason=%s", self.key, self.pod.uid, name,
                      state_label(before), state_label(after), reason_label(after))
-        ready = all(r.ready for r in self.records.values() if not r.init)
+        ready = all(r.ready for r in self.records.values() if not r.init or r.sidecar)
         if ready != self._ready:
             self._ready = ready
             if ready and "Ready" not in self.transitions:

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from nodeagent.agent import subpath
@@ -195,14 +196,16 @@ async def _run(*argv: str) -> None:
 MOUNT_POINTS_FILE = "mountpoints"
 
 
-def ensure_mount_points(directory: str, mounts: tuple[Mount, ...]) -> None:
+def ensure_mount_points(directory: str, mounts: tuple[Mount, ...], kept: Collection[str] = ()) -> None:
     """For host-process containers: create missing mount targets on the host, and note each one in
-    the pod's directory so that it is removed with the pod (or after a crash, on the next start).
-    A target that cannot be one (through a file, a file for a directory) is a RunContainerError."""
+    the pod's directory so that it is removed with the pod (or after a crash, on the next start); the
+    `kept` targets are never noted: every pod may mount one (/dev/termination-log), and removing it would
+    unmount it from the containers of the pods that still run. A target that cannot be one (through a file,
+    a file for a directory) is a RunContainerError."""
     created: list[str] = []
     try:
         for mount in mounts:
-            _ensure_mount_point(mount, created)
+            _ensure_mount_point(mount, [] if mount.container_path in kept else created)
     finally:
         if created:
             os.makedirs(directory, exist_ok=True)

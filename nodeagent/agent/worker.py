@@ -2,11 +2,12 @@
 
     loop: actions = compute_pod_actions(desired, observed); act; wait for a change (an attempt ends, the
           pod stops, a back-off ends at actions.wake_at)
-      Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers, one after the
-      other, each to completion, restarted on failure unless Never) -> Running (app containers, restarted
-      per restartPolicy with back-off) -> Succeeded | Failed (stays listed until its manifest goes)
-    stop(): preStop, SIGTERM to every running container, SIGKILL after the grace period; then tear down
-    (retried with back-off while a part of it cannot be removed).
+      Pending -> SettingUp (pod cgroup, network, volumes) -> Initializing (init containers one after the other,
+      each to completion, restarted on failure unless Never; sidecars started and kept running) -> Running (app
+      containers, restarted per restartPolicy with back-off) -> Succeeded | Failed (listed until its manifest goes)
+    stop(): preStop, stop signal, SIGKILL after the grace period (apps, then sidecars in reverse); then tear down
+    (retried with back-off while a part of it cannot be removed). activeDeadlineSeconds passed: the same stop
+    without the tear-down; the pod stays Failed (DeadlineExceeded) and nothing starts again.
 
 A cancelled worker (the agent stopping) leaves its containers running: they are not the agent's to
 kill. Its state is saved on every change (nodeagent.agent.snapshot), so that a new agent process
@@ -22,13 +23,11 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
-from nodeagent.agent import backoff, volumes
+from nodeagent.agent import backoff, deadline, volumes
 from nodeagent.agent.admission import Rejection
 from nodeagent.agent.events import NORMAL, WARNING
-from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.lifecycle import (
     ContainerEvent,
-    ContainerKind,
     ContainerState,
     DesiredContainer,
     DesiredPod,
@@ -38,16 +37,12 @@ from nodeagent.agent.lifecycle import (
     after_exit,
     compute_pod_actions,
 )
+from nodeagent.agent.pod_termination import PodTerminator
 from nodeagent.agent.records import State
 from nodeagent.agent.specs import host_ports
 from nodeagent.agent.status import PodFacts, pod_json
-from nodeagent.agent.supervisor import ContainerSupervisor
-from nodeagent.agent.termination import MIN_GRACE_SECONDS, stop_gracefully
 from nodeagent.errors import NodeAgentError
-from nodeagent.runtime.base import (
-    RunningContainer,
-    Runtime,
-)
+from nodeagent.runtime.base import RunningContainer, Runtime
 from nodeagent.runtime.logrotate import LogFile
 from nodeagent.runtime.logs import pod_log_dir
 from nodeagent.timeformat import go_duration
@@ -57,7 +52,7 @@ log = logging.getLogger(__name__)
 SETUP_RETRY_SECONDS = (1.0, 30.0)  # set-up and tear-down retried with this doubling delay
 
 
-class PodWorker(ContainerSupervisor):
+class PodWorker(PodTerminator):
     """One pod's lifecycle: admission, set-up, init then app containers, termination, tear-down."""
 
     def _persist(self) -> None:
@@ -88,11 +83,13 @@ class PodWorker(ContainerSupervisor):
     def to_json(self) -> dict[str, Any]:
         rejection = self.rejection
         addresses = self.addresses
+        reason, message = (rejection.reason, rejection.message) if rejection else (None, None)
+        if self.deadline_exceeded:
+            reason, message = deadline.REASON, deadline.MESSAGE
         facts = PodFacts(created_at=self.created_at, host_ip=addresses.host_ip,
                          pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
-                         reason=rejection.reason if rejection else None,
-                         message=rejection.message if rejection else None)
+                         reason=reason, message=message, failed=self.deadline_exceeded)
         return pod_json(self.pod, list(self.records.values()), facts)
 
     @property
@@ -184,8 +181,13 @@ class PodWorker(ContainerSupervisor):
                     else:
                         self._resumed(name)
                 continue
-            if actions.state in (PodState.SUCCEEDED, PodState.FAILED) and not attempts:
-                return  # finished: it stays listed until its manifest goes
+            if actions.deadline_exceeded:
+                await self._exceed_deadline(attempts)
+                return  # Failed: it stays listed until its manifest goes
+            if actions.state in (PodState.SUCCEEDED, PodState.FAILED):
+                if not attempts:
+                    return  # finished: it stays listed until its manifest goes
+                await self._stop_in_order(actions.stop)  # its sidecars, once its app containers are done
             for name in actions.start:
                 if name not in attempts:
                     attempts[name] = asyncio.create_task(self._attempt(self.slots[name].container),
@@ -197,8 +199,11 @@ class PodWorker(ContainerSupervisor):
             await self._until_changed(attempts, actions.wake_at)
 
     async def _until_changed(self, attempts: dict[str, asyncio.Task[None]], wake_at: float | None) -> None:
-        """Until an attempt ends (its container exited, or its start failed), the pod stops, or `wake_at`."""
-        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+        """Until an attempt ends (its container exited, or its start failed), a sidecar starts, the pod stops, or
+        `wake_at`."""
+        self._sidecar_started.clear()
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait()),
+                                           asyncio.ensure_future(self._sidecar_started.wait())}
         if wake_at is not None:
             waits.add(asyncio.ensure_future(self.services.clock.sleep(wake_at - self.services.clock.monotonic())))
         try:
@@ -235,14 +240,33 @@ class PodWorker(ContainerSupervisor):
                                     f"Back-off restarting failed container {name} in pod {self.pod_label}")
         self._move(name, ContainerEvent.BACK_OFF, retry_at=self.slots[name].observed.retry_at)
 
+    async def _exceed_deadline(self, attempts: dict[str, asyncio.Task[None]]) -> None:
+        """activeDeadlineSeconds has passed: Failed (DeadlineExceeded, said once), every running container stopped
+        as in a termination; what is still being taken back is stopped as it comes (_stop_if_stopping)."""
+        if not self.deadline_exceeded:
+            self.services.events.record(self.object_ref(), NORMAL, deadline.REASON, deadline.MESSAGE)
+            log.info("pod=%s uid=%s: %s", self.key, self.pod.uid, deadline.MESSAGE)
+            self.deadline_exceeded = True
+            self._changed()
+        await self._terminate_containers()
+        await asyncio.gather(*attempts.values())
+        attempts.clear()
+
     def _desired(self) -> DesiredPod:
-        containers = tuple(DesiredContainer(name, ContainerKind.INIT if record.init else ContainerKind.APP)
-                           for name, record in self.records.items())
-        return DesiredPod(containers, self.pod.pod.spec.restart_policy, stopping=self._stopping.is_set())
+        containers = tuple(DesiredContainer(name, self._kind(name)) for name in self.records)
+        spec = self.pod.pod.spec
+        counts = deadline.applies(spec, self.records.values(), failed_already=self.deadline_exceeded)
+        return DesiredPod(containers, spec.restart_policy, stopping=self._stopping.is_set(),
+                          active_deadline_seconds=spec.active_deadline_seconds if counts else None)
 
     def _observed(self) -> ObservedPod:
-        return ObservedPod(now=self.services.clock.monotonic(), admitted=self.admitted,
-                           set_up=self.volumes is not None,
+        """What is seen now; the deadline counts from the pod's start (status.startTime, saved across restarts)."""
+        clock = self.services.clock
+        set_up = self.volumes is not None
+        started_at = None
+        if set_up and self.start_time is not None:
+            started_at = clock.monotonic() - (clock.now() - self.start_time).total_seconds()
+        return ObservedPod(now=clock.monotonic(), admitted=self.admitted, set_up=set_up, started_at=started_at,
                            containers={name: slot.observed for name, slot in self.slots.items()})
 
     def _enter(self, state: PodState) -> None:
@@ -273,7 +297,7 @@ class PodWorker(ContainerSupervisor):
                 monitor = self.plan.monitor if self.services.sandboxes is None else None
                 await self.services.cgroups.apply([c for c in (self.plan.pod, monitor) if c is not None])
                 networks = self.services.networks
-                if self.own_network and networks is not None:
+                if self.context.own_network and networks is not None:
                     # Containers taken back after a restart run in their network already: keep it as it is.
                     to_adopt = any(slot.adoptable is not None for slot in self.slots.values())
                     if not (to_adopt and networks.resume(self.pod.uid)):
@@ -297,30 +321,6 @@ class PodWorker(ContainerSupervisor):
             return True
         return False
 
-    async def _terminate_containers(self) -> None:
-        """preStop hooks, then SIGTERM to every running container, SIGKILL to those alive after the grace
-        period. The hooks run within the grace period; SIGTERM always gets at least 2 s."""
-        grace = float(self.pod.pod.spec.termination_grace_period_seconds)
-        started = self.services.clock.monotonic()
-        running = {name: slot.running for name, slot in self.slots.items() if slot.running is not None}
-        for name in running:
-            self.services.events.record(self.object_ref(name), NORMAL, "Killing", f"Stopping container {name}")
-        await asyncio.gather(*(self._pre_stop(name, container, grace) for name, container in running.items()))
-        left = max(grace - (self.services.clock.monotonic() - started), MIN_GRACE_SECONDS)
-        await stop_gracefully(self.services.clock, list(running.values()), left,
-                              lambda c: any(slot.running is c for slot in self.slots.values()))
-
-    async def _pre_stop(self, name: str, running: RunningContainer, grace: float) -> None:
-        container = self.slots[name].container
-        handler = container.lifecycle.pre_stop if container.lifecycle else None
-        if handler is None or grace <= 0:
-            return
-        error = await run_hook(handler, runtime=self.services.runtime, running=running, container=container,
-                               pod_ip=self.addresses.pod_ip, timeout=grace, clock=self.services.clock)
-        if error is not None:
-            self.services.events.record(self.object_ref(name), WARNING, "FailedPreStopHook",
-                                        f"PreStopHook failed: {error}")
-
     async def _tear_down_until_done(self) -> None:
         """Tear the pod down, retried with a doubling delay (1 s to 30 s) while a part of it cannot be removed
         (containerd down, a busy cgroup): the pod stays listed as terminating meanwhile. If the agent stops
@@ -338,7 +338,7 @@ class PodWorker(ContainerSupervisor):
                 await services.sandboxes.remove_pod_sandbox(self.pod.uid)
             cgroups = [c.path for c in (*self.plan.containers, self.plan.monitor, self.plan.pod) if c is not None]
             await services.cgroups.remove(cgroups)
-            if self.own_network:
+            if self.context.own_network:
                 assert services.networks is not None
                 await services.networks.tear_down(self.pod.uid)
         except NodeAgentError as exc:

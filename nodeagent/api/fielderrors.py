@@ -15,7 +15,7 @@ from nodeagent.errors import FieldError
 
 def render_value(value: object) -> str:
     """A value as Kubernetes prints it in an error: strings quoted, numbers bare, long ones cut."""
-    text = json.dumps(value, default=str) if isinstance(value, str) else str(value)
+    text = json.dumps(value, default=str) if isinstance(value, str | bool) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

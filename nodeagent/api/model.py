@@ -150,7 +150,7 @@ class LifecycleHandler(K8sModel):
 class Lifecycle(K8sModel):
     post_start: LifecycleHandler | None = None
     pre_stop: LifecycleHandler | None = None
-    stop_signal: str | None = None  # not supported yet: refused when set
+    stop_signal: str | None = None  # nodeagent.api.signals names; needs spec.os.name
 
 
 class Capabilities(K8sModel):
@@ -243,8 +243,7 @@ class Container(K8sModel):
     stdin: bool | None = None
     stdin_once: bool | None = None
     tty: bool | None = None
-    # "Always" on an init container makes it a sidecar. The resource sums honour it; the lifecycle does not
-    # run sidecars yet (issue 16), so validation refuses it.
+    # "Always" on an init container makes it a sidecar (KEP-753); on an app container, refused as by the API.
     restart_policy: str | None = None
     restart_policy_rules: Any = None
     # Refused: no block devices (they come from PersistentVolumeClaims); a static pod cannot be resized.

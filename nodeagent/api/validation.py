@@ -76,6 +76,9 @@ def validate_spec(spec: PodSpec) -> list[FieldError]:
     if spec.termination_grace_period_seconds < 0:
         errors.append(invalid("spec.terminationGracePeriodSeconds", spec.termination_grace_period_seconds,
                               "must be greater than or equal to 0"))
+    if spec.share_process_namespace and spec.host_pid:
+        errors.append(invalid("spec.shareProcessNamespace", True, "ShareProcessNamespace and HostPID cannot both be "
+                                                                  "enabled"))
     if spec.active_deadline_seconds is not None and spec.active_deadline_seconds <= 0:
         errors.append(invalid("spec.activeDeadlineSeconds", spec.active_deadline_seconds,
                               "must be greater than 0"))

@@ -27,6 +27,7 @@ from nodeagent.api.model import (
     SecurityContext,
 )
 from nodeagent.api.quantity import Quantity, parse_quantity
+from nodeagent.api.signals import STOP_SIGNALS
 from nodeagent.api.validation_resources import validate_resources
 from nodeagent.errors import FieldError
 
@@ -61,13 +62,14 @@ def validate_containers(spec: PodSpec, volume_names: set[str]) -> list[FieldErro
                 seen.add(container.name)
             errors += validate_container(container, path, volume_names=volume_names,
                                          host_network=spec.host_network,
-                                         is_init=field == "spec.initContainers", container_names=names)
+                                         is_init=field == "spec.initContainers", container_names=names,
+                                         os_name=spec.os.get("name") if isinstance(spec.os, dict) else None)
     return errors
 
 
 def validate_container(
     container: Container, path: str, *, volume_names: set[str], host_network: bool, is_init: bool,
-    container_names: set[str],
+    container_names: set[str], os_name: str | None = None,
 ) -> list[FieldError]:
     errors: list[FieldError] = []
     if not container.name:
@@ -91,15 +93,23 @@ def validate_container(
     errors += _validate_mounts(container, path, volume_names)
     probes = (("livenessProbe", container.liveness_probe), ("readinessProbe", container.readiness_probe),
               ("startupProbe", container.startup_probe))
+    regular_init = is_init and not container.is_sidecar
+    sidecar_only = "may not be set for init containers without restartPolicy=Always"
     for field, probe in probes:
         if probe is None:
             continue
-        if is_init:
-            errors.append(forbidden(f"{path}.{field}", "may not be set for init containers"))
+        if regular_init:
+            errors.append(forbidden(f"{path}.{field}", sidecar_only))
         else:
-            errors += _validate_probe(probe, f"{path}.{field}", must_succeed_once=field != "readinessProbe")
-    if container.lifecycle is not None:
-        errors += _validate_lifecycle(container.lifecycle, f"{path}.lifecycle")
+            errors += _validate_probe(probe, f"{path}.{field}", readiness=field == "readinessProbe")
+    if container.lifecycle is not None and regular_init:
+        errors.append(forbidden(f"{path}.lifecycle", sidecar_only))
+    elif container.lifecycle is not None:
+        errors += _validate_lifecycle(container.lifecycle, f"{path}.lifecycle", os_name)
+    if container.restart_policy is not None and not is_init:
+        errors.append(forbidden(f"{path}.restartPolicy", "may not be set for non-init containers"))
+    elif container.restart_policy not in (None, "Always"):
+        errors.append(unsupported(f"{path}.restartPolicy", container.restart_policy, ["Always"]))
     if container.security_context is not None:
         errors += _validate_security(container.security_context, f"{path}.securityContext")
     return errors
@@ -251,7 +261,7 @@ def _validate_mounts(container: Container, path: str, volume_names: set[str]) ->
     return errors
 
 
-def _validate_probe(probe: Probe, path: str, *, must_succeed_once: bool) -> list[FieldError]:
+def _validate_probe(probe: Probe, path: str, *, readiness: bool) -> list[FieldError]:
     errors = _validate_handler((probe.exec, probe.http_get, probe.tcp_socket, probe.grpc), path)
     if probe.http_get is not None:
         errors += _validate_http_get(probe.http_get, f"{path}.httpGet")
@@ -266,16 +276,26 @@ def _validate_probe(probe: Probe, path: str, *, must_succeed_once: bool) -> list
                                 ("failureThreshold", probe.failure_threshold, 1)):
         if value < least:
             errors.append(invalid(f"{path}.{field}", value, f"must be greater than or equal to {least}"))
-    if must_succeed_once and probe.success_threshold != 1:
+    if not readiness and probe.success_threshold != 1:
         errors.append(invalid(f"{path}.successThreshold", probe.success_threshold, "must be 1"))
+    grace = probe.termination_grace_period_seconds
+    if grace is not None and grace <= 0:
+        errors.append(invalid(f"{path}.terminationGracePeriodSeconds", grace, "must be greater than 0"))
+    if grace is not None and readiness:
+        errors.append(invalid(f"{path}.terminationGracePeriodSeconds", grace, "must not be set for readinessProbes"))
     return errors
 
 
-def _validate_lifecycle(lifecycle: Lifecycle, path: str) -> list[FieldError]:
+def _validate_lifecycle(lifecycle: Lifecycle, path: str, os_name: str | None) -> list[FieldError]:
     errors: list[FieldError] = []
     for field, handler in (("postStart", lifecycle.post_start), ("preStop", lifecycle.pre_stop)):
         if handler is not None:
             errors += _validate_hook(handler, f"{path}.{field}")
+    if lifecycle.stop_signal is not None:  # the API server's validateContainerStopSignal (os.name linux)
+        if os_name is None:
+            errors.append(forbidden(f"{path}.stopSignal", "may not be set for containers with empty `spec.os.name`"))
+        elif lifecycle.stop_signal not in STOP_SIGNALS:
+            errors.append(unsupported(f"{path}.stopSignal", lifecycle.stop_signal, sorted(STOP_SIGNALS)))
     return errors
 
 

@@ -25,7 +25,6 @@ PROFILE_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
 SUPPLEMENTAL_GROUPS_POLICIES = ("Merge", "Strict")
 SELINUX_CHANGE_POLICIES = ("MountOption", "Recursive")
 MOUNT_PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
-DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 MAX_HOST_ALIAS_NAMES = 1000  # no API limit; a bound for /etc/hosts
 
 
@@ -39,8 +38,6 @@ def validate_refused(pod: Pod) -> list[FieldError]:
          f"ephemeral containers are added through the API ({NO_API_SERVER})"),
         ("resourceClaims", spec.resource_claims, f"resource claims need the API's DRA ({NO_API_SERVER})"),
         ("readinessGates", spec.readiness_gates, f"nothing could set their conditions ({NO_API_SERVER})"),
-        ("activeDeadlineSeconds", spec.active_deadline_seconds, NOT_YET),
-        ("shareProcessNamespace", spec.share_process_namespace, NOT_YET),
         ("setHostnameAsFQDN", spec.set_hostname_as_fqdn, NOT_YET),
         ("hostnameOverride", spec.hostname_override, NOT_YET),
         ("runtimeClassName", spec.runtime_class_name,
@@ -149,8 +146,6 @@ def _validate_profiles(seccomp: SeccompProfile | None, apparmor: AppArmorProfile
 
 def _refused_container(container: Container, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    if container.restart_policy is not None:
-        errors.append(forbidden(f"{path}.restartPolicy", f"sidecar containers are {NOT_YET}"))
     for field, value, why in (("restartPolicyRules", container.restart_policy_rules, NOT_YET),
                               ("volumeDevices", container.volume_devices,
                                f"block devices come from persistent volume claims ({NO_API_SERVER})"),
@@ -158,17 +153,6 @@ def _refused_container(container: Container, path: str) -> list[FieldError]:
                                f"resource claims need the API's DRA ({NO_API_SERVER})")):
         if value:
             errors.append(forbidden(f"{path}.{field}", why))
-    if container.lifecycle is not None and container.lifecycle.stop_signal is not None:
-        errors.append(forbidden(f"{path}.lifecycle.stopSignal", NOT_YET))
-    for kind, probe in (("livenessProbe", container.liveness_probe), ("startupProbe", container.startup_probe),
-                        ("readinessProbe", container.readiness_probe)):
-        if probe is not None and probe.termination_grace_period_seconds is not None:
-            errors.append(forbidden(f"{path}.{kind}.terminationGracePeriodSeconds", NOT_YET))
-    if container.termination_message_policy == "FallbackToLogsOnError":
-        errors.append(forbidden(f"{path}.terminationMessagePolicy", f"FallbackToLogsOnError is {NOT_YET}"))
-    if container.termination_message_path != DEFAULT_TERMINATION_MESSAGE_PATH:
-        errors.append(forbidden(f"{path}.terminationMessagePath", f"a path other than "
-                                                                  f"{DEFAULT_TERMINATION_MESSAGE_PATH} is {NOT_YET}"))
     privileged = bool(container.security_context and container.security_context.privileged)
     for index, mount in enumerate(container.volume_mounts or []):
         propagation = mount.mount_propagation

@@ -49,13 +49,14 @@ class ImageRecord:
     working_dir: str
     user: str
     pulled: str  # RFC 3339, UTC
+    stop_signal: str = ""  # the config's StopSignal (absent from records of older agents: none)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION, "reference": self.reference, "digest": self.digest,
                 "manifestDigest": self.manifest_digest, "configDigest": self.config_digest,
                 "layers": list(self.layers), "blobs": list(self.blobs),
                 "config": {"entrypoint": list(self.entrypoint), "cmd": list(self.cmd), "env": list(self.env),
-                           "workingDir": self.working_dir, "user": self.user},
+                           "workingDir": self.working_dir, "user": self.user, "stopSignal": self.stop_signal},
                 "pulled": self.pulled}
 
     @classmethod
@@ -64,7 +65,8 @@ class ImageRecord:
         return cls(str(data["reference"]), str(data["digest"]), str(data["manifestDigest"]),
                    str(data["configDigest"]), tuple(data["layers"]), tuple(data["blobs"]),
                    tuple(config["entrypoint"]), tuple(config["cmd"]), tuple(config["env"]),
-                   str(config["workingDir"]), str(config["user"]), str(data["pulled"]))
+                   str(config["workingDir"]), str(config["user"]), str(data["pulled"]),
+                   str(config.get("stopSignal", "")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ class ImageConfig:
     user: str
     diff_ids: tuple[str, ...]
     platform: Platform
+    stop_signal: str = ""  # config.StopSignal (Dockerfile STOPSIGNAL), as written: SIGQUIT, QUIT or 3
 
 
 def this_platform(machine: str | None = None) -> Platform:
@@ -169,6 +170,7 @@ def parse_config(body: bytes, layer_count: int) -> ImageConfig:
         diff_ids=diff_ids,
         platform=Platform(str(document.get("os") or ""), str(document.get("architecture") or ""),
                           str(document.get("variant") or "")),
+        stop_signal=str(process.get("StopSignal") or "")[:32],
     )
 
 

@@ -131,7 +131,7 @@ class Puller:
             reference=str(reference), digest=top.digest, manifest_digest=image.manifest_blob.digest,
             config_digest=manifest.config.digest, layers=tuple(layer.digest for layer in manifest.layers),
             blobs=tuple(blobs), entrypoint=config.entrypoint, cmd=config.cmd, env=config.env,
-            working_dir=config.working_dir, user=config.user,
+            working_dir=config.working_dir, user=config.user, stop_signal=config.stop_signal,
             pulled=rfc3339(dt.datetime.now(dt.UTC)),
         )
 

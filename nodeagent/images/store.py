@@ -70,6 +70,7 @@ class Image:
     working_dir: str
     user: str
     layers: tuple[str, ...]  # directories for overlayfs lowerdir, lowest first
+    stop_signal: str = ""  # the config's StopSignal, as written (nodeagent.agent.stopping reads it)
 
     @property
     def repo_digest(self) -> str:
@@ -283,6 +284,7 @@ class ImageStore:
             reference=record.reference, digest=record.digest, image_id=record.config_digest,
             entrypoint=record.entrypoint, cmd=record.cmd, env=record.env, working_dir=record.working_dir,
             user=record.user, layers=tuple(self.layout.layer_fs(digest) for digest in record.layers),
+            stop_signal=record.stop_signal,
         )
 
     def _size(self, record: ImageRecord) -> int:

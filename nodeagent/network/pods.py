@@ -210,7 +210,12 @@ class PodNetworks:
         return removed + [str(rule) for rule in strays]
 
     async def _save(self, table: LeaseTable) -> None:
-        await asyncio.to_thread(save_leases, self.leases_path, table)
+        """The table, saved then used; a save that fails (a full stateDir) is a NetworkError: the pod's set-up
+        or teardown fails, is said and is tried again, and the agent lives on."""
+        try:
+            await asyncio.to_thread(save_leases, self.leases_path, table)
+        except OSError as exc:
+            raise NetworkError(f"saving the address leases in {self.leases_path}: {exc.strerror}") from exc
         self._table = table
 
     def _pod_network(self, lease: Lease) -> PodNetwork:

@@ -65,6 +65,7 @@ class ContainerSpec:
     stdin: bool = False  # the container's stdin: true: a pipe that attached clients write to
     stdin_once: bool = False  # stdinOnce: that pipe is closed when the first attached client detaches
     tty: bool = False  # a terminal for the main process (its stdin, stdout and stderr): the cri runtime alone
+    share_process_namespace: bool = False  # spec.shareProcessNamespace: one PID namespace for the pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class RunningContainer(Protocol):
     container_id: str  # "<runtime>://<id>", as Kubernetes shows it
     pid: int
     started_at: dt.datetime
+    image_stop_signal: int | None  # the image's STOPSIGNAL (runc); None: the image has none, or no image
 
     async def wait(self) -> ContainerExit:
         """Until the container has exited (all its processes) and its logs are flushed."""
@@ -225,6 +227,7 @@ class PodSandboxSpec:
     host_pid: bool = False
     host_ipc: bool = False
     sysctls: tuple[tuple[str, str], ...] = ()
+    share_process_namespace: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +253,20 @@ class PodSandboxes(Protocol):
 @runtime_checkable
 class ContainerBundles(Protocol):
     """A runtime whose containers have bundles in the state directory (process, runc), named by their
-    AdoptionRecord's container_id."""
+    AdoptionRecord's container_id, and conmon's exit files and sockets beside them."""
 
     def bundles(self) -> set[str]:
         """The bundles on disk now (blocking)."""
 
     def abandon(self, bundle: str) -> None:
         """Kill what a start cut short left of the bundle's container, then remove the bundle (blocking)."""
+
+    def sweep(self) -> list[str]:
+        """Remove conmon's exit files and sockets whose container is gone; what it removed (blocking)."""
+
+    async def discard(self, saved: AdoptionRecord) -> None:
+        """A container saved before an agent restart and never taken back (its pod was stopped first): killed
+        if it still runs, and everything of it removed. A record that names no bundle is ignored."""
 
 
 @runtime_checkable

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from nodeagent.runtime.procinfo import ProcessIdentity
 log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT_SECONDS = 30.0
+CONTAINER_ID = re.compile(r"[0-9a-f]{64}")  # as the runtimes make them: secrets.token_hex(32)
 REOPEN_LOG = b"2 0 0\n"  # on conmon's control FIFO: message type 2, reopen the log file (as CRI-O sends it)
 
 
@@ -192,6 +194,25 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
     return found
 
 
+class ConmonBundles:
+    """runtime.base.ContainerBundles for a runtime whose containers run under conmon in `layout` (process,
+    runc): their bundles, conmon's files beside them, and what a saved container left."""
+
+    layout: ConmonLayout
+
+    def bundles(self) -> set[str]:
+        return bundles(self.layout)
+
+    def abandon(self, bundle: str) -> None:
+        abandon(self.layout, bundle)
+
+    def sweep(self) -> list[str]:
+        return sweep(self.layout)
+
+    async def discard(self, saved: AdoptionRecord) -> None:
+        await asyncio.to_thread(discard, self.layout, saved)
+
+
 def adoption_record(monitored: Monitored, started_at: dt.datetime) -> AdoptionRecord:
     """What the agent saves of a container under conmon: its bundle, both processes, its start."""
     return AdoptionRecord(monitored.container_id, True, {
@@ -233,6 +254,24 @@ def abandon(layout: ConmonLayout, container_id: str) -> None:
     remove(layout, container_id)
 
 
+def discard(layout: ConmonLayout, saved: AdoptionRecord) -> str | None:
+    """A container saved before an agent restart and never taken back: its process killed if it still runs
+    (checked by its start time), then abandoned as a cut-short start is. Its ID, or None when `saved` names
+    no container of this layout (a hand-edited state file: nothing is touched). Blocking: run it in a thread."""
+    container_id = saved.container_id
+    if not (saved.bundle and CONTAINER_ID.fullmatch(container_id)):
+        return None
+    try:
+        container = ProcessIdentity.from_json(saved.details["container"])
+    except (KeyError, TypeError, ValueError):
+        container = None
+    if container is not None and container.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(container.pid, signal.SIGKILL)
+    abandon(layout, container_id)
+    return container_id
+
+
 def _naming(text: bytes) -> list[int]:
     """The processes whose command line contains `text`."""
     found = []
@@ -248,9 +287,33 @@ def _naming(text: bytes) -> list[int]:
 
 
 def remove(layout: ConmonLayout, container_id: str) -> None:
-    shutil.rmtree(layout.bundle(container_id), ignore_errors=True)
+    """The container's exit file and socket entry, then its bundle: the bundle goes last, so that files a
+    crash left behind still have the owner the sweep goes by."""
     for path in (layout.exit_file(container_id), os.path.join(layout.socket_dir, container_id)):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
+        _remove_entry(path)
+    shutil.rmtree(layout.bundle(container_id), ignore_errors=True)
+
+
+def sweep(layout: ConmonLayout) -> list[str]:
+    """Exit files and socket entries of containers that have no bundle any more (conmon's temporary files
+    `<id>.XXXXXX` included): nobody will read them. A container's bundle is made before its conmon starts
+    and removed after these files, so a live container's are never taken. Returns what it removed."""
+    removed = []
+    for directory in (layout.exit_dir, layout.socket_dir):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            if not os.path.isdir(layout.bundle(name.split(".", 1)[0])):
+                _remove_entry(os.path.join(directory, name))
+                removed.append(os.path.join(os.path.basename(directory), name))
+    return sorted(removed)
+
+
+def _remove_entry(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -40,7 +41,7 @@ class MonitoredContainer:
 
     def __init__(self, spec: ContainerSpec, monitored: conmon.Monitored, started_at: dt.datetime, *,
                  cgroups: CgroupDriver, layout: conmon.ConmonLayout, kernel_log: KernelLog | None, prefix: str,
-                 on_exit: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_exit: Callable[[], Awaitable[None]] | None = None, image_stop_signal: int | None = None) -> None:
         self.cgroups = cgroups
         self.layout = layout
         self.kernel_log = kernel_log
@@ -50,6 +51,7 @@ class MonitoredContainer:
         self.container_id = prefix + monitored.container_id
         self.pid = monitored.container.pid
         self.started_at = started_at
+        self.image_stop_signal = image_stop_signal
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
         self._oom_watch: OOMWatch | None = None
@@ -59,7 +61,10 @@ class MonitoredContainer:
 
     def saved(self) -> AdoptionRecord:
         """What the agent stores to take this container back after a restart."""
-        return conmon.adoption_record(self.monitored, self.started_at)
+        record = conmon.adoption_record(self.monitored, self.started_at)
+        if self.image_stop_signal is None:
+            return record
+        return dataclasses.replace(record, details={**record.details, "imageStopSignal": self.image_stop_signal})
 
     async def attach(self, *, stdin: bool) -> ConmonAttach:
         """kubectl attach: through conmon's attach socket (nodeagent.runtime.conmon_attach)."""
@@ -92,15 +97,18 @@ class MonitoredContainer:
             log.warning("container=%s: moving its conmon into the pod's cgroup: %s", self.spec.name, exc)
 
     def watch(self) -> None:
+        self._watch_conmon()
+        try:
+            self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
+        except NodeAgentError as exc:
+            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
+
+    def _watch_conmon(self) -> None:
         self._pidfd = self.monitored.conmon.pidfd()
         if self._pidfd is None:
             self._exited.set_result(now())
         else:
             self._loop.add_reader(self._pidfd, self._conmon_exited)
-        try:
-            self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
-        except NodeAgentError as exc:
-            log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
 
     def _conmon_exited(self) -> None:
         if self._pidfd is not None:
@@ -130,7 +138,8 @@ class MonitoredContainer:
 
     async def wait(self) -> ContainerExit:
         if self._pidfd is None and not self._exited.done():
-            self._exited.set_result(now())  # never watched: conmon is gone already
+            # never watched (a start cut short): conmon, if it lives, writes the exit file as it ends
+            self._watch_conmon()
         detected = await asyncio.shield(self._exited)
         layout = self.layout
         code = conmon.read_exit_code(layout, self.monitored.container_id)

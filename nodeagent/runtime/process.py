@@ -109,7 +109,7 @@ exec "$@"
 """
 
 
-class ProcessRuntime:
+class ProcessRuntime(conmon.ConmonBundles):
     name = "process"
     host_mount_points = True  # volumes are bind-mounted over paths of the host's own tree
 
@@ -177,12 +177,6 @@ class ProcessRuntime:
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
-
-    def bundles(self) -> set[str]:
-        return conmon.bundles(self.layout)
-
-    def abandon(self, bundle: str) -> None:
-        conmon.abandon(self.layout, bundle)
 
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:

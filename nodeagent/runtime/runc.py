@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nodeagent.api.signals import parse_signal
 from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.errors import NodeAgentError, RuntimeStartError
@@ -55,7 +56,7 @@ from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, fi
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.podfiles import OomScoreAdj, write_bundle_files
 from nodeagent.runtime.seccomp import oci_seccomp
-from nodeagent.runtime.security import refuse_terminal, verify_run_as_non_root
+from nodeagent.runtime.security import CONFIG_ERROR, refuse_terminal, verify_run_as_non_root
 from nodeagent.runtime.session import ExecCommand
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 PREFIX = "runc://"
 
 
-class RuncRuntime:
+class RuncRuntime(conmon.ConmonBundles):
     name = "runc"
     host_mount_points = False  # volumes are mounted inside the container's own root
 
@@ -106,15 +107,19 @@ class RuncRuntime:
 
     async def start(self, spec: ContainerSpec) -> RunningContainer:
         refuse_terminal(spec, "runc")
+        if spec.share_process_namespace:
+            raise RuntimeStartError(CONFIG_ERROR, "spec.shareProcessNamespace: the runc runtime cannot give a pod's "
+                                                  "containers one PID namespace yet (nothing would hold it while "
+                                                  "they restart); use the cri runtime")
         await self._remove_orphans()
         oci_id = secrets.token_hex(32)
         self._live.add(oci_id)
         try:
-            monitored = await self._create(spec, oci_id)
+            monitored, stop_signal = await self._create(spec, oci_id)
         except BaseException:
             await asyncio.shield(self._undo(oci_id))
             raise
-        container = self._container(spec, monitored, now())
+        container = self._container(spec, monitored, now(), stop_signal)
         container.watch()
         await container.let_run(self.runc.run("start", oci_id), failures=(NodeAgentError,), what="")
         return container
@@ -123,7 +128,8 @@ class RuncRuntime:
         """Running: watched again. Ended while the agent was away: conmon's exit file says how, then removed."""
         monitored, started_at = conmon.adopted(saved)
         self._live.add(monitored.container_id)
-        container = self._container(spec, monitored, started_at)
+        stop_signal = saved.details.get("imageStopSignal")
+        container = self._container(spec, monitored, started_at, stop_signal if isinstance(stop_signal, int) else None)
         if monitored.conmon.alive():
             container.watch()
             return container
@@ -134,11 +140,13 @@ class RuncRuntime:
         self._live.update(f.saved.container_id for f in found)
         return found
 
-    def bundles(self) -> set[str]:
-        return conmon.bundles(self.layout)
-
-    def abandon(self, bundle: str) -> None:
-        conmon.abandon(self.layout, bundle)
+    async def discard(self, saved: AdoptionRecord) -> None:
+        """Its process and conmon killed, its bundle removed, then the container itself (runc's state, the
+        rootfs mount, the image lease)."""
+        oci_id = await asyncio.to_thread(conmon.discard, self.layout, saved)
+        if oci_id is not None:
+            self._live.add(oci_id)
+            await self._remove(oci_id)
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """`runc exec`: the container's namespaces, cgroup, user, environment and working directory (its
@@ -183,8 +191,9 @@ class RuncRuntime:
 
     # -- creating -------------------------------------------------------------------------------------
 
-    async def _create(self, spec: ContainerSpec, oci_id: str) -> conmon.Monitored:
-        """Image lease, root file system, bundle, then conmon with `runc create`: the container waits to start."""
+    async def _create(self, spec: ContainerSpec, oci_id: str) -> tuple[conmon.Monitored, int | None]:
+        """Image lease, root file system, bundle, then conmon with `runc create`: the container waits to start.
+        With it, the image's STOPSIGNAL (None: it has none, or one nobody knows)."""
         bundle, root = self.layout.bundle(oci_id), os.path.join(self.rootfs_dir, oci_id)
         rootfs, upper, work = (os.path.join(root, name) for name in ("rootfs", "upper", "work"))
         try:
@@ -202,12 +211,13 @@ class RuncRuntime:
         except OSError as exc:
             raise RuntimeStartError("CreateContainerError", f"preparing the container: {exc}") from exc
         try:
-            return await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
-                                      name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
-                                      log_path=spec.log_path, runtime_args=self.runc.global_args,
-                                      stdin=spec.stdin, stdin_once=spec.stdin_once)
+            monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.runc.binary,
+                                           name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
+                                           log_path=spec.log_path, runtime_args=self.runc.global_args,
+                                           stdin=spec.stdin, stdin_once=spec.stdin_once)
         except RuntimeStartError as exc:  # conmon relays runc's own log record
             raise RuntimeStartError(exc.reason, plain_message(exc.message)) from exc
+        return monitored, parse_signal(image.stop_signal) if image.stop_signal else None
 
     def _write_config(self, spec: ContainerSpec, image: Image, bundle: str, rootfs: str) -> None:
         """config.json and the pod's /etc files, written into the bundle (blocking: run in a thread)."""
@@ -252,14 +262,15 @@ class RuncRuntime:
             log.warning("this agent lacks %s: containers cannot be given them", ", ".join(sorted(dropped)))
             self._capabilities_warned = True
 
-    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
-                   started_at: dt.datetime) -> MonitoredContainer:
+    def _container(self, spec: ContainerSpec, monitored: conmon.Monitored, started_at: dt.datetime,
+                   image_stop_signal: int | None) -> MonitoredContainer:
         async def removed() -> None:
             await self._remove(monitored.container_id)
             await self._remove_orphans()
 
         return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,
-                                  kernel_log=self.kernel_log, prefix=PREFIX, on_exit=removed)
+                                  kernel_log=self.kernel_log, prefix=PREFIX, on_exit=removed,
+                                  image_stop_signal=image_stop_signal)
 
     # -- removing -------------------------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class Leaks:
         with contextlib.suppress(FileNotFoundError, ValueError):
             leases = json.loads((state / "network" / "leases.json").read_text())["leases"]
             found += [f"lease {lease}" for lease in leases]
-        for directory in ("pods", "containers", "exits"):
+        for directory in ("pods", "containers", "exits", "sockets"):
             found += [f"{directory}/{name}" for name in _listdir(state / directory)]
         return found + self.backend.leaks(harness)
 

@@ -14,6 +14,8 @@ import heapq
 import itertools
 from collections.abc import Callable
 
+from tests.fakes.executor import run_threads_inline
+
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SETTLE_TURNS = 50  # turns of the event loop that let every ready task run to its next await
 IDLE_TURNS = 200  # of 5 ms each: how long run_until waits for threads when no sleep is due
@@ -47,7 +49,8 @@ class FakeClock:
         await wake
 
     async def settle(self) -> None:
-        """Let every task that can run without time passing do so."""
+        """Let every task that can run without time passing do so (their work for threads too: inline)."""
+        run_threads_inline()
         for _ in range(SETTLE_TURNS):
             await asyncio.sleep(0)
 

@@ -29,6 +29,7 @@ class FakeRunning:
         self.pid = next(_pids)
         self.started_at = clock.now()
         self.ignores_term = ignores_term
+        self.image_stop_signal: int | None = None  # as an image without STOPSIGNAL
         self.signals: list[int] = []  # every signal sent, SIGKILL as kill()
         self._exit: asyncio.Future[ContainerExit] = asyncio.get_running_loop().create_future()
 

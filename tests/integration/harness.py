@@ -71,6 +71,9 @@ def wait_for(check: Callable[[], T | Falsy], *, timeout: float = 15.0, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
 
 
+TERMINATION_LOG = "/dev/termination-log"
+
+
 class AgentHarness:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -94,6 +97,8 @@ class AgentHarness:
         self.process: subprocess.Popen[bytes] | None = None
         self.client = AgentClient(str(self.socket))
         self.cgroups = cgroup_driver()
+        # the process runtime keeps the termination message target it makes on the host (every pod may mount it)
+        self._made_termination_log = not os.path.lexists(TERMINATION_LOG)
 
     def configure(self, extra: dict[str, Any]) -> None:
         """Merge settings into the configuration file (one level deep, for `nodeagent:`)."""
@@ -163,6 +168,8 @@ class AgentHarness:
                 target = line.split()[1]
                 if target.startswith(str(self.root)):
                     subprocess.run(["umount", "-l", target], check=False)
+            if self._made_termination_log and os.path.isfile(TERMINATION_LOG) and not os.path.getsize(TERMINATION_LOG):
+                os.unlink(TERMINATION_LOG)
             self._remove_node()
 
     def outside_processes(self) -> list[int]:

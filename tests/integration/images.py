@@ -155,9 +155,11 @@ def busybox_layer() -> Layer:
 
 def image_config(layers: Sequence[Layer], *, entrypoint: Sequence[str] | None = None,
                  cmd: Sequence[str] | None = ("sh",), env: Sequence[str] = ("PATH=/bin",), working_dir: str = "",
-                 user: str = "", architecture: str = "amd64", variant: str = "") -> bytes:
+                 user: str = "", architecture: str = "amd64", variant: str = "", stop_signal: str = "") -> bytes:
     config: dict[str, object] = {"Env": list(env), "Entrypoint": None if entrypoint is None else list(entrypoint),
                                  "Cmd": None if cmd is None else list(cmd), "WorkingDir": working_dir, "User": user}
+    if stop_signal:
+        config["StopSignal"] = stop_signal
     document: dict[str, object] = {
         "architecture": architecture, "os": "linux", "config": config,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},

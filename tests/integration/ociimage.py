@@ -101,7 +101,8 @@ def layer_tar(files: list[ImageFile]) -> bytes:
     return buffer.getvalue()
 
 
-def oci_archive(name: str, layer: bytes, *, entrypoint: list[str], cmd: list[str], output: Path) -> Path:
+def oci_archive(name: str, layer: bytes, *, entrypoint: list[str], cmd: list[str], output: Path,
+                stop_signal: str = "") -> Path:
     """An OCI image layout tar of one image with one uncompressed layer, named for `ctr images import`."""
     blobs: dict[str, bytes] = {}
 
@@ -114,7 +115,8 @@ def oci_archive(name: str, layer: bytes, *, entrypoint: list[str], cmd: list[str
     layer_ref = blob(layer)
     config = {
         "architecture": arch, "os": "linux",
-        "config": {"Entrypoint": entrypoint, "Cmd": cmd, "Env": [PATH_ENV], "WorkingDir": "/"},
+        "config": {"Entrypoint": entrypoint, "Cmd": cmd, "Env": [PATH_ENV], "WorkingDir": "/",
+                   **({"StopSignal": stop_signal} if stop_signal else {})},
         "rootfs": {"type": "layers", "diff_ids": [layer_ref["digest"]]},
     }
     manifest = {

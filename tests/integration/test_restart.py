@@ -107,8 +107,9 @@ def test_a_manifest_removed_while_the_agent_was_down_is_stopped_on_start(agent: 
     agent.stop(signal.SIGKILL)
     agent.remove("leaving.yaml")
     agent.start()
-    wait_for(lambda: not agent.pods(), timeout=15, what="the pod to be stopped")
-    assert not agent.cgroups.exists(pod_cgroup)
+    # not just an empty list: the API may answer before the agent has restored its pods
+    wait_for(lambda: not agent.pods() and not agent.cgroups.exists(pod_cgroup), timeout=15,
+             what="the pod stopped and its cgroup removed")
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 

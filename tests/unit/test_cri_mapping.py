@@ -51,6 +51,14 @@ def test_a_host_network_sandbox_has_the_nodes_network_and_name() -> None:
     assert host.hostname == ""
 
 
+def test_share_process_namespace_gives_the_pods_pid_namespace_to_its_containers() -> None:
+    """The kubelet's pidNamespaceForPod: hostPID (the node's) > shareProcessNamespace (the pod's) > per container."""
+    shared = sandbox_config(replace(POD, share_process_namespace=True), attempt=0)
+    assert shared.linux.security_context.namespace_options.pid == cri.POD
+    container = container_config(CONTAINER, shared, cgroup_version=1)
+    assert container.linux.security_context.namespace_options.pid == cri.POD
+
+
 def test_a_container_gets_its_command_security_and_a_log_path_relative_to_the_pods() -> None:
     config = container_config(CONTAINER, sandbox_config(POD, 0), cgroup_version=1)
     assert (list(config.command), list(config.args), config.working_dir) == (["sh", "-c"], ["echo hi"], "/srv")

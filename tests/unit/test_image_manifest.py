@@ -5,6 +5,7 @@ import json
 import pytest
 
 from nodeagent.images.errors import ImagePullError
+from nodeagent.images.layout import ImageRecord
 from nodeagent.images.manifest import (
     DOCKER_MANIFEST,
     OCI_INDEX,
@@ -117,7 +118,19 @@ def test_parse_config() -> None:
     assert (config.entrypoint, config.cmd, config.env) == (("/docker-entrypoint.sh",), (), ("PATH=/usr/bin",))
     assert (config.working_dir, config.user, config.diff_ids) == ("/app", "1000:1000", (C, D))
     assert parse_config(b'{"rootfs": {"diff_ids": []}}', 0).entrypoint == ()
+    assert config.stop_signal == ""
+    stopped = json.dumps({"config": {"StopSignal": "SIGQUIT"}, "rootfs": {"diff_ids": []}}).encode()
+    assert parse_config(stopped, 0).stop_signal == "SIGQUIT"
     with pytest.raises(ImagePullError, match="1 sha256 diff_ids for 2 layers"):
         parse_config(json.dumps({"rootfs": {"diff_ids": [C]}}).encode(), 2)
     with pytest.raises(ImagePullError, match=r"config\.Cmd must be a list of strings"):
         parse_config(json.dumps({"config": {"Cmd": "sh"}, "rootfs": {"diff_ids": []}}).encode(), 0)
+
+
+def test_an_image_records_stop_signal_survives_and_old_records_have_none() -> None:
+    record = ImageRecord("docker.io/library/x:1", C, C, D, (), (), (), (), (), "", "", "2026-01-01T00:00:00Z",
+                         stop_signal="USR1")
+    assert ImageRecord.from_json(record.to_json()) == record
+    old = record.to_json()
+    del old["config"]["stopSignal"]  # written by an agent before the field
+    assert ImageRecord.from_json(old).stop_signal == ""

@@ -112,6 +112,8 @@ CASES: list[tuple[str, DesiredPod, ObservedPod, PodActions]] = [
      seen(i1=done(0), s=ObservedContainer(B, None, retry_at=130.0)), PodActions(PodState.INITIALIZING, wake_at=130.0)),
     ("apps done: succeeded, the sidecar stopped", pod(("s", SIDECAR), ("a", APP), policy="Never"),
      seen(s=R, a=done(0)), PodActions(PodState.SUCCEEDED, stop=(("s",),))),
+    ("apps done, the stopped sidecar is not started again", pod(("s", SIDECAR), ("a", APP), policy="Never"),
+     seen(s=ObservedContainer(E, 143, retry_at=0.0), a=done(0)), PodActions(PodState.SUCCEEDED)),
     ("an app failed under Never: failed", pod(("a", APP), ("b", APP), policy="Never"),
      seen(a=done(0), b=done(2)), PodActions(PodState.FAILED)),
     ("OnFailure: a success is done, a failure restarts", pod(("a", APP), ("b", APP), policy="OnFailure"),

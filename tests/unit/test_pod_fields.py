@@ -11,10 +11,11 @@ C = "  containers: [{name: c, image: x}]\n"
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
-    ("  shareProcessNamespace: true\n" + C, "spec.shareProcessNamespace: Forbidden: not supported by nodeagent yet"),
+    ("  shareProcessNamespace: true\n  hostPID: true\n" + C,
+     "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"),
     ("  hostUsers: false\n" + C, "spec.hostUsers: Forbidden: user namespaces are not supported by nodeagent yet"),
     ("  runtimeClassName: kata\n" + C, "spec.runtimeClassName: Forbidden: nodeagent has no RuntimeClasses"),
-    ("  activeDeadlineSeconds: 5\n" + C, "spec.activeDeadlineSeconds: Forbidden: not supported by nodeagent yet"),
+    ("  activeDeadlineSeconds: 0\n" + C, "spec.activeDeadlineSeconds: Invalid value: 0"),
     ("  ephemeralContainers: [{name: e, image: x}]\n" + C, "spec.ephemeralContainers: Forbidden: ephemeral"),
     ("  readinessGates: [{conditionType: x}]\n" + C, "spec.readinessGates: Forbidden"),
     ("  os: {name: windows}\n" + C, "spec.os.name: Forbidden"),
@@ -36,14 +37,28 @@ C = "  containers: [{name: c, image: x}]\n"
      "spec.securityContext.seccompProfile.localhostProfile: Invalid value"),
     ("  containers: [{name: c, image: x, securityContext: {appArmorProfile: {type: RuntimeDefault, "
      "localhostProfile: p}}}]\n", "spec.containers[0].securityContext.appArmorProfile.localhostProfile: Invalid"),
-    ("  initContainers: [{name: s, image: x, restartPolicy: Always}]\n" + C,
-     "spec.initContainers[0].restartPolicy: Forbidden: sidecar containers are not supported by nodeagent yet"),
+    ("  initContainers: [{name: s, image: x, restartPolicy: OnFailure}]\n" + C,
+     'spec.initContainers[0].restartPolicy: Unsupported value: "OnFailure": supported values: "Always"'),
+    ("  containers: [{name: c, image: x, restartPolicy: Always}]\n",
+     "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"),
+    ("  initContainers: [{name: s, image: x, readinessProbe: {exec: {command: [sh]}}}]\n" + C,
+     "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without "
+     "restartPolicy=Always"),
+    ("  initContainers: [{name: s, image: x, lifecycle: {preStop: {exec: {command: [sh]}}}}]\n" + C,
+     "spec.initContainers[0].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always"),
     ("  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGUSR1}}]\n",
-     "spec.containers[0].lifecycle.stopSignal: Forbidden: not supported by nodeagent yet"),
-    ("  containers: [{name: c, image: x, terminationMessagePolicy: FallbackToLogsOnError}]\n",
-     "spec.containers[0].terminationMessagePolicy: Forbidden: FallbackToLogsOnError is not supported"),
-    ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
-     "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Forbidden: not supported by nodeagent yet"),
+     "spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for containers with empty `spec.os.name`"),
+    ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: SIGFOO}}]\n",
+     'spec.containers[0].lifecycle.stopSignal: Unsupported value: "SIGFOO": supported values: "SIGABRT", '),
+    ("  os: {name: linux}\n  containers: [{name: c, image: x, lifecycle: {stopSignal: QUIT}}]\n",
+     'spec.containers[0].lifecycle.stopSignal: Unsupported value: "QUIT"'),
+    ("  containers: [{name: c, image: x, readinessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 1}}]\n",
+     "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 1: must not be set for "
+     "readinessProbes"),
+    ("  containers: [{name: c, image: x, terminationMessagePolicy: Always}]\n",
+     'spec.containers[0].terminationMessagePolicy: Unsupported value: "Always"'),
+    ("  containers: [{name: c, image: x, livenessProbe: {exec: {command: [true]}, terminationGracePeriodSeconds: 0}}]\n",
+     "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0"),
     ("  volumes: [{name: d, hostPath: {path: /d}}]\n"
      "  containers: [{name: c, image: x, volumeMounts: [{name: d, mountPath: /d, mountPropagation: Bidirectional}]}]\n",
      "spec.containers[0].volumeMounts[0].mountPropagation: Forbidden: Bidirectional mount propagation is available "

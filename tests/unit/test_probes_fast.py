@@ -7,7 +7,7 @@ import asyncio
 from collections import deque
 
 from nodeagent.agent.probes import ProbeCallbacks, ProbeResult, run_probes
-from nodeagent.api.model import Container
+from nodeagent.api.model import Container, Probe
 from nodeagent.runtime.base import ExecResult
 from tests.conftest import load_pod
 from tests.fakes.clock import FakeClock
@@ -35,6 +35,7 @@ class Recorder:
         self.ready: list[tuple[float, bool]] = []
         self.failed: list[tuple[float, str, str]] = []
         self.killed: list[tuple[float, str]] = []
+        self.killing_probes: list[Probe] = []  # the probe behind each kill (its own grace period, if any)
 
     def callbacks(self) -> ProbeCallbacks:
         def ready(value: bool) -> None:
@@ -43,8 +44,9 @@ class Recorder:
         def failed(kind: str, result: ProbeResult) -> None:
             self.failed.append((self.clock.elapsed, kind, result.output))
 
-        async def kill(message: str) -> None:
+        async def kill(message: str, probe: Probe) -> None:
             self.killed.append((self.clock.elapsed, message))
+            self.killing_probes.append(probe)
 
         return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
 
@@ -69,6 +71,7 @@ async def test_liveness_kills_after_failure_threshold_failures_in_a_row() -> Non
     await clock.run_until(task.done)
     assert [t for t, *_ in recorder.failed] == [5, 15, 35, 45, 55]  # the success at 25 s reset the count
     assert recorder.killed == [(55, "Container c failed liveness probe, will be restarted")]
+    assert recorder.killing_probes == [spec.liveness_probe]  # its grace period is the one the kill uses
     assert recorder.ready == [(0, True)]  # no readiness probe: ready at once
 
 
@@ -88,6 +91,7 @@ async def test_startup_holds_the_others_back_then_kills_at_its_threshold() -> No
     await clock.run_until(task.done)
     assert [(t, kind) for t, kind, _ in recorder.failed] == [(0, "Startup"), (1, "Startup"), (2, "Startup")]
     assert recorder.killed == [(2, "Container c failed startup probe, will be restarted")]
+    assert recorder.killing_probes == [spec.startup_probe]
     assert recorder.ready == []
 
 

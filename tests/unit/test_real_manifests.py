@@ -13,14 +13,7 @@ REAL = Path(__file__).parent.parent / "fixtures" / "real"
 # What the rule refuses in some of them, by file: the field named, and why (docs/fidelity.md).
 REFUSED = {
     "openshift-keepalived.yaml": [
-        "metadata.deletionGracePeriodSeconds: Forbidden: not supported by nodeagent yet",
-        "spec.containers[0].terminationMessagePolicy: Forbidden: FallbackToLogsOnError is not supported by "
-        "nodeagent yet"],
-    "openshift-kube-apiserver-probes.yaml": [
-        "spec.initContainers[0].terminationMessagePolicy: Forbidden: FallbackToLogsOnError is not supported by "
-        "nodeagent yet",
-        "spec.containers[0].terminationMessagePolicy: Forbidden: FallbackToLogsOnError is not supported by "
-        "nodeagent yet"],
+        "metadata.deletionGracePeriodSeconds: Forbidden: not supported by nodeagent yet"],
 }
 # Keys that are not in the v1 API at all, so "unknown field" is right for them.
 NOT_IN_THE_API = {

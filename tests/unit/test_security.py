@@ -64,7 +64,7 @@ def test_the_container_fields_win_over_the_pods() -> None:
         "privileged": False, "read_only_root": True, "capabilities_add": ("NET_ADMIN",),
         "capabilities_drop": ("ALL",), "allow_privilege_escalation": False,
         "seccomp_profile": "Unconfined", "seccomp_localhost": None, "host_pid": False, "host_ipc": False,
-        "sysctls": ()}
+        "sysctls": (), "share_process_namespace": False}
 
 
 @pytest.mark.parametrize(("context", "expected"), [

@@ -1,5 +1,6 @@
 """Pod status as the kubelet derives it: getPhase, the conditions, container statuses and the v1 Pod JSON."""
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -45,6 +46,10 @@ def stopped(code: int, name: str = "c", *, init: bool = False, last: Termination
 
 # -- pod_phase: kubelet getPhase ---------------------------------------------------------------------
 
+def sidecar(record: ContainerRecord) -> ContainerRecord:
+    return dataclasses.replace(record, init=True, sidecar=True)
+
+
 PHASES = [
     # (restart policy, init records, app records, phase)
     ("Always", [], [waiting()], "Pending"),
@@ -77,6 +82,14 @@ PHASES = [
     ("Always", [waiting("i", "ContainerCreating", init=True, last=exit_(0))], [running("a")], "Running"),
     ("OnFailure", [stopped(0, "i", init=True)], [stopped(0, "a")], "Succeeded"),
     ("Never", [stopped(0, "i", init=True)], [stopped(3, "a")], "Failed"),
+    ("Always", [sidecar(waiting("s", "PodInitializing"))], [waiting("a", "PodInitializing")], "Pending"),
+    ("Always", [sidecar(running("s"))], [waiting("a")], "Pending"),
+    ("Always", [sidecar(running("s"))], [running("a")], "Running"),
+    # a sidecar backing off once the app runs, or stopped after the app is done, moves nothing
+    ("Always", [sidecar(waiting("s", "CrashLoopBackOff", last=exit_(1)))], [running("a")], "Running"),
+    ("Never", [sidecar(stopped(143, "s"))], [stopped(0, "a")], "Succeeded"),
+    ("Never", [sidecar(running("s"))], [stopped(0, "a")], "Succeeded"),
+    ("Never", [sidecar(running("s"))], [stopped(2, "a")], "Failed"),
 ]
 PHASE_IDS = [
     "app-waiting", "app-running", "one-running-one-waiting", "running-unready-is-running", "always-exit0-restarting",
@@ -86,6 +99,8 @@ PHASE_IDS = [
     "init-running", "init-waiting", "init-done-app-running", "second-init-running", "never-init-failed",
     "onfailure-init-failed-retrying", "always-init-failed-retrying", "never-init-crashloop", "onfailure-init-crashloop",
     "init-waiting-after-exit0-neither-pending-nor-failed", "onfailure-init-and-app-done", "never-init-done-app-failed",
+    "sidecar-not-run-pending", "sidecar-running-app-waiting", "sidecar-and-app-running", "sidecar-backing-off-running",
+    "sidecar-stopped-app-done-succeeded", "sidecar-running-app-done-succeeded", "sidecar-running-app-failed",
 ]
 
 
@@ -311,3 +326,14 @@ def test_pod_json_keeps_labels() -> None:
     assert out["metadata"]["labels"] == {"role": "myrole"}
     assert out["metadata"]["name"] == "static-web-node1"
 
+
+
+def test_conditions_count_sidecars_in_readiness_and_initialization() -> None:
+    init = [stopped(0, "setup", init=True), sidecar(running("proxy", ready=False))]
+    found = {kind: (ok, message) for kind, ok, _, message in conditions(init, [running("app")], "Running")}
+    assert found["Initialized"] == (True, None)  # started: it does not hold initialization back
+    assert found["Ready"] == (False, "containers with unready status: [proxy]")
+    waiting_sidecar = [sidecar(waiting("proxy", "PodInitializing"))]
+    found = {kind: (ok, message) for kind, ok, _, message in
+             conditions(waiting_sidecar, [waiting("app", "PodInitializing")], "Pending")}
+    assert found["Initialized"] == (False, "containers with incomplete status: [proxy]")

@@ -282,3 +282,47 @@ async def test_a_sandbox_that_cannot_be_removed_is_retried_with_back_off_until_i
     task.result()
     assert worker.pod.uid not in sandboxes.sandboxes
     assert not (node.root / "state" / "pods" / worker.pod.uid).exists()
+
+
+async def test_past_its_active_deadline_a_pod_fails_its_containers_stop_and_nothing_restarts(node: FakeNode) -> None:
+    node.runtime.plan("app", Attempt(ignores_term=True))
+    worker = node.worker(manifest("  activeDeadlineSeconds: 30\n  terminationGracePeriodSeconds: 5\n"
+                                  "  containers:\n  - {name: app, image: busybox}\n"))
+    task = await run(node, worker)
+    running = node.runtime.running["app"]
+    await node.clock.advance(29.9)
+    assert running.signals == [] and not worker.deadline_exceeded
+    await node.clock.advance(0.2)
+    assert running.signals == [signal.SIGTERM] and worker.deadline_exceeded
+    await node.clock.advance(5)
+    assert running.signals == [signal.SIGTERM, signal.SIGKILL]
+    status = worker.to_json()["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "DeadlineExceeded")
+    assert node.messages("DeadlineExceeded") == ["Pod was active on the node longer than the specified deadline"]
+    await node.clock.advance(600)
+    assert len(node.runtime.starts) == 1  # Always, yet never started again
+    await stop(node, worker, task)
+
+
+async def test_a_container_stops_with_its_stop_signal(node: FakeNode) -> None:
+    node.runtime.plan("app", Attempt(ignores_term=True))
+    worker = node.worker(manifest("  os: {name: linux}\n  terminationGracePeriodSeconds: 3\n  containers:\n"
+                                  "  - {name: app, image: busybox, lifecycle: {stopSignal: SIGQUIT}}\n"))
+    task = await run(node, worker)
+    running = node.runtime.running["app"]
+    await stop(node, worker, task)
+    assert running.signals == [signal.SIGQUIT, signal.SIGKILL]
+
+
+async def test_a_liveness_probe_kills_within_its_own_grace_period(node: FakeNode) -> None:
+    node.runtime.plan("app", Attempt(ignores_term=True), Attempt())
+    node.runtime.exec_results.extend([ExecResult(1, "sick")])
+    worker = node.worker(manifest(
+        "  terminationGracePeriodSeconds: 60\n  containers:\n  - name: app\n    image: busybox\n"
+        "    livenessProbe: {exec: {command: [check]}, periodSeconds: 10, failureThreshold: 1,"
+        " terminationGracePeriodSeconds: 3}\n"))
+    task = await run(node, worker)
+    running = node.runtime.running["app"]
+    await node.clock.run_until(lambda: signal.SIGKILL in running.signals)
+    assert node.clock.elapsed == pytest.approx(3, abs=0.1)  # the probe's 3 s, not the pod's 60
+    await stop(node, worker, task)

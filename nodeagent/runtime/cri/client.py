@@ -245,6 +245,12 @@ class CRIClient:
         response = await self._call("ImageStatus", self._images.ImageStatus, request, self.deadlines.status_s)
         return response.image if response.HasField("image") else None
 
+    async def image_info(self, image: str) -> Mapping[str, str]:
+        """ImageStatus(verbose)'s info: containerd's {"info": JSON with the image's config as "imageSpec"}."""
+        request = api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=image), verbose=True)
+        response = await self._call("ImageStatus", self._images.ImageStatus, request, self.deadlines.status_s)
+        return dict(response.info)
+
     async def list_images(self, *, image: str | None = None) -> list[api_pb2.Image]:
         selector = api_pb2.ImageFilter(image=api_pb2.ImageSpec(image=image)) if image else None
         response = await self._call("ListImages", self._images.ListImages,

@@ -37,11 +37,13 @@ def pod_labels(uid: str, name: str, namespace: str) -> dict[str, str]:
     return {POD_NAME: name, POD_NAMESPACE: namespace, POD_UID: uid, **OURS}
 
 
-def namespace_options(host_network: bool, host_pid: bool = False, host_ipc: bool = False) -> cri.NamespaceOption:
-    """The pod's network, IPC namespace and a PID namespace per container, or the node's (hostNetwork,
-    hostIPC, hostPID), as the kubelet's namespacesForPod."""
-    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD,
-                               pid=cri.NODE if host_pid else cri.CONTAINER, ipc=cri.NODE if host_ipc else cri.POD)
+def namespace_options(host_network: bool, host_pid: bool = False, host_ipc: bool = False,
+                      share_pid: bool = False) -> cri.NamespaceOption:
+    """The pod's network, IPC namespace and a PID namespace per container (the pod's with
+    shareProcessNamespace), or the node's (hostNetwork, hostIPC, hostPID), as the kubelet's namespacesForPod."""
+    pid = cri.NODE if host_pid else cri.POD if share_pid else cri.CONTAINER
+    return cri.NamespaceOption(network=cri.NODE if host_network else cri.POD, pid=pid,
+                               ipc=cri.NODE if host_ipc else cri.POD)
 
 
 def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
@@ -59,7 +61,8 @@ def sandbox_config(pod: PodSandboxSpec, attempt: int) -> cri.PodSandboxConfig:
         linux=cri.LinuxPodSandboxConfig(
             cgroup_parent=pod.cgroup_parent, sysctls=dict(pod.sysctls),
             security_context=cri.LinuxSandboxSecurityContext(namespace_options=namespace_options(
-                                                                 pod.host_network, pod.host_pid, pod.host_ipc),
+                                                                 pod.host_network, pod.host_pid, pod.host_ipc,
+                                                                 pod.share_process_namespace),
                                                              privileged=pod.privileged)),
     )
 

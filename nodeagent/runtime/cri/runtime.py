@@ -19,11 +19,11 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from nodeagent.api.signals import parse_signal
 from nodeagent.errors import NodeAgentError, RuntimeStartError
 from nodeagent.images.credentials import DockerConfigError, credentials_for_image, load_docker_config
 from nodeagent.runtime.base import (
@@ -40,6 +40,7 @@ from nodeagent.runtime.base import (
 from nodeagent.runtime.cri import api_pb2 as cri
 from nodeagent.runtime.cri.cgroupdriver import query_cgroup_driver
 from nodeagent.runtime.cri.client import CRIClient
+from nodeagent.runtime.cri.container import CriContainer
 from nodeagent.runtime.cri.endpoints import discover_endpoint
 from nodeagent.runtime.cri.errors import CRIError
 from nodeagent.runtime.cri.mapping import (
@@ -57,7 +58,6 @@ from nodeagent.runtime.security import CONFIG_ERROR, verify_run_as_non_root
 
 log = logging.getLogger(__name__)
 
-STATUS_POLL_SECONDS = 1.0  # the kubelet's PLEG relist period: the fallback when no pidfd can be had
 EXIT_RECORDED_SECONDS = 5.0  # how long the runtime may take to record an exit we saw first
 
 
@@ -232,9 +232,20 @@ class CriRuntime:
             raise RuntimeStartError("RunContainerError", exc.message) from exc
         status, pid = await self._status(container_id)
         container = CriContainer(self, container_id, pid, timestamp(status.started_at) if status.started_at
-                                 else dt.datetime.now(dt.UTC))
+                                 else dt.datetime.now(dt.UTC), await self._image_stop_signal(spec.image))
         container.watch()
         return container
+
+    async def _image_stop_signal(self, image: str) -> int | None:
+        """The image's STOPSIGNAL, which containerd would send on StopContainer: nodeagent signals the process
+        itself, so it reads it (ImageStatus verbose: imageSpec.config.StopSignal); None when there is none."""
+        try:
+            info = await self.client.image_info(image)
+            value = json.loads(info.get("info", "{}")).get("imageSpec", {}).get("config", {}).get("StopSignal")
+        except (CRIError, ValueError, AttributeError) as exc:
+            log.debug("image %s: no stop signal read: %s", image, exc)
+            return None
+        return parse_signal(value) if isinstance(value, str) and value else None
 
     async def _image_user(self, image: str) -> str:
         """The image's user as the runtime reports it, as the kubelet reads it for runAsNonRoot: its uid, else
@@ -275,7 +286,9 @@ class CriRuntime:
             return container_exit(status)
         process = saved.details.get("process")
         saved_identity = ProcessIdentity.from_json(process) if process is not None else identity
-        container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at))
+        stop_signal = saved.details.get("imageStopSignal")
+        container = CriContainer(self, container_id, saved_identity, timestamp(status.started_at),
+                                 stop_signal if isinstance(stop_signal, int) else None)
         container.watch()
         return container
 
@@ -327,99 +340,6 @@ class CriRuntime:
             if time.monotonic() > deadline:
                 return status
             await asyncio.sleep(0.02)
-
-
-class CriContainer:
-    """A container the CRI runtime runs: its end seen through a pidfd on its main process (or by polling)."""
-
-    def __init__(self, runtime: CriRuntime, cri_id: str, process: ProcessIdentity | None,
-                 started_at: dt.datetime) -> None:
-        self.runtime = runtime
-        self.cri_id = cri_id
-        self.container_id = f"{runtime.runtime_name}://{cri_id}"
-        self.process = process
-        self.pid = process.pid if process else 0
-        self.started_at = started_at
-        self._loop = asyncio.get_running_loop()
-        self._ended = self._loop.create_future()
-        self._pidfd: int | None = None
-        self._poller: asyncio.Task[None] | None = None
-        self._exit: ContainerExit | None = None
-
-    def saved(self) -> AdoptionRecord:
-        return AdoptionRecord(self.cri_id, False, {"startedAt": self.started_at.isoformat(),
-                                                   **({"process": self.process.to_json()} if self.process else {})})
-
-    def watch(self) -> None:
-        self._pidfd = self.process.pidfd() if self.process else None
-        if self._pidfd is not None:
-            self._loop.add_reader(self._pidfd, self._process_ended)
-        else:
-            self._poller = asyncio.create_task(self._poll(), name=f"cri status {self.cri_id[:12]}")
-
-    def _process_ended(self) -> None:
-        self._close_pidfd()
-        if not self._ended.done():
-            self._ended.set_result(None)
-
-    def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    async def _poll(self) -> None:
-        while not self._ended.done():
-            try:
-                status = (await self.runtime.client.container_status(self.cri_id)).status
-                if status.state != cri.CONTAINER_RUNNING:
-                    self._ended.set_result(None)
-                    return
-            except CRIError as exc:
-                if exc.not_found:
-                    self._ended.set_result(None)
-                    return
-            await asyncio.sleep(STATUS_POLL_SECONDS)
-
-    async def wait(self) -> ContainerExit:
-        if self._exit is None:
-            await asyncio.shield(self._ended)
-            status = await self.runtime.exited(self.cri_id)
-            if status is None or status.state != cri.CONTAINER_EXITED:
-                self._exit = ContainerExit(137, dt.datetime.now(dt.UTC), oom_killed=False, unknown=True)
-            else:
-                self._exit = container_exit(status)
-        return self._exit
-
-    def signal(self, signum: int) -> None:
-        if self.process is not None and not self._ended.done() and self.process.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-
-    async def reopen_log(self) -> bool:
-        """ReopenContainerLog: the runtime has made the new file when it answers; it refuses a stopped container."""
-        if self._ended.done():
-            return False
-        try:
-            await self.runtime.client.reopen_container_log(self.cri_id)
-        except CRIError as exc:
-            log.debug("container %s: ReopenContainerLog: %s", self.cri_id[:12], exc)
-            return False
-        return True
-
-    def kill(self) -> None:
-        """SIGKILL the main process now, and every process of the container through the runtime."""
-        if self._ended.done():
-            return
-        self.signal(9)
-        task = self._loop.create_task(self._stop_now(), name=f"cri stop {self.cri_id[:12]}")
-        task.add_done_callback(lambda done: done.exception() if not done.cancelled() else None)
-
-    async def _stop_now(self) -> None:
-        try:
-            await self.runtime.client.stop_container(self.cri_id, timeout_s=0)
-        except CRIError as exc:
-            log.warning("container %s: StopContainer: %s", self.cri_id[:12], exc)
 
 
 def _pid(info: Mapping[str, str]) -> int | None:

@@ -1,0 +1,116 @@
+"""conmon's exit files (<stateDir>/exits): each one read by the agent, none left once its container is gone.
+A chaos soak left 21 of them after every pod was removed."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import signal
+from pathlib import Path
+
+import pytest
+
+from nodeagent.errors import RuntimeStartError
+from nodeagent.plan.pod import CgroupPlan
+from nodeagent.runtime.process import ProcessRuntime
+from tests.chaos.faults import monitors
+from tests.integration.harness import AgentHarness, cgroup_driver, wait_for
+from tests.integration.registry import Registry, auth_registry, registry  # noqa: F401
+from tests.integration.test_runc import Images, RuncAgent, images, runc_list  # noqa: F401
+from tests.unit.test_security import SPEC
+
+SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
+
+
+def exits(harness: AgentHarness) -> list[str]:
+    directory = harness.state / "exits"
+    return sorted(os.listdir(directory)) if directory.is_dir() else []
+
+
+def orphan_exit_files(harness: AgentHarness) -> list[str]:
+    """Exit files as a crash or an older agent leaves them: their containers' bundles are gone."""
+    names = [secrets.token_hex(32), f"{secrets.token_hex(32)}.X1Y2Z3"]  # a conmon killed mid-write: its temp
+    (harness.state / "exits").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (harness.state / "exits" / name).write_text("0")
+    return names
+
+
+def test_exit_files_no_container_owns_are_swept_at_start_and_after_a_pods_teardown(harness: AgentHarness) -> None:
+    left = orphan_exit_files(harness)
+    harness.start()
+    wait_for(lambda: not set(left) & set(exits(harness)), what="the exit files of no container swept at start")
+    harness.write("steady.yaml", SLEEPER % "steady")
+    wait_for(lambda: "running" in harness.container_status("steady", "c")["state"], what="running")
+    left = orphan_exit_files(harness)
+    harness.remove("steady.yaml")
+    wait_for(lambda: not harness.pods(), what="the pod gone")
+    wait_for(lambda: exits(harness) == [], what="every exit file swept after the teardown")
+    assert set(left).isdisjoint(exits(harness))
+
+
+@pytest.mark.timeout(60)
+async def test_a_start_cut_short_before_its_watch_waits_for_conmon_and_leaves_no_exit_file(
+        agent_root: Path) -> None:
+    """The start's cgroup is gone by the time its process is moved into it (as when something removes it
+    from outside): the start fails, conmon has ended by then, and its exit file is gone with it."""
+    state = agent_root / "state"
+    runtime = ProcessRuntime(cgroup_driver(), str(state), None)
+    spec = dataclasses.replace(SPEC, command=("sleep", "60"), log_path=str(agent_root / "logs" / "c" / "0.log"),
+                               cgroup=CgroupPlan("container", f"/nodeagent-gone-{secrets.token_hex(4)}"))
+    try:
+        with pytest.raises(RuntimeStartError):
+            await runtime.start(spec)
+        assert monitors(str(state)) == []
+        await asyncio.sleep(0.5)  # a conmon that outlived the start would write its exit file about now
+        assert os.listdir(state / "exits") == []
+        assert os.listdir(state / "containers") == []
+    finally:
+        for pid in monitors(str(state)):
+            os.kill(pid, 9)
+
+
+def stop_before_taken_back(harness: AgentHarness, container: str) -> None:
+    """A running pod, restored after an agent restart and stopped before its set-up was done (its hostPath
+    directory is gone: the set-up fails until the pod is stopped), so it never takes its container back."""
+    volume = harness.root / "volume"
+    volume.mkdir()
+    harness.start()
+    harness.write("gone.yaml", "kind: Pod\nmetadata: {name: gone}\nspec:\n"
+                  f"  volumes: [{{name: v, hostPath: {{path: {volume}, type: Directory}}}}]\n"
+                  f"  containers: [{container}]\n")
+    wait_for(lambda: "running" in harness.container_status("gone", "c")["state"], what="running")
+    harness.stop(signal.SIGKILL)
+    volume.rmdir()
+    harness.start()
+    wait_for(lambda: any(e["reason"] == "FailedMount" for e in harness.events()), what="its set-up failing")
+    harness.remove("gone.yaml")
+    wait_for(lambda: not harness.pods(), what="the pod gone")
+
+
+def test_a_pod_stopped_before_it_took_its_containers_back_leaves_no_container_files(harness: AgentHarness) -> None:
+    """Found by chaos (runc, seed 7): the teardown of such a pod killed its containers with its cgroups, but
+    nobody removed what they left: the bundle, conmon's exit file and socket."""
+    stop_before_taken_back(harness, "{name: c, image: x, command: [sleep, '3600']}")
+    assert os.listdir(harness.state / "containers") == []
+    assert exits(harness) == []
+    assert not (harness.state / "sockets").exists() or os.listdir(harness.state / "sockets") == []
+    assert monitors(str(harness.state)) == []
+
+
+def test_a_runc_pod_stopped_before_it_took_its_containers_back_leaves_nothing(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:  # noqa: F811
+    """With runc, the container itself, its rootfs mount and its image lease stayed too."""
+    agent = RuncAgent(agent_root, [registry, auth_registry])
+    harness = agent.harness
+    try:
+        stop_before_taken_back(harness, f"{{name: c, image: '{images.busybox.reference}', command: [sleep, '3600']}}")
+        assert (os.listdir(harness.state / "containers"), exits(harness), runc_list(harness)) == ([], [], [])
+        assert os.listdir(harness.state / "rootfs") == []
+        assert [line for line in Path("/proc/self/mounts").read_text().splitlines()
+                if str(harness.state / "rootfs") in line] == []
+        assert list((harness.state / "images" / "leases").glob("*.json")) == []
+    finally:
+        agent.clean_up()
