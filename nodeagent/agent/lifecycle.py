@@ -22,7 +22,7 @@ pod that does not restart them are done) and APP. activeDeadlineSeconds is a pod
 (`deadline_exceeded`, every container stopped); a termination message is read by the worker when it records an
 exit and needs no decision here. The pod's termination (preStop, stop signal, KILL in the grace period) is run by
 the worker once `stopping` is set, in the order of `stop_order`; a finished pod's `stop` groups are its sidecars.
-A sidecar counts as started once it runs (its startupProbe does not hold the next container back: not yet).
+A sidecar counts as started once it runs and its startupProbe, if it has one, has passed.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class ObservedContainer:
     state: ContainerState = ContainerState.WAITING
     exit_code: int | None = None  # of its last exit
     retry_at: float | None = None  # monotonic: when its back-off ends (BACKING_OFF or EXITED)
+    started: bool = True  # RUNNING: its startupProbe has passed (or it has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +205,10 @@ def compute_pod_actions(desired: DesiredPod, observed: ObservedPod) -> PodAction
             continue
         current = seen.get(container.name, ObservedContainer())
         if container.kind is ContainerKind.SIDECAR:
-            if current.state is ContainerState.RUNNING:
-                continue  # started: the next init container may begin
+            if current.state is ContainerState.RUNNING and (current.started or current.exit_code is not None):
+                continue  # started (its startupProbe passed), or restarted: the next init container may begin
+            if current.state is ContainerState.RUNNING:  # its first startupProbe has not passed yet
+                return PodActions(PodState.INITIALIZING, start=tuple(start), wake_at=min(wakes, default=None))
             if due(container.name):
                 start.append(container.name)
             if current.exit_code is not None:

@@ -94,10 +94,11 @@ class ProbeCallbacks:
     ready: Callable[[bool], None]
     failed: Callable[[str, ProbeResult], None]  # (kind, result): an Unhealthy event
     kill: Callable[[str, Probe], Awaitable[None]]  # (reason message, the probe that failed): kill the container
+    started: Callable[[], None]  # the startupProbe passed (at once without one): the container counts as started
 
 
 def reporting_callbacks(ref: ObjectRef, events: EventRecorder, ready: Callable[[bool], None],
-                        stop: Callable[[Probe], Awaitable[None]]) -> ProbeCallbacks:
+                        stop: Callable[[Probe], Awaitable[None]], started: Callable[[], None]) -> ProbeCallbacks:
     """The kubelet's: an Unhealthy event per failure; a kill's Killing event, then `stop` (its probe's grace)."""
     def failed(kind: str, result: ProbeResult) -> None:
         events.record(ref, WARNING, "Unhealthy", f"{kind} probe failed: {result.output}".rstrip(": "))
@@ -106,7 +107,7 @@ def reporting_callbacks(ref: ObjectRef, events: EventRecorder, ready: Callable[[
         events.record(ref, NORMAL, "Killing", message)
         await stop(probe)
 
-    return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
+    return ProbeCallbacks(ready=ready, failed=failed, kill=kill, started=started)
 
 
 async def run_probes(container: Container, *, runtime: Runtime, running: RunningContainer, pod_ip: str,
@@ -121,6 +122,7 @@ async def run_probes(container: Container, *, runtime: Runtime, running: Running
     if startup is not None and not await _until_success(startup, once, "Startup", callbacks, clock):
         await callbacks.kill(f"Container {container.name} failed startup probe, will be restarted", startup)
         return
+    callbacks.started()
     loops = []
     if container.liveness_probe is not None:
         loops.append(_liveness(container, container.liveness_probe, once, callbacks, clock))

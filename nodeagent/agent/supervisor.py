@@ -28,7 +28,7 @@ from nodeagent.agent.lifecycle import (
     restart_policy,
 )
 from nodeagent.agent.probes import ProbeCallbacks, reporting_callbacks, run_probes
-from nodeagent.agent.pulls import ensure_image
+from nodeagent.agent.pulls import ensure_image, record_start_failure
 from nodeagent.agent.records import (
     ContainerRecord,
     ContainerSlot,
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 START_RETRY_SECONDS = 10.0  # the kubelet's pod worker back-off after a failed sync
 PULL_ERROR_SHOWN_SECONDS = 1.0  # ErrImagePull shows this long before ImagePullBackOff
-IMAGE_ERRORS = ("ErrImageNeverPull", "InvalidImageName")  # their events say only the reason
 
 
 class ContainerSupervisor:
@@ -137,9 +136,17 @@ class ContainerSupervisor:
         """The container's lifecycle state after `event` (lifecycle.next_state, under its restart policy)."""
         slot = self.slots[name]
         before = slot.observed
+        started = event is not ContainerEvent.STARTED or slot.container.startup_probe is None
         slot.observed = ObservedContainer(next_state(before.state, event, self._policy(name)),
-                                                exit_code if exit_code is not None else before.exit_code, retry_at)
-        if event is ContainerEvent.STARTED and self.records[name].sidecar:
+                                          exit_code if exit_code is not None else before.exit_code, retry_at, started)
+        if event is ContainerEvent.STARTED and started:
+            self._started(name)
+
+    def _started(self, name: str) -> None:
+        """The container counts as started (its startupProbe passed): a sidecar lets the next one begin."""
+        slot = self.slots[name]
+        slot.observed = replace(slot.observed, started=True)
+        if self.records[name].sidecar:
             self._sidecar_started.set()  # the next init container waits for this start, not for an end
 
     async def _attempt(self, container: Container) -> None:
@@ -172,14 +179,9 @@ class ContainerSupervisor:
         (ErrImagePull, then ImagePullBackOff for 10 s doubling to 300 s); any other failure keeps its
         reason and is retried at the kubelet's sync back-off."""
         name = container.valid_name
-        ref = self.object_ref(name)
-        events = self.services.events
+        record_start_failure(self.services.events, self.object_ref(name), container.image, exc)
         if exc.reason != "ErrImagePull":
             self._update(name, self.records[name].waiting(exc.reason, exc.message))
-            if exc.reason == "ErrImageNeverPull":
-                events.record(ref, WARNING, "ErrImageNeverPull", exc.message)
-            detail = exc.reason if exc.reason in IMAGE_ERRORS else exc.message
-            events.record(ref, WARNING, "Failed", f"Error: {detail}")
             self._move(name, ContainerEvent.START_FAILED,
                        retry_at=self.services.clock.monotonic() + START_RETRY_SECONDS)
             return
@@ -187,14 +189,13 @@ class ContainerSupervisor:
         entry = backoff.next_backoff(self.slots[name].pull_backoff, now, now)
         self.slots[name].pull_backoff = entry
         self._update(name, self.records[name].waiting("ErrImagePull", exc.message))
-        events.record(ref, WARNING, "Failed", f'Failed to pull image "{container.image}": {exc.message}')
-        events.record(ref, WARNING, "Failed", "Error: ErrImagePull")
         self._move(name, ContainerEvent.START_FAILED, retry_at=now + entry.seconds)
         if await self._sleep_or_stop(min(PULL_ERROR_SHOWN_SECONDS, entry.seconds)):
             return
         self._update(name, self.records[name].waiting("ImagePullBackOff",
                                                       f'Back-off pulling image "{container.image}"'))
-        events.record(ref, NORMAL, "BackOff", f'Back-off pulling image "{container.image}"')
+        self.services.events.record(self.object_ref(name), NORMAL, "BackOff",
+                                    f'Back-off pulling image "{container.image}"')
 
     async def _post_start(self, container: Container, running: RunningContainer) -> None:
         """postStart runs right after the start; if it fails the container is killed, as the kubelet does."""
@@ -317,8 +318,12 @@ class ContainerSupervisor:
             if self.records[name].state is State.RUNNING:
                 self._update(name, self.records[name].with_ready(value))
 
+        def started() -> None:
+            if self.slots[name].running is running:
+                self._started(name)
+
         return reporting_callbacks(self.object_ref(name), self.services.events, ready,
-                                   lambda probe: self._stop_container(name, running, probe))
+                                   lambda probe: self._stop_container(name, running, probe), started)
 
     async def _record_exit(self, name: str, exit_: ContainerExit, started_at: dt.datetime | None,
                            container_id: str | None) -> ContainerExit:

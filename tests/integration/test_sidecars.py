@@ -92,3 +92,16 @@ def test_on_removal_the_app_stops_before_its_sidecars_in_reverse_order(agent: Ag
     agent.remove("ordered.yaml")
     wait_for(lambda: not agent.pods(), timeout=60, what="the pod gone")
     assert lines(shared / "stopped") == ["app", "second", "first"]
+
+
+def test_the_next_container_waits_for_a_sidecars_startup_probe(agent: AgentHarness, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    probe = "    startupProbe: {exec: {command: [test, -e, /shared/ready]}, periodSeconds: 1, failureThreshold: 30}\n"
+    agent.write("gated.yaml", pod(
+        "gated", shared,
+        container("proxy", "echo proxy >> /shared/order; sleep 2; echo ready >> /shared/order; touch /shared/ready; "
+                           "exec sleep 3600", SIDECAR + probe)
+        + container("setup", "echo setup >> /shared/order"),
+        container("app", "echo app >> /shared/order; exec sleep 3600")))
+    wait_for(lambda: lines(shared / "order")[-1:] == ["app"], timeout=30, what="the app started")
+    assert lines(shared / "order") == ["proxy", "ready", "setup", "app"]

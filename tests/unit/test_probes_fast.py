@@ -35,7 +35,8 @@ class Recorder:
         self.ready: list[tuple[float, bool]] = []
         self.failed: list[tuple[float, str, str]] = []
         self.killed: list[tuple[float, str]] = []
-        self.killing_probes: list[Probe] = []  # the probe behind each kill (its own grace period, if any)
+        self.killing_probes: list[Probe] = []
+        self.started: list[float] = []  # when the startupProbe passed (at once without one)  # the probe behind each kill (its own grace period, if any)
 
     def callbacks(self) -> ProbeCallbacks:
         def ready(value: bool) -> None:
@@ -48,7 +49,10 @@ class Recorder:
             self.killed.append((self.clock.elapsed, message))
             self.killing_probes.append(probe)
 
-        return ProbeCallbacks(ready=ready, failed=failed, kill=kill)
+        def started() -> None:
+            self.started.append(self.clock.elapsed)
+
+        return ProbeCallbacks(ready=ready, failed=failed, kill=kill, started=started)
 
 
 async def start(spec: Container, results: list[ExecResult]) -> tuple[FakeClock, Recorder, asyncio.Task[None]]:

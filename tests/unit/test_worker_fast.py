@@ -326,3 +326,16 @@ async def test_a_liveness_probe_kills_within_its_own_grace_period(node: FakeNode
     await node.clock.run_until(lambda: signal.SIGKILL in running.signals)
     assert node.clock.elapsed == pytest.approx(3, abs=0.1)  # the probe's 3 s, not the pod's 60
     await stop(node, worker, task)
+
+
+async def test_a_sidecar_lets_the_app_start_once_its_startup_probe_passes(node: FakeNode) -> None:
+    node.runtime.exec_results.extend([ExecResult(1, "not yet"), ExecResult(1, "not yet"), ExecResult(0, "")])
+    worker = node.worker(manifest(
+        "  initContainers:\n  - name: proxy\n    image: busybox\n    restartPolicy: Always\n"
+        "    startupProbe: {exec: {command: [check]}, periodSeconds: 5, failureThreshold: 10}\n"
+        "  containers:\n  - {name: app, image: busybox}\n"))
+    task = await run(node, worker)
+    assert [name for name, _ in node.runtime.starts] == ["proxy"]
+    await node.clock.run_until(lambda: len(node.runtime.starts) == 2)
+    assert node.runtime.starts[1] == ("app", pytest.approx(10))  # the third probe, 10 s in, passed
+    await stop(node, worker, task)
