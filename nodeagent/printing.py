@@ -128,9 +128,10 @@ def pod_restarts(pod: dict[str, Any], now: dt.datetime) -> str:
     time of the last one: "3 (25s ago)"."""
     status = pod.get("status", {})
     init = status.get("initContainerStatuses", [])
-    sidecars = [c for c in init if c.get("name") in sidecar_names(pod)]
+    names = sidecar_names(pod)
+    sidecars = [c for c in init if c.get("name") in names]
     initializing = any(("terminated" not in c.get("state", {}) or c["state"]["terminated"].get("exitCode") != 0)
-                       for c in init if c not in sidecars)
+                       for c in init if c.get("name") not in names)
     containers = init if initializing else [*sidecars, *status.get("containerStatuses", [])]
     restarts = sum(int(c.get("restartCount", 0)) for c in containers)
     last = None

@@ -205,9 +205,9 @@ def compute_pod_actions(desired: DesiredPod, observed: ObservedPod) -> PodAction
             continue
         current = seen.get(container.name, ObservedContainer())
         if container.kind is ContainerKind.SIDECAR:
-            if current.state is ContainerState.RUNNING and (current.started or current.exit_code is not None):
-                continue  # started (its startupProbe passed), or restarted: the next init container may begin
-            if current.state is ContainerState.RUNNING:  # its first startupProbe has not passed yet
+            if current.state is ContainerState.RUNNING:
+                if current.started or current.exit_code is not None:
+                    continue  # started (its startupProbe passed), or restarted: the next init container may begin
                 return PodActions(PodState.INITIALIZING, start=tuple(start), wake_at=min(wakes, default=None))
             if due(container.name):
                 start.append(container.name)

@@ -136,11 +136,11 @@ class ContainerSupervisor:
         """The container's lifecycle state after `event` (lifecycle.next_state, under its restart policy)."""
         slot = self.slots[name]
         before = slot.observed
-        started = event is not ContainerEvent.STARTED or slot.container.startup_probe is None
         slot.observed = ObservedContainer(next_state(before.state, event, self._policy(name)),
-                                          exit_code if exit_code is not None else before.exit_code, retry_at, started)
-        if event is ContainerEvent.STARTED and started:
-            self._started(name)
+                                          exit_code if exit_code is not None else before.exit_code, retry_at,
+                                          started=event is not ContainerEvent.STARTED)
+        if event is ContainerEvent.STARTED and slot.container.startup_probe is None:
+            self._started(name)  # no startupProbe: it counts as started as it runs
 
     def _started(self, name: str) -> None:
         """The container counts as started (its startupProbe passed): a sidecar lets the next one begin."""
