@@ -74,7 +74,7 @@ class Agent:
             addresses=PodAddresses(host_ip=address, pod_ip=address), networks=self.parts.networks,
             sandboxes=self.runtime if isinstance(self.runtime, PodSandboxes) else None,
             resolv_conf=self.config.resolv_conf, on_change=self._changed,
-            persist=lambda worker: self.pods.persist(worker),
+            persist=lambda worker: self.pods.persist(worker), forget=lambda uid: self.pods.forget(uid),
             metrics=self.metrics,
         )
         eviction = eviction_memory_bytes(self.config.eviction_hard, node.memory_bytes)

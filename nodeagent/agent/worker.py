@@ -345,6 +345,7 @@ class PodWorker(PodTerminator):
             log.error("pod=%s: tearing it down (tried again later): %s", self.key, exc)
             return False
         self.state = PodState.TERMINATED  # its state is no longer saved: the next agent has nothing to take back
+        await services.forget(self.pod.uid)  # a write still in flight must not recreate the directory
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         await asyncio.to_thread(volumes.remove_mount_points, directory)
         try:
