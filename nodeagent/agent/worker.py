@@ -89,7 +89,9 @@ class PodWorker(PodTerminator):
         facts = PodFacts(created_at=self.created_at, host_ip=addresses.host_ip,
                          pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
-                         reason=reason, message=message, failed=self.deadline_exceeded)
+                         reason=reason, message=message, failed=self.deadline_exceeded,
+                         started=frozenset(name for name, slot in self.slots.items()
+                                           if slot.observed.state is ContainerState.RUNNING and slot.observed.started))
         return pod_json(self.pod, list(self.records.values()), facts)
 
     @property
