@@ -150,9 +150,11 @@ def test_a_reused_pid_is_never_adopted(agent: AgentHarness) -> None:
     agent.write("victim.yaml", SLEEPER % "victim")
     wait_for(lambda: is_running(agent, "victim"), what="running")
     uid = agent.pod("victim")["metadata"]["uid"]
+    state_file = agent.state / "pods" / uid / "pod.json"
+    # the state is written in a thread, shortly after the change the API shows
+    wait_for(lambda: json.loads(state_file.read_text())["containers"]["c"]["running"], what="its start saved")
     agent.stop(signal.SIGKILL)
     # The container and its conmon die while the agent is away, and their pids now name other processes.
-    state_file = agent.state / "pods" / uid / "pod.json"
     state = json.loads(state_file.read_text())
     running = state["containers"]["c"]["running"]
     for key in ("container", "conmon"):
