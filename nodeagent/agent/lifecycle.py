@@ -68,6 +68,13 @@ class ContainerEvent(enum.Enum):
     RETRY = "Retry"
 
 
+class PodEvent(enum.Enum):
+    """What moves a pod's state besides the lifecycle's decisions (PodActions.state)."""
+
+    STOP = "Stop"  # its manifest is gone or changed
+    TORN_DOWN = "TornDown"  # nothing of it is left
+
+
 class IllegalTransition(NodeAgentError):
     """A container event that its state does not allow: a bug of the worker, never of the input."""
 
@@ -106,6 +113,16 @@ def next_state(state: ContainerState, event: ContainerEvent, policy: str) -> Con
     if allowed is None:
         raise IllegalTransition(f"{event.value} while {state.value}")
     return allowed
+
+
+def next_pod_state(state: PodState, event: PodEvent) -> PodState:
+    """The pod's state after a stop (Terminating, from any state but Terminated) or its tear-down (Terminated,
+    only from Terminating); IllegalTransition if none."""
+    if event is PodEvent.STOP:
+        return state if state is PodState.TERMINATED else PodState.TERMINATING
+    if state is not PodState.TERMINATING:
+        raise IllegalTransition(f"{event.value} while {state.value}")
+    return PodState.TERMINATED
 
 
 _TRANSITIONS: dict[tuple[ContainerState, ContainerEvent], ContainerState] = {
