@@ -1,7 +1,7 @@
 """The pod lifecycle as one explicit state machine: pure decisions, no effects.
 
     Pending --admit--> SettingUp --set up--> Initializing --inits done--> Running --> Succeeded | Failed
-       (any state) --stop--> Terminating --nothing runs--> Terminated
+       (any state) --stop--> Terminating --nothing runs, torn down--> Terminated
        (Running/Initializing) --activeDeadlineSeconds--> Failed(DeadlineExceeded), its containers stopped
 
 A container, as the lifecycle sees it (`ContainerState`; Kubernetes shows waiting/running/terminated):
@@ -10,7 +10,8 @@ A container, as the lifecycle sees it (`ContainerState`; Kubernetes shows waitin
     Waiting --StartFailed--> BackingOff --Retry--> Waiting
     Exited --BackOff--> BackingOff;  Exited --Retry--> Waiting
 
-`next_state` is the container's transition function; `compute_pod_actions(desired, observed)` is the kubelet's
+`next_state` is the container's transition function and `next_pod_state` the pod's for what is not decided here
+(a stop, its tear-down); `compute_pod_actions(desired, observed)` is the kubelet's
 computePodActions: from what the pod should be and what is observed, what to do now. The worker
 (nodeagent.agent.worker) executes them: it decides, starts what `start` names, waits for a container to end,
 the pod to stop or `wake_at`, and decides again; each container's state moves only through `next_state`.
