@@ -37,6 +37,12 @@ echo "== import contracts" >&2
 echo "== pytest" >&2
 status=0
 "$venv/pytest" --durations=25 "$@" || status=$?
+# The fast tier as an unprivileged user (nobody), as it promises; skipped, saying why, where the machine does not
+# allow it (see the script). Only on a full run; NODEAGENT_UNPRIVILEGED=0 leaves it out.
+if [ "$#" -eq 0 ] && [ "${NODEAGENT_UNPRIVILEGED:-1}" != 0 ]; then
+    echo "== tests/unit as an unprivileged user" >&2
+    scripts/unit-unprivileged.sh || status=1
+fi
 # The VM suite (tests/vm/run.py): the agent on real cgroup v2 and v1 under systemd, in a throwaway VM
 # (image cached in .cache/vm). Only on a full run (no pytest arguments); NODEAGENT_VM=0 leaves it out.
 if [ "$#" -eq 0 ] && [ "${NODEAGENT_VM:-1}" != 0 ]; then

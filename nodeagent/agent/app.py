@@ -74,7 +74,7 @@ class Agent:
             addresses=PodAddresses(host_ip=address, pod_ip=address), networks=self.parts.networks,
             sandboxes=self.runtime if isinstance(self.runtime, PodSandboxes) else None,
             resolv_conf=self.config.resolv_conf, on_change=self._changed,
-            persist=lambda worker: self.pods.persist(worker),
+            persist=lambda worker: self.pods.persist(worker), forget=lambda uid: self.pods.forget(uid),
             metrics=self.metrics,
         )
         eviction = eviction_memory_bytes(self.config.eviction_hard, node.memory_bytes)
@@ -142,11 +142,12 @@ class Agent:
             return
         if isinstance(self.runtime, RuntimePreparation):
             await self.runtime.prepare()
-        await server.start()
         await self.pods.start()
         old_bundles = self.pods.bundles()
         restored = await self.pods.restore()
         self.desired.restored([w.pod for w in self.pods.pods() if w.terminating_since is None])
+        # Only now: an API answering before the restore would list the node's pods as gone.
+        await server.start()
         limits = LogLimits(self.config.container_log_max_bytes, self.config.container_log_max_files)
         try:
             async with asyncio.TaskGroup() as tasks:  # every task of the agent; a failure of one stops it

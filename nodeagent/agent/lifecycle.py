@@ -1,7 +1,7 @@
 """The pod lifecycle as one explicit state machine: pure decisions, no effects.
 
     Pending --admit--> SettingUp --set up--> Initializing --inits done--> Running --> Succeeded | Failed
-       (any state) --stop--> Terminating --nothing runs--> Terminated
+       (any state) --stop--> Terminating --nothing runs, torn down--> Terminated
        (Running/Initializing) --activeDeadlineSeconds--> Failed(DeadlineExceeded), its containers stopped
 
 A container, as the lifecycle sees it (`ContainerState`; Kubernetes shows waiting/running/terminated):
@@ -10,7 +10,8 @@ A container, as the lifecycle sees it (`ContainerState`; Kubernetes shows waitin
     Waiting --StartFailed--> BackingOff --Retry--> Waiting
     Exited --BackOff--> BackingOff;  Exited --Retry--> Waiting
 
-`next_state` is the container's transition function; `compute_pod_actions(desired, observed)` is the kubelet's
+`next_state` is the container's transition function and `next_pod_state` the pod's for what is not decided here
+(a stop, its tear-down); `compute_pod_actions(desired, observed)` is the kubelet's
 computePodActions: from what the pod should be and what is observed, what to do now. The worker
 (nodeagent.agent.worker) executes them: it decides, starts what `start` names, waits for a container to end,
 the pod to stop or `wake_at`, and decides again; each container's state moves only through `next_state`.
@@ -68,6 +69,13 @@ class ContainerEvent(enum.Enum):
     RETRY = "Retry"
 
 
+class PodEvent(enum.Enum):
+    """What moves a pod's state besides the lifecycle's decisions (PodActions.state)."""
+
+    STOP = "Stop"  # its manifest is gone or changed
+    TORN_DOWN = "TornDown"  # nothing of it is left
+
+
 class IllegalTransition(NodeAgentError):
     """A container event that its state does not allow: a bug of the worker, never of the input."""
 
@@ -106,6 +114,16 @@ def next_state(state: ContainerState, event: ContainerEvent, policy: str) -> Con
     if allowed is None:
         raise IllegalTransition(f"{event.value} while {state.value}")
     return allowed
+
+
+def next_pod_state(state: PodState, event: PodEvent) -> PodState:
+    """The pod's state after a stop (Terminating, from any state but Terminated) or its tear-down (Terminated,
+    only from Terminating); IllegalTransition if none."""
+    if event is PodEvent.STOP:
+        return state if state is PodState.TERMINATED else PodState.TERMINATING
+    if state is not PodState.TERMINATING:
+        raise IllegalTransition(f"{event.value} while {state.value}")
+    return PodState.TERMINATED
 
 
 _TRANSITIONS: dict[tuple[ContainerState, ContainerEvent], ContainerState] = {

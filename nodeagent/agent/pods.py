@@ -27,7 +27,7 @@ from nodeagent.agent.events import WARNING, ObjectRef
 from nodeagent.agent.records import State, Termination
 from nodeagent.agent.services import NodeServices
 from nodeagent.agent.snapshot import UnusableState, restore, snapshot
-from nodeagent.agent.store import PodStore, Quarantine
+from nodeagent.agent.store import PodStore, Quarantine, StateWriter
 from nodeagent.agent.worker import PodWorker
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.resources import QOSClass
@@ -37,8 +37,6 @@ from nodeagent.plan.qos import plan_node_cgroups
 from nodeagent.runtime.base import ContainerBundles, FoundContainer
 
 log = logging.getLogger(__name__)
-
-SAVE_RETRY_SECONDS = 1.0
 
 
 class PodManager:
@@ -50,34 +48,21 @@ class PodManager:
         self.workers: dict[str, PodWorker] = {}  # by UID, terminating ones included
         self.found: dict[str, list[FoundContainer]] = {}  # quarantined UIDs without a worker: what runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._unsaved: set[str] = set()  # UIDs whose last save failed
-        self._retry: asyncio.TimerHandle | None = None
+        self._writers: dict[str, StateWriter] = {}  # by UID: each pod's state file, written in order
 
     def persist(self, worker: PodWorker) -> None:
-        """Save the pod's state; a save that fails (a full disk) is tried again every SAVE_RETRY_SECONDS,
-        else the file would stay stale until the pod's next change, and a restart take back the past."""
-        try:
-            self.store.save(worker.pod.uid, snapshot(worker))
-        except OSError as exc:
-            if worker.pod.uid not in self._unsaved:
-                log.error("pod=%s: saving its state: %s; trying again every %.0fs", worker.key, exc,
-                          SAVE_RETRY_SECONDS)
-            self._unsaved.add(worker.pod.uid)
-            if self._retry is None:
-                self._retry = asyncio.get_running_loop().call_later(SAVE_RETRY_SECONDS, self._save_unsaved)
-            return
-        if worker.pod.uid in self._unsaved:
-            self._unsaved.discard(worker.pod.uid)
-            log.info("pod=%s: its state is saved again", worker.key)
+        """Save the pod's state: taken now, written in a thread after the writes before it (StateWriter)."""
+        uid = worker.pod.uid
+        writer = self._writers.get(uid)
+        if writer is None:
+            writer = self._writers[uid] = StateWriter(self.store, uid, self.services.clock, worker.key)
+        writer.save(self.store.encode(snapshot(worker)))
 
-    def _save_unsaved(self) -> None:
-        self._retry = None
-        for uid in list(self._unsaved):
-            worker = self.workers.get(uid)
-            if worker is None or worker.done.is_set():  # gone, its state with it
-                self._unsaved.discard(uid)
-            else:
-                self.persist(worker)
+    async def forget(self, uid: str) -> None:
+        """The pod's directory is about to go: its state no longer written, the write in flight awaited."""
+        writer = self._writers.pop(uid, None)
+        if writer is not None:
+            await writer.close(drop=True)
 
     def pods(self) -> list[PodWorker]:
         return sorted(self.workers.values(), key=lambda w: (w.pod.namespace, w.pod.name, w.created_at))
@@ -298,13 +283,12 @@ class PodManager:
 
     async def close(self) -> None:
         """Stop watching pods without stopping them: the agent is going away, its pods are not."""
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        writers = list(self._writers.values())  # the last states written before the agent goes
+        await asyncio.gather(*(writer.close(drop=False) for writer in writers))
 
 
 def _names_a_pod(child: str) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from nodeagent.agent.backoff import Backoff
 from nodeagent.agent.lifecycle import ObservedContainer
-from nodeagent.api.model import Container
+from nodeagent.api.model import Container, Pod
 from nodeagent.runtime.base import AdoptionRecord, RunningContainer
 
 
@@ -79,6 +79,19 @@ class ContainerRecord:
 
     def with_ready(self, ready: bool) -> ContainerRecord:
         return replace(self, ready=ready)
+
+
+def initial_records(pod: Pod) -> dict[str, ContainerRecord]:
+    """Each container's record before anything ran: init containers (and sidecars) first, in spec order."""
+    records = {}
+    for container in pod.spec.init_containers or []:
+        records[container.valid_name] = ContainerRecord(container.valid_name, container.image or "", init=True,
+                                                        reason="PodInitializing", sidecar=container.is_sidecar)
+    initial = "PodInitializing" if pod.spec.init_containers else "ContainerCreating"
+    for container in pod.spec.containers or []:
+        records[container.valid_name] = ContainerRecord(container.valid_name, container.image or "", init=False,
+                                                        reason=initial)
+    return records
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,5 +45,6 @@ class NodeServices:
     sandboxes: PodSandboxes | None  # cri: the runtime makes each pod a sandbox, with its containers' cgroups
     resolv_conf: str  # the node's resolv.conf, the base of pods' own
     on_change: Callable[[], None]
-    persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot)
+    persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot), written in a thread
+    forget: Callable[[str], Awaitable[None]]  # before a pod's directory goes: its state no longer written
     metrics: PodMetrics

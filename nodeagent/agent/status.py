@@ -29,6 +29,7 @@ class PodFacts:
     message: str | None = None
     failed: bool = False  # failed by the node whatever its containers say (reason says why: DeadlineExceeded)
     transitions: dict[str, dt.datetime] = field(default_factory=dict)  # condition type -> last change
+    started: frozenset[str] = frozenset()  # running containers whose startupProbe has passed (or that have none)
 
 
 def pod_phase(restart_policy: str, init: list[ContainerRecord], app: list[ContainerRecord]) -> str:
@@ -80,10 +81,13 @@ def pod_phase(restart_policy: str, init: list[ContainerRecord], app: list[Contai
 Condition = tuple[str, bool, str | None, str | None]
 
 
-def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: str) -> list[Condition]:
-    """(type, status, reason, message) for Initialized, Ready, ContainersReady and PodScheduled."""
+def conditions(init: list[ContainerRecord], app: list[ContainerRecord], phase: str,
+               started: frozenset[str]) -> list[Condition]:
+    """(type, status, reason, message) for Initialized, Ready, ContainersReady and PodScheduled. A sidecar counts
+    as initialized once started (`started`: its startupProbe passed), as the kubelet's isInitContainerInitialized."""
     apps_started = any(_has_run(r) for r in app)
-    incomplete = [r.name for r in init if not (_started(r) or apps_started if r.sidecar else _completed(r))]
+    incomplete = [r.name for r in init
+                  if not (_started(r, started) or apps_started if r.sidecar else _completed(r))]
     unready = [r.name for r in [*init, *app] if (r.sidecar or not r.init) and not r.ready]
     found: list[Condition] = []
     if phase == "Succeeded":
@@ -110,23 +114,25 @@ def _has_run(record: ContainerRecord) -> bool:
     return record.state is not State.WAITING or record.last_termination is not None
 
 
-def _started(record: ContainerRecord) -> bool:
-    return record.state is State.RUNNING
+def _started(record: ContainerRecord, started: frozenset[str]) -> bool:
+    return record.state is State.RUNNING and record.name in started
 
 
 def _completed(record: ContainerRecord) -> bool:
     return record.state is State.TERMINATED and record.terminated is not None and record.terminated.exit_code == 0
 
 
-def container_status(record: ContainerRecord, message_budget: int = MAX_POD_MESSAGE_BYTES) -> dict[str, Any]:
-    """A container's status; its termination messages cut to `message_budget` bytes (the pod's share)."""
+def container_status(record: ContainerRecord, started: frozenset[str],
+                     message_budget: int = MAX_POD_MESSAGE_BYTES) -> dict[str, Any]:
+    """A container's status; its termination messages cut to `message_budget` bytes (the pod's share). `started`
+    only once its startupProbe has passed (at once without one), as the kubelet's."""
     status: dict[str, Any] = {"name": record.name, "state": _state(record, message_budget), "lastState": {}}
     if record.last_termination is not None:
         status["lastState"] = {"terminated": _terminated(record.last_termination, message_budget)}
     status.update(ready=record.ready, restartCount=record.restart_count, image=record.image, imageID=record.image_id)
     if record.container_id:
         status["containerID"] = record.container_id
-    status["started"] = record.state is State.RUNNING
+    status["started"] = _started(record, started)
     return status
 
 
@@ -175,15 +181,15 @@ def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) ->
         {"type": kind, "status": "True" if ok else "False", "lastProbeTime": None,
          "lastTransitionTime": rfc3339(facts.transitions.get(kind, facts.created_at)),
          **({"reason": reason} if reason else {}), **({"message": message} if message else {})}
-        for kind, ok, reason, message in conditions(init, app, phase)
+        for kind, ok, reason, message in conditions(init, app, phase, facts.started)
     ]
     status.update(hostIP=facts.host_ip, hostIPs=[{"ip": facts.host_ip}])
     if facts.start_time is not None:
         status.update(podIP=facts.pod_ip, podIPs=[{"ip": facts.pod_ip}], startTime=rfc3339(facts.start_time))
     budget = pod_budget(len(records))
     if init:
-        status["initContainerStatuses"] = [container_status(r, budget) for r in init]
-    status["containerStatuses"] = [container_status(r, budget) for r in app]
+        status["initContainerStatuses"] = [container_status(r, facts.started, budget) for r in init]
+    status["containerStatuses"] = [container_status(r, facts.started, budget) for r in app]
     status["qosClass"] = pod.qos.value
     return {
         "apiVersion": "v1",

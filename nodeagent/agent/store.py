@@ -3,13 +3,15 @@
     <stateDir>/pods/<uid>/pod.json   {"version": 1, "pod": {...}, "containers": {...}, ...}
 
 Written as write, fsync, rename, fsync of the directory: a crash leaves the old file or the new one,
-never half of one. A file that cannot be read (damaged, or written by a newer agent) is never taken to mean
+never half of one. The writes run in a thread, one pod's in order (StateWriter): the event loop never waits
+for an fsync. A file that cannot be read (damaged, or written by a newer agent) is never taken to mean
 "no such pod": it is moved aside as pod.json.quarantined-<time>, and that UID's cgroups, processes and
 directories are kept (the quarantine file is what says so, across restarts) until an operator looks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -17,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from nodeagent.agent.clock import Clock, sleep_or_set
 from nodeagent.durable import write_atomically
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,7 @@ VERSION = 1
 FILE = "pod.json"
 QUARANTINED = f"{FILE}.quarantined-"
 MAX_BYTES = 16 * 2**20  # a pod's state is a few KiB; a bigger file is not one the agent wrote
+SAVE_RETRY_SECONDS = 1.0  # a write that failed (a full disk) is tried again this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +47,13 @@ class PodStore:
     def path(self, uid: str) -> str:
         return os.path.join(self.root, uid, FILE)
 
-    def save(self, uid: str, state: dict[str, Any]) -> None:
-        write_atomically(self.path(uid), json.dumps({"version": VERSION, **state}).encode())
+    @staticmethod
+    def encode(state: dict[str, Any]) -> bytes:
+        return json.dumps({"version": VERSION, **state}).encode()
+
+    def save(self, uid: str, data: bytes) -> None:
+        """Blocking (fsync): from a thread (StateWriter)."""
+        write_atomically(self.path(uid), data)
 
     def load_all(self, now: dt.datetime) -> tuple[list[dict[str, Any]], list[Quarantine]]:
         """Every saved pod, and the files that could not be used, moved aside (named with `now`)."""
@@ -98,6 +107,65 @@ class PodStore:
             return sorted(os.listdir(self.root))
         except FileNotFoundError:
             return []
+
+
+class StateWriter:
+    """One pod's state file, written in a thread and in order: one write in flight at a time, the newest state
+    waiting behind it (a newer one replaces it: the latest wins). A write that fails (a full disk) is tried again
+    every SAVE_RETRY_SECONDS until it works or a newer state comes, else the file would stay stale until the pod's
+    next change, and a restart take back the past.
+
+    close() ends it: nothing is written afterwards. Before the pod's directory is removed (drop=True) the waiting
+    state is dropped and the write in flight awaited, so that no late write recreates the directory; when the agent
+    goes away (drop=False) the waiting state is written, once."""
+
+    def __init__(self, store: PodStore, uid: str, clock: Clock, label: str) -> None:
+        self._store = store
+        self._uid = uid
+        self._clock = clock
+        self._label = label
+        self._next: bytes | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._failing = False
+
+    def save(self, data: bytes) -> None:
+        if self._closed.is_set():
+            return
+        self._next = data
+        if self._task is None:
+            self._task = asyncio.create_task(self._write(), name=f"save {self._label}")
+
+    async def close(self, *, drop: bool) -> None:
+        self._closed.set()
+        if drop:
+            self._next = None
+        if self._task is not None:
+            await asyncio.shield(self._task)  # a thread cannot be stopped: its write ends before this does
+
+    async def _write(self) -> None:
+        try:
+            while (data := self._next) is not None:
+                self._next = None
+                try:
+                    await asyncio.to_thread(self._store.save, self._uid, data)
+                except OSError as exc:
+                    if self._closed.is_set():
+                        log.error("pod=%s: saving its state: %s; not tried again", self._label, exc)
+                        return
+                    if not self._failing:
+                        log.error("pod=%s: saving its state: %s; trying again every %.0fs", self._label, exc,
+                                  SAVE_RETRY_SECONDS)
+                    self._failing = True
+                    if self._next is None:
+                        self._next = data
+                    await sleep_or_set(self._clock, SAVE_RETRY_SECONDS, self._closed)
+                    continue
+                if self._failing:
+                    self._failing = False
+                    log.info("pod=%s: its state is saved again", self._label)
+        finally:
+            self._task = None
 
 
 def _read(path: str) -> object:

@@ -7,13 +7,14 @@ it may start again (crash-loop or pull back-off), taken back after an agent rest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import replace
 
 from nodeagent.agent import backoff, stopping, termination_message, volumes
 from nodeagent.agent.admission import Rejection
-from nodeagent.agent.clock import sleep_or_set
+from nodeagent.agent.clock import within
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import NORMAL, WARNING, ObjectRef
 from nodeagent.agent.hooks import run_hook
@@ -34,6 +35,7 @@ from nodeagent.agent.records import (
     ContainerSlot,
     State,
     Termination,
+    initial_records,
     reason_label,
     state_label,
     termination_reason,
@@ -42,6 +44,7 @@ from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable
 from nodeagent.agent.services import NodeServices
 from nodeagent.agent.specs import PodContext
 from nodeagent.agent.termination import stop_gracefully
+from nodeagent.agent.wake import Wake
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, Probe
 from nodeagent.errors import NodeAgentError, RuntimeStartError
@@ -66,27 +69,15 @@ class ContainerSupervisor:
         self.created_at = services.clock.now()
         self.start_time: dt.datetime | None = None
         self.terminating_since: dt.datetime | None = None
-        self.records: dict[str, ContainerRecord] = {}
-        has_init = bool(pod.pod.spec.init_containers)
-        for container in pod.pod.spec.init_containers or []:
-            self.records[container.valid_name] = ContainerRecord(
-                container.valid_name, container.image or "", init=True, reason="PodInitializing",
-                sidecar=container.is_sidecar)
-        for container in pod.pod.spec.containers or []:
-            self.records[container.valid_name] = ContainerRecord(
-                container.valid_name, container.image or "", init=False,
-                reason="PodInitializing" if has_init else "ContainerCreating")
+        self.records: dict[str, ContainerRecord] = initial_records(pod.pod)
         self.slots = {c.valid_name: ContainerSlot(c) for c in pod.pod.all_containers()}
         self.state = PodState.PENDING
         self.transitions: dict[str, dt.datetime] = {}
         self.volumes: volumes.PodVolumes | None = None
         self.sandbox: Sandbox | None = None
         self.rejection: Rejection | None = None  # not admitted (yet): why
-        self._admitted = asyncio.Event()
-        self._admitted.set()
         self._ready = False
-        self._stopping = asyncio.Event()
-        self._sidecar_started = asyncio.Event()  # the pod's lifecycle decides again
+        self._wake = Wake()  # the pod's lifecycle decides again: admitted, stopped, a sidecar started
         self.deadline_exceeded = False  # spec.activeDeadlineSeconds has passed: Failed, nothing runs (saved)
         self._save_scheduled = False
         self._stoppers: set[asyncio.Task[None]] = set()  # SIGTERM -> SIGKILL of containers started too late
@@ -118,6 +109,10 @@ class ContainerSupervisor:
         return ObjectRef("Pod", self.pod.name, self.pod.namespace, self.pod.uid, field_path)
 
     @property
+    def stopping(self) -> bool:  # its manifest is gone or changed
+        return self.state in (PodState.TERMINATING, PodState.TERMINATED)
+
+    @property
     def pod_label(self) -> str:
         """format.Pod: name_namespace(uid), as the kubelet names pods in messages."""
         return f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})"
@@ -147,7 +142,7 @@ class ContainerSupervisor:
         slot = self.slots[name]
         slot.observed = replace(slot.observed, started=True)
         if self.records[name].sidecar:
-            self._sidecar_started.set()  # the next init container waits for this start, not for an end
+            self._wake.notify()  # the next init container waits for this start, not for an end
 
     async def _attempt(self, container: Container) -> None:
         """One start of a container, as the pod's lifecycle decided: started, watched until it exits, recorded
@@ -278,7 +273,7 @@ class ContainerSupervisor:
     def _stop_if_stopping(self, name: str, running: RunningContainer) -> None:
         """A container that came (or came back) after the pod's termination began (or its deadline passed),
         which it missed: its stop signal now, SIGKILL after the grace period (a task the worker holds)."""
-        if not (self._stopping.is_set() or self.deadline_exceeded):
+        if not (self.stopping or self.deadline_exceeded):
             return
         stopping = asyncio.create_task(self._stop_container(name, running), name=f"stop {self.key}/{name}")
         self._stoppers.add(stopping)
@@ -362,7 +357,9 @@ class ContainerSupervisor:
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep, or less if the pod is stopped; True if it was."""
-        return await sleep_or_set(self.services.clock, seconds, self._stopping)
+        with contextlib.suppress(TimeoutError):
+            await within(self.services.clock, seconds, self._wake.until(lambda: self.stopping))
+        return self.stopping
 
     def _update(self, name: str, after: ContainerRecord) -> None:
         """The container's record replaced (records.py's typed steps); logged, the Ready condition kept."""

@@ -33,9 +33,11 @@ from nodeagent.agent.lifecycle import (
     DesiredPod,
     ObservedContainer,
     ObservedPod,
+    PodEvent,
     PodState,
     after_exit,
     compute_pod_actions,
+    next_pod_state,
 )
 from nodeagent.agent.pod_termination import PodTerminator
 from nodeagent.agent.records import State
@@ -89,18 +91,19 @@ class PodWorker(PodTerminator):
         facts = PodFacts(created_at=self.created_at, host_ip=addresses.host_ip,
                          pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
-                         reason=reason, message=message, failed=self.deadline_exceeded)
+                         reason=reason, message=message, failed=self.deadline_exceeded,
+                         started=frozenset(name for name, slot in self.slots.items()
+                                           if slot.observed.state is ContainerState.RUNNING and slot.observed.started))
         return pod_json(self.pod, list(self.records.values()), facts)
 
     @property
     def admitted(self) -> bool:
-        return self._admitted.is_set()
+        return self.rejection is None
 
     def reject(self, rejection: Rejection) -> None:
         """Keep the pod Pending: its requests do not fit (yet). The reason shows in the pod's status."""
         first = self.rejection is None or self.rejection.reason != rejection.reason
         self.rejection = rejection
-        self._admitted.clear()
         for name, record in self.records.items():
             if record.state is State.WAITING:
                 self.records[name] = replace(record, reason=None, message=None)
@@ -118,23 +121,22 @@ class PodWorker(PodTerminator):
         for name, record in self.records.items():
             if record.state is State.WAITING and record.reason is None:
                 self.records[name] = replace(record, reason="PodInitializing" if record.init else initial)
-        self._admitted.set()
         self._changed()
+        self._wake.notify()
 
     def stop(self) -> None:
         """Terminate the pod: its manifest is gone or changed."""
         if self.terminating_since is None:
             self.terminating_since = self.services.clock.now()
             self._changed()
-        if self.state is not PodState.TERMINATED:
-            self.state = PodState.TERMINATING
-        self._stopping.set()
+        self.state = next_pod_state(self.state, PodEvent.STOP)
+        self._wake.notify()
 
     async def run(self) -> None:
         try:
             life = asyncio.create_task(self._live(), name=f"pod {self.key}")
             try:
-                await self._stopping.wait()
+                await self._wake.until(lambda: self.stopping)
                 await self._terminate_containers()
                 await life
             finally:
@@ -163,6 +165,7 @@ class PodWorker(PodTerminator):
 
     async def _decide_and_act(self, attempts: dict[str, asyncio.Task[None]]) -> None:
         while True:
+            changes = self._wake.changes
             actions = compute_pod_actions(self._desired(), self._observed())
             if actions.state in (PodState.TERMINATING, PodState.TERMINATED):
                 return  # run() stops the containers (preStop, TERM, KILL), then tears the pod down
@@ -196,14 +199,15 @@ class PodWorker(PodTerminator):
             for name, seen in ((name, slot.observed) for name, slot in self.slots.items()):
                 if seen.state is ContainerState.EXITED and (seen.retry_at or now) > now and name not in attempts:
                     self._show_back_off(name)
-            await self._until_changed(attempts, actions.wake_at)
+            await self._until_changed(attempts, actions.wake_at, changes)
 
-    async def _until_changed(self, attempts: dict[str, asyncio.Task[None]], wake_at: float | None) -> None:
-        """Until an attempt ends (its container exited, or its start failed), a sidecar starts, the pod stops, or
-        `wake_at`."""
-        self._sidecar_started.clear()
-        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait()),
-                                           asyncio.ensure_future(self._sidecar_started.wait())}
+    async def _until_changed(self, attempts: dict[str, asyncio.Task[None]], wake_at: float | None,
+                             changes: int) -> None:
+        """Until an attempt ends (its container exited, or its start failed), `wake_at`, or a change the lifecycle
+        decides on happened since the decision (`changes`: the Wake's count then): admitted, stopped, a sidecar
+        started."""
+        waits: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(self._wake.until(lambda: self._wake.changes != changes))}
         if wake_at is not None:
             waits.add(asyncio.ensure_future(self.services.clock.sleep(wake_at - self.services.clock.monotonic())))
         try:
@@ -256,7 +260,7 @@ class PodWorker(PodTerminator):
         containers = tuple(DesiredContainer(name, self._kind(name)) for name in self.records)
         spec = self.pod.pod.spec
         counts = deadline.applies(spec, self.records.values(), failed_already=self.deadline_exceeded)
-        return DesiredPod(containers, spec.restart_policy, stopping=self._stopping.is_set(),
+        return DesiredPod(containers, spec.restart_policy, stopping=self.stopping,
                           active_deadline_seconds=spec.active_deadline_seconds if counts else None)
 
     def _observed(self) -> ObservedPod:
@@ -281,17 +285,14 @@ class PodWorker(PodTerminator):
 
     async def _until_admitted(self) -> bool:
         """True once admitted; False if the pod is stopped first (never admitted, it has nothing to undo)."""
-        waits = [asyncio.create_task(event.wait()) for event in (self._admitted, self._stopping)]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for wait in waits:
-            wait.cancel()
-        return self._admitted.is_set()
+        await self._wake.until(lambda: self.admitted or self.stopping)
+        return self.admitted
 
     async def _set_up(self) -> bool:
         """Pod cgroup, network and volumes, retried (FailedCreatePodSandBox, FailedMount) until they work
         or the pod is stopped."""
         delay = SETUP_RETRY_SECONDS[0]
-        while not self._stopping.is_set():
+        while not self.stopping:
             try:
                 # conmon's cgroup too, unless the runtime monitors its containers itself (cri)
                 monitor = self.plan.monitor if self.services.sandboxes is None else None
@@ -344,7 +345,9 @@ class PodWorker(PodTerminator):
         except NodeAgentError as exc:
             log.error("pod=%s: tearing it down (tried again later): %s", self.key, exc)
             return False
-        self.state = PodState.TERMINATED  # its state is no longer saved: the next agent has nothing to take back
+        # its state is no longer saved: the next agent has nothing to take back
+        self.state = next_pod_state(self.state, PodEvent.TORN_DOWN)
+        await services.forget(self.pod.uid)  # a write still in flight must not recreate the directory
         directory = volumes.pod_dir(services.state_dir, self.pod.uid)
         await asyncio.to_thread(volumes.remove_mount_points, directory)
         try:

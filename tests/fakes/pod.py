@@ -19,6 +19,10 @@ from tests.fakes.runtime import FakeRuntime
 NODE = NodeInfo(cpu_millis=4000, memory_bytes=8 * 1024**3)
 
 
+async def forget_nothing(uid: str) -> None:
+    """NodeServices.forget where nothing is written."""
+
+
 @dataclass
 class FakeMetrics:
     started: list[bool] = field(default_factory=list)  # init?
@@ -60,7 +64,7 @@ class FakeNode:
             settings=PlanSettings(), state_dir=str(self.root / "state"), logs_dir=str(self.root / "logs"),
             addresses=PodAddresses(host_ip="192.0.2.10", pod_ip="192.0.2.10"), networks=None, sandboxes=None,
             resolv_conf=str(self.root / "resolv.conf"), on_change=lambda: None,
-            persist=lambda worker: self.saved.append(worker.key), metrics=self.metrics)
+            persist=lambda worker: self.saved.append(worker.key), forget=forget_nothing, metrics=self.metrics)
 
     def worker(self, manifest: str) -> PodWorker:
         return PodWorker(self.pod(manifest), self.services)

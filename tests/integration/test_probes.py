@@ -90,6 +90,27 @@ spec:
     assert all(m.startswith("Startup probe failed:") for m in unhealthy(agent))  # only while it was starting
 
 
+def test_started_once_the_startup_probe_passes(agent: AgentHarness, tmp_path: Path) -> None:
+    """containerStatuses[].started is the kubelet's: false while the container runs but its startupProbe has not
+    passed, true once it has."""
+    flag = tmp_path / "up"
+    agent.write("slow.yaml", f"""
+kind: Pod
+metadata: {{name: slow}}
+spec:
+  containers:
+  - name: c
+    image: x
+    command: [sleep, '3600']
+    startupProbe: {{exec: {{command: [test, -f, {flag}]}}, periodSeconds: 1, failureThreshold: 60}}
+""")
+    wait_for(lambda: "running" in agent.container_status("slow", "c")["state"], what="running")
+    wait_for(lambda: unhealthy(agent), what="a failed startup probe")
+    assert agent.container_status("slow", "c")["started"] is False
+    flag.touch()
+    wait_for(lambda: agent.container_status("slow", "c")["started"] is True, what="started once the probe passes")
+
+
 # A grpc health server (grpcio from the test's own venv), answering what the status file says.
 HEALTH_SERVER = """
 import sys, pathlib, grpc

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nodeagent.errors import AgentUnavailableError
 from tests.integration.harness import NODE, AgentHarness, wait_for
 
 SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
@@ -99,6 +100,25 @@ def test_a_readopted_pod_keeps_its_conditions_and_its_saved_state_untouched(agen
     assert saved.stat().st_ino == inode
 
 
+def test_the_api_never_lists_pods_being_restored_as_gone(agent: AgentHarness) -> None:
+    """After a restart the API answers only once the pods are restored: its first list has them all, never an
+    empty one that a kubectl user would read as "pods gone"."""
+    names = [f"kept-{i}" for i in range(12)]
+    for name in names:
+        agent.write(f"{name}.yaml", SLEEPER % name)
+    wait_for(lambda: all(is_running(agent, name) for name in names), timeout=30, what="running")
+    agent.stop(signal.SIGKILL)
+    agent.start(wait=False)
+    counts: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(counts) < 20 and time.monotonic() < deadline:
+        try:
+            counts.append(len(agent.pods()))
+        except AgentUnavailableError:  # not listening yet (the old socket file may still be there)
+            time.sleep(0.002)
+    assert counts and set(counts) == {len(names)}, counts
+
+
 def test_a_manifest_removed_while_the_agent_was_down_is_stopped_on_start(agent: AgentHarness) -> None:
     agent.write("leaving.yaml", SLEEPER % "leaving")
     wait_for(lambda: is_running(agent, "leaving"), what="running")
@@ -130,9 +150,11 @@ def test_a_reused_pid_is_never_adopted(agent: AgentHarness) -> None:
     agent.write("victim.yaml", SLEEPER % "victim")
     wait_for(lambda: is_running(agent, "victim"), what="running")
     uid = agent.pod("victim")["metadata"]["uid"]
+    state_file = agent.state / "pods" / uid / "pod.json"
+    # the state is written in a thread, shortly after the change the API shows
+    wait_for(lambda: json.loads(state_file.read_text())["containers"]["c"]["running"], what="its start saved")
     agent.stop(signal.SIGKILL)
     # The container and its conmon die while the agent is away, and their pids now name other processes.
-    state_file = agent.state / "pods" / uid / "pod.json"
     state = json.loads(state_file.read_text())
     running = state["containers"]["c"]["running"]
     for key in ("container", "conmon"):

@@ -82,13 +82,15 @@ def test_sidecars_stop_when_the_app_of_a_never_restarted_pod_is_done(agent: Agen
 def test_on_removal_the_app_stops_before_its_sidecars_in_reverse_order(agent: AgentHarness, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     # the app takes a second over its TERM: stopped all at once, the sidecars would write first
-    trap = "trap 'sleep {delay}; echo {name} >> /shared/stopped; exit 0' TERM; while true; do sleep 0.1; done"
+    trap = ("trap 'sleep {delay}; echo {name} >> /shared/stopped; exit 0' TERM; echo {name} >> /shared/trapped; "
+            "while true; do sleep 0.1; done")
     agent.write("ordered.yaml", pod(
         "ordered", shared,
         container("first", trap.format(delay=0, name="first"), SIDECAR)
         + container("second", trap.format(delay=0, name="second"), SIDECAR),
         container("app", trap.format(delay=1, name="app"))))
-    wait_for(lambda: all("running" in s["state"] for s in statuses(agent, "ordered").values()), what="all running")
+    # Running is said as the launcher runs, before the shell has set its trap: a TERM then would end it at once
+    wait_for(lambda: sorted(lines(shared / "trapped")) == ["app", "first", "second"], what="every trap set")
     agent.remove("ordered.yaml")
     wait_for(lambda: not agent.pods(), timeout=60, what="the pod gone")
     assert lines(shared / "stopped") == ["app", "second", "first"]

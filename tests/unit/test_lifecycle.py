@@ -14,8 +14,10 @@ from nodeagent.agent.lifecycle import (
     ObservedContainer,
     ObservedPod,
     PodActions,
+    PodEvent,
     PodState,
     compute_pod_actions,
+    next_pod_state,
     next_state,
     restart_policy,
 )
@@ -58,6 +60,22 @@ def test_next_state(state: ContainerState, event: ContainerEvent, policy: str, a
 def test_illegal_transitions_are_refused(state: ContainerState, event: ContainerEvent) -> None:
     with pytest.raises(IllegalTransition):
         next_state(state, event, "Always")
+
+
+@pytest.mark.parametrize("state", [s for s in PodState if s is not PodState.TERMINATED])
+def test_a_stop_makes_any_pod_terminating(state: PodState) -> None:
+    assert next_pod_state(state, PodEvent.STOP) is PodState.TERMINATING
+
+
+def test_a_torn_down_pod_stays_terminated() -> None:
+    assert next_pod_state(PodState.TERMINATING, PodEvent.TORN_DOWN) is PodState.TERMINATED
+    assert next_pod_state(PodState.TERMINATED, PodEvent.STOP) is PodState.TERMINATED
+
+
+@pytest.mark.parametrize("state", [s for s in PodState if s is not PodState.TERMINATING])
+def test_only_a_terminating_pod_is_torn_down(state: PodState) -> None:
+    with pytest.raises(IllegalTransition):
+        next_pod_state(state, PodEvent.TORN_DOWN)
 
 
 def pod(*containers: tuple[str, ContainerKind], policy: str = "Always", deadline: int | None = None,

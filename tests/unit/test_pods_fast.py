@@ -3,17 +3,24 @@ restores its pods from the state directory and adopts their containers, orphans 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from nodeagent.agent.admission import Allocatable
+from nodeagent.agent.lifecycle import PodState
 from nodeagent.agent.pods import PodManager
 from nodeagent.agent.records import State
 from nodeagent.agent.store import PodStore
 from nodeagent.api.manifest import StaticPod
 from nodeagent.runtime.base import ContainerExit
+from tests.fakes import clock as fake_clock
 from tests.fakes.clock import START, FakeClock
 from tests.fakes.pod import FakeNode
 from tests.fakes.runtime import Attempt
@@ -28,10 +35,35 @@ def pod(name: str, *, cpu: str = "", policy: str = "Always") -> StaticPod:
                         f"{resources}\n")
 
 
-def manager(node: FakeNode, capacity: Allocatable = ROOMY) -> PodManager:
-    services = dataclasses.replace(node.services, persist=lambda worker: pods.persist(worker))
-    pods = PodManager(services, PodStore(services.state_dir), capacity, node_name="node1")
+def manager(node: FakeNode, capacity: Allocatable = ROOMY, store: PodStore | None = None) -> PodManager:
+    services = dataclasses.replace(node.services, persist=lambda worker: pods.persist(worker),
+                                   forget=lambda uid: pods.forget(uid))
+    pods = PodManager(services, store or PodStore(services.state_dir), capacity, node_name="node1")
     return pods
+
+
+class HeldStore(PodStore):
+    """A store whose writes, once held, wait in their (real) thread until let go."""
+
+    def __init__(self, state_dir: str) -> None:
+        super().__init__(state_dir)
+        self.held = False
+        self.writing = threading.Event()
+        self.let_go = threading.Event()
+
+    def save(self, uid: str, data: bytes) -> None:
+        if self.held:
+            self.writing.set()
+            self.let_go.wait(10)
+        super().save(uid, data)
+
+
+async def real_time_until(done: Callable[[], bool]) -> None:
+    for _ in range(400):
+        if done():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition does not hold within 2 s")
 
 
 async def test_sync_starts_new_pods_and_stops_those_gone(tmp_path: Path) -> None:
@@ -48,6 +80,35 @@ async def test_sync_starts_new_pods_and_stops_those_gone(tmp_path: Path) -> None
     await node.clock.run_until(lambda: a.uid not in pods.workers)
     assert list(pods.workers) == [b.uid]
     assert node.runtime.running["app"].exited is False  # b's container, the latest started
+    await pods.close()
+
+
+async def test_a_state_write_in_flight_at_the_tear_down_does_not_recreate_the_pod_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state is written in a thread: the tear-down waits for the write in flight before it removes the pod's
+    directory, else the write would make it again once the pod is gone (and a restart find a ghost)."""
+    monkeypatch.setattr(fake_clock, "run_threads_inline", lambda: None)  # real threads, as in the agent
+    node = FakeNode(tmp_path)
+    store = HeldStore(str(tmp_path / "state"))
+    pods = manager(node, store=store)
+    web = pod("web")
+    await pods.sync([web])
+    worker = pods.workers[web.uid]
+    await node.clock.run_until(lambda: worker.records["app"].state is State.RUNNING)
+    await real_time_until(lambda: Path(store.path(web.uid)).exists())
+    directory = Path(store.path(web.uid)).parent
+    store.held = True
+    await pods.sync([])  # stopping: its state changes, a write starts and is held in its thread
+    await real_time_until(store.writing.is_set)
+    await node.clock.run_until(lambda: worker.state is PodState.TERMINATED)
+    for _ in range(40):  # time, fake and real, for the rest of the tear-down (its own work in threads too)
+        await node.clock.advance(1)
+        await asyncio.sleep(0.005)
+    assert directory.exists() and web.uid in pods.workers  # the tear-down waits for the write
+    store.let_go.set()
+    await real_time_until(lambda: web.uid not in pods.workers)
+    await asyncio.sleep(0.05)
+    assert not directory.exists()
     await pods.close()
 
 

@@ -20,6 +20,7 @@ from nodeagent.agent.worker import PodWorker
 from nodeagent.plan.settings import NodeInfo, PlanSettings
 from nodeagent.runtime.base import AdoptionRecord, ContainerExit
 from tests.conftest import load_pod
+from tests.fakes.pod import forget_nothing
 
 SAVED = {"ociId": "abc", "conmon": {"pid": 1, "startTime": 1}, "container": {"pid": 2, "startTime": 2},
          "startedAt": "2026-12-04T16:00:00+00:00"}
@@ -54,7 +55,7 @@ async def test_a_save_while_a_container_is_being_adopted_keeps_what_adopts_it(tm
         node=NodeInfo(cpu_millis=2000, memory_bytes=4 << 30), settings=PlanSettings(), state_dir=str(tmp_path),
         logs_dir=str(tmp_path), addresses=PodAddresses(host_ip="192.0.2.1", pod_ip="192.0.2.1"), networks=None,
         sandboxes=None, resolv_conf="", on_change=lambda: None, persist=lambda worker: None,
-        metrics=cast(Any, NoMetrics()))
+        forget=forget_nothing, metrics=cast(Any, NoMetrics()))
     pod = load_pod("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '1']}]\n")
     worker = PodWorker(pod, services)
     worker.records["c"] = worker.records["c"].__class__(name="c", image="x", init=False, state=State.RUNNING,

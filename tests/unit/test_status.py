@@ -112,7 +112,7 @@ def test_pod_phase(policy: str, init: list[ContainerRecord], app: list[Container
 # -- conditions ---------------------------------------------------------------------------------------
 
 def test_conditions_all_ready() -> None:
-    assert conditions([stopped(0, "i", init=True)], [running("a"), running("b")], "Running") == [
+    assert conditions([stopped(0, "i", init=True)], [running("a"), running("b")], "Running", frozenset()) == [
         ("Initialized", True, None, None),
         ("Ready", True, None, None),
         ("ContainersReady", True, None, None),
@@ -123,13 +123,13 @@ def test_conditions_all_ready() -> None:
 def test_conditions_incomplete_init_containers_are_listed_go_style() -> None:
     init = [stopped(0, "first", init=True), stopped(1, "second", init=True), running("third", init=True),
             waiting("fourth", "PodInitializing", init=True)]
-    found = conditions(init, [waiting("a", "PodInitializing")], "Pending")
+    found = conditions(init, [waiting("a", "PodInitializing")], "Pending", frozenset())
     assert found[0] == ("Initialized", False, "ContainersNotInitialized",
                         "containers with incomplete status: [second third fourth]")
 
 
 def test_conditions_unready_containers_are_listed() -> None:
-    found = conditions([], [running("web", ready=False), running("ok"), waiting("side")], "Pending")
+    found = conditions([], [running("web", ready=False), running("ok"), waiting("side")], "Pending", frozenset())
     expected = (False, "ContainersNotReady", "containers with unready status: [web side]")
     assert found[1] == ("Ready", *expected)
     assert found[2] == ("ContainersReady", *expected)
@@ -138,26 +138,26 @@ def test_conditions_unready_containers_are_listed() -> None:
 
 
 def test_conditions_succeeded_pod_is_not_ready_because_completed() -> None:
-    found = conditions([], [stopped(0)], "Succeeded")
+    found = conditions([], [stopped(0)], "Succeeded", frozenset())
     assert found[1] == ("Ready", False, "PodCompleted", None)
     assert found[2] == ("ContainersReady", False, "PodCompleted", None)
 
 
 def test_conditions_failed_pod_is_not_ready_because_failed() -> None:
-    found = conditions([], [stopped(1)], "Failed")
+    found = conditions([], [stopped(1)], "Failed", frozenset())
     assert found[1] == ("Ready", False, "PodFailed", None)
     assert found[2] == ("ContainersReady", False, "PodFailed", None)
 
 
 def test_conditions_succeeded_pod_is_initialized_because_completed() -> None:
-    found = conditions([stopped(0, "i", init=True)], [stopped(0)], "Succeeded")
+    found = conditions([stopped(0, "i", init=True)], [stopped(0)], "Succeeded", frozenset())
     assert found[0] == ("Initialized", True, "PodCompleted", None)
 
 
 # -- container_status -----------------------------------------------------------------------------------
 
 def test_container_status_waiting_without_history() -> None:
-    assert container_status(waiting("web", "ContainerCreating")) == {
+    assert container_status(waiting("web", "ContainerCreating"), frozenset()) == {
         "name": "web", "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {},
         "ready": False, "restartCount": 0, "image": "img", "imageID": "", "started": False,
     }
@@ -166,7 +166,7 @@ def test_container_status_waiting_without_history() -> None:
 def test_container_status_crash_loop_has_message_last_state_and_restarts() -> None:
     record = waiting("web", "CrashLoopBackOff", message="back-off 20s restarting failed container=web pod=p_ns(u)",
                      last=exit_(1, started=60, finished=70, cid="cid-1"), restarts=2)
-    assert container_status(record) == {
+    assert container_status(record, frozenset()) == {
         "name": "web",
         "state": {"waiting": {"reason": "CrashLoopBackOff",
                               "message": "back-off 20s restarting failed container=web pod=p_ns(u)"}},
@@ -178,12 +178,12 @@ def test_container_status_crash_loop_has_message_last_state_and_restarts() -> No
 
 def test_container_status_waiting_without_reason_is_an_empty_waiting() -> None:
     record = ContainerRecord("c", "img", init=False, reason=None)
-    assert container_status(record)["state"] == {"waiting": {}}
+    assert container_status(record, frozenset())["state"] == {"waiting": {}}
 
 
 def test_container_status_running() -> None:
     record = running("web", last=exit_(137, "OOMKilled", signal=9, cid="cid-0"), restarts=1)
-    assert container_status(record) == {
+    assert container_status(record, frozenset({"web"})) == {
         "name": "web",
         "state": {"running": {"startedAt": "2024-05-01T12:00:10Z"}},
         "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "signal": 9,
@@ -194,14 +194,29 @@ def test_container_status_running() -> None:
 
 
 def test_container_status_running_but_not_ready_is_started() -> None:
-    status = container_status(running(ready=False))
+    record = running(ready=False)
+    status = container_status(record, frozenset({record.name}))
     assert (status["ready"], status["started"]) == (False, True)
+
+
+def test_container_status_running_before_its_startup_probe_passed_is_not_started() -> None:
+    """The kubelet's started: true once the startupProbe has passed (at once without one), not as it runs."""
+    status = container_status(running("web"), frozenset())
+    assert "running" in status["state"] and status["started"] is False
+
+
+def test_a_sidecar_is_initialized_once_its_startup_probe_passed() -> None:
+    sidecar = dataclasses.replace(running("side", init=True), sidecar=True)
+    app = [waiting("a", "PodInitializing")]
+    assert conditions([sidecar], app, "Pending", frozenset())[0] == (
+        "Initialized", False, "ContainersNotInitialized", "containers with incomplete status: [side]")
+    assert conditions([sidecar], app, "Pending", frozenset({"side"}))[0] == ("Initialized", True, None, None)
 
 
 def test_container_status_terminated() -> None:
     record = ContainerRecord("job", "img", init=False, state=State.TERMINATED, reason=None, container_id="cid-9",
                              terminated=exit_(3, "Error", started=1, finished=61, cid="cid-9", message="boom"))
-    assert container_status(record) == {
+    assert container_status(record, frozenset()) == {
         "name": "job",
         "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "boom",
                                  "startedAt": "2024-05-01T12:00:01Z", "finishedAt": "2024-05-01T12:01:01Z",
@@ -214,13 +229,13 @@ def test_container_status_terminated() -> None:
 def test_container_status_terminated_that_never_started_has_null_started_at() -> None:
     termination = Termination(exit_code=128, reason="Error", started_at=None, finished_at=T0, container_id=None)
     record = ContainerRecord("c", "img", init=False, state=State.TERMINATED, reason=None, terminated=termination)
-    assert container_status(record)["state"] == {
+    assert container_status(record, frozenset())["state"] == {
         "terminated": {"exitCode": 128, "reason": "Error", "startedAt": None, "finishedAt": "2024-05-01T12:00:00Z"}}
 
 
 def test_container_status_is_json() -> None:
     record = running("web", last=exit_(1))
-    assert json.loads(json.dumps(container_status(record))) == container_status(record)
+    assert json.loads(json.dumps(container_status(record, frozenset()))) == container_status(record, frozenset())
 
 
 # -- pod_json -------------------------------------------------------------------------------------------
@@ -330,10 +345,11 @@ def test_pod_json_keeps_labels() -> None:
 
 def test_conditions_count_sidecars_in_readiness_and_initialization() -> None:
     init = [stopped(0, "setup", init=True), sidecar(running("proxy", ready=False))]
-    found = {kind: (ok, message) for kind, ok, _, message in conditions(init, [running("app")], "Running")}
+    found = {kind: (ok, message) for kind, ok, _, message in conditions(init, [running("app")], "Running",
+                                                                             frozenset({"proxy"}))}
     assert found["Initialized"] == (True, None)  # started: it does not hold initialization back
     assert found["Ready"] == (False, "containers with unready status: [proxy]")
     waiting_sidecar = [sidecar(waiting("proxy", "PodInitializing"))]
     found = {kind: (ok, message) for kind, ok, _, message in
-             conditions(waiting_sidecar, [waiting("app", "PodInitializing")], "Pending")}
+             conditions(waiting_sidecar, [waiting("app", "PodInitializing")], "Pending", frozenset())}
     assert found["Initialized"] == (False, "containers with incomplete status: [proxy]")

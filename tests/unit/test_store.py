@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from nodeagent.agent import store
-from nodeagent.agent.store import PodStore
+from nodeagent.agent.clock import SystemClock
+from nodeagent.agent.store import PodStore, StateWriter
+from tests.fakes.clock import FakeClock
 
 NOW = dt.datetime(2026, 12, 4, 16, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -53,3 +59,86 @@ def test_an_oversized_file_is_not_read_whole(tmp_path: Path, monkeypatch: pytest
     saved(tmp_path, "u1", json.dumps({"version": 1, "uid": "u1", "pad": "x" * 100}).encode())
     _, [quarantine] = PodStore(str(tmp_path)).load_all(NOW)
     assert quarantine.reason == "it cannot be read (larger than 64 bytes)"
+
+
+class RecordingStore(PodStore):
+    """Writes through, noting each; the first write can be held in its thread, writes can be made to fail."""
+
+    def __init__(self, state_dir: str, *, hold_first: bool = False, failures: int = 0) -> None:
+        super().__init__(state_dir)
+        self.written: list[bytes] = []
+        self.writing = threading.Event()
+        self.let_go = threading.Event()
+        if not hold_first:
+            self.let_go.set()
+        self.failures = failures
+
+    def save(self, uid: str, data: bytes) -> None:
+        self.writing.set()
+        self.let_go.wait(10)
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        super().save(uid, data)
+        self.written.append(data)
+
+
+def state(n: int) -> bytes:
+    return PodStore.encode({"uid": "u1", "n": n})
+
+
+async def held_write(writer: StateWriter, files: RecordingStore) -> None:
+    writer.save(state(1))
+    while not files.writing.is_set():  # in its thread, held
+        await asyncio.sleep(0.001)
+
+
+async def test_writes_land_in_order_in_a_thread_the_newest_waiting_state_winning(tmp_path: Path) -> None:
+    files = RecordingStore(str(tmp_path), hold_first=True)
+    writer = StateWriter(files, "u1", SystemClock(), "default/p")
+    await held_write(writer, files)
+    writer.save(state(2))
+    writer.save(state(3))  # replaces 2, which never gets written
+    await asyncio.sleep(0.01)
+    assert files.written == []  # the loop is free while the thread writes
+    files.let_go.set()
+    await writer.close(drop=False)
+    assert files.written == [state(1), state(3)]
+    assert Path(files.path("u1")).read_bytes() == state(3)
+
+
+async def test_close_before_the_directory_goes_waits_for_the_write_in_flight_and_drops_the_rest(
+        tmp_path: Path) -> None:
+    files = RecordingStore(str(tmp_path), hold_first=True)
+    writer = StateWriter(files, "u1", SystemClock(), "default/p")
+    await held_write(writer, files)
+    writer.save(state(2))
+    closing = asyncio.create_task(writer.close(drop=True))
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # the write in flight is awaited
+    files.let_go.set()
+    await closing
+    assert files.written == [state(1)]
+    shutil.rmtree(tmp_path / "pods")
+    writer.save(state(3))  # too late: nothing is written after close()
+    await asyncio.sleep(0.01)
+    assert not (tmp_path / "pods").exists()
+
+
+async def test_a_failed_write_is_tried_again_with_the_newest_state(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    files = RecordingStore(str(tmp_path), failures=2)
+    writer = StateWriter(files, "u1", clock, "default/p")
+    writer.save(state(1))
+    await clock.settle()
+    assert files.written == [] and files.failures == 1
+    writer.save(state(2))
+    await clock.advance(store.SAVE_RETRY_SECONDS)  # fails once more
+    assert files.written == []
+    await clock.advance(store.SAVE_RETRY_SECONDS)
+    assert files.written == [state(2)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("trying again" in m for m in messages) == 1 and any("saved again" in m for m in messages)
+    await writer.close(drop=False)

@@ -124,9 +124,9 @@ def test_the_pods_12_kib_are_shared_out_in_its_status() -> None:
     ended = Termination(exit_code=1, reason="Error", started_at=None, finished_at=FINISHED, container_id=None,
                         message="é" * 3000)
     record = ContainerRecord("c", "x", init=False, state=State.TERMINATED, terminated=ended, last_termination=ended)
-    status = container_status(record, 257)
+    status = container_status(record, frozenset(), 257)
     assert status["state"]["terminated"]["message"] == "é" * 128 + "\ufffd"
     assert status["lastState"]["terminated"]["message"] == "é" * 128 + "\ufffd"
-    assert container_status(record)["state"]["terminated"]["message"] == "é" * 3000  # within 12 KiB alone
+    assert container_status(record, frozenset())["state"]["terminated"]["message"] == "é" * 3000  # within 12 KiB alone
 
 

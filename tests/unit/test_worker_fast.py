@@ -340,3 +340,28 @@ async def test_a_sidecar_lets_the_app_start_once_its_startup_probe_passes(node: 
     name, at = node.runtime.starts[1]
     assert (name, at) == ("app", 10)  # the third probe, 10 s in, passed
     await stop(node, worker, task)
+
+
+async def test_a_container_counts_as_started_in_its_status_once_its_startup_probe_passes(node: FakeNode) -> None:
+    """status.containerStatuses[].started: the kubelet's, true once the startupProbe has passed (at once for a
+    container without one), not as soon as it runs."""
+    node.runtime.exec_results.extend([ExecResult(1, "not yet"), ExecResult(0, "")])
+    worker = node.worker(manifest(
+        "  containers:\n  - name: app\n    image: busybox\n"
+        "    startupProbe: {exec: {command: [check]}, periodSeconds: 5, failureThreshold: 10}\n"
+        "  - {name: plain, image: busybox}\n"))
+
+    def started() -> dict[str, bool]:
+        return {c["name"]: c["started"] for c in worker.to_json()["status"]["containerStatuses"]}
+
+    task = await run(node, worker)
+    assert worker.records["app"].state is State.RUNNING
+    assert started() == {"app": False, "plain": True}
+    await node.clock.run_until(lambda: started()["app"])
+    assert node.clock.elapsed == pytest.approx(5, abs=0.1)  # the second probe, 5 s in, passed
+    node.runtime.exec_results.append(ExecResult(1, "not yet"))
+    node.runtime.running["app"].exit(1)
+    await node.clock.run_until(lambda: worker.records["app"].restart_count == 1)
+    assert started()["app"] is False  # probed again after a restart
+    await node.clock.run_until(lambda: started()["app"])
+    await stop(node, worker, task)
