@@ -4,7 +4,8 @@ an image nodeagent pulled itself, under conmon: the path CRI-O takes, without a 
     ensure_image   ImageStore.ensure(image, imagePullPolicy)            (ErrImagePull, ErrImageNeverPull, ...)
     start          the image leased to the container ID; overlay rootfs (layers + its own upper dir);
                    config.json (nodeagent.runtime.oci_spec); conmon -r runc create (init waits on its exec
-                   FIFO, in its cgroup); runc start. conmon keeps stdio, CRI logs and the exit code.
+                   FIFO, in its cgroup); started (OCIRuntime.start: runc's exec FIFO read by the agent
+                   itself). conmon keeps stdio, CRI logs and the exit code.
     on exit        runc delete, the rootfs unmounted, the lease released, the bundle removed
 
 Files: the bundle (config.json, the pod's /etc files) is conmon's `<stateDir>/containers/<id>`; the root
@@ -121,7 +122,7 @@ class RuncRuntime(conmon.ConmonBundles):
             raise
         container = self._container(spec, monitored, now(), stop_signal)
         container.watch()
-        await container.let_run(self.runc.run("start", oci_id), failures=(NodeAgentError,), what="")
+        await container.let_run(self.runc.start(oci_id, monitored.container), failures=(NodeAgentError,), what="")
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> RunningContainer | ContainerExit:

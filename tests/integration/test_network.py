@@ -3,6 +3,7 @@ nothing is left behind, after a tear-down or a crash. The "node" is a namespace 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,3 +271,18 @@ async def test_a_restarted_agent_resumes_a_living_network_and_rebuilds_a_lost_on
     assert again == pod
     node.serve(pod.netns, "TCP", 80, "web")
     assert node.ask(node.path, "TCP", pod.ip, 80) == "web 10.88.0.1"
+
+
+async def test_a_pod_namespace_is_new_and_every_thread_of_the_agent_stays_in_its_own(node: Node) -> None:
+    """The namespace is made by a thread of its own (no forked child): that thread's namespace is mounted,
+    and no thread of the agent is left in it or in any other."""
+    def namespaces_of_threads() -> set[int]:
+        return {os.stat(f"/proc/self/task/{tid}/ns/net").st_ino for tid in os.listdir("/proc/self/task")}
+
+    own = os.stat("/proc/self/ns/net").st_ino
+    assert namespaces_of_threads() == {own}
+    pod = await set_up(node.networks(), node, "a")
+    made = os.stat(pod.netns).st_ino
+    assert made not in (own, os.stat(node.path).st_ino)
+    assert namespaces_of_threads() == {own}
+    assert sorted(links_in(pod.netns)) == ["eth0", "lo"]

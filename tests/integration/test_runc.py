@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -161,6 +161,12 @@ def runc_list(agent: AgentHarness) -> list[str]:
     return listed.stdout.split()
 
 
+def runc_state(agent: AgentHarness, container_id: str) -> dict[str, Any]:
+    shown = subprocess.run(["runc", "--root", str(agent.state / "runc"), "state", container_id], capture_output=True,
+                           text=True, check=True)
+    return cast(dict[str, Any], json.loads(shown.stdout))
+
+
 # -- memory: the Kubernetes docs' examples ----------------------------------------------------------------
 
 def test_memory_demo_2_is_oom_killed_with_137_then_crash_loops(shared: AgentHarness, images: Images) -> None:
@@ -200,6 +206,8 @@ def test_memory_demo_runs_under_its_limit_and_shows_its_ids(shared: AgentHarness
         assert memory.endswith(f":{path}")
     container_id = status["containerID"]
     assert RUNC_ID.match(container_id) and container_id.removeprefix("runc://") in runc_list(shared)
+    # started by the agent reading runc's exec FIFO itself: runc sees the container as `runc start` leaves it
+    assert runc_state(shared, container_id.removeprefix("runc://"))["status"] == "running"
     assert status["imageID"] == f"{images.stress.registry}/runc/stress@{images.stress.digest}"
     ip = shared.pod("memory-demo", "mem-example")["status"]["podIP"]
     assert ip.startswith("10.88.")
