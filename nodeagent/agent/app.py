@@ -152,8 +152,8 @@ class Agent:
             async with asyncio.TaskGroup() as tasks:  # every task of the agent; a failure of one stops it
                 tasks.create_task(self._run_sources(), name="sources")
                 tasks.create_task(self._watchdog(), name="watchdog")
-                tasks.create_task(keep_bounded(
-                    lambda: [f for worker in self.pods.pods() for f in worker.log_files()], limits),
+                tasks.create_task(keep_bounded(  # every second: the workers as they are, unsorted
+                    lambda: [f for worker in self.pods.workers.values() for f in worker.log_files()], limits),
                     name="log rotation")
                 await self._wake.wait()  # the first sync, or stop()
                 if not self._stop.is_set():  # not cut short by stop(): a clean-up must not stop half-way
