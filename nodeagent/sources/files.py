@@ -15,15 +15,16 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from nodeagent.api.decode import MAX_MANIFEST_BYTES
-from nodeagent.api.manifest import ManifestResult, Problem, load_manifest, unexpected
+from nodeagent.api.manifest import ManifestResult, Problem, StaticPod, load_manifest, unexpected
 from nodeagent.errors import FieldError
+from nodeagent.sources import fileindex
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,19 @@ def _failed(message: str) -> ManifestResult:
 
 
 class FileSource:
-    def __init__(self, path: str, *, node_name: str, frequency_seconds: float) -> None:
+    """`index`: the manifest index's path (nodeagent.sources.fileindex), with the pods an agent restart
+    `restored`: an unchanged file of theirs is not parsed again at the first scan."""
+
+    def __init__(self, path: str, *, node_name: str, frequency_seconds: float, index: str | None = None,
+                 restored: Sequence[StaticPod] = ()) -> None:
         self.path = path
         self.node_name = node_name
         self.frequency_seconds = frequency_seconds
         self._cache: dict[str, ManifestFile] = {}
         self._missing_reported = False
+        self._index = index
+        self._restored = list(restored)
+        self._recorded: dict[str, fileindex.Entry] | None = None  # the index as saved; None: not read yet
 
     def candidates(self) -> list[str] | None:
         """The manifest files to read; None when staticPodPath exists but cannot be listed (not "no pods")."""
@@ -77,6 +85,11 @@ class FileSource:
     def scan(self) -> list[ManifestFile] | None:
         """Every manifest file as it is now, in name order; None if the directory cannot be read (blocking: run
         it in a thread)."""
+        if self._index is not None and self._recorded is None:
+            self._recorded = fileindex.load(self._index, self.node_name)
+            self._cache = {name: ManifestFile(name, digest, result) for name, (digest, result)
+                           in fileindex.restored_results(self._recorded, self._restored).items()}
+            self._restored = []
         paths = self.candidates()
         if paths is None:
             return None
@@ -90,6 +103,11 @@ class FileSource:
             if manifest is not None:
                 found.append(manifest)
         self._cache = {m.path: m for m in found}
+        if self._index is not None:
+            recorded = fileindex.entries((m.path, m.digest, m.result) for m in found)
+            if recorded != self._recorded:
+                fileindex.save(self._index, self.node_name, recorded)
+                self._recorded = recorded
         return found
 
     def _read(self, path: str) -> ManifestFile | None:
