@@ -90,7 +90,7 @@ class PodWorker(PodTerminator):
                          pod_ip=addresses.pod_ip, start_time=self.start_time,
                          terminating_since=self.terminating_since, transitions=self.transitions,
                          reason=reason, message=message, failed=self.deadline_exceeded)
-        return pod_json(self.pod, list(self.records.values()), facts)
+        return pod_json(self.pod, list(self.records.values()), facts, self.context.dumped)
 
     @property
     def admitted(self) -> bool:
