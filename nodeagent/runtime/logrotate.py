@@ -8,8 +8,11 @@ runtime is asked to reopen its log (conmon's control FIFO, CRI ReopenContainerLo
 file; the rotated file is then compressed in a thread, keeping only its newest containerLogMaxSize bytes
 (from a line's start), and the oldest rotated files beyond containerLogMaxFiles - 1 are deleted. The kubelet
 checks every 10 s and keeps the newest rotated file uncompressed and whole, so one burst overshoots its limit
-until the next rotation; here the check runs every second and every rotated file is trimmed and compressed,
-so a few seconds after any burst a container's logs take at most about maxSize x maxFiles, newest lines kept.
+until the next rotation; here a log that is being written is checked every second and every rotated file is
+trimmed and compressed, so a few seconds after a burst a container's logs take at most about maxSize x
+maxFiles, newest lines kept. A log whose size has not changed for QUIET_CHECKS checks is checked every
+QUIET_EVERY seconds, as the kubelet checks every log, until it grows again (1,000 sleeping pods' logs sized
+every second cost a quarter of the agent's idle CPU).
 
 A file no runtime writes any more (its container has exited) is trimmed in place to its newest maxSize bytes
 instead, so that `logs --previous` still finds it.
@@ -32,6 +35,8 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
+QUIET_CHECKS = 10  # checks without a change in size: the log is quiet
+QUIET_EVERY = 10  # rounds: a quiet log is checked in one round of these
 SETTLE_EVERY = 10  # rounds: the rotated files of a log whose rotation failed, looked at again every 10 s
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"  # the kubelet's "20060102-150405"
 COPY_BYTES = 1 << 20
@@ -160,11 +165,13 @@ async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits
     failed, every SETTLE_EVERY rounds (listing every container's directory every 10 s cost 0.2 % of a core at
     1,000 pods, to find nothing)."""
     failed: set[str] = set()
+    sizes: dict[str, Sized] = {}
     for round_ in itertools.count():
         current = list(files())
         paths = [file.path for file in current]
         settle = set(paths) if round_ == 0 else failed if round_ % SETTLE_EVERY == 0 else set()
-        over, unsettled = await asyncio.to_thread(_sweep, paths, limits, settle)
+        over, unsettled, sizes = await asyncio.to_thread(_sweep, paths, limits, settle, sizes,
+                                                         all_quiet=round_ % QUIET_EVERY == 0)
         failed = (failed - settle) | unsettled
         for file in current:
             if file.path in over:
@@ -176,12 +183,25 @@ async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits
         await asyncio.sleep(CHECK_SECONDS)
 
 
-def _sweep(paths: list[str], limits: LogLimits, settle: set[str]) -> tuple[set[str], set[str]]:
-    """The logs over their size, and those whose check or settling failed; the rest of `settle` settled."""
-    over, failed = set(), set()
+@dataclass(frozen=True, slots=True)
+class Sized:
+    size: int | None  # at the last check (None: no such file)
+    unchanged: int  # checks since it changed
+
+
+def _sweep(paths: list[str], limits: LogLimits, settle: set[str], sizes: dict[str, Sized], *,
+           all_quiet: bool) -> tuple[set[str], set[str], dict[str, Sized]]:
+    """The logs over their size, those whose check or settling failed, and every log's size as last seen; the
+    rest of `settle` settled. A quiet log is only checked with `all_quiet`."""
+    over, failed, seen = set(), set(), {}
     for path in paths:
+        last = sizes.get(path)
+        if last is not None and last.unchanged >= QUIET_CHECKS and not all_quiet and path not in settle:
+            seen[path] = last
+            continue
         try:
             size = _size(path)
+            seen[path] = Sized(size, last.unchanged + 1 if last is not None and last.size == size else 0)
             if size is not None and size > limits.max_size:
                 over.add(path)
             elif size is not None and path in settle:
@@ -189,4 +209,4 @@ def _sweep(paths: list[str], limits: LogLimits, settle: set[str]) -> tuple[set[s
         except Exception as exc:  # one log's trouble is not the others'
             log.warning("rotating the log %s: %s", path, exc)
             failed.add(path)
-    return over, failed
+    return over, failed, seen

@@ -210,3 +210,33 @@ async def test_a_log_whose_rotation_failed_is_settled_again(tmp_path: Path, monk
         task.cancel()
     assert calls == ["reopen"] and not failures
     assert sorted(name.endswith(".gz") for name in os.listdir(tmp_path)) == [False, True]  # 0.log and its .gz
+
+
+def test_a_quiet_log_is_checked_every_quiet_every_rounds_until_it_grows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 sleeping pods' logs sized every second were a quarter of the idle agent's CPU: a log unchanged for
+    QUIET_CHECKS checks is sized only in the rounds that check every log, as the kubelet's every 10 s."""
+    paths = [str(tmp_path / f"{index}.log") for index in range(3)]
+    for path in paths:
+        Path(path).write_bytes(b"x")
+    limits = LogLimits(max_size=1000, max_files=2)
+    sized: list[str] = []
+    real = logrotate._size
+
+    def counting(path: str) -> int | None:
+        sized.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(logrotate, "_size", counting)
+    sizes: dict[str, logrotate.Sized] = {}
+    for _ in range(logrotate.QUIET_CHECKS + 1):
+        _, _, sizes = logrotate._sweep(paths, limits, set(), sizes, all_quiet=False)
+    Path(paths[1]).write_bytes(b"x" * 2000)  # a burst in a quiet log
+    sized.clear()
+    over, _, sizes = logrotate._sweep(paths, limits, set(), sizes, all_quiet=False)
+    assert sized == [] and over == set()
+    over, _, sizes = logrotate._sweep(paths, limits, set(), sizes, all_quiet=True)
+    assert sized == ["0.log", "1.log", "2.log"] and over == {paths[1]}
+    sized.clear()
+    logrotate._sweep(paths, limits, set(), sizes, all_quiet=False)
+    assert sized == ["1.log"]  # it changed: checked every round again
