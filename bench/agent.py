@@ -146,22 +146,35 @@ def start_many(agent: AgentHarness, count: int) -> None:
              timeout=max(300, count * 0.6), interval=1, what=f"{count} pods running")
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def idle(agent: AgentHarness, seconds: float, goals: Goals) -> None:
     assert agent.process is not None
     process = psutil.Process(agent.process.pid)
-    before = process.cpu_times()
-    time.sleep(seconds)
-    after = process.cpu_times()
-    used = (after.user + after.system) - (before.user + before.system)
-    rss = process.memory_info().rss
     conmons = [p for p in psutil.process_iter(["name", "cmdline"])
                if p.info["name"] == "conmon" and str(agent.state) in " ".join(p.info["cmdline"] or [])]
+    before, conmon_before = cpu_seconds([process]), cpu_seconds(conmons)
+    time.sleep(seconds)
+    used, conmon_used = cpu_seconds([process]) - before, cpu_seconds(conmons) - conmon_before
+    rss = process.memory_info().rss
     conmon_rss = sum(p.memory_info().rss for p in conmons)
-    cpu, rss_mb = used / seconds * 100, rss / 2**20
+    conmon_uss = sum(p.memory_full_info().uss for p in conmons)  # its own pages: what one more conmon costs
+    cpu, rss_mb, count = used / seconds * 100, rss / 2**20, max(1, len(conmons))
     print(f"idle with {len(agent.pods())} pods over {seconds:.0f} s: agent CPU {cpu:.2f} % of a core "
           f"(goal <= 1 %: {verdict(cpu <= 1)}), RSS {rss_mb:.0f} MB (goal <= {goals.rss_mb:.0f} MB: "
-          f"{verdict(rss_mb <= goals.rss_mb)}); {len(conmons)} conmons, {conmon_rss / 2**20:.0f} MB RSS in all, "
-          f"{conmon_rss / 2**20 / max(1, len(conmons)):.1f} MB each")
+          f"{verdict(rss_mb <= goals.rss_mb)})")
+    print(f"{len(conmons)} conmons: RSS {conmon_rss / 2**20:.0f} MB in all ({conmon_rss / 2**20 / count:.1f} MB each), "
+          f"of it their own (USS) {conmon_uss / 2**20:.0f} MB ({conmon_uss / 2**10 / count:.0f} KiB each); "
+          f"CPU {conmon_used / seconds * 100:.2f} % of a core in all")
 
 
 def wall_times(command: list[str], runs: int) -> list[float]:

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 from typing import ClassVar
 
@@ -82,4 +83,29 @@ async def _main(agent: Agent) -> None:
         watcher = asyncio.PidfdChildWatcher()
         watcher.attach_loop(asyncio.get_running_loop())
         asyncio.set_child_watcher(watcher)
+    if path := os.environ.get("NODEAGENT_PROFILE"):
+        profile_on_sigusr1(path)
     await agent.run()
+
+
+def profile_on_sigusr1(path: str) -> None:
+    """NODEAGENT_PROFILE=<file> (development): SIGUSR1 starts cProfile on the event loop's thread, the next
+    SIGUSR1 stops it and writes <file> for pstats: what a running agent spends its loop on (threads apart).
+    The write, once per profile, is the only blocking step."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    running = False
+
+    def toggle() -> None:
+        nonlocal running
+        if running:
+            profiler.disable()
+            profiler.dump_stats(path)
+            log.info("profile written to %s", path)
+        else:
+            profiler.enable()
+            log.info("profiling until the next SIGUSR1")
+        running = not running
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, toggle)

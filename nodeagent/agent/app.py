@@ -38,6 +38,7 @@ from nodeagent.runtime.logrotate import LogLimits, keep_bounded
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
 from nodeagent.sources.desired import DesiredSet
+from nodeagent.sources.fileindex import index_path
 from nodeagent.sources.files import FileSource, ManifestFile
 from nodeagent.sources.http import HttpSettings, HttpSource
 from nodeagent.sources.merge import SourceProblem
@@ -92,6 +93,7 @@ class Agent:
         self._status_scheduled = False
         self._api_changed: Callable[[], None] = lambda: None
         self._started = dt.datetime.now(dt.UTC)
+        self._restored: list[StaticPod] = []  # restored pods, for the first scan of the manifests
 
     def _changed(self) -> None:
         """Something about a pod changed: tell the embedder, the API's watches, and systemd's STATUS within a
@@ -145,7 +147,8 @@ class Agent:
         await self.pods.start()
         old_bundles = self.pods.bundles()
         restored = await self.pods.restore()
-        self.desired.restored([w.pod for w in self.pods.pods() if w.terminating_since is None])
+        self._restored = [w.pod for w in self.pods.pods() if w.terminating_since is None]
+        self.desired.restored(self._restored)
         # Only now: an API answering before the restore would list the node's pods as gone.
         await server.start()
         limits = LogLimits(self.config.container_log_max_bytes, self.config.container_log_max_files)
@@ -153,8 +156,8 @@ class Agent:
             async with asyncio.TaskGroup() as tasks:  # every task of the agent; a failure of one stops it
                 tasks.create_task(self._run_sources(), name="sources")
                 tasks.create_task(self._watchdog(), name="watchdog")
-                tasks.create_task(keep_bounded(
-                    lambda: [f for worker in self.pods.pods() for f in worker.log_files()], limits),
+                tasks.create_task(keep_bounded(  # every second: the workers as they are, unsorted
+                    lambda: [f for worker in self.pods.workers.values() for f in worker.log_files()], limits),
                     name="log rotation")
                 await self._wake.wait()  # the first sync, or stop()
                 if not self._stop.is_set():  # not cut short by stop(): a clean-up must not stop half-way
@@ -212,7 +215,9 @@ class Agent:
         """The file source and the URL source, started again with the new settings after each reload."""
         while True:
             files = FileSource(self.config.static_pod_path, node_name=self.node_name,
-                               frequency_seconds=self.config.file_check_frequency / 1e9)
+                               frequency_seconds=self.config.file_check_frequency / 1e9,
+                               index=index_path(self.config.nodeagent.state_dir), restored=self._restored)
+            self._restored = []  # a reload reads every file again
             readers = {asyncio.create_task(files.run(self._on_files), name="file source")}
             self.http_source = self._make_http_source()
             if self.http_source is not None:

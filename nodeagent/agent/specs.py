@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from nodeagent.agent import volumes
 from nodeagent.agent.env import PodAddresses, command_line, container_env
@@ -25,7 +27,7 @@ from nodeagent.network.model import HostPort
 from nodeagent.plan import paths
 from nodeagent.plan.pod import ResourcePlan
 from nodeagent.runtime.base import ContainerSpec, Mount, PodSandboxSpec
-from nodeagent.runtime.logs import container_log_path, pod_log_dir
+from nodeagent.runtime.logs import container_log_file, pod_log_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,21 @@ class PodContext:
         """The pod's directory in the state directory (volumes, /etc files, termination messages)."""
         return volumes.pod_dir(self.services.state_dir, self.pod.uid)
 
+    @cached_property
+    def dumped(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The pod's metadata and spec as JSON, for its status: the pod never changes, and the API dumped every
+        pod's twice for each list (half of a `get pods` at 1,000 pods). Read-only: copy before changing."""
+        pod = self.pod.pod
+        return pod.metadata.model_dump(by_alias=True, exclude_none=True), pod.spec.model_dump(by_alias=True,
+                                                                                               exclude_none=True)
+
+    @cached_property
+    def log_dir(self) -> str:
+        """The pod's log directory (the log rotation asks for every container's log path every second)."""
+        return pod_log_dir(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid)
+
     def log_path(self, container: str, attempt: int) -> str:
-        return container_log_path(self.services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid, container,
-                                  attempt)
+        return container_log_file(self.log_dir, container, attempt)
 
     def sandbox_spec(self) -> PodSandboxSpec:
         services, spec, meta = self.services, self.pod.pod.spec, self.pod.pod.metadata
@@ -63,7 +77,7 @@ class PodContext:
         return PodSandboxSpec(
             name=self.pod.name, namespace=self.pod.namespace, uid=self.pod.uid,
             hostname=pod_hostname(spec.hostname or self.pod.name),
-            log_directory=pod_log_dir(services.logs_dir, self.pod.namespace, self.pod.name, self.pod.uid),
+            log_directory=self.log_dir,
             cgroup_parent=parent, host_network=spec.host_network,
             dns=pod_dns_of(spec, read_node_file(services.resolv_conf)), port_mappings=tuple(host_ports(self.pod)),
             labels=dict(meta.labels or {}), annotations=dict(meta.annotations or {}),

@@ -162,12 +162,15 @@ def _terminated(termination: Termination, message_budget: int) -> dict[str, Any]
     return out
 
 
-def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) -> dict[str, Any]:
-    """The pod as a `v1 Pod`, status included."""
+def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts,
+             dumped: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The pod as a `v1 Pod`, status included; `dumped`: its metadata and spec as JSON already (not changed)."""
+    metadata_json, spec_json = dumped or (pod.pod.metadata.model_dump(by_alias=True, exclude_none=True),
+                                          pod.pod.spec.model_dump(by_alias=True, exclude_none=True))
     init = [r for r in records if r.init]
     app = [r for r in records if not r.init]
     phase = "Failed" if facts.failed else pod_phase(pod.pod.spec.restart_policy, init, app)
-    metadata: dict[str, Any] = pod.pod.metadata.model_dump(by_alias=True, exclude_none=True)
+    metadata = dict(metadata_json)
     metadata["creationTimestamp"] = rfc3339(facts.created_at)
     if facts.terminating_since is not None:
         metadata["deletionTimestamp"] = rfc3339(facts.terminating_since)
@@ -195,6 +198,6 @@ def pod_json(pod: StaticPod, records: list[ContainerRecord], facts: PodFacts) ->
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata,
-        "spec": pod.pod.spec.model_dump(by_alias=True, exclude_none=True),
+        "spec": spec_json,
         "status": status,
     }

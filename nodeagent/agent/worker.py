@@ -94,7 +94,7 @@ class PodWorker(PodTerminator):
                          reason=reason, message=message, failed=self.deadline_exceeded,
                          started=frozenset(name for name, slot in self.slots.items()
                                            if slot.observed.state is ContainerState.RUNNING and slot.observed.started))
-        return pod_json(self.pod, list(self.records.values()), facts)
+        return pod_json(self.pod, list(self.records.values()), facts, self.context.dumped)
 
     @property
     def admitted(self) -> bool:

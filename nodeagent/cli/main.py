@@ -6,19 +6,41 @@ Exit codes: 0 success, 1 a failure reported in one line (bad manifest, no agent,
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from nodeagent.cli.commands import describe, events, get, logs, top
-from nodeagent.cli.doctor import doctor
-from nodeagent.cli.images import images
-from nodeagent.cli.kubeconfig import kubeconfig
 from nodeagent.cli.output import examples
-from nodeagent.cli.plan import plan
-from nodeagent.cli.run import run
-from nodeagent.cli.streams import attach, exec_command, port_forward
+
+# Each command's module, loaded only when the command runs (or help lists them): `nodeagent run` and
+# `nodeagent get pods` do not load the others (exec's aiohttp client, the image store, ...), ~30 ms of each start.
+COMMANDS = {
+    "run": "nodeagent.cli.run:run", "get": "nodeagent.cli.commands:get", "describe": "nodeagent.cli.commands:describe",
+    "logs": "nodeagent.cli.commands:logs", "events": "nodeagent.cli.commands:events",
+    "top": "nodeagent.cli.commands:top", "exec": "nodeagent.cli.streams:exec_command",
+    "attach": "nodeagent.cli.streams:attach", "port-forward": "nodeagent.cli.streams:port_forward",
+    "plan": "nodeagent.cli.plan:plan", "doctor": "nodeagent.cli.doctor:doctor", "images": "nodeagent.cli.images:images",
+    "kubeconfig": "nodeagent.cli.kubeconfig:kubeconfig",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=examples(
+class LazyGroup(click.Group):
+    """The top-level group: its commands are COMMANDS, each imported when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, attribute = where.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command) and command.name == cmd_name, where
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=examples(
     "sudo nodeagent run",
     "sudo cp examples/memory-demo-2.yaml /etc/kubernetes/manifests/",
     "nodeagent get pods",
@@ -29,11 +51,6 @@ from nodeagent.cli.streams import attach, exec_command, port_forward
 @click.version_option(package_name="nodeagent")
 def cli() -> None:
     """nodeagent: the kubelet's job for static pods, without a control plane."""
-
-
-for command in (run, get, describe, logs, events, top, exec_command, attach, port_forward, plan, doctor, images,
-                kubeconfig):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from nodeagent.network.errors import AddressesExhaustedError, HostPortConflictError, NetworkError
@@ -38,8 +38,14 @@ class LeaseTable:
     leases: tuple[Lease, ...] = ()
     last: IPv4Address | None = None  # handed out last; the next search starts after it
 
+    _by_uid: dict[str, Lease] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # each pod's status asks for its lease: a scan per pod made listing 1,000 pods quadratic
+        object.__setattr__(self, "_by_uid", {lease.uid: lease for lease in reversed(self.leases)})
+
     def get(self, uid: str) -> Lease | None:
-        return next((lease for lease in self.leases if lease.uid == uid), None)
+        return self._by_uid.get(uid)
 
 
 def parse_pod_cidr(cidr: str) -> IPv4Network:

@@ -40,8 +40,13 @@ def resolve_netns(netns: str) -> str:
 
 
 def netns_exists(path: str) -> bool:
-    """A namespace is mounted at `path` (an empty file left by a creation cut short does not count)."""
-    return os.path.ismount(path)
+    """A namespace is mounted at `path` (an empty file left by a creation cut short does not count): the file
+    is on another device (nsfs) than its directory. Two lstat calls: os.path.ismount resolves the whole path,
+    ~0.4 ms a pod, on the loop, when a restart takes a thousand pods back."""
+    try:
+        return os.lstat(path).st_dev != os.lstat(os.path.dirname(path)).st_dev
+    except OSError:
+        return False
 
 
 async def create_netns(name: str) -> bool:

@@ -22,7 +22,12 @@ def pod_log_dir(logs_root: str, namespace: str, name: str, uid: str) -> str:
 
 
 def container_log_path(logs_root: str, namespace: str, name: str, uid: str, container: str, attempt: int) -> str:
-    return os.path.join(pod_log_dir(logs_root, namespace, name, uid), container, f"{attempt}.log")
+    return container_log_file(pod_log_dir(logs_root, namespace, name, uid), container, attempt)
+
+
+def container_log_file(pod_log_directory: str, container: str, attempt: int) -> str:
+    """The attempt's log in its pod's log directory (a container's name is a DNS label: no `/`)."""
+    return f"{pod_log_directory}/{container}/{attempt}.log"
 
 
 def parse_line(line: bytes) -> tuple[bytes, str, bool, bytes] | None:

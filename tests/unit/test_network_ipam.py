@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
 from nodeagent.network.errors import AddressesExhaustedError, HostPortConflictError, NetworkError
-from nodeagent.network.ipam import LeaseTable, allocate, gateway, parse_pod_cidr, release
+from nodeagent.network.ipam import Lease, LeaseTable, allocate, gateway, parse_pod_cidr, release
 from nodeagent.network.model import HostPort
 
 NETWORK = IPv4Network("10.88.0.0/16")
@@ -117,3 +118,11 @@ def test_a_pod_cannot_publish_one_port_twice() -> None:
 def test_unusable_host_ports(port: HostPort, message: str) -> None:
     with pytest.raises(NetworkError, match=message):
         give(LeaseTable(NETWORK), "a", port)
+
+
+def test_get_finds_each_lease_and_the_first_of_a_uid() -> None:
+    first, second, other = (Lease("a", IPv4Address("192.168.0.2"), "p", "ns"),
+                            Lease("a", IPv4Address("192.168.0.3"), "p", "ns"), Lease("b", IPv4Address("192.168.0.4"), "q", "ns"))
+    table = LeaseTable(NETWORK, (first, second, other))
+    assert table.get("a") is first and table.get("b") is other and table.get("c") is None
+    assert replace(table, leases=(other,)).get("a") is None

@@ -15,7 +15,7 @@ import pytest
 
 from nodeagent.agent.admission import Allocatable
 from nodeagent.agent.lifecycle import PodState
-from nodeagent.agent.pods import PodManager
+from nodeagent.agent.pods import PodManager, _belongs
 from nodeagent.agent.records import State
 from nodeagent.agent.store import PodStore
 from nodeagent.api.manifest import StaticPod
@@ -191,3 +191,22 @@ async def test_orphaned_pod_cgroups_are_removed_and_known_ones_kept(tmp_path: Pa
     assert orphan in node.cgroups.removed
     assert plan.pod.path in node.cgroups.existing
     await pods.close()
+
+
+def test_a_cgroup_belongs_to_a_known_uid_in_each_spelling() -> None:
+    """One set look-up per possible UID in the name gives what comparing with every known UID gave."""
+    known = {"0123abcd", "a-b-c", "dashed-uid", "pod"}
+    spelled = {uid.replace("-", "_") for uid in known}
+
+    def reference(child: str) -> bool:
+        return any(child == f"pod{uid}" or child.startswith(f"pod{uid}-")
+                   or child.endswith(f"-pod{uid.replace('-', '_')}.slice") for uid in known)
+
+    children = ["pod0123abcd", "pod0123abcd-app", "poda-b-c", "poda-b-c-app", "poda-b", "poda-b-x",
+                "poddashed-uid-c-d", "pod0123abc", "pod0123abcde", "kubepods-besteffort-pod0123abcd.slice",
+                "kubepods-pod0123abcd.slice", "kubepods-besteffort-poda_b_c.slice", "kubepods-poda-b-c.slice",
+                "kubepods-besteffort-poddashed_uid.slice", "kubepods-besteffort-pod0123.slice", "podpod",
+                "podpod-x", "x-podpod.slice", "pod", "-pod.slice", "burstable", "pod-"]
+    for child in children:
+        assert _belongs(child, known, spelled) == reference(child), child
+    assert _belongs("poda-b-c-app", known, spelled) and not _belongs("poda-b-x", known, spelled)

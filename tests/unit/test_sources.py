@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent.api.manifest import StaticPod
-from nodeagent.sources.files import FileSource, ManifestFile, is_manifest_name
+from nodeagent.sources.files import FileSource, ManifestFile, _Watcher, is_manifest_name
 from nodeagent.sources.merge import Desired, merge_files
 from tests.conftest import ReadableSource
 
@@ -361,3 +361,27 @@ def test_a_duplicate_kept_from_a_last_good_version_still_loses_to_an_earlier_fil
     after = merge_files(src.scan(), before.last_good)
     assert [image_of(p) for p in after.pods] == ["a"]
     assert sorted(p.reason for p in after.problems) == ["DuplicateManifest", "InvalidManifest"]
+
+
+def test_the_watcher_hears_writes_renames_and_deletions_but_not_the_scans_own_reads(tmp_path: Path) -> None:
+    """inotify is asked only for what CHANGES names: reading every manifest at each scan wakes no thread."""
+    heard: list[str] = []
+    watcher = _Watcher(str(tmp_path), lambda: None)
+    watcher.on_any_event = lambda event: heard.append(event.event_type)  # type: ignore[method-assign]
+    (tmp_path / "a.yaml").write_text(manifest("a"))
+    watcher.ensure_started()
+    try:
+        for _ in range(20):
+            (tmp_path / "a.yaml").read_bytes()
+        time.sleep(0.3)
+        assert heard == []
+        (tmp_path / "b.yaml").write_text(manifest("b"))
+        os.replace(tmp_path / "b.yaml", tmp_path / "c.yaml")
+        (tmp_path / "a.yaml").unlink()
+        deadline = time.monotonic() + 5
+        while len(set(heard)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {"closed", "moved", "deleted"} <= set(heard), heard
+        assert set(heard) <= {"closed", "moved", "deleted"}, heard
+    finally:
+        watcher.stop()
