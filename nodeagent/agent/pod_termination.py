@@ -1,6 +1,7 @@
 """A pod's termination (nodeagent.agent.worker runs it): its running containers stopped within the pod's grace
 period, group after group in lifecycle.stop_order (the app containers, then the sidecars one by one in reverse):
-preStop hooks, the stop signal, SIGKILL for what is still alive when the grace period is over."""
+preStop hooks, the stop signal, SIGKILL for what is still alive when the grace period is over. One container
+is stopped the same way when a probe kills it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections.abc import Callable
 from nodeagent.agent.events import NORMAL, WARNING
 from nodeagent.agent.hooks import run_hook
 from nodeagent.agent.lifecycle import DesiredContainer, stop_order
-from nodeagent.agent.stopping import MIN_GRACE_SECONDS
+from nodeagent.agent.stopping import MIN_GRACE_SECONDS, kill_grace
 from nodeagent.agent.supervisor import ContainerSupervisor
 from nodeagent.agent.termination import stop_gracefully
+from nodeagent.api.model import Probe
 from nodeagent.runtime.base import RunningContainer
 
 
@@ -42,6 +44,16 @@ class PodTerminator(ContainerSupervisor):
             await stop_gracefully(clock, list(running.values()), left,
                                   lambda c: any(slot.running is c for slot in self.slots.values()),
                                   self._stop_signals(running))
+
+    async def _stop_container(self, name: str, running: RunningContainer, probe: Probe | None = None) -> None:
+        """One container stopped as the kubelet's killContainer stops it (a probe's kill, or one that came after
+        the pod's termination began): preStop, its stop signal, SIGKILL when the grace period (a killing probe's
+        own, if it has one) is over; the hook's time counts in it, the signal gets 2 s at least."""
+        clock = self.services.clock
+        grace, began = kill_grace(self.pod.pod.spec, probe), clock.monotonic()
+        await self._pre_stop(name, running, grace)
+        await stop_gracefully(clock, [running], max(grace - (clock.monotonic() - began), MIN_GRACE_SECONDS),
+                              lambda c: self.slots[name].running is c, lambda c: self._stop_signal(name, c))
 
     def _stop_signals(self, running: dict[str, RunningContainer]) -> Callable[[RunningContainer], int]:
         names = {id(c): name for name, c in running.items()}

@@ -43,7 +43,6 @@ from nodeagent.agent.records import (
 from nodeagent.agent.security import host_has_apparmor, refuse_unenforceable
 from nodeagent.agent.services import NodeServices
 from nodeagent.agent.specs import PodContext
-from nodeagent.agent.termination import stop_gracefully
 from nodeagent.agent.wake import Wake
 from nodeagent.api.manifest import StaticPod
 from nodeagent.api.model import Container, Probe
@@ -280,9 +279,8 @@ class ContainerSupervisor:
         stopping.add_done_callback(self._stoppers.discard)
 
     async def _stop_container(self, name: str, running: RunningContainer, probe: Probe | None = None) -> None:
-        """Its stop signal, SIGKILL after the grace period (a killing probe's own, if it has one)."""
-        await stop_gracefully(self.services.clock, [running], stopping.kill_grace(self.pod.pod.spec, probe),
-                              lambda c: self.slots[name].running is c, lambda c: self._stop_signal(name, c))
+        """preStop, the stop signal, SIGKILL after the grace period: PodTerminator's."""
+        raise NotImplementedError
 
     def _stop_signal(self, name: str, running: RunningContainer) -> int:
         """lifecycle.stopSignal, else the image's STOPSIGNAL, else SIGTERM (nodeagent.agent.stopping)."""

@@ -47,8 +47,8 @@ spec:
     assert unhealthy(agent)[0].startswith("Readiness probe failed:")
 
 
-def test_liveness_restarts_the_container(agent: AgentHarness, tmp_path: Path) -> None:
-    alive = tmp_path / "alive"
+def test_liveness_restarts_the_container_after_its_prestop_hook(agent: AgentHarness, tmp_path: Path) -> None:
+    alive, stopped = tmp_path / "alive", tmp_path / "prestop-ran"
     alive.touch()
     agent.write("lively.yaml", f"""
 kind: Pod
@@ -60,6 +60,7 @@ spec:
     image: x
     command: [sleep, '3600']
     livenessProbe: {{exec: {{command: [test, -f, {alive}]}}, periodSeconds: 1, failureThreshold: 2}}
+    lifecycle: {{preStop: {{exec: {{command: [touch, {stopped}]}}}}}}
 """)
     wait_for(lambda: "running" in agent.container_status("lively", "c")["state"], what="running")
     alive.unlink()
@@ -67,6 +68,7 @@ spec:
     killing = [e["message"] for e in agent.events() if e["reason"] == "Killing"]
     assert "Container c failed liveness probe, will be restarted" in killing
     assert any(m.startswith("Liveness probe failed:") for m in unhealthy(agent))
+    assert stopped.exists()  # the kubelet's killContainer runs preStop before the stop signal
 
 
 def test_http_and_tcp_probes_with_a_startup_probe(agent: AgentHarness, tmp_path: Path) -> None:

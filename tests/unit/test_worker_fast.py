@@ -328,6 +328,24 @@ async def test_a_liveness_probe_kills_within_its_own_grace_period(node: FakeNode
     await stop(node, worker, task)
 
 
+async def test_a_liveness_kill_runs_the_prestop_hook_first_within_the_grace_period(node: FakeNode) -> None:
+    """As the kubelet's killContainer: preStop, then the stop signal, all within the probe's grace period."""
+    node.runtime.plan("app", Attempt(ignores_term=True), Attempt())
+    node.runtime.exec_results.extend([ExecResult(1, "sick")])
+    worker = node.worker(manifest(
+        "  containers:\n  - name: app\n    image: busybox\n    lifecycle: {preStop: {sleep: {seconds: 5}}}\n"
+        "    livenessProbe: {exec: {command: [check]}, periodSeconds: 10, failureThreshold: 1,"
+        " terminationGracePeriodSeconds: 8}\n"))
+    task = await run(node, worker)
+    running = node.runtime.running["app"]
+    await node.clock.run_until(lambda: bool(running.signals))
+    assert running.signals == [signal.SIGTERM]
+    assert node.clock.elapsed == pytest.approx(5, abs=0.1)  # the first probe failed at once, the hook slept 5 s
+    await node.clock.run_until(lambda: signal.SIGKILL in running.signals)
+    assert node.clock.elapsed == pytest.approx(8, abs=0.1)  # the hook's time counts in the probe's 8 s
+    await stop(node, worker, task)
+
+
 async def test_a_sidecar_lets_the_app_start_once_its_startup_probe_passes(node: FakeNode) -> None:
     node.runtime.exec_results.extend([ExecResult(1, "not yet"), ExecResult(1, "not yet"), ExecResult(0, "")])
     worker = node.worker(manifest(
