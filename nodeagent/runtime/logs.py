@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 
+_ATTEMPT = re.compile(r"(\d{1,9})\.log(\.|$)")
 _TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 
 
@@ -23,6 +24,17 @@ def pod_log_dir(logs_root: str, namespace: str, name: str, uid: str) -> str:
 
 def container_log_path(logs_root: str, namespace: str, name: str, uid: str, container: str, attempt: int) -> str:
     return os.path.join(pod_log_dir(logs_root, namespace, name, uid), container, f"{attempt}.log")
+
+
+def highest_attempt(container_log_dir: str) -> int | None:
+    """The highest attempt with a log file in a container's log directory (`<n>.log`, or rotated
+    `<n>.log.<time>[.gz]`), None if there is none. Blocking: run it in a thread."""
+    try:
+        names = os.listdir(container_log_dir)
+    except OSError:
+        return None
+    attempts = [int(found.group(1)) for name in names if (found := _ATTEMPT.match(name))]
+    return max(attempts, default=None)
 
 
 def parse_line(line: bytes) -> tuple[bytes, str, bool, bytes] | None:

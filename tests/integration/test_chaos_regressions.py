@@ -280,3 +280,28 @@ def test_the_agent_lives_when_the_orphan_clean_up_cannot_save_the_leases(harness
              or "removing the networks of pods that are gone" in harness.agent_log(), what="the clean-up")
     assert harness.process.poll() is None, harness.agent_log()[-2000:]
     assert "Read-only file system" in harness.agent_log()
+
+
+def test_a_restart_whose_save_was_lost_is_learnt_from_the_disk(agent: AgentHarness) -> None:
+    """Found by chaos (runc, seed 11: the stateDir full, then the agent SIGKILLed): the state file still said
+    attempt 0 ran; the restart took back that ended attempt, showed restart count 0 after 1, and killed the
+    running attempt 1 to start it again. Its log file (1.log) and its conmon prove it began: it is taken back,
+    with its count, and the attempt before it ended unrecorded (ContainerStatusUnknown)."""
+    agent.write("steady.yaml", SLEEPER % "steady")
+    first = wait_for(lambda: running_id(agent, "steady"), what="running")
+    state_file = agent.state / "pods" / agent.pod("steady")["metadata"]["uid"] / "pod.json"
+    stale = state_file.read_bytes()  # what the disk keeps when the saves that follow cannot be written
+    for pid in agent.procs(agent.cgroup_path("steady", "c")):
+        os.kill(pid, signal.SIGKILL)
+    second = wait_for(lambda: running_id(agent, "steady") not in (None, first) and running_id(agent, "steady"),
+                      what="restarted")
+    agent.stop(signal.SIGKILL)
+    state_file.write_bytes(stale)
+    agent.start()
+    assert wait_for(lambda: agent.container_status("steady", "c"), what="restored")["restartCount"] == 1
+    wait_for(lambda: running_id(agent, "steady"), what="running after the restart")
+    time.sleep(1)  # a wrong agent would start attempt 1 again about now
+    status = agent.container_status("steady", "c")
+    assert (status["containerID"], status["restartCount"]) == (second, 1)
+    assert status["lastState"]["terminated"]["containerID"] == first
+    assert status["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"

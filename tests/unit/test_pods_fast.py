@@ -115,6 +115,34 @@ async def test_a_container_that_ended_while_the_agent_was_away_is_recorded(tmp_p
     await again.close()
 
 
+async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_running(tmp_path: Path) -> None:
+    """The saved state knows attempt 0 running; attempt 1's log file proves it began after that save (which
+    could not be written) and nothing runs it now: the count is 1, both ends unknown, and the next start is
+    attempt 2 (catchup.py)."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.settle()
+    lost = first.runtime.running["app"].container_id
+    await pods.close()
+    logs = Path(first.services.logs_dir) / f"default_web-node1_{web.uid}" / "app"
+    logs.mkdir(parents=True)
+    (logs / "0.log").touch()
+    (logs / "1.log.20261204-101010.gz").touch()  # rotated: its attempt counts too
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    again = manager(second)
+    await again.restore()
+    record = again.workers[web.uid].records["app"]
+    assert (record.restart_count, record.state) == (1, State.TERMINATED)
+    assert record.last_termination is not None and record.terminated is not None
+    assert (record.last_termination.container_id, record.last_termination.reason) == (lost, "ContainerStatusUnknown")
+    assert (record.terminated.exit_code, record.terminated.container_id) == (137, None)
+    await second.clock.run_until(lambda: len(second.runtime.started) == 1)
+    assert second.runtime.started[0].attempt == 2
+    await again.close()
+
+
 async def test_orphaned_pod_cgroups_are_removed_and_known_ones_kept(tmp_path: Path) -> None:
     node = FakeNode(tmp_path)
     pods = manager(node)
