@@ -21,9 +21,11 @@ from nodeagent.runtime.cri.client import CRIClient
 from nodeagent.runtime.cri.mapping import CONTAINER_NAME, OURS
 from tests.integration.containerd import BUSYBOX_IMAGE, TestImages, cri_images, running_containerd
 from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.registry import Registry, auth_registry, registry
 from tests.integration.test_cri import remove_sandboxes
+from tests.integration.test_runc import Images, RuncAgent, images
 
-__all__ = ["cri_images"]  # the fixture, imported for pytest
+__all__ = ["auth_registry", "cri_images", "images", "registry"]  # the fixtures, imported for pytest
 
 SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
 BROKEN = ("kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600'], "
@@ -282,22 +284,26 @@ def test_the_agent_lives_when_the_orphan_clean_up_cannot_save_the_leases(harness
     assert "Read-only file system" in harness.agent_log()
 
 
-def test_a_restart_whose_save_was_lost_is_learnt_from_the_disk(agent: AgentHarness) -> None:
-    """Found by chaos (runc, seed 11: the stateDir full, then the agent SIGKILLed): the state file still said
-    attempt 0 ran; the restart took back that ended attempt, showed restart count 0 after 1, and killed the
-    running attempt 1 to start it again. Its log file (1.log) and its conmon prove it began: it is taken back,
-    with its count, and the attempt before it ended unrecorded (ContainerStatusUnknown)."""
-    agent.write("steady.yaml", SLEEPER % "steady")
-    first = wait_for(lambda: running_id(agent, "steady"), what="running")
+def lose_a_save(agent: AgentHarness, container: str) -> tuple[str, str]:
+    """A pod's container restarted (attempt 1) after its state was last saved (attempt 0 running), then the
+    agent SIGKILLed and started again on that state file, as when the saves that followed could not be written
+    (the stateDir full): the two attempts' container IDs."""
+    agent.write("steady.yaml", f"kind: Pod\nmetadata: {{name: steady}}\nspec:\n  containers: [{container}]\n")
+    first = wait_for(lambda: running_id(agent, "steady"), timeout=30, what="running")
     state_file = agent.state / "pods" / agent.pod("steady")["metadata"]["uid"] / "pod.json"
-    stale = state_file.read_bytes()  # what the disk keeps when the saves that follow cannot be written
+    stale = state_file.read_bytes()
     for pid in agent.procs(agent.cgroup_path("steady", "c")):
         os.kill(pid, signal.SIGKILL)
     second = wait_for(lambda: running_id(agent, "steady") not in (None, first) and running_id(agent, "steady"),
-                      what="restarted")
+                      timeout=30, what="restarted")
     agent.stop(signal.SIGKILL)
     state_file.write_bytes(stale)
     agent.start()
+    return first, second
+
+
+def assert_taken_back(agent: AgentHarness, first: str, second: str) -> None:
+    """The running attempt 1 taken back with its count from the first answer on, attempt 0's end unknown."""
     assert wait_for(lambda: agent.container_status("steady", "c"), what="restored")["restartCount"] == 1
     wait_for(lambda: running_id(agent, "steady"), what="running after the restart")
     time.sleep(1)  # a wrong agent would start attempt 1 again about now
@@ -305,3 +311,25 @@ def test_a_restart_whose_save_was_lost_is_learnt_from_the_disk(agent: AgentHarne
     assert (status["containerID"], status["restartCount"]) == (second, 1)
     assert status["lastState"]["terminated"]["containerID"] == first
     assert status["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
+
+
+def test_a_restart_whose_save_was_lost_is_learnt_from_the_disk(agent: AgentHarness) -> None:
+    """Found by chaos (runc, seed 11: the stateDir full, then the agent SIGKILLed): the state file still said
+    attempt 0 ran; the restart took back that ended attempt, showed restart count 0 after 1, and killed the
+    running attempt 1 to start it again. Its log file (1.log) and its conmon prove it began: it is taken back,
+    with its count, and the attempt before it ended unrecorded (ContainerStatusUnknown)."""
+    first, second = lose_a_save(agent, "{name: c, image: x, command: [sleep, '3600']}")
+    assert_taken_back(agent, first, second)
+
+
+def test_a_runc_restart_whose_save_was_lost_is_learnt_from_the_disk(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:
+    """The same with runc, as the soak found it (runc says which containers run: `runc state`)."""
+    runc = RuncAgent(agent_root, [registry, auth_registry])
+    try:
+        runc.harness.start()
+        first, second = lose_a_save(runc.harness, f"{{name: c, image: '{images.busybox.reference}', "
+                                                  "command: [sleep, '3600']}")
+        assert_taken_back(runc.harness, first, second)
+    finally:
+        runc.clean_up()
