@@ -74,11 +74,12 @@ async def test_a_start_cut_short_before_its_watch_waits_for_conmon_and_leaves_no
 
 def stop_before_taken_back(harness: AgentHarness, container: str) -> None:
     """A running pod, restored after an agent restart and stopped before its set-up was done (its hostPath
-    directory is gone: the set-up fails until the pod is stopped), so it never takes its container back."""
+    directory is gone: the set-up fails until the pod is stopped), so it never takes its container back before
+    its stop (a runc container's sleep, its PID 1, ignores SIGTERM: SIGKILL after the 3 s grace period)."""
     volume = harness.root / "volume"
     volume.mkdir()
     harness.start()
-    harness.write("gone.yaml", "kind: Pod\nmetadata: {name: gone}\nspec:\n"
+    harness.write("gone.yaml", "kind: Pod\nmetadata: {name: gone}\nspec:\n  terminationGracePeriodSeconds: 3\n"
                   f"  volumes: [{{name: v, hostPath: {{path: {volume}, type: Directory}}}}]\n"
                   f"  containers: [{container}]\n")
     wait_for(lambda: "running" in harness.container_status("gone", "c")["state"], what="running")
@@ -114,3 +115,14 @@ def test_a_runc_pod_stopped_before_it_took_its_containers_back_leaves_nothing(
         assert list((harness.state / "images" / "leases").glob("*.json")) == []
     finally:
         agent.clean_up()
+
+
+def test_a_pod_stopped_before_it_took_its_containers_back_stops_them_gracefully(harness: AgentHarness) -> None:
+    """Such a pod's containers were SIGKILLed with its cgroups: no stop signal, no grace period. They get the
+    stop any container of a terminating pod gets: its stop signal, SIGKILL only after the grace period."""
+    marker = harness.root / "marker"
+    marker.mkdir()
+    trap = f"trap 'echo stopped > {marker}/term; exit 0' TERM; while :; do sleep 0.1; done"
+    stop_before_taken_back(harness, f'{{name: c, image: x, command: [sh, -c, "{trap}"]}}')
+    assert (marker / "term").read_text() == "stopped\n"
+    assert "stopped before it was taken back" not in harness.agent_log()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import signal
 from pathlib import Path
 
 from nodeagent.agent.admission import Allocatable
@@ -140,6 +141,26 @@ async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_r
     assert (record.terminated.exit_code, record.terminated.container_id) == (137, None)
     await second.clock.run_until(lambda: len(second.runtime.started) == 1)
     assert second.runtime.started[0].attempt == 2
+    await again.close()
+
+
+async def test_a_pod_stopped_before_it_took_its_container_back_stops_it_gracefully(tmp_path: Path) -> None:
+    """Its manifest gone while the agent was away: the container it never took back gets SIGTERM and the grace
+    period, as a taken-back one does, not a SIGKILL through its cgroup's removal."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.settle()
+    running = first.runtime.running["app"]
+    await pods.close()
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    second.runtime.adoptable[running.container_id] = running
+    again = manager(second)
+    await again.restore()
+    await again.sync([])  # before the worker's set-up
+    await second.clock.run_until(lambda: web.uid not in again.workers)
+    assert running.signals == [signal.SIGTERM]
     await again.close()
 
 
