@@ -286,9 +286,10 @@ class RuncRuntime(conmon.ConmonBundles):
     # -- removing -------------------------------------------------------------------------------------
 
     async def _undo(self, oci_id: str) -> None:
-        """A start that failed (or was cancelled) half-way: everything it made, gone."""
+        """A start that failed (or was cancelled) half-way: everything it made, gone; first its conmon and
+        `runc create`, if it was cut short while they ran (they would go on and make the container)."""
+        await asyncio.to_thread(conmon.abandon, self.layout, oci_id)
         await self._remove(oci_id)
-        await asyncio.to_thread(conmon.remove, self.layout, oci_id)
 
     async def _remove(self, oci_id: str) -> None:
         """runc delete, the rootfs unmounted, the image lease released, the rootfs directory removed.
