@@ -16,6 +16,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from nodeagent.network.model import NETNS_DIR, netns_name
 from nodeagent.runtime.cri import api_pb2 as cri
 from nodeagent.runtime.cri.client import CRIClient
 from nodeagent.runtime.cri.mapping import CONTAINER_NAME, OURS
@@ -333,3 +334,21 @@ def test_a_runc_restart_whose_save_was_lost_is_learnt_from_the_disk(
         assert_taken_back(runc.harness, first, second)
     finally:
         runc.clean_up()
+
+
+def test_the_harness_removes_the_pod_networks_of_a_tmpfs_state_directory(agent_root: Path) -> None:
+    """Each full test run left ~2 empty `nodeagent-<key>` network namespaces: the tests above that mount a tmpfs
+    on stateDir end with a pod running, and the harness unmounted the tmpfs, leases and all, before it removed
+    the pod networks those leases name."""
+    harness = AgentHarness(agent_root)
+    try:
+        harness.state.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+        harness.start()
+        harness.write("steady.yaml", SLEEPER % "steady")
+        wait_for(lambda: running_id(harness, "steady"), what="running")
+        netns = Path(NETNS_DIR) / netns_name(harness.pod("steady")["metadata"]["uid"])
+        assert netns.exists()
+    finally:
+        harness.clean_up()
+    assert not netns.exists()
