@@ -3,9 +3,10 @@
 A save that cannot be written (the state directory full) is tried again every second
 (nodeagent.agent.pods); an agent killed before then leaves a state file that knows fewer attempts than
 ran. Each attempt's log file (<logs>/<pod>/<container>/<attempt>.log, made by the runtime as the attempt
-starts, outside the state directory) proves that it began, as the kubelet counts restarts from the log
-directory when its runtime has lost them. The container's record catches up with that count, so that it
-never goes back, and the newest attempt, if it runs, is taken back instead of the saved one, which ended.
+starts, outside the state directory), written after the state file, proves that the attempt began after
+that save, as the kubelet counts restarts from the log directory when its runtime has lost them. The
+container's record catches up with that count, so that it never goes back, and the newest attempt, if it
+runs, is taken back instead of the saved one, which ended.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from nodeagent.runtime.logs import highest_attempt
 log = logging.getLogger(__name__)
 
 
-def unsaved_attempts(worker: PodWorker) -> dict[str, int]:
-    """Its containers whose log directory has an attempt their saved record does not know: the highest
-    such attempt. Blocking: run it in a thread."""
+def unsaved_attempts(worker: PodWorker, state_file: str) -> dict[str, int]:
+    """Its containers with an attempt their saved record does not know, whose log file was written after
+    the state file (a start that failed before the last save made its log file too): the highest such
+    attempt. Blocking: run it in a thread."""
+    try:
+        saved_at = os.stat(state_file).st_mtime
+    except OSError:
+        return {}
     found = {}
     for name, record in worker.records.items():
-        highest = highest_attempt(os.path.dirname(worker.context.log_path(name, 0)))
+        highest = highest_attempt(os.path.dirname(worker.context.log_path(name, 0)), written_after=saved_at)
         if highest is not None and highest >= record.next_attempt:
             found[name] = highest
     return found

@@ -125,7 +125,8 @@ class PodManager:
     async def _catch_up(self, workers: list[PodWorker], now: dt.datetime) -> None:
         """Attempts begun after a pod's last save that reached the disk (nodeagent.agent.catchup), before any
         worker runs: the newest is taken back if it runs, not killed as an orphan."""
-        unsaved = await asyncio.to_thread(lambda: {w.pod.uid: u for w in workers if (u := unsaved_attempts(w))})
+        unsaved = await asyncio.to_thread(lambda: {w.pod.uid: u for w in workers
+                                                   if (u := unsaved_attempts(w, self.store.path(w.pod.uid)))})
         for worker in workers:
             if worker.pod.uid in unsaved:
                 catch_up(worker, unsaved[worker.pod.uid], await self._find_running(worker.pod.uid), now)

@@ -26,14 +26,22 @@ def container_log_path(logs_root: str, namespace: str, name: str, uid: str, cont
     return os.path.join(pod_log_dir(logs_root, namespace, name, uid), container, f"{attempt}.log")
 
 
-def highest_attempt(container_log_dir: str) -> int | None:
-    """The highest attempt with a log file in a container's log directory (`<n>.log`, or rotated
-    `<n>.log.<time>[.gz]`), None if there is none. Blocking: run it in a thread."""
+def highest_attempt(container_log_dir: str, *, written_after: float) -> int | None:
+    """The highest attempt whose log file (`<n>.log`, or rotated `<n>.log.<time>[.gz]`) in a container's log
+    directory was written at `written_after` (a time.time()) or later, None if none was. Blocking: run it in a
+    thread."""
     try:
-        names = os.listdir(container_log_dir)
+        entries = list(os.scandir(container_log_dir))
     except OSError:
         return None
-    attempts = [int(found.group(1)) for name in names if (found := _ATTEMPT.match(name))]
+    attempts = []
+    for entry in entries:
+        found = _ATTEMPT.match(entry.name)
+        try:
+            if found and entry.stat().st_mtime >= written_after:
+                attempts.append(int(found.group(1)))
+        except OSError:
+            continue
     return max(attempts, default=None)
 
 

@@ -292,13 +292,14 @@ def lose_a_save(agent: AgentHarness, container: str) -> tuple[str, str]:
     agent.write("steady.yaml", f"kind: Pod\nmetadata: {{name: steady}}\nspec:\n  containers: [{container}]\n")
     first = wait_for(lambda: running_id(agent, "steady"), timeout=30, what="running")
     state_file = agent.state / "pods" / agent.pod("steady")["metadata"]["uid"] / "pod.json"
-    stale = state_file.read_bytes()
+    stale, saved_at = state_file.read_bytes(), state_file.stat().st_mtime_ns
     for pid in agent.procs(agent.cgroup_path("steady", "c")):
         os.kill(pid, signal.SIGKILL)
     second = wait_for(lambda: running_id(agent, "steady") not in (None, first) and running_id(agent, "steady"),
                       timeout=30, what="restarted")
     agent.stop(signal.SIGKILL)
     state_file.write_bytes(stale)
+    os.utime(state_file, ns=(saved_at, saved_at))
     agent.start()
     return first, second
 
@@ -352,3 +353,26 @@ def test_the_harness_removes_the_pod_networks_of_a_tmpfs_state_directory(agent_r
     finally:
         harness.clean_up()
     assert not netns.exists()
+
+
+def test_a_start_that_failed_before_the_last_save_counts_no_attempt(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:
+    """A runc start refused by `runc create` leaves the log file conmon opened, with no attempt begun: older
+    than the state saved after the failure, it proves nothing after an agent restart."""
+    runc = RuncAgent(agent_root, [registry, auth_registry])
+    agent = runc.harness
+    try:
+        agent.start()
+        agent.write("nope.yaml", f"kind: Pod\nmetadata: {{name: nope}}\nspec:\n  containers: [{{name: c, image: "
+                                 f"'{images.busybox.reference}', command: [no-such-command]}}]\n")
+        wait_for(lambda: agent.container_status("nope", "c")["state"].get("waiting", {}).get("reason") ==
+                 "RunContainerError", timeout=30, what="the start refused")
+        assert list(agent.root.glob("**/*nope*/c/0.log"))  # what misled the restart
+        time.sleep(0.5)  # saved
+        agent.stop(signal.SIGKILL)
+        agent.start()
+        status = wait_for(lambda: agent.container_status("nope", "c"), what="restored")
+        assert (status["restartCount"], status["state"]["waiting"]["reason"]) == (0, "RunContainerError")
+        assert "began after its last saved state" not in agent.agent_log()
+    finally:
+        runc.clean_up()

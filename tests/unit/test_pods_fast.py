@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -117,9 +118,9 @@ async def test_a_container_that_ended_while_the_agent_was_away_is_recorded(tmp_p
 
 
 async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_running(tmp_path: Path) -> None:
-    """The saved state knows attempt 0 running; attempt 1's log file proves it began after that save (which
-    could not be written) and nothing runs it now: the count is 1, both ends unknown, and the next start is
-    attempt 2 (catchup.py)."""
+    """The saved state knows attempt 0 running; attempt 1's log file, written after that save, proves it began
+    after it (the saves that followed could not be written) and nothing runs it now: the count is 1, both ends
+    unknown, and the next start is attempt 2 (catchup.py). A log file older than the save proves nothing."""
     first = FakeNode(tmp_path)
     pods = manager(first)
     web = pod("web")
@@ -129,8 +130,11 @@ async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_r
     await pods.close()
     logs = Path(first.services.logs_dir) / f"default_web-node1_{web.uid}" / "app"
     logs.mkdir(parents=True)
-    (logs / "0.log").touch()
-    (logs / "1.log.20261204-101010.gz").touch()  # rotated: its attempt counts too
+    saved_at = Path(PodStore(str(tmp_path / "state")).path(web.uid)).stat().st_mtime
+    for name, written in (("0.log", saved_at + 1), ("1.log.20261204-101010.gz", saved_at + 1),  # rotated: it counts
+                          ("2.log", saved_at - 1)):  # a start that failed before the last save: it does not
+        (logs / name).touch()
+        os.utime(logs / name, (written, written))
     second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
     again = manager(second)
     await again.restore()
