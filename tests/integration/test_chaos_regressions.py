@@ -260,7 +260,7 @@ def test_the_agent_starts_with_its_state_directory_full(harness: AgentHarness) -
     harness.stop(signal.SIGKILL)
     fill(harness.state)
     harness.start()
-    assert running_id(harness, "steady") == before
+    assert wait_for(lambda: running_id(harness, "steady"), what="taken back") == before  # the API may answer first
 
 
 def test_the_agent_lives_when_the_orphan_clean_up_cannot_save_the_leases(harness: AgentHarness) -> None:
