@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Iterable
 
 from nodeagent.agent import volumes
 from nodeagent.agent.admission import Allocatable, Rejection, admit
+from nodeagent.agent.catchup import catch_up, unsaved_attempts
 from nodeagent.agent.events import WARNING, ObjectRef
 from nodeagent.agent.records import State, Termination
 from nodeagent.agent.services import NodeServices
@@ -80,14 +82,17 @@ class PodManager:
         cannot be used is quarantined and reported; what its pods run is looked for in the runtime."""
         now = self.services.clock.now()
         states, moved = self.store.load_all(now)
+        restored: dict[str, PodWorker] = {}
         for state in states:
             try:
                 worker = restore(state, self.services)
             except UnusableState as exc:
                 moved.append(self.store.quarantine(str(state["uid"]), str(exc), now))
                 continue
-            if worker.pod.uid in self.workers:
-                continue
+            if worker.pod.uid not in self.workers:
+                restored[worker.pod.uid] = worker
+        await self._catch_up(list(restored.values()), now)
+        for worker in restored.values():
             if worker.start_time is None:  # it had not been admitted: it is judged again
                 worker.reject(Rejection("Pending", "waiting for admission"))
             self._launch(worker)
@@ -101,6 +106,15 @@ class PodManager:
                             uid, ", ".join(files), len(self.found[uid]))
         self._admit_waiting()
         return len(self.workers)
+
+    async def _catch_up(self, workers: list[PodWorker], now: dt.datetime) -> None:
+        """Attempts begun after a pod's last save that reached the disk (nodeagent.agent.catchup), before any
+        worker runs: the newest is taken back if it runs, not killed as an orphan."""
+        unsaved = await asyncio.to_thread(lambda: {w.pod.uid: u for w in workers
+                                                   if (u := unsaved_attempts(w, self.store.path(w.pod.uid)))})
+        for worker in workers:
+            if worker.pod.uid in unsaved:
+                catch_up(worker, unsaved[worker.pod.uid], await self._find_running(worker.pod.uid), now)
 
     def _report_quarantine(self, quarantine: Quarantine) -> None:
         message = (f"state file of pod {quarantine.uid}: {quarantine.reason}; moved aside to {quarantine.path}. "

@@ -25,6 +25,10 @@ class State(enum.Enum):
     TERMINATED = "terminated"
 
 
+UNKNOWN = "ContainerStatusUnknown"
+LOST = "The container ended while the agent could not save its state"
+
+
 @dataclass(frozen=True, slots=True)
 class Termination:
     exit_code: int
@@ -54,6 +58,11 @@ class ContainerRecord:
     image_id: str = ""  # the image's digest reference, once the runtime has it
     sidecar: bool = False  # an init container with restartPolicy: Always (from the spec, never saved)
 
+    @property
+    def next_attempt(self) -> int:
+        """The attempt its next start is (its log file's number): the count, plus one once an attempt began."""
+        return self.restart_count + (1 if self.container_id is not None or self.terminated is not None else 0)
+
     def waiting(self, reason: str | None, message: str | None = None) -> ContainerRecord:
         """Waiting to start, or to start again: a termination becomes the last one."""
         last = self.terminated if self.terminated is not None else self.last_termination
@@ -71,7 +80,19 @@ class ContainerRecord:
     def taken_back(self, started_at: dt.datetime, container_id: str, pid: int, *, ready: bool) -> ContainerRecord:
         """Running, found after an agent restart without its saved state."""
         return replace(self, state=State.RUNNING, reason=None, message=None, started_at=started_at,
-                       container_id=container_id, pid=pid, ready=ready)
+                       container_id=container_id, pid=pid, terminated=None, ready=ready)
+
+    def caught_up(self, attempt: int, now: dt.datetime) -> ContainerRecord:
+        """Attempts up to `attempt` began after the last save that reached the disk (a full state directory,
+        then the agent killed): their count; the attempt this record knew as running ended unrecorded, and
+        so did `attempt`, unless it is found running and taken back (ContainerStatusUnknown, 137: the kubelet's
+        words for a container whose end it lost)."""
+        last = self.terminated if self.terminated is not None else self.last_termination
+        if self.state is State.RUNNING:
+            last = Termination(137, UNKNOWN, self.started_at, now, self.container_id, LOST)
+        return replace(self, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
+                       restart_count=attempt, terminated=Termination(137, UNKNOWN, None, now, None, LOST),
+                       last_termination=last, ready=False)
 
     def ended(self, termination: Termination) -> ContainerRecord:
         return replace(self, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
@@ -113,7 +134,7 @@ def termination_reason(exit_code: int, oom_killed: bool, unknown: bool = False) 
     if oom_killed:
         return "OOMKilled"
     if unknown:
-        return "ContainerStatusUnknown"
+        return UNKNOWN
     return "Completed" if exit_code == 0 else "Error"
 
 

@@ -234,7 +234,7 @@ class ContainerSupervisor:
     async def _start(self, container: Container) -> RunningContainer:
         name = container.valid_name
         record = self.records[name]
-        attempt = record.restart_count + (1 if record.container_id is not None else 0)
+        attempt = record.next_attempt
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         spec = await self._container_spec(container, attempt)
         services = self.services

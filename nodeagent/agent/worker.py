@@ -157,6 +157,8 @@ class PodWorker(PodTerminator):
         attempts: dict[str, asyncio.Task[None]] = {}
         try:
             await self._decide_and_act(attempts)
+            if self.stopping:  # stopped before its set-up was done: what it had to take back, too
+                self._take_back(attempts)
             await asyncio.gather(*attempts.values())
         finally:
             for task in attempts.values():
@@ -177,12 +179,9 @@ class PodWorker(PodTerminator):
             if actions.set_up:
                 if not await self._set_up():
                     return
-                for name in self.records:  # after an agent restart: what ran is taken back, what ended is known
-                    if self.slots[name].adoptable is not None:
-                        attempts[name] = asyncio.create_task(self._resume(self.slots[name].container),
-                                                             name=f"{self.key}/{name}")
-                    else:
-                        self._resumed(name)
+                self._take_back(attempts)  # after an agent restart: what ran is taken back, what ended is known
+                for name in self.records:
+                    self._resumed(name)
                 continue
             if actions.deadline_exceeded:
                 await self._exceed_deadline(attempts)
@@ -220,6 +219,13 @@ class PodWorker(PodTerminator):
             if task.done():
                 del attempts[name]
                 task.result()  # a bug's exception ends the worker, as it did under a task group
+
+    def _take_back(self, attempts: dict[str, asyncio.Task[None]]) -> None:
+        """After an agent restart: each container saved running taken back, in an attempt of its own (if the pod
+        is stopping, it is stopped as it comes back: its stop signal, SIGKILL after the grace period)."""
+        for name, slot in self.slots.items():
+            if slot.adoptable is not None and name not in attempts:
+                attempts[name] = asyncio.create_task(self._resume(slot.container), name=f"{self.key}/{name}")
 
     def _resumed(self, name: str) -> None:
         """After an agent restart, a container recorded as ended and not taken back: its lifecycle state, and

@@ -166,7 +166,8 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
     """The pod's running containers, from conmon's own files and processes only: each bundle's conmon.pid
     names a conmon whose command line names the bundle's container and its log file
     (<logs>/<namespace>_<name>_<uid>/<container>/<attempt>.log); the pidfile names the container's
-    process, which must be conmon's child. Blocking: run it in a thread."""
+    process, which must be conmon's child, released (the process runtime's launcher names its bundle until
+    then). Blocking: run it in a thread."""
     found = []
     directory = os.path.join(layout.state_dir, "containers")
     try:
@@ -179,7 +180,9 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
             conmon_pid, pid = _read_pid(os.path.join(bundle, "conmon.pid")), _read_pid(os.path.join(bundle, "pidfile"))
             argv = psutil.Process(conmon_pid).cmdline()
             child = psutil.Process(pid)
-            ours = child.ppid() == conmon_pid and _option(argv, "-c") == container_id
+            # a launcher that still names its bundle waits to be released: a start cut short, not running
+            ours = (child.ppid() == conmon_pid and _option(argv, "-c") == container_id
+                    and not any(bundle in part for part in child.cmdline()))
             started = child.create_time()
         except (OSError, ValueError, psutil.Error):
             continue

@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 
+_ATTEMPT = re.compile(r"(\d{1,9})\.log(\.|$)")
 _TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 
 
@@ -28,6 +29,25 @@ def container_log_path(logs_root: str, namespace: str, name: str, uid: str, cont
 def container_log_file(pod_log_directory: str, container: str, attempt: int) -> str:
     """The attempt's log in its pod's log directory (a container's name is a DNS label: no `/`)."""
     return f"{pod_log_directory}/{container}/{attempt}.log"
+
+
+def highest_attempt(container_log_dir: str, *, written_after: float) -> int | None:
+    """The highest attempt whose log file (`<n>.log`, or rotated `<n>.log.<time>[.gz]`) in a container's log
+    directory was written at `written_after` (a time.time()) or later, None if none was. Blocking: run it in a
+    thread."""
+    try:
+        entries = list(os.scandir(container_log_dir))
+    except OSError:
+        return None
+    attempts = []
+    for entry in entries:
+        found = _ATTEMPT.match(entry.name)
+        try:
+            if found and entry.stat().st_mtime >= written_after:
+                attempts.append(int(found.group(1)))
+        except OSError:
+            continue
+    return max(attempts, default=None)
 
 
 def parse_line(line: bytes) -> tuple[bytes, str, bool, bytes] | None:

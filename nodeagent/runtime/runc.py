@@ -137,9 +137,20 @@ class RuncRuntime(conmon.ConmonBundles):
         return await container.wait()
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
-        found = await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
+        """The pod's containers under conmon that runc says run: one created and never started (a start cut
+        short) does not."""
+        found = [f for f in await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
+                 if await self._status(f.saved.container_id) == "running"]
         self._live.update(f.saved.container_id for f in found)
         return found
+
+    async def _status(self, oci_id: str) -> str | None:
+        try:
+            state = json.loads(await self.runc.run("state", oci_id))
+        except (NodeAgentError, ValueError) as exc:
+            log.warning("container %s: its state: %s", oci_id, exc)
+            return None
+        return state.get("status") if isinstance(state, dict) else None
 
     async def discard(self, saved: AdoptionRecord) -> None:
         """Its process and conmon killed, its bundle removed, then the container itself (runc's state, the
@@ -276,9 +287,10 @@ class RuncRuntime(conmon.ConmonBundles):
     # -- removing -------------------------------------------------------------------------------------
 
     async def _undo(self, oci_id: str) -> None:
-        """A start that failed (or was cancelled) half-way: everything it made, gone."""
+        """A start that failed (or was cancelled) half-way: everything it made, gone; first its conmon and
+        `runc create`, if it was cut short while they ran (they would go on and make the container)."""
+        await asyncio.to_thread(conmon.abandon, self.layout, oci_id)
         await self._remove(oci_id)
-        await asyncio.to_thread(conmon.remove, self.layout, oci_id)
 
     async def _remove(self, oci_id: str) -> None:
         """runc delete, the rootfs unmounted, the image lease released, the rootfs directory removed.

@@ -23,9 +23,12 @@ from nodeagent.api.manifest import StaticPod, load_manifest
 from nodeagent.sources.files import ManifestFile
 from nodeagent.sources.merge import Desired, merge_files, merge_sources
 
-# The last command is a builtin: a shell that exec'd its last command would lose the chaos-probe mark that
-# tells the sampler this session is a probe, not a second instance of the container.
-PROBE = 'p=$(cat "$CHAOS_TARGET" 2>/dev/null) && grep -q "^State:[[:space:]]*[RSD]" /proc/$p/status; exit $?'
+# Shell builtins only: the chaos-probe mark on the shell's command line tells the sampler this session is a
+# probe, not a second instance of the container, and a command the shell ran (or exec'd last) would lack it,
+# and could outlive a killed shell a moment (tests/chaos/test_probe.py).
+PROBE = ('read -r p 2>/dev/null < "$CHAOS_TARGET" || exit 1; while read -r key value rest; do '
+         '[ "$key" = State: ] && case $value in [RSD]) exit 0;; *) exit 1;; esac; done 2>/dev/null < "/proc/$p/status"; '
+         'exit 1')
 WITH_TARGET = 'sleep 1000000 & echo $! > "$CHAOS_TARGET"; exec sleep 1000000'
 DEAF = "trap '' TERM; exec sleep 1000000"
 

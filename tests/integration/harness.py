@@ -32,6 +32,7 @@ from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cli.client import AgentClient
 from nodeagent.errors import NodeAgentError
+from nodeagent.network.model import NETNS_DIR, netns_name
 from nodeagent.network.pods import PodNetworks
 from tests.integration.netns_fixtures import Node, create_node
 
@@ -164,13 +165,14 @@ class AgentHarness:
             for pid in self.outside_processes():  # the safety net: they are this test's
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            pod_netns = self._pod_netns()  # before the unmounts: a test may have mounted a tmpfs on the state
             for line in Path("/proc/self/mounts").read_text().splitlines():
                 target = line.split()[1]
                 if target.startswith(str(self.root)):
                     subprocess.run(["umount", "-l", target], check=False)
             if self._made_termination_log and os.path.isfile(TERMINATION_LOG) and not os.path.getsize(TERMINATION_LOG):
                 os.unlink(TERMINATION_LOG)
-            self._remove_node()
+            self._remove_node(pod_netns)
 
     def outside_processes(self) -> list[int]:
         """Processes of this agent's containers (their command line names its state directory) that are not
@@ -183,7 +185,17 @@ class AgentHarness:
                     found.append(proc.pid)
         return found
 
-    def _remove_node(self) -> None:
+    def _pod_netns(self) -> list[str]:
+        """The network namespaces of the pods the agent's leases name (its pods' networks)."""
+        try:
+            leases = json.loads((self.state / "network" / "leases.json").read_text())["leases"]
+            return [netns_name(str(lease["uid"])) for lease in leases]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def _remove_node(self, pod_netns: list[str] | None = None) -> None:
+        """The pod networks (as the agent removes them), then the node's namespace. `pod_netns`: the pods'
+        namespaces, read before the state directory went (a tmpfs a test mounted): removed if still there."""
         node, self.node = self.node, None
         if node is None:
             return
@@ -193,6 +205,9 @@ class AgentHarness:
                 with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the test may run an event loop
                     pool.submit(asyncio.run, networks.remove_all()).result()
         finally:
+            for name in pod_netns or []:
+                if os.path.lexists(f"{NETNS_DIR}/{name}"):
+                    subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
             node.clean_up()
 
     def agent_log(self) -> str:

@@ -16,14 +16,17 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from nodeagent.network.model import NETNS_DIR, netns_name
 from nodeagent.runtime.cri import api_pb2 as cri
 from nodeagent.runtime.cri.client import CRIClient
 from nodeagent.runtime.cri.mapping import CONTAINER_NAME, OURS
 from tests.integration.containerd import BUSYBOX_IMAGE, TestImages, cri_images, running_containerd
 from tests.integration.harness import AgentHarness, wait_for
+from tests.integration.registry import Registry, auth_registry, registry
 from tests.integration.test_cri import remove_sandboxes
+from tests.integration.test_runc import Images, RuncAgent, images
 
-__all__ = ["cri_images"]  # the fixture, imported for pytest
+__all__ = ["auth_registry", "cri_images", "images", "registry"]  # the fixtures, imported for pytest
 
 SLEEPER = "kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600']}]\n"
 BROKEN = ("kind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: x, command: [sleep, '3600'], "
@@ -257,7 +260,7 @@ def test_the_agent_starts_with_its_state_directory_full(harness: AgentHarness) -
     harness.stop(signal.SIGKILL)
     fill(harness.state)
     harness.start()
-    assert running_id(harness, "steady") == before
+    assert wait_for(lambda: running_id(harness, "steady"), what="taken back") == before  # the API may answer first
 
 
 def test_the_agent_lives_when_the_orphan_clean_up_cannot_save_the_leases(harness: AgentHarness) -> None:
@@ -280,3 +283,96 @@ def test_the_agent_lives_when_the_orphan_clean_up_cannot_save_the_leases(harness
              or "removing the networks of pods that are gone" in harness.agent_log(), what="the clean-up")
     assert harness.process.poll() is None, harness.agent_log()[-2000:]
     assert "Read-only file system" in harness.agent_log()
+
+
+def lose_a_save(agent: AgentHarness, container: str) -> tuple[str, str]:
+    """A pod's container restarted (attempt 1) after its state was last saved (attempt 0 running), then the
+    agent SIGKILLed and started again on that state file, as when the saves that followed could not be written
+    (the stateDir full): the two attempts' container IDs."""
+    agent.write("steady.yaml", f"kind: Pod\nmetadata: {{name: steady}}\nspec:\n  containers: [{container}]\n")
+    first = wait_for(lambda: running_id(agent, "steady"), timeout=30, what="running")
+    state_file = agent.state / "pods" / agent.pod("steady")["metadata"]["uid"] / "pod.json"
+    stale, saved_at = state_file.read_bytes(), state_file.stat().st_mtime_ns
+    for pid in agent.procs(agent.cgroup_path("steady", "c")):
+        os.kill(pid, signal.SIGKILL)
+    second = wait_for(lambda: running_id(agent, "steady") not in (None, first) and running_id(agent, "steady"),
+                      timeout=30, what="restarted")
+    agent.stop(signal.SIGKILL)
+    state_file.write_bytes(stale)
+    os.utime(state_file, ns=(saved_at, saved_at))
+    agent.start()
+    return first, second
+
+
+def assert_taken_back(agent: AgentHarness, first: str, second: str) -> None:
+    """The running attempt 1 taken back with its count from the first answer on, attempt 0's end unknown."""
+    assert wait_for(lambda: agent.container_status("steady", "c"), what="restored")["restartCount"] == 1
+    wait_for(lambda: running_id(agent, "steady"), what="running after the restart")
+    time.sleep(1)  # a wrong agent would start attempt 1 again about now
+    status = agent.container_status("steady", "c")
+    assert (status["containerID"], status["restartCount"]) == (second, 1)
+    assert status["lastState"]["terminated"]["containerID"] == first
+    assert status["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
+
+
+def test_a_restart_whose_save_was_lost_is_learnt_from_the_disk(agent: AgentHarness) -> None:
+    """Found by chaos (runc, seed 11: the stateDir full, then the agent SIGKILLed): the state file still said
+    attempt 0 ran; the restart took back that ended attempt, showed restart count 0 after 1, and killed the
+    running attempt 1 to start it again. Its log file (1.log) and its conmon prove it began: it is taken back,
+    with its count, and the attempt before it ended unrecorded (ContainerStatusUnknown)."""
+    first, second = lose_a_save(agent, "{name: c, image: x, command: [sleep, '3600']}")
+    assert_taken_back(agent, first, second)
+
+
+def test_a_runc_restart_whose_save_was_lost_is_learnt_from_the_disk(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:
+    """The same with runc, as the soak found it (runc says which containers run: `runc state`)."""
+    runc = RuncAgent(agent_root, [registry, auth_registry])
+    try:
+        runc.harness.start()
+        first, second = lose_a_save(runc.harness, f"{{name: c, image: '{images.busybox.reference}', "
+                                                  "command: [sleep, '3600']}")
+        assert_taken_back(runc.harness, first, second)
+    finally:
+        runc.clean_up()
+
+
+def test_the_harness_removes_the_pod_networks_of_a_tmpfs_state_directory(agent_root: Path) -> None:
+    """Each full test run left ~2 empty `nodeagent-<key>` network namespaces: the tests above that mount a tmpfs
+    on stateDir end with a pod running, and the harness unmounted the tmpfs, leases and all, before it removed
+    the pod networks those leases name."""
+    harness = AgentHarness(agent_root)
+    try:
+        harness.state.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "chaos-state", str(harness.state)], check=True)
+        harness.start()
+        harness.write("steady.yaml", SLEEPER % "steady")
+        wait_for(lambda: running_id(harness, "steady"), what="running")
+        netns = Path(NETNS_DIR) / netns_name(harness.pod("steady")["metadata"]["uid"])
+        assert netns.exists()
+    finally:
+        harness.clean_up()
+    assert not netns.exists()
+
+
+def test_a_start_that_failed_before_the_last_save_counts_no_attempt(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:
+    """A runc start refused by `runc create` leaves the log file conmon opened, with no attempt begun: older
+    than the state saved after the failure, it proves nothing after an agent restart."""
+    runc = RuncAgent(agent_root, [registry, auth_registry])
+    agent = runc.harness
+    try:
+        agent.start()
+        agent.write("nope.yaml", f"kind: Pod\nmetadata: {{name: nope}}\nspec:\n  containers: [{{name: c, image: "
+                                 f"'{images.busybox.reference}', command: [no-such-command]}}]\n")
+        wait_for(lambda: agent.container_status("nope", "c")["state"].get("waiting", {}).get("reason") ==
+                 "RunContainerError", timeout=30, what="the start refused")
+        assert list(agent.root.glob("**/*nope*/c/0.log"))  # what misled the restart
+        time.sleep(0.5)  # saved
+        agent.stop(signal.SIGKILL)
+        agent.start()
+        status = wait_for(lambda: agent.container_status("nope", "c"), what="restored")
+        assert (status["restartCount"], status["state"]["waiting"]["reason"]) == (0, "RunContainerError")
+        assert "began after its last saved state" not in agent.agent_log()
+    finally:
+        runc.clean_up()

@@ -8,13 +8,16 @@ import dataclasses
 import os
 import secrets
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from nodeagent.errors import RuntimeStartError
+from nodeagent.images.store import ImageStore
 from nodeagent.plan.pod import CgroupPlan
 from nodeagent.runtime.process import ProcessRuntime
+from nodeagent.runtime.runc import RuncRuntime
 from tests.chaos.faults import monitors
 from tests.integration.harness import AgentHarness, cgroup_driver, wait_for
 from tests.integration.registry import Registry, auth_registry, registry  # noqa: F401
@@ -74,11 +77,12 @@ async def test_a_start_cut_short_before_its_watch_waits_for_conmon_and_leaves_no
 
 def stop_before_taken_back(harness: AgentHarness, container: str) -> None:
     """A running pod, restored after an agent restart and stopped before its set-up was done (its hostPath
-    directory is gone: the set-up fails until the pod is stopped), so it never takes its container back."""
+    directory is gone: the set-up fails until the pod is stopped), so it never takes its container back before
+    its stop (a runc container's sleep, its PID 1, ignores SIGTERM: SIGKILL after the 3 s grace period)."""
     volume = harness.root / "volume"
     volume.mkdir()
     harness.start()
-    harness.write("gone.yaml", "kind: Pod\nmetadata: {name: gone}\nspec:\n"
+    harness.write("gone.yaml", "kind: Pod\nmetadata: {name: gone}\nspec:\n  terminationGracePeriodSeconds: 3\n"
                   f"  volumes: [{{name: v, hostPath: {{path: {volume}, type: Directory}}}}]\n"
                   f"  containers: [{container}]\n")
     wait_for(lambda: "running" in harness.container_status("gone", "c")["state"], what="running")
@@ -114,3 +118,60 @@ def test_a_runc_pod_stopped_before_it_took_its_containers_back_leaves_nothing(
         assert list((harness.state / "images" / "leases").glob("*.json")) == []
     finally:
         agent.clean_up()
+
+
+def test_a_pod_stopped_before_it_took_its_containers_back_stops_them_gracefully(harness: AgentHarness) -> None:
+    """Such a pod's containers were SIGKILLed with its cgroups: no stop signal, no grace period. They get the
+    stop any container of a terminating pod gets: its stop signal, SIGKILL only after the grace period."""
+    marker = harness.root / "marker"
+    marker.mkdir()
+    trap = f"trap 'echo stopped > {marker}/term; exit 0' TERM; while :; do sleep 0.1; done"
+    stop_before_taken_back(harness, f'{{name: c, image: x, command: [sh, -c, "{trap}"]}}')
+    assert (marker / "term").read_text() == "stopped\n"
+    assert "stopped before it was taken back" not in harness.agent_log()
+
+
+@pytest.mark.timeout(90)
+async def test_a_runc_start_cancelled_while_conmon_starts_leaves_no_conmon(
+        agent_root: Path, registry: Registry, images: Images) -> None:  # noqa: F811
+    """The start cancelled (the agent SIGTERMed, the pod removed) while conmon waits for `runc create` (made
+    slow here): conmon lived on until the next start's sweep. The cancelled start ends it, and leaves nothing."""
+    state = agent_root / "state"
+    slow = agent_root / "slow-runc"
+    slow.write_text("#!/bin/sh\nfor arg; do [ \"$arg\" = create ] && sleep 3; done\nexec runc \"$@\"\n")
+    slow.chmod(0o755)
+    cgroups = cgroup_driver()
+    root = f"/nodeagent-test-{secrets.token_hex(4)}"
+    async with ImageStore(str(state / "images"), insecure_registries=[registry.host]) as store:
+        runtime = RuncRuntime(cgroups, str(state), store, runc_path=str(slow))
+        spec = dataclasses.replace(SPEC, image=images.busybox.reference, command=("sleep", "60"),
+                                   log_path=str(agent_root / "logs" / "c" / "0.log"),
+                                   cgroup=CgroupPlan("container", f"{root}/c"))
+        await runtime.ensure_image(spec, lambda: None)
+        start = asyncio.create_task(runtime.start(spec))
+        try:
+            for _ in range(200):
+                if monitors(str(state)) or start.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert monitors(str(state)), "conmon did not start"
+            start.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await start
+            assert monitors(str(state)) == []
+            await asyncio.sleep(3.5)  # what a conmon left behind would make of the slow create by now
+            assert monitors(str(state)) == []
+            assert subprocess.run(["runc", "--root", str(state / "runc"), "list", "-q"], capture_output=True,
+                                  text=True, check=True).stdout.split() == []
+            assert (os.listdir(state / "containers"), os.listdir(state / "exits")) == ([], [])
+            assert os.listdir(state / "rootfs") == []
+        finally:
+            for pid in monitors(str(state)):
+                os.kill(pid, signal.SIGKILL)
+            if (state / "runc").is_dir():
+                subprocess.run(["runc", "--root", str(state / "runc"), "delete", "--force",
+                                *os.listdir(state / "runc")], capture_output=True, check=False)
+            for line in Path("/proc/self/mounts").read_text().splitlines():
+                if str(agent_root) in line.split()[1]:
+                    subprocess.run(["umount", "-l", line.split()[1]], check=False)
+            cgroups._remove_all([root])

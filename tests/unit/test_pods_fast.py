@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -173,6 +175,57 @@ async def test_a_container_that_ended_while_the_agent_was_away_is_recorded(tmp_p
     ended = again.workers[web.uid].records["app"].terminated
     assert ended is not None and (ended.exit_code, ended.reason) == (3, "Error")
     assert again.workers[web.uid].to_json()["status"]["phase"] == "Failed"
+    await again.close()
+
+
+async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_running(tmp_path: Path) -> None:
+    """The saved state knows attempt 0 running; attempt 1's log file, written after that save, proves it began
+    after it (the saves that followed could not be written) and nothing runs it now: the count is 1, both ends
+    unknown, and the next start is attempt 2 (catchup.py). A log file older than the save proves nothing."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.settle()
+    lost = first.runtime.running["app"].container_id
+    await pods.close()
+    logs = Path(first.services.logs_dir) / f"default_web-node1_{web.uid}" / "app"
+    logs.mkdir(parents=True)
+    saved_at = Path(PodStore(str(tmp_path / "state")).path(web.uid)).stat().st_mtime
+    for name, written in (("0.log", saved_at + 1), ("1.log.20261204-101010.gz", saved_at + 1),  # rotated: it counts
+                          ("2.log", saved_at - 1)):  # a start that failed before the last save: it does not
+        (logs / name).touch()
+        os.utime(logs / name, (written, written))
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    again = manager(second)
+    await again.restore()
+    record = again.workers[web.uid].records["app"]
+    assert (record.restart_count, record.state) == (1, State.TERMINATED)
+    assert record.last_termination is not None and record.terminated is not None
+    assert (record.last_termination.container_id, record.last_termination.reason) == (lost, "ContainerStatusUnknown")
+    assert (record.terminated.exit_code, record.terminated.container_id) == (137, None)
+    await second.clock.run_until(lambda: len(second.runtime.started) == 1)
+    assert second.runtime.started[0].attempt == 2
+    await again.close()
+
+
+async def test_a_pod_stopped_before_it_took_its_container_back_stops_it_gracefully(tmp_path: Path) -> None:
+    """Its manifest gone while the agent was away: the container it never took back gets SIGTERM and the grace
+    period, as a taken-back one does, not a SIGKILL through its cgroup's removal."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.settle()
+    running = first.runtime.running["app"]
+    await pods.close()
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    second.runtime.adoptable[running.container_id] = running
+    again = manager(second)
+    await again.restore()
+    await again.sync([])  # before the worker's set-up
+    await second.clock.run_until(lambda: web.uid not in again.workers)
+    assert running.signals == [signal.SIGTERM]
     await again.close()
 
 

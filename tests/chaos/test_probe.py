@@ -1,0 +1,43 @@
+"""The chaos pods' liveness probe (tests.chaos.world.PROBE) runs no process but its own shell: the sampler tells
+a probe's session from a container instance by its leader's command line, and a probe killed with its
+container (or cut short by an agent stopping) left its `cat` or `grep` alive a moment after its leader, which the
+sampler, seeing the session first then, counted as a second instance (runc soak, seed 11: 1 sample, twice)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.world import PROBE
+
+SHELLS = [["/bin/sh"], ["/usr/bin/busybox", "sh"]]  # the process runtime's, the images' (busybox)
+
+
+def probe(shell: list[str], target: Path) -> int:
+    """The probe's exit code with no PATH at all: any command it ran besides shell builtins would fail."""
+    done = subprocess.run([*shell, "-c", PROBE, "chaos-probe"], env={"PATH": "/nonexistent", "CHAOS_TARGET": str(target)},
+                          capture_output=True, timeout=10, check=False)
+    return done.returncode
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=["sh", "busybox"])
+def test_the_probe_needs_no_command_but_the_shell(shell: list[str], tmp_path: Path) -> None:
+    if not Path(shell[0]).exists():
+        pytest.skip(f"{shell[0]} is not installed")
+    target = tmp_path / "target"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        target.write_text(f"{sleeper.pid}\n")
+        assert probe(shell, target) == 0  # its target lives
+        sleeper.send_signal(19)  # SIGSTOP: state T
+        assert probe(shell, target) == 1
+        sleeper.send_signal(18)
+        sleeper.kill()
+        sleeper.wait()
+        assert probe(shell, target) == 1  # gone
+        assert probe(shell, tmp_path / "none") == 1  # no target yet
+    finally:
+        sleeper.kill()
+        sleeper.wait()
