@@ -222,7 +222,7 @@ class PodWorker(PodTerminator):
 
     def _take_back(self, attempts: dict[str, asyncio.Task[None]]) -> None:
         """After an agent restart: each container saved running taken back, in an attempt of its own (if the pod
-        is stopping, it is stopped as it comes back: its stop signal, SIGKILL after the grace period)."""
+        is stopping, it is stopped as it comes back: preStop, its stop signal, SIGKILL after the grace period)."""
         for name, slot in self.slots.items():
             if slot.adoptable is not None and name not in attempts:
                 attempts[name] = asyncio.create_task(self._resume(slot.container), name=f"{self.key}/{name}")

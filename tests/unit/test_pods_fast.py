@@ -210,11 +210,12 @@ async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_r
 
 
 async def test_a_pod_stopped_before_it_took_its_container_back_stops_it_gracefully(tmp_path: Path) -> None:
-    """Its manifest gone while the agent was away: the container it never took back gets SIGTERM and the grace
-    period, as a taken-back one does, not a SIGKILL through its cgroup's removal."""
+    """Its manifest gone while the agent was away: the container it never took back gets its preStop hook, SIGTERM
+    and the grace period, as the kubelet's killContainer, not a SIGKILL through its cgroup's removal."""
     first = FakeNode(tmp_path)
     pods = manager(first)
-    web = pod("web")
+    web = FakeNode.pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec:\n  containers:\n"
+                       "  - {name: app, image: busybox, lifecycle: {preStop: {exec: {command: [bye]}}}}\n")
     await pods.sync([web])
     await first.clock.settle()
     running = first.runtime.running["app"]
@@ -226,6 +227,7 @@ async def test_a_pod_stopped_before_it_took_its_container_back_stops_it_graceful
     await again.sync([])  # before the worker's set-up
     await second.clock.run_until(lambda: web.uid not in again.workers)
     assert running.signals == [signal.SIGTERM]
+    assert [command for _, command in second.runtime.execs] == [("bye",)]
     await again.close()
 
 
