@@ -56,7 +56,7 @@ class MonitoredContainer:
         self._exited: asyncio.Future[dt.datetime] = self._loop.create_future()
         self._oom_watch: OOMWatch | None = None
         self._oom_seen = False  # the watch saw the kill counted: the cgroup may be gone by wait()
-        self._since = time.monotonic()  # this attempt's OOM kills are the kernel log's records after this
+        self._since = kernel_log.mark() if kernel_log else -1  # this attempt's OOM kills are logged after it
         self._pidfd: int | None = None
 
     def saved(self) -> AdoptionRecord:
@@ -155,7 +155,7 @@ class MonitoredContainer:
             counted = False
         # Three witnesses: the cgroup's counter (gone with a systemd scope), what the OOM watch saw
         # before, and the kernel log, which names the cgroup whatever became of it.
-        found = self.kernel_log.victim_in(self.spec.cgroup.path, since=self._since) if self.kernel_log else None
+        found = self.kernel_log.victim_in(self.spec.cgroup.path, after=self._since) if self.kernel_log else None
         oom_killed = counted or self._oom_seen or found is not None
         victim = found.describe() if found else None
         if self.on_exit is not None:
