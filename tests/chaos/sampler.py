@@ -6,7 +6,10 @@ environment (and `CHAOS_UID`, its pod's UID, from the downward API). A container
 so two sessions with the same CHAOS_ID alive at one moment are two copies of one container: old and new
 version of a pod, a lost container started again, a duplicate. Exec probes carry the container's
 environment too; their sessions are led by a process whose command line names `chaos-probe` (or the
-process runtime's `nodeagent-exec`), and are not instances.
+process runtime's `nodeagent-exec`), and are not instances. A process whose command line reads empty has
+released its memory on its way out (it runs no more code): it is no instance either, and a probe's leader
+read that way must not be taken for one (a probe ending between the sampler's reads of its environment and
+of its command line made one false "two instances" sample in a CI run).
 
 The sampler reads only the processes in the agent's cgroupRoot (where every runtime puts containers),
 every SAMPLE_SECONDS, from a thread; `leftovers()` scans the whole of /proc for the final check.
@@ -89,6 +92,11 @@ def is_probe_session(sid: int) -> bool:
     return any(mark in cmdline for mark in PROBE_MARKS)
 
 
+def is_exiting(pid: int) -> bool:
+    """Its memory released (or gone): the process runs no more code (a zombie soon, or gone)."""
+    return not _read(f"/proc/{pid}/cmdline")
+
+
 class Sampler:
     """Samples the live instances under `cgroup_dirs` (one hierarchy's cgroupRoot directories)."""
 
@@ -147,7 +155,7 @@ class Sampler:
                 env = chaos_env(pid, self.run)
                 if env is not None:
                     self._known[key] = env
-            if env is None or "CHAOS_ID" not in env:
+            if env is None or "CHAOS_ID" not in env or is_exiting(pid):
                 continue
             sessions.add(sid)
             if sid not in self._probe_sessions:

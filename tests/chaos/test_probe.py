@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos import sampler
 from tests.chaos.world import PROBE
 
 SHELLS = [["/bin/sh"], ["/usr/bin/busybox", "sh"]]  # the process runtime's, the images' (busybox)
@@ -41,3 +42,16 @@ def test_the_probe_needs_no_command_but_the_shell(shell: list[str], tmp_path: Pa
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_probe_leader_ending_between_the_samplers_reads_is_no_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its environment read while it lived, its command line empty a moment later (its memory released on its way
+    out): the sampler took such a probe's session for a second instance of its container (CI, process runtime)."""
+    files = {"/proc/10/environ": b"CHAOS_RUN=r\0CHAOS_ID=pod/main\0CHAOS_UID=u1\0", "/proc/10/cmdline": b"sleep\0",
+             "/proc/20/environ": b"CHAOS_RUN=r\0CHAOS_ID=pod/main\0CHAOS_UID=u1\0", "/proc/20/cmdline": b""}
+    monkeypatch.setattr(sampler, "_read", files.get)
+    monkeypatch.setattr(sampler, "_stat", lambda pid: (pid, pid * 100, "sleep" if pid == 10 else "sh"))
+    watcher = sampler.Sampler("r", "/nonexistent")
+    monkeypatch.setattr(watcher, "_pids", lambda: {10, 20})
+    assert [i.sid for i in watcher.instances()] == [10]
+    assert watcher.overlaps == []
