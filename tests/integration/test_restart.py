@@ -137,6 +137,11 @@ def test_an_exit_while_the_agent_was_down_keeps_its_exit_code(agent: AgentHarnes
     agent.write("brief.yaml", "kind: Pod\nmetadata: {name: brief}\nspec:\n  restartPolicy: Never\n"
                               "  containers: [{name: c, image: x, command: [sh, -c, 'sleep 1.5; echo bye; exit 3']}]\n")
     wait_for(lambda: is_running(agent, "brief"), what="running")
+    # the state is written in a thread, shortly after the change the API shows: the start must be on disk (an
+    # agent killed before that cannot know how the attempt ended: ContainerStatusUnknown, see catchup.py)
+    uid = agent.pod("brief")["metadata"]["uid"]
+    state_file = agent.state / "pods" / uid / "pod.json"
+    wait_for(lambda: json.loads(state_file.read_text())["containers"]["c"]["running"], what="its start saved")
     agent.stop(signal.SIGKILL)
     time.sleep(2.5)  # it exits while nobody watches
     agent.start()
