@@ -271,7 +271,8 @@ class ContainerSupervisor:
 
     def _stop_if_stopping(self, name: str, running: RunningContainer) -> None:
         """A container that came (or came back) after the pod's termination began (or its deadline passed),
-        which it missed: its stop signal now, SIGKILL after the grace period (a task the worker holds)."""
+        which it missed: stopped now as the kubelet's killContainer stops one (PodTerminator._stop_container: preStop,
+        its stop signal, SIGKILL after the grace period), in a task the worker holds."""
         if not (self.stopping or self.deadline_exceeded):
             return
         stopping = asyncio.create_task(self._stop_container(name, running), name=f"stop {self.key}/{name}")
