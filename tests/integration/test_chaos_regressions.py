@@ -217,7 +217,7 @@ def test_a_liveness_probe_the_runtime_cannot_run_while_it_restarts_kills_nothing
         asyncio.run(remove_sandboxes(containerd))
 
 
-STUBBORN = ("kind: Pod\nmetadata: {name: stubborn, annotations: {v: '%d'}}\nspec:\n  terminationGracePeriodSeconds: 3\n"
+STUBBORN = ("kind: Pod\nmetadata: {name: stubborn, annotations: {v: '%d'}}\nspec:\n  terminationGracePeriodSeconds: 10\n"
             "  containers: [{name: c, image: x, command: [sh, -c, \"trap '' TERM; exec sleep 3600\"]}]\n")
 
 
@@ -227,14 +227,14 @@ def test_versions_of_a_pod_restored_while_terminating_do_not_wait_for_each_other
     version never started."""
     agent.write("stubborn.yaml", STUBBORN % 1)
     wait_for(lambda: running_id(agent, "stubborn"), what="running")
-    agent.write("stubborn.yaml", STUBBORN % 2)  # v1 terminates (3 s: it ignores SIGTERM), v2 waits for it
+    agent.write("stubborn.yaml", STUBBORN % 2)  # v1 terminates (10 s: it ignores SIGTERM), v2 waits for it
     wait_for(lambda: len(agent.pods()) == 2, what="v2 waiting")
     agent.write("stubborn.yaml", STUBBORN % 3)  # v2 terminates before it started (it may be gone at once), v3 waits
     wait_for(lambda: any(p["metadata"]["annotations"]["v"] == "3" for p in agent.pods()), what="v3 waiting")
-    assert any(p["metadata"]["annotations"]["v"] == "1" for p in agent.pods())  # still terminating (3 s)
+    assert any(p["metadata"]["annotations"]["v"] == "1" for p in agent.pods())  # still terminating (10 s: 3 s was not enough on a loaded CI machine)
     agent.stop(signal.SIGKILL)
     agent.start()
-    wait_for(lambda: len(agent.pods()) == 1 and running_id(agent, "stubborn"), timeout=20, what="v3 running alone")
+    wait_for(lambda: len(agent.pods()) == 1 and running_id(agent, "stubborn"), timeout=30, what="v3 running alone")
     assert agent.pod("stubborn")["metadata"]["annotations"]["v"] == "3"
 
 
