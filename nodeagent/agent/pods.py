@@ -51,13 +51,15 @@ class PodManager:
         self.found: dict[str, list[FoundContainer]] = {}  # quarantined UIDs without a worker: what runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._writers: dict[str, StateWriter] = {}  # by UID: each pod's state file, written in order
+        self._versions: dict[str, list[PodWorker]] = {}  # by key (namespace/name): its workers, as in workers
 
     def persist(self, worker: PodWorker) -> None:
         """Save the pod's state: taken now, written in a thread after the writes before it (StateWriter)."""
         uid = worker.pod.uid
         writer = self._writers.get(uid)
         if writer is None:
-            writer = self._writers[uid] = StateWriter(self.store, uid, self.services.clock, worker.key)
+            writer = self._writers[uid] = StateWriter(self.store, uid, self.services.clock, worker.key,
+                                                      on_disk=self.store.loaded(uid))
         writer.save(self.store.encode(snapshot(worker)))
 
     async def forget(self, uid: str) -> None:
@@ -158,7 +160,7 @@ class PodManager:
         await self._apply_node_cgroups(wanted.values())
         for uid, pod in wanted.items():
             if uid not in self.workers:
-                if any(w.key == pod.key for w in self.workers.values()):
+                if pod.key in self._versions:
                     self.services.metrics.pod_replaced()
                 worker = PodWorker(pod, self.services)
                 self._take_back(worker)
@@ -186,13 +188,14 @@ class PodManager:
 
     def _launch(self, worker: PodWorker) -> None:
         self.workers[worker.pod.uid] = worker
+        self._versions.setdefault(worker.key, []).append(worker)
         self._tasks[worker.pod.uid] = asyncio.create_task(self._run(worker), name=f"worker {worker.key}")
 
     async def _run(self, worker: PodWorker) -> None:
         try:
             # older versions only: versions restored while terminating must not wait for each other
-            earlier = [w for w in self.workers.values() if w.terminating_since is not None and w is not worker
-                       and w.key == worker.key and w.created_at < worker.created_at]
+            earlier = [w for w in self._versions[worker.key] if w.terminating_since is not None and w is not worker
+                       and w.created_at < worker.created_at]
             for other in earlier:
                 await other.done.wait()
             await worker.run()
@@ -200,9 +203,16 @@ class PodManager:
         finally:
             if worker.done.is_set():
                 self.workers.pop(worker.pod.uid, None)
+                self._forget_version(worker)
                 self._tasks.pop(worker.pod.uid, None)
                 self._admit_waiting()  # its room may let a waiting pod in
                 self.services.on_change()
+
+    def _forget_version(self, worker: PodWorker) -> None:
+        versions = self._versions[worker.key]
+        versions.remove(worker)
+        if not versions:
+            del self._versions[worker.key]
 
     async def _remove_leftovers(self, worker: PodWorker) -> None:
         """After a pod's teardown: the containers it never took back (it was restored while terminating, or

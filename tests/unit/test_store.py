@@ -142,3 +142,30 @@ async def test_a_failed_write_is_tried_again_with_the_newest_state(tmp_path: Pat
     messages = [r.getMessage() for r in caplog.records]
     assert sum("trying again" in m for m in messages) == 1 and any("saved again" in m for m in messages)
     await writer.close(drop=False)
+
+
+async def test_a_state_the_file_holds_as_loaded_is_not_written_again_a_changed_one_is(tmp_path: Path) -> None:
+    saved(tmp_path, "u1", state(1))
+    files = RecordingStore(str(tmp_path))
+    [loaded], _ = files.load_all(NOW)
+    writer = StateWriter(files, "u1", SystemClock(), "default/p", on_disk=files.loaded("u1"))
+    assert files.loaded("u1") is None  # handed out once
+    writer.save(PodStore.encode(loaded))  # a restored pod re-adopted as it was: nothing to write, no thread
+    await writer.close(drop=False)
+    assert files.written == [] and not files.writing.is_set()
+    writer = StateWriter(files, "u1", SystemClock(), "default/p", on_disk=store.digest(state(1)))
+    writer.save(state(2))
+    await asyncio.sleep(0.01)
+    writer.save(state(2))  # written just now: known to be on disk
+    writer.save(state(1))  # the file no longer holds this one
+    await writer.close(drop=False)
+    assert files.written == [state(2), state(1)]
+    assert Path(files.path("u1")).read_bytes() == state(1)
+
+
+def test_a_quarantined_file_leaves_no_digest_behind(tmp_path: Path) -> None:
+    saved(tmp_path, "u1", state(1))
+    files = PodStore(str(tmp_path))
+    files.load_all(NOW)
+    files.quarantine("u1", "it does not describe a pod this agent can rebuild", NOW)
+    assert files.loaded("u1") is None
