@@ -98,7 +98,9 @@ class PodManager:
             if worker.start_time is None:  # it had not been admitted: it is judged again
                 worker.reject(Rejection("Pending", "waiting for admission"))
             self._launch(worker)
-            log.info("pod=%s uid=%s: restored from the state directory", worker.key, worker.pod.uid)
+            log.debug("pod=%s uid=%s: restored from the state directory", worker.key, worker.pod.uid)
+        # one line, not one a pod (each container's adoption has its own): ~25 ms of log lines at 1,000 pods
+        log.info("%d pods restored from the state directory %s", len(restored), self.store.root)
         for quarantine in moved:
             self._report_quarantine(quarantine)
         for uid, files in self.store.quarantined().items():
