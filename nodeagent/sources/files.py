@@ -2,7 +2,8 @@
 
 watchdog marks the directory dirty when a file there is closed after writing, moved or deleted
 (never while it is being written); after a short debounce the whole directory is read again, and
-also every fileCheckFrequency. A file whose content hash has not changed is not parsed again.
+also every fileCheckFrequency. A file whose content hash has not changed is not parsed again. The
+manifest index is saved after the pods are handed on: its fsyncs are not on a new pod's way.
 Read: `*.yaml`, `*.yml`, `*.json`, not starting with `.` (editor swap files, `.bak` and `~` copies
 never match), regular files only, at most 10 MiB, no recursion, in file name order.
 """
@@ -95,7 +96,7 @@ class FileSource:
 
     def scan(self) -> list[ManifestFile] | None:
         """Every manifest file as it is now, in name order; None if the directory cannot be read (blocking: run
-        it in a thread)."""
+        it in a thread). record() saves what it found in the index."""
         if self._index is not None and self._recorded is None:
             self._recorded = fileindex.load(self._index, self.node_name)
             self._cache = {name: ManifestFile(name, digest, result) for name, (digest, result)
@@ -114,12 +115,16 @@ class FileSource:
             if manifest is not None:
                 found.append(manifest)
         self._cache = {m.path: m for m in found}
-        if self._index is not None:
-            recorded = fileindex.entries((m.path, m.digest, m.result) for m in found)
-            if recorded != self._recorded:
-                fileindex.save(self._index, self.node_name, recorded)
-                self._recorded = recorded
         return found
+
+    def record(self, found: list[ManifestFile]) -> None:
+        """A scan's files saved in the manifest index, if it changed (blocking: run it in a thread)."""
+        if self._index is None:
+            return
+        recorded = fileindex.entries((m.path, m.digest, m.result) for m in found)
+        if recorded != self._recorded:
+            fileindex.save(self._index, self.node_name, recorded)
+            self._recorded = recorded
 
     def _read(self, path: str) -> ManifestFile | None:
         try:
@@ -163,7 +168,10 @@ class FileSource:
         try:
             while True:
                 watcher.ensure_started()
-                await on_scan(await asyncio.to_thread(self.scan))
+                found = await asyncio.to_thread(self.scan)
+                await on_scan(found)
+                if found is not None:
+                    await asyncio.to_thread(self.record, found)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(dirty.wait(), self.frequency_seconds)
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # a burst of events is one change
