@@ -1,7 +1,8 @@
 """The file source: static pod manifests in staticPodPath (a directory, or a single file).
 
-watchdog marks the directory dirty when a file there is closed after writing, moved or deleted
-(never while it is being written); after a short debounce the whole directory is read again, and
+watchdog marks the directory dirty when a manifest there is closed after writing, moved or deleted
+(never while it is being written; a dot file a careful writer renames into place is no manifest yet);
+then the whole directory is read again at once (a burst of events meanwhile is one more scan), and
 also every fileCheckFrequency. A file whose content hash has not changed is not parsed again. The
 manifest index is saved after the pods are handed on: its fsyncs are not on a new pod's way.
 Read: `*.yaml`, `*.yml`, `*.json`, not starting with `.` (editor swap files, `.bak` and `~` copies
@@ -38,7 +39,6 @@ from nodeagent.sources import fileindex
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".yaml", ".yml", ".json")
-DEBOUNCE_SECONDS = 0.002
 # A file is complete once it is closed after writing or moved into place: modify and create events
 # only say that writing has begun.
 CHANGES = frozenset({"closed", "moved", "deleted"})
@@ -161,7 +161,7 @@ class FileSource:
         return ManifestFile(path, digest, result)
 
     async def run(self, on_scan: Callable[[list[ManifestFile] | None], Awaitable[None]]) -> None:
-        """Scan now, then on every change (debounced) and every fileCheckFrequency, until cancelled."""
+        """Scan now, then on every change and every fileCheckFrequency, until cancelled."""
         loop = asyncio.get_running_loop()
         dirty = asyncio.Event()
         watcher = _Watcher(self.path, lambda: loop.call_soon_threadsafe(dirty.set))
@@ -174,7 +174,6 @@ class FileSource:
                     await asyncio.to_thread(self.record, found)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(dirty.wait(), self.frequency_seconds)
-                await asyncio.sleep(DEBOUNCE_SECONDS)  # a burst of events is one change
                 dirty.clear()
         finally:
             watcher.stop()
@@ -201,8 +200,15 @@ class _Watcher(FileSystemEventHandler):
         self.observer = observer
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in CHANGES:
+        if event.event_type in CHANGES and self._concerns(event):
             self.notify()
+
+    def _concerns(self, event: FileSystemEvent) -> bool:
+        """A manifest's event, or the directory's: not a temporary dot file's close, which a rename follows."""
+        if event.is_directory:
+            return True
+        paths = (os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "")))
+        return any(path and (path == self.path or is_manifest_name(os.path.basename(path))) for path in paths)
 
     def stop(self) -> None:
         if self.observer is not None:
