@@ -327,9 +327,11 @@ def launcher_argv(spec: ContainerSpec, command: Sequence[str], namespace: mountn
 
 
 def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:
-    """The bundle's `run`: wait for the agent's go, then exec the launcher in a clean environment.
-    Every value is shell-quoted, so no manifest text is ever read as shell syntax."""
-    start = shlex.quote(os.path.join(bundle, "start"))
-    assignments = " ".join(shlex.quote(f"{key}={value}") for key, value in env.items())
-    command = " ".join(shlex.quote(part) for part in argv)
-    return f"read -r go < {start} || exit 125\nexec env -i {assignments} {command}\n"
+    """The bundle's `run`: the container's clean environment first (env -i), then wait for the agent's go,
+    then exec the launcher, so the exec of env is not on the way from the go to the first instruction. The
+    waiting shell's $0 names the bundle (nodeagent.runtime.conmon.abandon finds it so). Every value is
+    shell-quoted, so no manifest text is ever read as shell syntax."""
+    waiting = f'read -r go < {shlex.quote(os.path.join(bundle, "start"))} || exit 125; exec "$@"'
+    words = ["env", "-i", *(f"{key}={value}" for key, value in env.items()), "/bin/sh", "-c", waiting,
+             os.path.join(bundle, "run"), *argv]
+    return f"exec {' '.join(shlex.quote(word) for word in words)}\n"
