@@ -1,17 +1,19 @@
 """The `process` runtime: containers as host processes, each in its own cgroup, session and mounts.
 
 Each container runs under conmon (nodeagent.runtime.conmon), with nodeagent's own minimal "OCI
-runtime" behind it: `create` starts a shell that waits on a FIFO in the bundle; the agent moves that
-process into its cgroups, sets its oom_score_adj and opens the FIFO; then the shell bind-mounts the
-shell joins the mount namespace the agent prepared (nodeagent.runtime.mountns: volumes, a fresh /sys,
-a read-only /), drops to the container's user and execs the command. So the command's first
-instruction already runs in its cgroup, and conmon keeps its stdio, logs and exit code whether or not
-the agent is running.
+runtime" behind it: `create` starts the bundle's run script, which takes the container's environment
+and joins the mount namespace the agent prepared (nodeagent.runtime.mountns: volumes, a fresh /sys, a
+read-only /) and the pod's network, then waits on a FIFO in the bundle; the agent moves that process
+into its cgroups, sets its oom_score_adj and opens the FIFO; then the shell changes directory, drops to
+the container's user and execs the command: two execs from the go to the first instruction. So the
+command's first instruction already runs in its cgroup, and conmon keeps its stdio, logs and exit code
+whether or not the agent is running.
 
     agent: bundle, [mount namespace: /sys, volumes, / read-only]
-    conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run  (waits on <bundle>/start)
+    conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run
+      -> env -i <env> [nsenter --mount=<prepared> --net=<pod netns>] sh (waits on <bundle>/start)
     agent: attach to cgroup, oom_score_adj, write "go"
-      -> [nsenter --mount=<prepared> --net=<pod netns>] cd, setpriv, exec command
+      -> cd, setpriv, exec command
 
 setpriv gives the command its user, groups, capabilities (the runtime default set with the container's
 securityContext.capabilities; all with privileged) and no_new_privs (nodeagent.runtime.security).
@@ -87,9 +89,9 @@ create)
 *) echo "nodeagent process runtime: $command is not supported" >&2; exit 1 ;;
 esac
 """
-# $1 workdir, then setpriv and the command. Nothing here is built from a manifest: values only come in as
-# arguments.
-LAUNCHER = 'cd -- "$1" || exit 125; shift; exec "$@"'
+# $0 the bundle's run script (abandon() finds the waiting shell by it), $1 the start FIFO, $2 the workdir, then
+# setpriv and the command. Nothing here is built from a manifest: values only come in as arguments.
+LAUNCHER = 'read -r go < "$1" || exit 125; cd -- "$2" || exit 125; shift 2; exec "$@"'
 
 
 class ProcessRuntime(conmon.ConmonBundles):
@@ -132,7 +134,7 @@ class ProcessRuntime(conmon.ConmonBundles):
         setpriv = setpriv_argv(spec, self.capabilities)
 
         def script(namespace: mountns.MountNamespace | None) -> str:
-            return run_script(bundle, env, launcher_argv(spec, command, namespace, setpriv))
+            return run_script(env, launcher_argv(spec, bundle, command, namespace, setpriv))
 
         try:
             namespace = await asyncio.to_thread(_write_bundle, spec, bundle, mount_plan(spec, bundle), script)
@@ -314,24 +316,21 @@ def resolved_command(spec: ContainerSpec, env: Mapping[str, str]) -> list[str]:
     return command
 
 
-def launcher_argv(spec: ContainerSpec, command: Sequence[str], namespace: mountns.MountNamespace | None,
+def launcher_argv(spec: ContainerSpec, bundle: str, command: Sequence[str], namespace: mountns.MountNamespace | None,
                   setpriv: Sequence[str]) -> list[str]:
-    """The launcher's command line: into the prepared mount namespace and the pod's network, to the working
-    directory, then `setpriv` (nodeagent.runtime.security) drops to the container's user and capabilities
-    right before the exec."""
+    """The launcher's command line: into the prepared mount namespace and the pod's network, a wait for the
+    go, to the working directory, then `setpriv` (nodeagent.runtime.security) drops to the container's user
+    and capabilities right before the exec."""
     prefix = []
     if namespace is not None:
         netns = [] if spec.netns is None else [f"--net={spec.netns}"]
         prefix = ["nsenter", f"--mount={namespace.path}", *netns, "--"]
-    return [*prefix, "/bin/sh", "-c", LAUNCHER, "nodeagent-launch", spec.working_dir or "/", *setpriv, *command]
+    return [*prefix, "/bin/sh", "-c", LAUNCHER, os.path.join(bundle, "run"), os.path.join(bundle, "start"),
+            spec.working_dir or "/", *setpriv, *command]
 
 
-def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:
-    """The bundle's `run`: the container's clean environment first (env -i), then wait for the agent's go,
-    then exec the launcher, so the exec of env is not on the way from the go to the first instruction. The
-    waiting shell's $0 names the bundle (nodeagent.runtime.conmon.abandon finds it so). Every value is
+def run_script(env: Mapping[str, str], argv: list[str]) -> str:
+    """The bundle's `run`: the launcher in the container's clean environment (env -i). Every value is
     shell-quoted, so no manifest text is ever read as shell syntax."""
-    waiting = f'read -r go < {shlex.quote(os.path.join(bundle, "start"))} || exit 125; exec "$@"'
-    words = ["env", "-i", *(f"{key}={value}" for key, value in env.items()), "/bin/sh", "-c", waiting,
-             os.path.join(bundle, "run"), *argv]
+    words = ["env", "-i", *(f"{key}={value}" for key, value in env.items()), *argv]
     return f"exec {' '.join(shlex.quote(word) for word in words)}\n"

@@ -26,11 +26,11 @@ def test_mount_plan(spec: ContainerSpec, plan: MountPlan | None) -> None:
     assert mount_plan(spec, "/b") == plan
 
 
-def test_the_launcher_joins_the_prepared_namespace_and_the_pods_network() -> None:
+def test_the_launcher_joins_the_prepared_namespace_and_the_pods_network_before_the_go() -> None:
     spec = replace(SPEC, netns="/run/netns/p", working_dir="/w")
     with open("/dev/null") as handle:
         namespace = MountNamespace(handle.fileno())
-        argv = launcher_argv(spec, ["sleep", "1"], namespace, ["setpriv", "--"])
+        argv = launcher_argv(spec, "/b", ["sleep", "1"], namespace, ["setpriv", "--"])
     assert argv[:4] == ["nsenter", f"--mount={namespace.path}", "--net=/run/netns/p", "--"]
-    assert argv[-6:] == ["nodeagent-launch", "/w", "setpriv", "--", "sleep", "1"]
-    assert launcher_argv(SPEC, ["sleep", "1"], None, [])[0] == "/bin/sh"
+    assert argv[-7:] == ["/b/run", "/b/start", "/w", "setpriv", "--", "sleep", "1"]
+    assert launcher_argv(SPEC, "/b", ["sleep", "1"], None, [])[0] == "/bin/sh"
