@@ -139,6 +139,7 @@ class ProcessRuntime(conmon.ConmonBundles):
         try:
             namespace = await asyncio.to_thread(_write_bundle, spec, bundle, mount_plan(spec, bundle), script)
         except OSError as exc:
+            conmon.abandon(self.layout, oci_id)  # its bundle: no process has it yet
             raise RuntimeStartError("RunContainerError", f"preparing the container's mounts: {exc}") from exc
         try:
             return await self._run(spec, oci_id, bundle, namespace)

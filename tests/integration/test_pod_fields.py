@@ -154,3 +154,4 @@ def test_a_read_only_root_and_read_only_volume_keep_their_mounts_flags(agent: Ag
     finally:
         subprocess.run(["umount", str(shared)], check=True)
     assert log == "root read-only\nvolume read-only\nro,nosuid,nodev,relatime\nscratch writable\n", log
+
