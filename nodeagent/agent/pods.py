@@ -36,7 +36,7 @@ from nodeagent.api.resources import QOSClass
 from nodeagent.errors import NodeAgentError
 from nodeagent.plan import paths
 from nodeagent.plan.qos import plan_node_cgroups
-from nodeagent.runtime.base import ContainerBundles, FoundContainer
+from nodeagent.runtime.base import AdoptionRecord, ContainerBundles, FoundContainer
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,13 @@ class PodManager:
         unsaved = await asyncio.to_thread(lambda: {w.pod.uid: u for w in workers
                                                    if (u := unsaved_attempts(w, self.store.path(w.pod.uid)))})
         for worker in workers:
-            if worker.pod.uid in unsaved:
-                catch_up(worker, unsaved[worker.pod.uid], await self._find_running(worker.pod.uid), now)
+            if (attempts := unsaved.get(worker.pod.uid)) is None:
+                continue
+            ended = {}
+            for name, attempt in attempts.items():
+                if (saved := await self._find_ended(worker.pod.uid, name, attempt)) is not None:
+                    ended[name] = saved
+            catch_up(worker, attempts, await self._find_running(worker.pod.uid), ended, now)
 
     def _report_quarantine(self, quarantine: Quarantine) -> None:
         message = (f"state file of pod {quarantine.uid}: {quarantine.reason}; moved aside to {quarantine.path}. "
@@ -129,6 +134,13 @@ class PodManager:
         except NodeAgentError as exc:
             log.error("pod uid=%s: looking for its running containers: %s", uid, exc)
             return []
+
+    async def _find_ended(self, uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+        try:
+            return await self.services.runtime.find_ended(uid, name, attempt)
+        except NodeAgentError as exc:
+            log.error("pod uid=%s container=%s: looking for how its attempt %d ended: %s", uid, name, attempt, exc)
+            return None
 
     def _take_back(self, worker: PodWorker) -> None:
         """A quarantined pod a source names again: its worker adopts what runs, with the restart counts. An app

@@ -220,7 +220,9 @@ class ContainerSupervisor:
         if isinstance(outcome, ContainerExit):
             log.info("pod=%s container=%s ended while the agent was away (exit code %d)", self.key, name,
                      outcome.exit_code)
-            await self._record_exit(name, outcome, record.started_at, record.container_id)
+            # the runtime's own record of the attempt: one begun after the last save the agent knows only by it
+            await self._record_exit(name, outcome, outcome.started_at or record.started_at,
+                                    outcome.container_id or record.container_id)
             return
         slot.running = outcome
         if record.container_id != outcome.container_id:  # found running, its saved state lost

@@ -75,6 +75,9 @@ class ContainerExit:
     oom_killed: bool
     oom_victim: str | None = None  # "stress (pid 8261)", when the kernel log names it
     unknown: bool = False  # the runtime lost track of it: the exit code is a guess (137)
+    # the attempt that ended, where the runtime knows it: one the agent never saw start has only these
+    started_at: dt.datetime | None = None
+    container_id: str | None = None  # "<runtime>://<id>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,10 @@ class Runtime(Protocol):
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         """The pod's containers that run now, found without the agent's saved state (it was unreadable)."""
+
+    async def find_ended(self, pod_uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+        """That attempt of the pod's container if it ended and the runtime still knows how (an attempt the agent
+        started but could not save before it was killed): what adopt() takes to say how it ended."""
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         """Run a command in the container (its cgroup, mounts, user, environment), as hooks and probes do."""

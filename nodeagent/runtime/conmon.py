@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SYNC_TIMEOUT_SECONDS = 30.0
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")  # as the runtimes make them: secrets.token_hex(32)
 REOPEN_LOG = b"2 0 0\n"  # on conmon's control FIFO: message type 2, reopen the log file (as CRI-O sends it)
+LOG_PATH_FILE = "log-path"  # in the bundle: the attempt's log file, which names its pod, container and attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ async def spawn(layout: ConmonLayout, *, container_id: str, name: str, runtime: 
     bundle = layout.bundle(container_id)
     for directory in (layout.exit_dir, layout.socket_dir):
         os.makedirs(directory, mode=0o700, exist_ok=True)
+    with open(os.path.join(bundle, LOG_PATH_FILE), "w") as handle:  # conmon's command line goes with it
+        handle.write(log_path)
     argv = [find_conmon(), "--api-version", "1", "-c", container_id, "-u", container_id, "-n", name,
             "-r", runtime, "-b", bundle, "-p", os.path.join(bundle, "pidfile"),
             "-P", os.path.join(bundle, "conmon.pid"), "-l", f"k8s-file:{log_path}",
@@ -186,15 +189,49 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
             started = child.create_time()
         except (OSError, ValueError, psutil.Error):
             continue
-        log_path = (_option(argv, "-l") or "").removeprefix("k8s-file:")
-        pod_dir, name, attempt = (os.path.basename(os.path.dirname(os.path.dirname(log_path))),
-                                  os.path.basename(os.path.dirname(log_path)), os.path.basename(log_path))
-        if not (ours and pod_dir.endswith(f"_{pod_uid}") and attempt.removesuffix(".log").isdigit()):
+        attempt = _attempt_of((_option(argv, "-l") or "").removeprefix("k8s-file:"), pod_uid)
+        if not ours or attempt is None:
             continue
         monitored = Monitored(container_id, ProcessIdentity.of(conmon_pid), ProcessIdentity.of(pid))
         saved = adoption_record(monitored, dt.datetime.fromtimestamp(started, dt.UTC))
-        found.append(FoundContainer(name, int(attempt.removesuffix(".log")), saved))
+        found.append(FoundContainer(*attempt, saved))
     return found
+
+
+def find_ended(layout: ConmonLayout, pod_uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+    """That attempt of the pod's container, if it ended under conmon and nobody has read its end yet: its
+    bundle names its log file, conmon's exit file is there (written as conmon ends), and so is the container's
+    pid file (the attempt began; its time is the start). What adopt() takes to say how it ended. Blocking."""
+    directory = os.path.join(layout.state_dir, "containers")
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return None
+    for container_id in entries:
+        bundle = layout.bundle(container_id)
+        try:
+            with open(os.path.join(bundle, LOG_PATH_FILE)) as handle:
+                log_path = handle.read(4096)
+            if _attempt_of(log_path, pod_uid) != (name, attempt) or not os.path.exists(layout.exit_file(container_id)):
+                continue
+            pid_file = os.path.join(bundle, "pidfile")
+            conmon_pid, pid = _read_pid(os.path.join(bundle, "conmon.pid")), _read_pid(pid_file)
+            started = os.stat(pid_file).st_mtime
+        except (OSError, ValueError):
+            continue
+        monitored = Monitored(container_id, ProcessIdentity.gone(conmon_pid), ProcessIdentity.gone(pid))
+        return adoption_record(monitored, dt.datetime.fromtimestamp(started, dt.UTC))
+    return None
+
+
+def _attempt_of(log_path: str, pod_uid: str) -> tuple[str, int] | None:
+    """The container and attempt a log file of the pod's is for (<logs>/<namespace>_<name>_<uid>/<container>/
+    <attempt>.log); None for another pod's, or a path of another shape."""
+    pod_dir, name, attempt = (os.path.basename(os.path.dirname(os.path.dirname(log_path))),
+                              os.path.basename(os.path.dirname(log_path)), os.path.basename(log_path))
+    if not (pod_dir.endswith(f"_{pod_uid}") and attempt.removesuffix(".log").isdigit()):
+        return None
+    return name, int(attempt.removesuffix(".log"))
 
 
 class ConmonBundles:

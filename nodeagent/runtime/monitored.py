@@ -162,8 +162,10 @@ class MonitoredContainer:
             await self.on_exit()
         await asyncio.to_thread(conmon.remove, layout, self.monitored.container_id)
         if code is None:  # conmon itself was killed: nothing knows how the container ended
-            return ContainerExit(exit_code=137, finished_at=finished_at, oom_killed=oom_killed, unknown=True)
-        return ContainerExit(exit_code=code, finished_at=finished_at, oom_killed=oom_killed, oom_victim=victim)
+            return ContainerExit(exit_code=137, finished_at=finished_at, oom_killed=oom_killed, unknown=True,
+                                 started_at=self.started_at, container_id=self.container_id)
+        return ContainerExit(exit_code=code, finished_at=finished_at, oom_killed=oom_killed, oom_victim=victim,
+                             started_at=self.started_at, container_id=self.container_id)
 
     def signal(self, signum: int) -> None:
         if not self._exited.done() and self.monitored.container.alive():

@@ -183,6 +183,9 @@ class ProcessRuntime(conmon.ConmonBundles):
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)
 
+    async def find_ended(self, pod_uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+        return await asyncio.to_thread(conmon.find_ended, self.layout, pod_uid, name, attempt)
+
     def _container(self, spec: ContainerSpec, monitored: conmon.Monitored,
                    started_at: dt.datetime) -> MonitoredContainer:
         return MonitoredContainer(spec, monitored, started_at, cgroups=self.cgroups, layout=self.layout,

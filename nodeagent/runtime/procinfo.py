@@ -28,6 +28,11 @@ class ProcessIdentity:
         ticks = start_ticks(pid)
         return cls(pid, -1 if ticks is None else ticks)
 
+    @classmethod
+    def gone(cls, pid: int) -> ProcessIdentity:
+        """A process known to have ended: never alive, whatever now has its pid."""
+        return cls(pid, -1)
+
     def alive(self) -> bool:
         """The same process still exists (not just a process with the same pid)."""
         return self.start_ticks >= 0 and start_ticks(self.pid) == self.start_ticks

@@ -144,6 +144,9 @@ class RuncRuntime(conmon.ConmonBundles):
         self._live.update(f.saved.container_id for f in found)
         return found
 
+    async def find_ended(self, pod_uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+        return await asyncio.to_thread(conmon.find_ended, self.layout, pod_uid, name, attempt)
+
     async def _status(self, oci_id: str) -> str | None:
         try:
             state = json.loads(await self.runc.run("state", oci_id))

@@ -22,7 +22,8 @@ from typing import Protocol
 from nodeagent.errors import NodeAgentError
 
 READ_CHUNK = 32 * 1024
-# the agent's end of the pipe, opened by path for the `read` alone: the command inherits no descriptor of it
+# the agent's end of the pipe, opened by path for the `read` alone: the command inherits no descriptor of it; the
+# session holds it open until it ends (the shell may get to its `read` after the agent wrote "go")
 GATE = 'read -r go < /proc/{agent}/fd/{fd} || exit 125; exec "$@"'
 
 
@@ -63,7 +64,8 @@ class ExecSession:
 
     def __init__(self, process: asyncio.subprocess.Process, stdin: asyncio.StreamWriter | None,
                  stdout: asyncio.StreamReader, stderr: asyncio.StreamReader | None, master: int | None,
-                 finish: Callable[[bool], None] | None, reading: asyncio.BaseTransport | None) -> None:
+                 finish: Callable[[bool], None] | None, reading: asyncio.BaseTransport | None,
+                 gate: int | None) -> None:
         self.process = process
         self.stdin = stdin
         self.stdout = stdout
@@ -72,6 +74,7 @@ class ExecSession:
         self._finish = finish
         self._killed = False
         self._reading = reading  # the terminal's, closed with the session (a child may hold the terminal open)
+        self._gate = gate  # open until the end: the command opens it by its path whenever its shell gets there
 
     async def write(self, data: bytes) -> None:
         """To its stdin, waiting while it does not read (the client waits with it); nothing once it is gone."""
@@ -114,6 +117,9 @@ class ExecSession:
         if self._master is not None:
             os.close(self._master)
             self._master = None
+        if self._gate is not None:
+            os.close(self._gate)
+            self._gate = None
 
 
 async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> ExecSession:
@@ -148,9 +154,12 @@ async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> Exec
                 await process.wait()
                 raise
             os.write(gate_write, b"go\n")
+        gate = gate_read if gate_read >= 0 else None
         if not tty:
             assert process.stdout is not None and process.stderr is not None
-            return ExecSession(process, process.stdin, process.stdout, process.stderr, None, command.finish, None)
+            gate_read = -1  # the session's now
+            return ExecSession(process, process.stdin, process.stdout, process.stderr, None, command.finish, None,
+                               gate)
         os.close(slave)
         slave = -1
         reader = asyncio.StreamReader(limit=READ_CHUNK, loop=loop)
@@ -161,8 +170,8 @@ async def start_session(command: ExecCommand, *, stdin: bool, tty: bool) -> Exec
             transport, protocol = await loop.connect_write_pipe(
                 lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(os.dup(master), "wb", buffering=0))
             writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        session = ExecSession(process, writer, reader, None, master, command.finish, reading)
-        master = -1
+        session = ExecSession(process, writer, reader, None, master, command.finish, reading, gate)
+        master = gate_read = -1
         return session
     finally:
         for fd in (gate_read, gate_write, slave, master):

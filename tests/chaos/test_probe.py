@@ -12,6 +12,7 @@ import pytest
 
 from tests.chaos import sampler
 from tests.chaos.world import PROBE
+from tests.integration.harness import wait_for
 
 SHELLS = [["/bin/sh"], ["/usr/bin/busybox", "sh"]]  # the process runtime's, the images' (busybox)
 
@@ -32,7 +33,9 @@ def test_the_probe_needs_no_command_but_the_shell(shell: list[str], tmp_path: Pa
     try:
         target.write_text(f"{sleeper.pid}\n")
         assert probe(shell, target) == 0  # its target lives
-        sleeper.send_signal(19)  # SIGSTOP: state T
+        sleeper.send_signal(19)  # SIGSTOP: state T, once the sleeper has taken the signal (a loaded CI was slower)
+        wait_for(lambda: Path(f"/proc/{sleeper.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T",
+                 what="the sleeper stopped")
         assert probe(shell, target) == 1
         sleeper.send_signal(18)
         sleeper.kill()

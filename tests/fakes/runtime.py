@@ -84,6 +84,7 @@ class FakeRuntime:
     starts: list[tuple[str, float]] = field(default_factory=list)  # (container, fake seconds) of each start
     running: dict[str, FakeRunning] = field(default_factory=dict)  # by container name: the latest attempt
     adoptable: dict[str, FakeRunning | ContainerExit] = field(default_factory=dict)  # by saved container_id
+    ended: dict[tuple[str, str, int], AdoptionRecord] = field(default_factory=dict)  # (pod uid, name, attempt)
     _plans: dict[str, deque[Attempt]] = field(default_factory=lambda: defaultdict(deque))
     _ids: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
 
@@ -129,6 +130,9 @@ class FakeRuntime:
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return []
+
+    async def find_ended(self, pod_uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+        return self.ended.get((pod_uid, name, attempt))
 
     async def exec(self, running: Any, command: Sequence[str], timeout: float) -> ExecResult:
         self.execs.append((running.container_id, tuple(command)))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -286,21 +287,26 @@ def test_the_agent_lives_when_the_orphan_clean_up_cannot_save_the_leases(harness
     assert "Read-only file system" in harness.agent_log()
 
 
-def lose_a_save(agent: AgentHarness, container: str) -> tuple[str, str]:
+def lose_a_save(agent: AgentHarness, container: str, while_down: Callable[[str], None] = lambda cgroup: None,
+                cgroup_of: Callable[[str], str] | None = None) -> tuple[str, str]:
     """A pod's container restarted (attempt 1) after its state was last saved (attempt 0 running), then the
     agent SIGKILLed and started again on that state file, as when the saves that followed could not be written
-    (the stateDir full): the two attempts' container IDs."""
+    (the stateDir full), after `while_down` (given attempt 1's cgroup; `cgroup_of` an attempt's container ID:
+    the container's cgroup unless given): the two attempts' container IDs."""
     agent.write("steady.yaml", f"kind: Pod\nmetadata: {{name: steady}}\nspec:\n  containers: [{container}]\n")
     first = wait_for(lambda: running_id(agent, "steady"), timeout=30, what="running")
     state_file = agent.state / "pods" / agent.pod("steady")["metadata"]["uid"] / "pod.json"
     stale, saved_at = state_file.read_bytes(), state_file.stat().st_mtime_ns
-    for pid in agent.procs(agent.cgroup_path("steady", "c")):
+    cgroup_of = cgroup_of or (lambda _: agent.cgroup_path("steady", "c"))
+    for pid in agent.procs(cgroup_of(first)):
         os.kill(pid, signal.SIGKILL)
     second = wait_for(lambda: running_id(agent, "steady") not in (None, first) and running_id(agent, "steady"),
                       timeout=30, what="restarted")
+    cgroup = cgroup_of(second)
     agent.stop(signal.SIGKILL)
     state_file.write_bytes(stale)
     os.utime(state_file, ns=(saved_at, saved_at))
+    while_down(cgroup)
     agent.start()
     return first, second
 
@@ -336,6 +342,65 @@ def test_a_runc_restart_whose_save_was_lost_is_learnt_from_the_disk(
         assert_taken_back(runc.harness, first, second)
     finally:
         runc.clean_up()
+
+
+def catches_term(pid: int) -> bool:
+    caught = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def exit_3_while_down(agent: AgentHarness, cgroup: str) -> None:
+    """Attempt 1 (a shell that exits 3 on SIGTERM) ends while the agent is down, once its trap is set."""
+    wait_for(lambda: any(catches_term(pid) for pid in agent.procs(cgroup)), what="the shell's trap set")
+    for pid in agent.procs(cgroup):
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not agent.procs(cgroup), what="attempt 1 ended")
+
+
+def assert_end_kept(agent: AgentHarness, second: str) -> None:
+    """Attempt 1's end as the runtime recorded it (exit code 3), not ContainerStatusUnknown, and it restarts."""
+    status = wait_for(lambda: (s := agent.container_status("steady", "c"))["restartCount"] == 2 and s,
+                      timeout=30, what="attempt 2 (after the crash-loop back-off)")
+    ended = status["lastState"]["terminated"]
+    assert (ended["containerID"], ended["exitCode"], ended["reason"]) == (second, 3, "Error")
+
+
+TRAPS_TERM = "{name: c, image: %s, command: [sh, -c, \"trap 'exit 3' TERM; while :; do sleep 0.1; done\"]}"
+
+
+def test_an_attempt_that_ended_after_a_lost_save_keeps_its_exit_code(agent: AgentHarness) -> None:
+    """An agent killed before it saved a start (its state file is written a few ms after) knew that attempt
+    only by its log file: if it ended while the agent was down, its end showed as ContainerStatusUnknown (137).
+    conmon's exit file, found by the log path the bundle keeps, says how it ended."""
+    _, second = lose_a_save(agent, TRAPS_TERM % "x", while_down=lambda cgroup: exit_3_while_down(agent, cgroup))
+    assert_end_kept(agent, second)
+
+
+def test_a_runc_attempt_that_ended_after_a_lost_save_keeps_its_exit_code(
+        agent_root: Path, registry: Registry, auth_registry: Registry, images: Images) -> None:
+    runc = RuncAgent(agent_root, [registry, auth_registry])
+    try:
+        runc.harness.start()
+        _, second = lose_a_save(runc.harness, TRAPS_TERM % f"'{images.busybox.reference}'",
+                                while_down=lambda cgroup: exit_3_while_down(runc.harness, cgroup))
+        assert_end_kept(runc.harness, second)
+    finally:
+        runc.clean_up()
+
+
+def test_a_cri_attempt_that_ended_after_a_lost_save_keeps_its_exit_code(harness: AgentHarness,
+                                                                          cri_images: TestImages) -> None:
+    """The same with containerd, which keeps an exited container with its exit code until it is removed."""
+    with running_containerd(cri_images) as containerd:
+        harness.use_netns(containerd.netns)
+        harness.configure({"containerRuntimeEndpoint": containerd.endpoint, "nodeagent": {"runtime": "cri"}})
+        harness.start()
+        _, second = lose_a_save(
+            harness, TRAPS_TERM % BUSYBOX_IMAGE, while_down=lambda cgroup: exit_3_while_down(harness, cgroup),
+            cgroup_of=lambda container_id: f"{harness.cgroup_path('steady')}/{container_id.removeprefix('containerd://')}")
+        assert_end_kept(harness, second)
+        harness.stop()
+        asyncio.run(remove_sandboxes(containerd))
 
 
 def test_the_harness_removes_the_pod_networks_of_a_tmpfs_state_directory(agent_root: Path) -> None:

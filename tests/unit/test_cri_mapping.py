@@ -86,10 +86,14 @@ def test_resources_from_the_plan_v1_and_v2() -> None:
 
 
 def test_an_exit_as_the_runtime_reports_it() -> None:
-    exited = container_exit(cri.ContainerStatus(exit_code=137, reason="OOMKilled", finished_at=1_700_000_000_500_000_000))
+    exited = container_exit(cri.ContainerStatus(id="c1", exit_code=137, reason="OOMKilled",
+                                                started_at=1_700_000_000_000_000_000,
+                                                finished_at=1_700_000_000_500_000_000), "containerd")
     assert (exited.exit_code, exited.oom_killed, exited.finished_at.isoformat()) == (
         137, True, "2023-11-14T22:13:20.500000+00:00")
-    assert not container_exit(cri.ContainerStatus(exit_code=1, reason="Error", finished_at=1)).oom_killed
+    assert exited.container_id == "containerd://c1"  # the attempt it was, for one the agent never saw start
+    assert exited.started_at is not None and exited.started_at.isoformat() == "2023-11-14T22:13:20+00:00"
+    assert not container_exit(cri.ContainerStatus(exit_code=1, reason="Error", finished_at=1), "containerd").oom_killed
 
 
 def test_a_sandbox_allows_privileged_containers_only_when_one_is() -> None:

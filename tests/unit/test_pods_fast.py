@@ -21,7 +21,7 @@ from nodeagent.agent.pods import PodManager, _belongs
 from nodeagent.agent.records import State
 from nodeagent.agent.store import PodStore
 from nodeagent.api.manifest import StaticPod
-from nodeagent.runtime.base import ContainerExit
+from nodeagent.runtime.base import AdoptionRecord, ContainerExit
 from tests.fakes import clock as fake_clock
 from tests.fakes.clock import START, FakeClock
 from tests.fakes.pod import FakeNode
@@ -206,6 +206,36 @@ async def test_attempts_begun_after_the_last_save_count_when_the_newest_is_not_r
     assert (record.terminated.exit_code, record.terminated.container_id) == (137, None)
     await second.clock.run_until(lambda: len(second.runtime.started) == 1)
     assert second.runtime.started[0].attempt == 2
+    await again.close()
+
+
+async def test_the_end_of_an_attempt_begun_after_the_last_save_is_read_from_the_runtime(tmp_path: Path) -> None:
+    """The same lost save, but the runtime still knows how attempt 1 ended (conmon's exit file, containerd's
+    exited container): its exit code, start and ID are recorded, not ContainerStatusUnknown."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.settle()
+    await pods.close()
+    logs = Path(first.services.logs_dir) / f"default_web-node1_{web.uid}" / "app"
+    logs.mkdir(parents=True)
+    (logs / "1.log").touch()
+    saved_at = Path(PodStore(str(tmp_path / "state")).path(web.uid)).stat().st_mtime
+    os.utime(logs / "1.log", (saved_at + 1, saved_at + 1))
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    began, ended = START + dt.timedelta(seconds=20), START + dt.timedelta(seconds=30)
+    second.runtime.ended[(web.uid, "app", 1)] = AdoptionRecord("attempt-1", False, {})
+    second.runtime.adoptable["attempt-1"] = ContainerExit(3, ended, False, started_at=began,
+                                                          container_id="fake://attempt-1")
+    again = manager(second)
+    await again.restore()
+    await second.clock.run_until(lambda: len(second.runtime.started) == 1)  # after the crash-loop back-off
+    assert second.runtime.started[0].attempt == 2
+    record = again.workers[web.uid].records["app"]
+    assert (last := record.last_termination) is not None and record.restart_count == 2
+    assert (last.exit_code, last.reason, last.container_id, last.started_at, last.finished_at) == (
+        3, "Error", "fake://attempt-1", began, ended)
     await again.close()
 
 

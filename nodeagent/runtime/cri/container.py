@@ -95,7 +95,7 @@ class CriContainer:
             if status is None or status.state != cri.CONTAINER_EXITED:
                 self._exit = ContainerExit(137, dt.datetime.now(dt.UTC), oom_killed=False, unknown=True)
             else:
-                self._exit = container_exit(status)
+                self._exit = container_exit(status, self.runtime.runtime_name)
         return self._exit
 
     def signal(self, signum: int) -> None:

@@ -138,6 +138,8 @@ def timestamp(nanoseconds: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.UTC)
 
 
-def container_exit(status: cri.ContainerStatus) -> ContainerExit:
+def container_exit(status: cri.ContainerStatus, runtime_name: str) -> ContainerExit:
     finished = timestamp(status.finished_at) if status.finished_at else dt.datetime.now(dt.UTC)
-    return ContainerExit(exit_code=status.exit_code, finished_at=finished, oom_killed=status.reason == "OOMKilled")
+    return ContainerExit(exit_code=status.exit_code, finished_at=finished, oom_killed=status.reason == "OOMKilled",
+                         started_at=timestamp(status.started_at) if status.started_at else None,
+                         container_id=f"{runtime_name}://{status.id}")

@@ -283,7 +283,7 @@ class CriRuntime:
                 raise
             return ContainerExit(137, dt.datetime.now(dt.UTC), oom_killed=False, unknown=True)
         if status.state != cri.CONTAINER_RUNNING:
-            return container_exit(status)
+            return container_exit(status, self.runtime_name)
         process = saved.details.get("process")
         saved_identity = ProcessIdentity.from_json(process) if process is not None else identity
         stop_signal = saved.details.get("imageStopSignal")
@@ -300,6 +300,14 @@ class CriRuntime:
             saved = AdoptionRecord(container.id, False, {"process": identity.to_json()} if identity else {})
             found.append(FoundContainer(container.metadata.name, container.metadata.attempt, saved))
         return found
+
+    async def find_ended(self, pod_uid: str, name: str, attempt: int) -> AdoptionRecord | None:
+        """containerd keeps an exited container, with its exit code, until it is removed."""
+        for container in await self.client.list_containers(labels={POD_UID: pod_uid, **OURS},
+                                                           state=cri.CONTAINER_EXITED):
+            if (container.metadata.name, container.metadata.attempt) == (name, attempt):
+                return AdoptionRecord(container.id, False, {})
+        return None
 
     async def exec(self, running: RunningContainer, command: Sequence[str], timeout: float) -> ExecResult:
         assert isinstance(running, CriContainer)
