@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import select
 import shutil
 import signal
 import statistics
@@ -30,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.firstinstruction import time_to_first_instruction
 from nodeagent.cgroups.detect import detect_layout
 from tests.integration.images import busybox_layer, push_image
 from tests.integration.registry import Registry, running_registry
@@ -44,7 +43,6 @@ from tests.integration.test_runc import RuncAgent
 # What podman 4.3 makes outside its configured directories (as root), checked before and removed after.
 PODMAN_FOOTPRINT = ("/run/libpod", "/run/containers", "/var/lib/containers", "/etc/containers/networks",
                     "/etc/cni/net.d/cni.lock", "/var/lib/cni")
-FIRST_INSTRUCTION_TIMEOUT = 30.0
 
 
 def pod_manifest(name: str, image: str, fifos: Path) -> str:
@@ -54,26 +52,6 @@ def pod_manifest(name: str, image: str, fifos: Path) -> str:
                         "command": ["sh", "-c", f"echo go > /fifos/{name}; exec sleep 3600"],
                         "volumeMounts": [{"name": "fifos", "mountPath": "/fifos"}]}],
         "volumes": [{"name": "fifos", "hostPath": {"path": str(fifos)}}]}})
-
-
-def time_to_first_instruction(fifo: Path, ask: Callable[[], None], check: Callable[[], None] = lambda: None) -> float:
-    """Seconds from ask() to the first bytes in `fifo` (opened before, so no write is missed); check() raises
-    when waiting is pointless."""
-    os.mkfifo(fifo)
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        started = time.monotonic()
-        ask()
-        while time.monotonic() - started < FIRST_INSTRUCTION_TIMEOUT:
-            check()
-            readable, _, _ = select.select([fd], [], [], 0.5)
-            if readable and os.read(fd, 64):
-                return time.monotonic() - started
-            if readable:
-                time.sleep(0.0005)  # end of file with no writer yet: Linux says readable
-        raise TimeoutError(f"nothing in {fifo} within {FIRST_INSTRUCTION_TIMEOUT:.0f}s")
-    finally:
-        os.close(fd)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -34,8 +34,7 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
 # What the process and runc runtimes run, and the Debian package that has it.
-PROCESS_TOOLS = {"conmon": "conmon", "unshare": "util-linux", "mount": "mount", "setpriv": "util-linux",
-                 "nsenter": "util-linux"}
+PROCESS_TOOLS = {"conmon": "conmon", "mount": "mount", "setpriv": "util-linux", "nsenter": "util-linux"}
 RUNC_TOOLS = {"conmon": "conmon"}
 
 

@@ -27,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages: conmon for the process runtime, nftables for pod networks (util-linux and mount, for
-# unshare, setpriv, nsenter and mount, are always there), python3-venv when `python3 -m venv` cannot
+# setpriv, nsenter and mount, are always there), python3-venv when `python3 -m venv` cannot
 # bootstrap pip.
 packages=()
 command -v conmon >/dev/null || [ -x /usr/libexec/podman/conmon ] || packages+=(conmon)

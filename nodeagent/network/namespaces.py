@@ -14,7 +14,6 @@ import asyncio
 import functools
 import logging
 import os
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -58,7 +57,7 @@ async def create_netns(name: str) -> bool:
         log.info("removing %s: an empty file left by a creation cut short", path)
         os.unlink(path)
     try:
-        await asyncio.to_thread(_in_own_thread, functools.partial(_create_here, path))
+        await asyncio.to_thread(mounts.in_own_thread, functools.partial(_create_here, path), "netns")
     except OSError as exc:
         raise NetworkError(f"creating the network namespace {path}: {exc.strerror or exc}") from exc
     return True
@@ -108,24 +107,4 @@ def call_in_netns(path: str, function: Callable[[], T]) -> T:
             os.close(fd)
         return function()
 
-    return _in_own_thread(joined, name=f"netns {path}")
-
-
-def _in_own_thread(function: Callable[[], T], name: str = "netns") -> T:
-    """function() in a thread of its own, which may change its network namespace: the thread ends with the
-    call, so no thread of the process is ever left in another namespace."""
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(function())
-        except BaseException as exc:  # handed to the caller's thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=name)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return outcome[0]
+    return mounts.in_own_thread(joined, name=f"netns {path}")

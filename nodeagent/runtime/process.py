@@ -1,15 +1,19 @@
 """The `process` runtime: containers as host processes, each in its own cgroup, session and mounts.
 
 Each container runs under conmon (nodeagent.runtime.conmon), with nodeagent's own minimal "OCI
-runtime" behind it: `create` starts a shell that waits on a FIFO in the bundle; the agent moves that
-process into its cgroups, sets its oom_score_adj and opens the FIFO; then the shell bind-mounts the
-volumes in a private mount namespace, drops to the container's user and execs the command. So the
+runtime" behind it: `create` starts the bundle's run script, which takes the container's environment
+and joins the mount namespace the agent prepared (nodeagent.runtime.mountns: volumes, a fresh /sys, a
+read-only /) and the pod's network, then waits on a FIFO in the bundle; the agent moves that process
+into its cgroups, sets its oom_score_adj and opens the FIFO; then the shell changes directory, drops to
+the container's user and execs the command: two execs from the go to the first instruction. So the
 command's first instruction already runs in its cgroup, and conmon keeps its stdio, logs and exit code
 whether or not the agent is running.
 
-    conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run  (waits on <bundle>/start)
+    agent: bundle, [mount namespace: /sys, volumes, / read-only]
+    conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run
+      -> env -i <env> [nsenter --mount=<prepared> --net=<pod netns>] sh (waits on <bundle>/start)
     agent: attach to cgroup, oom_score_adj, write "go"
-      -> [nsenter --net=<pod netns>, a fresh /sys] mounts, [/ read-only], cd, setpriv, exec command
+      -> cd, setpriv, exec command
 
 setpriv gives the command its user, groups, capabilities (the runtime default set with the container's
 securityContext.capabilities; all with privileged) and no_new_privs (nodeagent.runtime.security).
@@ -38,7 +42,7 @@ from nodeagent.cgroups.driver import CgroupDriver
 from nodeagent.cgroups.kmsg import KernelLog
 from nodeagent.durable import write_atomically
 from nodeagent.errors import NodeAgentError, RuntimeStartError
-from nodeagent.runtime import conmon
+from nodeagent.runtime import conmon, mountns
 from nodeagent.runtime.base import (
     AdoptionRecord,
     ContainerExit,
@@ -85,28 +89,9 @@ create)
 *) echo "nodeagent process runtime: $command is not supported" >&2; exit 1 ;;
 esac
 """
-# $1 workdir, $2 "ro" to make / read-only ("" = keep it), $3 a directory for a fresh sysfs ("" = keep the
-# node's), $4 mount count, then (source target ro|rw)..., then setpriv and the command. Nothing here is
-# built from a manifest: values only come in as arguments. sysfs shows the interfaces of the namespace that
-# mounts it; the node's cgroup tree is carried over into the new /sys. / is made read-only after the binds,
-# in the private mount namespace: the volumes, /proc, /sys, /dev and the node's other mounts keep theirs.
-LAUNCHER = r"""
-workdir=$1 root=$2 sysfs=$3 n=$4
-shift 4
-if [ -n "$sysfs" ]; then
-  mount -t sysfs sysfs "$sysfs" && mount --rbind /sys/fs/cgroup "$sysfs/fs/cgroup" && mount --move "$sysfs" /sys \
-    || exit 125
-fi
-while [ "$n" -gt 0 ]; do
-  mount --bind -- "$1" "$2" || exit 125
-  if [ "$3" = ro ]; then mount -o remount,bind,ro -- "$2" || exit 125; fi
-  shift 3
-  n=$((n - 1))
-done
-if [ "$root" = ro ]; then mount -o remount,bind,ro / || exit 125; fi
-cd -- "$workdir" || exit 125
-exec "$@"
-"""
+# $0 the bundle's run script (abandon() finds the waiting shell by it), $1 the start FIFO, $2 the workdir, then
+# setpriv and the command. Nothing here is built from a manifest: values only come in as arguments.
+LAUNCHER = 'read -r go < "$1" || exit 125; cd -- "$2" || exit 125; shift 2; exec "$@"'
 
 
 class ProcessRuntime(conmon.ConmonBundles):
@@ -143,10 +128,28 @@ class ProcessRuntime(conmon.ConmonBundles):
         verify_run_as_non_root(spec, str(os.geteuid()))  # without runAsUser, it runs as the agent does
         refuse_unsupported(spec)
         env = container_env(spec)
+        command = resolved_command(spec, env)
         oci_id = secrets.token_hex(32)
         bundle = self.layout.bundle(oci_id)
-        argv = launcher_argv(spec, env, bundle, setpriv_argv(spec, self.capabilities))
-        await asyncio.to_thread(_write_bundle, spec, bundle, run_script(bundle, env, argv))
+        setpriv = setpriv_argv(spec, self.capabilities)
+
+        def script(namespace: mountns.MountNamespace | None) -> str:
+            return run_script(env, launcher_argv(spec, bundle, command, namespace, setpriv))
+
+        try:
+            namespace = await asyncio.to_thread(_write_bundle, spec, bundle, mount_plan(spec, bundle), script)
+        except OSError as exc:
+            conmon.abandon(self.layout, oci_id)  # its bundle: no process has it yet
+            raise RuntimeStartError("RunContainerError", f"preparing the container's mounts: {exc}") from exc
+        try:
+            return await self._run(spec, oci_id, bundle, namespace)
+        finally:
+            if namespace is not None:
+                namespace.close()
+
+    async def _run(self, spec: ContainerSpec, oci_id: str, bundle: str,
+                   namespace: mountns.MountNamespace | None) -> RunningContainer:
+        """conmon started on the written bundle; the process moved into its cgroup, then released."""
         try:
             monitored = await conmon.spawn(self.layout, container_id=oci_id, runtime=self.oci_runtime,
                                            name=f"{spec.pod_namespace}_{spec.pod_name}_{spec.name}",
@@ -161,6 +164,8 @@ class ProcessRuntime(conmon.ConmonBundles):
             self._set_oom_score_adj(monitored.container.pid, spec.oom_score_adj)
             container.watch()
             await release(bundle)
+            if namespace is not None:  # its nsenter has it open once joined: the agent's descriptor may go
+                await namespace.close_once_joined(monitored.container.pid)
 
         await container.let_run(into_its_cgroup_then_released(), failures=(OSError, NodeAgentError),
                                 what="preparing the process: ")
@@ -265,21 +270,40 @@ def pod_files(spec: ContainerSpec) -> dict[str, str]:
     return {target: text for target, text in files.items() if text is not None}
 
 
-def _write_bundle(spec: ContainerSpec, bundle: str, script: str) -> None:
-    """The bundle (its start FIFO, the pod's /etc files, the run script) and the log's directory: blocking."""
+def _write_bundle(spec: ContainerSpec, bundle: str, plan: mountns.MountPlan | None,
+                  script: Callable[[mountns.MountNamespace | None], str]) -> mountns.MountNamespace | None:
+    """The bundle (its start FIFO, the pod's /etc files), the mount namespace made of them, the run script
+    that joins it, and the log's directory: blocking. The namespace is the caller's to close."""
     os.makedirs(bundle, mode=0o700)
     os.mkfifo(os.path.join(bundle, "start"), 0o600)
     write_bundle_files(bundle, pod_files(spec))
-    if spec.netns is not None:
-        os.mkdir(os.path.join(bundle, "sys"), 0o700)
-    with open(os.path.join(bundle, "run"), "w") as handle:
-        handle.write(script)
-    os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+    if plan is not None and plan.sysfs is not None:
+        os.mkdir(plan.sysfs, 0o700)
+    namespace = None if plan is None else mountns.make(plan)
+    try:
+        with open(os.path.join(bundle, "run"), "w") as handle:
+            handle.write(script(namespace))
+        os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+    except BaseException:
+        if namespace is not None:
+            namespace.close()
+        raise
+    return namespace
 
 
-def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str, setpriv: Sequence[str]) -> list[str]:
-    """The launcher's command line, or RuntimeStartError for what would fail to start anyway. `setpriv`
-    (nodeagent.runtime.security) drops to the container's user and capabilities right before the exec."""
+def mount_plan(spec: ContainerSpec, bundle: str) -> mountns.MountPlan | None:
+    """The container's own mounts (its volumes, the pod's /etc files, its network's /sys, a read-only /); None
+    when it has none and runs in the node's mount namespace."""
+    binds = [mountns.Bind(m.host_path, m.container_path, m.read_only) for m in spec.mounts]
+    binds += [mountns.Bind(bundle_path(bundle, target), target, False) for target in pod_files(spec)]
+    if not binds and spec.netns is None and not spec.read_only_root:
+        return None
+    return mountns.MountPlan(tuple(binds), spec.read_only_root, netns=spec.netns,
+                             sysfs=None if spec.netns is None else os.path.join(bundle, "sys"))
+
+
+def resolved_command(spec: ContainerSpec, env: Mapping[str, str]) -> list[str]:
+    """The command and its arguments, or RuntimeStartError for what would fail to start anyway."""
     if not spec.command:
         raise RuntimeStartError(
             "CreateContainerError",
@@ -293,20 +317,24 @@ def launcher_argv(spec: ContainerSpec, env: Mapping[str, str], bundle: str, setp
     if not os.path.isdir(workdir):
         raise RuntimeStartError("RunContainerError", f'chdir to cwd ("{workdir}") set in config failed: '
                                                      "no such file or directory")
-    binds = [(m.host_path, m.container_path, "ro" if m.read_only else "rw") for m in spec.mounts]
-    binds += [(bundle_path(bundle, target), target, "rw") for target in pod_files(spec)]
-    sysfs = os.path.join(bundle, "sys") if spec.netns is not None else ""
-    prefix = ["nsenter", f"--net={spec.netns}", "--"] if spec.netns is not None else []
-    if binds or sysfs or spec.read_only_root:
-        prefix += ["unshare", "--mount", "--propagation", "private"]
-    return [*prefix, "/bin/sh", "-c", LAUNCHER, "nodeagent-launch", workdir, "ro" if spec.read_only_root else "",
-            sysfs, str(len(binds)), *(value for bind in binds for value in bind), *setpriv, *command]
+    return command
 
 
-def run_script(bundle: str, env: Mapping[str, str], argv: list[str]) -> str:
-    """The bundle's `run`: wait for the agent's go, then exec the launcher in a clean environment.
-    Every value is shell-quoted, so no manifest text is ever read as shell syntax."""
-    start = shlex.quote(os.path.join(bundle, "start"))
-    assignments = " ".join(shlex.quote(f"{key}={value}") for key, value in env.items())
-    command = " ".join(shlex.quote(part) for part in argv)
-    return f"read -r go < {start} || exit 125\nexec env -i {assignments} {command}\n"
+def launcher_argv(spec: ContainerSpec, bundle: str, command: Sequence[str], namespace: mountns.MountNamespace | None,
+                  setpriv: Sequence[str]) -> list[str]:
+    """The launcher's command line: into the prepared mount namespace and the pod's network, a wait for the
+    go, to the working directory, then `setpriv` (nodeagent.runtime.security) drops to the container's user
+    and capabilities right before the exec."""
+    prefix = []
+    if namespace is not None:
+        netns = [] if spec.netns is None else [f"--net={spec.netns}"]
+        prefix = ["nsenter", f"--mount={namespace.path}", *netns, "--"]
+    return [*prefix, "/bin/sh", "-c", LAUNCHER, os.path.join(bundle, "run"), os.path.join(bundle, "start"),
+            spec.working_dir or "/", *setpriv, *command]
+
+
+def run_script(env: Mapping[str, str], argv: list[str]) -> str:
+    """The bundle's `run`: the launcher in the container's clean environment (env -i). Every value is
+    shell-quoted, so no manifest text is ever read as shell syntax."""
+    words = ["env", "-i", *(f"{key}={value}" for key, value in env.items()), *argv]
+    return f"exec {' '.join(shlex.quote(word) for word in words)}\n"

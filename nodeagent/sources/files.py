@@ -1,8 +1,10 @@
 """The file source: static pod manifests in staticPodPath (a directory, or a single file).
 
-watchdog marks the directory dirty when a file there is closed after writing, moved or deleted
-(never while it is being written); after a short debounce the whole directory is read again, and
-also every fileCheckFrequency. A file whose content hash has not changed is not parsed again.
+watchdog marks the directory dirty when a manifest there is closed after writing, moved or deleted
+(never while it is being written; a dot file a careful writer renames into place is no manifest yet);
+then the whole directory is read again at once (a burst of events meanwhile is one more scan), and
+also every fileCheckFrequency. A file whose content hash has not changed is not parsed again. The
+manifest index is saved after the pods are handed on: its fsyncs are not on a new pod's way.
 Read: `*.yaml`, `*.yml`, `*.json`, not starting with `.` (editor swap files, `.bak` and `~` copies
 never match), regular files only, at most 10 MiB, no recursion, in file name order.
 """
@@ -37,7 +39,6 @@ from nodeagent.sources import fileindex
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".yaml", ".yml", ".json")
-DEBOUNCE_SECONDS = 0.002
 # A file is complete once it is closed after writing or moved into place: modify and create events
 # only say that writing has begun.
 CHANGES = frozenset({"closed", "moved", "deleted"})
@@ -95,7 +96,7 @@ class FileSource:
 
     def scan(self) -> list[ManifestFile] | None:
         """Every manifest file as it is now, in name order; None if the directory cannot be read (blocking: run
-        it in a thread)."""
+        it in a thread). record() saves what it found in the index."""
         if self._index is not None and self._recorded is None:
             self._recorded = fileindex.load(self._index, self.node_name)
             self._cache = {name: ManifestFile(name, digest, result) for name, (digest, result)
@@ -114,12 +115,16 @@ class FileSource:
             if manifest is not None:
                 found.append(manifest)
         self._cache = {m.path: m for m in found}
-        if self._index is not None:
-            recorded = fileindex.entries((m.path, m.digest, m.result) for m in found)
-            if recorded != self._recorded:
-                fileindex.save(self._index, self.node_name, recorded)
-                self._recorded = recorded
         return found
+
+    def record(self, found: list[ManifestFile]) -> None:
+        """A scan's files saved in the manifest index, if it changed (blocking: run it in a thread)."""
+        if self._index is None:
+            return
+        recorded = fileindex.entries((m.path, m.digest, m.result) for m in found)
+        if recorded != self._recorded:
+            fileindex.save(self._index, self.node_name, recorded)
+            self._recorded = recorded
 
     def _read(self, path: str) -> ManifestFile | None:
         try:
@@ -156,17 +161,19 @@ class FileSource:
         return ManifestFile(path, digest, result)
 
     async def run(self, on_scan: Callable[[list[ManifestFile] | None], Awaitable[None]]) -> None:
-        """Scan now, then on every change (debounced) and every fileCheckFrequency, until cancelled."""
+        """Scan now, then on every change and every fileCheckFrequency, until cancelled."""
         loop = asyncio.get_running_loop()
         dirty = asyncio.Event()
         watcher = _Watcher(self.path, lambda: loop.call_soon_threadsafe(dirty.set))
         try:
             while True:
                 watcher.ensure_started()
-                await on_scan(await asyncio.to_thread(self.scan))
+                found = await asyncio.to_thread(self.scan)
+                await on_scan(found)
+                if found is not None:
+                    await asyncio.to_thread(self.record, found)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(dirty.wait(), self.frequency_seconds)
-                await asyncio.sleep(DEBOUNCE_SECONDS)  # a burst of events is one change
                 dirty.clear()
         finally:
             watcher.stop()
@@ -193,8 +200,15 @@ class _Watcher(FileSystemEventHandler):
         self.observer = observer
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in CHANGES:
+        if event.event_type in CHANGES and self._concerns(event):
             self.notify()
+
+    def _concerns(self, event: FileSystemEvent) -> bool:
+        """A manifest's event, or the directory's: not a temporary dot file's close, which a rename follows."""
+        if event.is_directory:
+            return True
+        paths = (os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "")))
+        return any(path and (path == self.path or is_manifest_name(os.path.basename(path))) for path in paths)
 
     def stop(self) -> None:
         if self.observer is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 from tests.integration.harness import NODE, AgentHarness, wait_for
 
 
-def run_once(agent: AgentHarness, name: str, script: str, extra: str = "") -> str:
+def run_once(agent: AgentHarness, name: str, script: str, extra: str = "", *, container_extra: str = "") -> str:
     agent.write(f"{name}.yaml", f"""
 kind: Pod
 metadata: {{name: {name}}}
@@ -17,7 +19,7 @@ spec:
   - name: c
     image: x
     command: [sh, -c, {json.dumps(script)}]
-""")
+{container_extra}""")
     wait_for(lambda: "terminated" in agent.container_status(name, "c")["state"], what=f"{name} done")
     return agent.cli("logs", name).stdout
 
@@ -129,3 +131,27 @@ spec:
 """)
     wait_for(lambda: "terminated" in agent.container_status("projected", "c")["state"], what="projected done")
     assert agent.cli("logs", "projected").stdout == 'app="web"\ndefault\n400\n'
+
+
+def test_a_read_only_root_and_read_only_volume_keep_their_mounts_flags(agent: AgentHarness, tmp_path: Path) -> None:
+    """The process runtime's mount namespace (nodeagent.runtime.mountns): / and a readOnly volume read-only,
+    the volume's own flags kept as `mount -o remount,bind,ro` keeps them, a writable volume writable."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,nodev,size=1m", "nodeagent-test", str(shared)], check=True)
+    try:
+        log = run_once(agent, "readonly", f"touch /root-file 2>/dev/null || echo root read-only; "
+                                          f"touch {shared}/x 2>/dev/null || echo volume read-only; "
+                                          f"awk '$5 == \"{shared}\" {{print $6}}' /proc/self/mountinfo | tail -n 1; "
+                                          "touch /scratch/x && echo scratch writable", f"""  volumes:
+  - {{name: shared, hostPath: {{path: {shared}}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+""", container_extra=f"""    securityContext: {{readOnlyRootFilesystem: true}}
+    volumeMounts:
+    - {{name: shared, mountPath: {shared}, readOnly: true}}
+    - {{name: scratch, mountPath: /scratch}}
+""")
+    finally:
+        subprocess.run(["umount", str(shared)], check=True)
+    assert log == "root read-only\nvolume read-only\nro,nosuid,nodev,relatime\nscratch writable\n", log
+

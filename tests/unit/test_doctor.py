@@ -282,21 +282,21 @@ def test_manifest_path_that_is_a_fifo_fails(tmp_path: Path) -> None:
 
 
 def test_process_runtime_tools_found(tmp_path: Path) -> None:
-    path = executables(tmp_path / "bin", "conmon", "unshare", "mount", "setpriv", "nsenter")
+    path = executables(tmp_path / "bin", "conmon", "mount", "setpriv", "nsenter")
     check = check_runtime("process", search_path=path, conmon_elsewhere=())
     assert check.status == "ok"
-    assert check.message == "process: " + ", ".join(f"{path}/{tool}" for tool in ("conmon", "unshare", "mount",
-                                                                                  "setpriv", "nsenter"))
+    assert check.message == "process: " + ", ".join(f"{path}/{tool}" for tool in ("conmon", "mount", "setpriv",
+                                                                                  "nsenter"))
 
 
 def test_missing_conmon_fails(tmp_path: Path) -> None:
-    path = executables(tmp_path / "bin", "unshare", "mount", "setpriv", "nsenter")
+    path = executables(tmp_path / "bin", "mount", "setpriv", "nsenter")
     check = check_runtime("process", search_path=path, conmon_elsewhere=())
     assert render_check(check) == "fail  runtime: process: conmon not found -> apt-get install conmon"
 
 
 def test_conmon_outside_path_is_found_where_the_runtime_looks(tmp_path: Path) -> None:
-    path = executables(tmp_path / "bin", "unshare", "mount", "setpriv", "nsenter")
+    path = executables(tmp_path / "bin", "mount", "setpriv", "nsenter")
     elsewhere = executables(tmp_path / "libexec", "conmon")
     check = check_runtime("process", search_path=path, conmon_elsewhere=[f"{elsewhere}/conmon"])
     assert check.status == "ok"
@@ -305,7 +305,7 @@ def test_conmon_outside_path_is_found_where_the_runtime_looks(tmp_path: Path) ->
 def test_missing_util_linux_names_the_package_once(tmp_path: Path) -> None:
     path = executables(tmp_path / "bin", "conmon", "mount")
     check = check_runtime("process", search_path=path, conmon_elsewhere=())
-    assert (check.message, check.fix) == ("process: unshare, setpriv, nsenter not found", "apt-get install util-linux")
+    assert (check.message, check.fix) == ("process: setpriv, nsenter not found", "apt-get install util-linux")
 
 
 def test_the_runc_runtime_needs_conmon_and_its_runc_or_crun(tmp_path: Path) -> None:

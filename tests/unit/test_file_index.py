@@ -1,5 +1,5 @@
 """The manifest index: a restarted agent takes the pods it restored for files that did not change, without
-parsing them, and parses everything else as before (real files in tmp_path, scan() called directly)."""
+parsing them, and parses everything else as before (real files in tmp_path, scan() and record() called directly)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ SLEEPER = "apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  containers:
 def agent(manifests: Path, state: Path, restored: Sequence[StaticPod] = (), node: str = NODE) -> FileSource:
     return FileSource(str(manifests), node_name=node, frequency_seconds=20, index=fileindex.index_path(str(state)),
                       restored=restored)
+
+
+def scan(source: FileSource) -> list[ManifestFile] | None:
+    """A scan, recorded in the index as the agent records it after handing the pods on."""
+    found = source.scan()
+    if found is not None:
+        source.record(found)
+    return found
 
 
 def as_restored(found: list[ManifestFile]) -> list[StaticPod]:
@@ -54,11 +62,11 @@ def test_a_restart_takes_the_restored_pods_of_unchanged_files_without_parsing(
     manifests, state = dirs
     for name in ("a", "b"):
         (manifests / f"{name}.yaml").write_text(SLEEPER % name)
-    before = agent(manifests, state).scan()
+    before = scan(agent(manifests, state))
     assert before is not None and len(parses) == 2
     restored = as_restored(before)
     parses.clear()
-    after = agent(manifests, state, restored).scan()
+    after = scan(agent(manifests, state, restored))
     assert parses == []
     assert after is not None and [p for m in after for p in m.result.pods] == restored
     assert [m.digest for m in after] == [m.digest for m in before]
@@ -68,10 +76,10 @@ def test_a_file_changed_while_the_agent_was_away_is_parsed(dirs: tuple[Path, Pat
     manifests, state = dirs
     (manifests / "a.yaml").write_text(SLEEPER % "a")
     (manifests / "b.yaml").write_text(SLEEPER % "b")
-    restored = as_restored(agent(manifests, state).scan() or [])
+    restored = as_restored(scan(agent(manifests, state)) or [])
     (manifests / "b.yaml").write_text(SLEEPER % "b2")
     parses.clear()
-    after = agent(manifests, state, restored).scan()
+    after = scan(agent(manifests, state, restored))
     assert parses == [str(manifests / "b.yaml")]
     assert after is not None and after[1].result.pods[0].name == f"b2-{NODE}"
 
@@ -81,13 +89,13 @@ def test_files_with_warnings_or_pods_not_restored_are_parsed_again(dirs: tuple[P
     (manifests / "a.yaml").write_text(SLEEPER % "a" + "  unknownField: 1\n")  # a warning: reported again
     (manifests / "b.yaml").write_text(SLEEPER % "b")
     (manifests / "c.yaml").write_text(SLEEPER % "c")
-    first = agent(manifests, state).scan() or []
+    first = scan(agent(manifests, state)) or []
     assert first[0].result.warnings
     recorded = json.loads((state / fileindex.FILE).read_text())["files"]
     assert sorted(Path(name).name for name in recorded) == ["b.yaml", "c.yaml"]
     restored = [p for p in as_restored(first) if p.name != f"c-{NODE}"]  # c's pod was not restored
     parses.clear()
-    again = agent(manifests, state, restored).scan() or []
+    again = scan(agent(manifests, state, restored)) or []
     assert parses == [str(manifests / "a.yaml"), str(manifests / "c.yaml")]
     assert again[0].result.warnings
 
@@ -97,10 +105,10 @@ def test_files_with_warnings_or_pods_not_restored_are_parsed_again(dirs: tuple[P
 def test_a_damaged_index_means_every_file_is_parsed(dirs: tuple[Path, Path], parses: list[str], content: bytes) -> None:
     manifests, state = dirs
     (manifests / "a.yaml").write_text(SLEEPER % "a")
-    restored = as_restored(agent(manifests, state).scan() or [])
+    restored = as_restored(scan(agent(manifests, state)) or [])
     (state / fileindex.FILE).write_bytes(content)
     parses.clear()
-    assert agent(manifests, state, restored).scan() is not None
+    assert scan(agent(manifests, state, restored)) is not None
     assert parses == [str(manifests / "a.yaml")]
     assert json.loads((state / fileindex.FILE).read_text())["version"] == 1  # written whole again
 
@@ -108,9 +116,9 @@ def test_a_damaged_index_means_every_file_is_parsed(dirs: tuple[Path, Path], par
 def test_another_node_name_parses_every_file(dirs: tuple[Path, Path], parses: list[str]) -> None:
     manifests, state = dirs
     (manifests / "a.yaml").write_text(SLEEPER % "a")
-    restored = as_restored(agent(manifests, state).scan() or [])
+    restored = as_restored(scan(agent(manifests, state)) or [])
     parses.clear()
-    renamed = agent(manifests, state, restored, node="node2").scan() or []
+    renamed = scan(agent(manifests, state, restored, node="node2")) or []
     assert parses == [str(manifests / "a.yaml")]
     assert renamed[0].result.pods[0].name == "a-node2"
 
@@ -120,10 +128,10 @@ def test_an_upgraded_parser_parses_every_file_once(dirs: tuple[Path, Path], pars
     """What a new agent refuses or warns about in an unchanged file must be reported at its first start."""
     manifests, state = dirs
     (manifests / "a.yaml").write_text(SLEEPER % "a")
-    restored = as_restored(agent(manifests, state).scan() or [])
+    restored = as_restored(scan(agent(manifests, state)) or [])
     parses.clear()
     monkeypatch.setattr(fileindex, "parser_fingerprint", lambda: "another parser")
-    agent(manifests, state, restored).scan()
+    scan(agent(manifests, state, restored))
     assert parses == [str(manifests / "a.yaml")]
 
 
@@ -153,9 +161,9 @@ def test_the_index_is_written_only_when_it_changes(dirs: tuple[Path, Path], monk
 
     monkeypatch.setattr(fileindex, "save", counting)
     source = agent(manifests, state)
-    source.scan()
-    source.scan()
+    scan(source)
+    scan(source)
     assert len(saved) == 1
     (manifests / "b.yaml").write_text(SLEEPER % "b")
-    source.scan()
+    scan(source)
     assert len(saved) == 2

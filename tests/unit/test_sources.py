@@ -385,3 +385,37 @@ def test_the_watcher_hears_writes_renames_and_deletions_but_not_the_scans_own_re
         assert set(heard) <= {"closed", "moved", "deleted"}, heard
     finally:
         watcher.stop()
+
+
+def test_a_dot_file_renamed_into_place_wakes_the_scan_once_it_is_a_manifest(tmp_path: Path) -> None:
+    """A careful writer's temporary dot file is no manifest: its close wakes nothing, its rename does (the
+    scan used to wait a debounce for that rename after the dot file's close)."""
+    notified: list[float] = []
+    watcher = _Watcher(str(tmp_path), lambda: notified.append(time.monotonic()))
+    watcher.ensure_started()
+    try:
+        (tmp_path / ".web.yaml.tmp").write_text(manifest("web"))
+        (tmp_path / "notes.txt").write_text("not a manifest")
+        time.sleep(0.3)
+        assert notified == []
+        os.replace(tmp_path / ".web.yaml.tmp", tmp_path / "web.yaml")
+        deadline = time.monotonic() + 5
+        while not notified and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(notified) == 1
+    finally:
+        watcher.stop()
+
+
+def test_the_file_named_as_staticpodpath_wakes_the_scan_whatever_its_name(tmp_path: Path) -> None:
+    notified: list[float] = []
+    watcher = _Watcher(str(tmp_path / "pod"), lambda: notified.append(time.monotonic()))
+    watcher.ensure_started()
+    try:
+        (tmp_path / "pod").write_text(manifest("web"))
+        deadline = time.monotonic() + 5
+        while not notified and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert notified
+    finally:
+        watcher.stop()
