@@ -11,9 +11,9 @@ whether or not the agent is running.
 
     agent: bundle, [mount namespace: /sys, volumes, / read-only]
     conmon -> nodeagent-process-oci create -> setsid sh <bundle>/run
-      -> env -i <env> [nsenter --mount=<prepared> --net=<pod netns>] sh (waits on <bundle>/start)
+      -> [nsenter --mount=<prepared> --net=<pod netns>] sh (waits on <bundle>/start)
     agent: attach to cgroup, oom_score_adj, write "go"
-      -> cd, setpriv, exec command
+      -> cd, env -i <env>, setpriv, exec command
 
 setpriv gives the command its user, groups, capabilities (the runtime default set with the container's
 securityContext.capabilities; all with privileged) and no_new_privs (nodeagent.runtime.security).
@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import errno
+import functools
 import logging
 import os
 import secrets
@@ -90,7 +91,7 @@ create)
 esac
 """
 # $0 the bundle's run script (abandon() finds the waiting shell by it), $1 the start FIFO, $2 the workdir, then
-# setpriv and the command. Nothing here is built from a manifest: values only come in as arguments.
+# env, setpriv and the command. Nothing here is built from a manifest: values only come in as arguments.
 LAUNCHER = 'read -r go < "$1" || exit 125; cd -- "$2" || exit 125; shift 2; exec "$@"'
 
 
@@ -131,10 +132,10 @@ class ProcessRuntime(conmon.ConmonBundles):
         command = resolved_command(spec, env)
         oci_id = secrets.token_hex(32)
         bundle = self.layout.bundle(oci_id)
-        setpriv = setpriv_argv(spec, self.capabilities)
+        entry = [*exact_env(env), *setpriv_argv(spec, self.capabilities, host_tool("setpriv")), *command]
 
         def script(namespace: mountns.MountNamespace | None) -> str:
-            return run_script(env, launcher_argv(spec, bundle, command, namespace, setpriv))
+            return run_script(launcher_argv(spec, bundle, namespace, entry))
 
         try:
             namespace = await asyncio.to_thread(_write_bundle, spec, bundle, mount_plan(spec, bundle), script)
@@ -200,7 +201,7 @@ class ProcessRuntime(conmon.ConmonBundles):
                 *self._enter_argv(running, command)]
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=container_env(spec), start_new_session=True)
+            start_new_session=True)
         assert process.stdin is not None
         try:
             await self.cgroups.attach(spec.cgroup.path, process.pid)
@@ -224,11 +225,13 @@ class ProcessRuntime(conmon.ConmonBundles):
         async def into_cgroup(pid: int) -> None:
             await self.cgroups.attach(path, pid)
 
-        return ExecCommand(tuple(self._enter_argv(running, command)), container_env(running.spec), into_cgroup)
+        return ExecCommand(tuple(self._enter_argv(running, command)), None, into_cgroup)
 
     def _enter_argv(self, running: MonitoredContainer, command: Sequence[str]) -> list[str]:
-        return ["nsenter", "--target", str(running.pid), "--mount", "--net", "--wd", "--",
-                *setpriv_argv(running.spec, self.capabilities), *command]
+        """Into its namespaces and working directory, then its exact environment, user and capabilities."""
+        return [host_tool("nsenter"), "--target", str(running.pid), "--mount", "--net", "--wd", "--",
+                *exact_env(container_env(running.spec)),
+                *setpriv_argv(running.spec, self.capabilities, host_tool("setpriv")), *command]
 
     def _set_oom_score_adj(self, pid: int, value: int | None) -> None:
         allowed = self.oom_score_adj.allowed(value)
@@ -320,21 +323,34 @@ def resolved_command(spec: ContainerSpec, env: Mapping[str, str]) -> list[str]:
     return command
 
 
-def launcher_argv(spec: ContainerSpec, bundle: str, command: Sequence[str], namespace: mountns.MountNamespace | None,
-                  setpriv: Sequence[str]) -> list[str]:
+def launcher_argv(spec: ContainerSpec, bundle: str, namespace: mountns.MountNamespace | None,
+                  entry: Sequence[str]) -> list[str]:
     """The launcher's command line: into the prepared mount namespace and the pod's network, a wait for the
-    go, to the working directory, then `setpriv` (nodeagent.runtime.security) drops to the container's user
-    and capabilities right before the exec."""
+    go, to the working directory, then `entry`: the container's exact environment (exact_env), setpriv
+    (nodeagent.runtime.security) to its user and capabilities, and the command."""
     prefix = []
     if namespace is not None:
         netns = [] if spec.netns is None else [f"--net={spec.netns}"]
-        prefix = ["nsenter", f"--mount={namespace.path}", *netns, "--"]
+        prefix = [host_tool("nsenter"), f"--mount={namespace.path}", *netns, "--"]
     return [*prefix, "/bin/sh", "-c", LAUNCHER, os.path.join(bundle, "run"), os.path.join(bundle, "start"),
-            spec.working_dir or "/", *setpriv, *command]
+            spec.working_dir or "/", *entry]
 
 
-def run_script(env: Mapping[str, str], argv: list[str]) -> str:
-    """The bundle's `run`: the launcher in the container's clean environment (env -i). Every value is
-    shell-quoted, so no manifest text is ever read as shell syntax."""
-    words = ["env", "-i", *(f"{key}={value}" for key, value in env.items()), *argv]
-    return f"exec {' '.join(shlex.quote(word) for word in words)}\n"
+def run_script(argv: list[str]) -> str:
+    """The bundle's `run`: exec the launcher. Every word is shell-quoted, so no manifest text is ever read as
+    shell syntax."""
+    return f"exec {' '.join(shlex.quote(word) for word in argv)}\n"
+
+
+def exact_env(env: Mapping[str, str]) -> list[str]:
+    """`env -i` with the container's environment, the last step before setpriv: a shell on the way in (the
+    launcher's, exec's gate) would drop names that are no shell identifiers (Kubernetes allows any printable
+    name without "=") and add PWD."""
+    return [host_tool("env"), "-i", *(f"{key}={value}" for key, value in env.items())]
+
+
+@functools.cache
+def host_tool(name: str) -> str:
+    """A program of the node that the runtime runs on a container's way in, by its path in the agent's PATH:
+    never looked up in the container's (a manifest may set any PATH)."""
+    return shutil.which(name) or name

@@ -82,10 +82,10 @@ def _cap_name(name: str) -> str:
     return name if name.startswith("CAP_") else f"CAP_{name.upper()}"
 
 
-def setpriv_argv(spec: ContainerSpec, available: Collection[str]) -> list[str]:
+def setpriv_argv(spec: ContainerSpec, available: Collection[str], program: str = "setpriv") -> list[str]:
     """setpriv's options for the container's user, group, supplemental groups, capabilities (those this
     agent holds: no others can be given) and no_new_privs (allowPrivilegeEscalation: false), then `--`."""
-    argv = ["setpriv"]
+    argv = [program]
     if spec.run_as_user is not None:
         argv.append(f"--reuid={spec.run_as_user}")
     gid = spec.run_as_group if spec.run_as_group is not None else spec.run_as_user

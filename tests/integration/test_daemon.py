@@ -306,6 +306,33 @@ spec:
     assert line == f"env-{NODE} default shop hello-world 65534 {workdir}\n"
 
 
+def test_the_environment_is_exactly_the_pods(agent: AgentHarness) -> None:
+    """The launcher's shell (dash) dropped names that are no shell identifiers (Kubernetes allows any printable
+    name without "="), added PWD, and looked its own tools up in the container's PATH."""
+    agent.write("exact.yaml", """
+kind: Pod
+metadata: {name: exact}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: x
+    command: [/usr/bin/env]
+    env:
+    - {name: A.B, value: dotted}
+    - {name: my-name, value: dashed}
+    - {name: PATH, value: /nowhere}
+""")
+    wait_for(lambda: agent.pod("exact")["status"]["phase"] == "Succeeded", what="its end")
+    expected = ["A.B=dotted", f"HOSTNAME=exact-{NODE}", "PATH=/nowhere", "my-name=dashed"]
+    assert sorted(agent.cli("logs", "exact").stdout.splitlines()) == expected
+    # and what exec runs in a container (kubectl exec, probes, hooks)
+    agent.write("exact.yaml", agent.manifests.joinpath("exact.yaml").read_text()
+                .replace("[/usr/bin/env]", "[/bin/sleep, '3600']").replace("Never", "Always"))
+    wait_for(lambda: running(agent, "exact"), what="running")
+    assert sorted(agent.cli("exec", f"exact-{NODE}", "/usr/bin/env").stdout.splitlines()) == expected
+
+
 def test_missing_command_is_a_create_container_error(agent: AgentHarness) -> None:
     agent.write("nocmd.yaml", "kind: Pod\nmetadata: {name: nocmd}\nspec:\n  containers: [{name: c, image: nginx}]\n")
 

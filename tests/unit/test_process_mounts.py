@@ -1,13 +1,14 @@
 """The process runtime's mount plan (what the agent's prepared mount namespace holds) and the launcher's
 command line that joins it."""
 
+import os
 from dataclasses import replace
 
 import pytest
 
 from nodeagent.runtime.base import ContainerSpec, Mount
 from nodeagent.runtime.mountns import Bind, MountNamespace, MountPlan
-from nodeagent.runtime.process import launcher_argv, mount_plan
+from nodeagent.runtime.process import exact_env, host_tool, launcher_argv, mount_plan
 from tests.unit.test_security import SPEC
 
 VOLUME = Mount(host_path="/var/data", container_path="/data", read_only=True)
@@ -28,9 +29,17 @@ def test_mount_plan(spec: ContainerSpec, plan: MountPlan | None) -> None:
 
 def test_the_launcher_joins_the_prepared_namespace_and_the_pods_network_before_the_go() -> None:
     spec = replace(SPEC, netns="/run/netns/p", working_dir="/w")
+    entry = ["/usr/bin/env", "-i", "A.B=1", "setpriv", "--", "sleep", "1"]
     with open("/dev/null") as handle:
         namespace = MountNamespace(handle.fileno())
-        argv = launcher_argv(spec, "/b", ["sleep", "1"], namespace, ["setpriv", "--"])
-    assert argv[:4] == ["nsenter", f"--mount={namespace.path}", "--net=/run/netns/p", "--"]
-    assert argv[-7:] == ["/b/run", "/b/start", "/w", "setpriv", "--", "sleep", "1"]
-    assert launcher_argv(SPEC, "/b", ["sleep", "1"], None, [])[0] == "/bin/sh"
+        argv = launcher_argv(spec, "/b", namespace, entry)
+    assert argv[:4] == [host_tool("nsenter"), f"--mount={namespace.path}", "--net=/run/netns/p", "--"]
+    assert argv[-10:] == ["/b/run", "/b/start", "/w", *entry]
+    assert launcher_argv(SPEC, "/b", None, entry)[0] == "/bin/sh"
+
+
+def test_the_tools_on_a_containers_way_in_are_the_nodes_whatever_its_path() -> None:
+    """Looked up in the agent's PATH, never the container's (a manifest set PATH=/nowhere: nsenter, env and
+    setpriv were not found and the container never started)."""
+    assert host_tool("nsenter").startswith("/") and os.access(host_tool("nsenter"), os.X_OK)
+    assert exact_env({"A.B": "1", "PATH": "/nowhere"}) == [host_tool("env"), "-i", "A.B=1", "PATH=/nowhere"]
