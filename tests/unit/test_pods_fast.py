@@ -37,9 +37,11 @@ def pod(name: str, *, cpu: str = "", policy: str = "Always") -> StaticPod:
                         f"{resources}\n")
 
 
-def manager(node: FakeNode, capacity: Allocatable = ROOMY, store: PodStore | None = None) -> PodManager:
+def manager(node: FakeNode, capacity: Allocatable = ROOMY, store: PodStore | None = None,
+            ready: asyncio.Event | None = None) -> PodManager:
+    """ready: the agent's READY (nodeagent.agent.services.NodeServices.agent_ready), set from the start unless given."""
     services = dataclasses.replace(node.services, persist=lambda worker: pods.persist(worker),
-                                   forget=lambda uid: pods.forget(uid))
+                                   forget=lambda uid: pods.forget(uid), agent_ready=ready or node.services.agent_ready)
     pods = PodManager(services, store or PodStore(services.state_dir), capacity, node_name="node1")
     return pods
 
@@ -156,6 +158,33 @@ async def test_a_restarted_agent_restores_its_pods_and_adopts_their_containers(t
     assert second.runtime.starts == []  # adopted, not started again
     running.exit(0)
     await second.clock.run_until(lambda: len(second.runtime.starts) == 1)
+    await again.close()
+
+
+async def test_a_pod_taken_back_repairs_its_cgroups_after_ready_and_before_its_next_start(tmp_path: Path) -> None:
+    """READY promises the containers taken back, not their pod's cgroups re-applied (a repair of drift, ~10 % of a
+    1,000-pod restart): that follows READY, and comes before the pod's next container start."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    web = pod("web")
+    await pods.sync([web])
+    await first.clock.settle()
+    running = first.runtime.running["app"]
+    await pods.close()
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    second.runtime.adoptable[running.container_id] = running
+    again = manager(second, ready=asyncio.Event())
+    await again.restore()
+    worker = again.workers[web.uid]
+    assert (pod_cgroup := worker.plan.pod) is not None
+    await second.clock.run_until(lambda: worker.running_container("app") is running)
+    running.exit(1)  # its restart waits for the repair
+    await second.clock.run_until(lambda: worker.records["app"].state is State.TERMINATED)
+    await second.clock.settle()
+    assert pod_cgroup.path not in second.cgroups.existing and second.runtime.starts == []
+    again.services.agent_ready.set()
+    await second.clock.run_until(lambda: len(second.runtime.starts) == 1)
+    assert pod_cgroup.path in second.cgroups.existing
     await again.close()
 
 
