@@ -76,7 +76,7 @@ class Agent:
             sandboxes=self.runtime if isinstance(self.runtime, PodSandboxes) else None,
             resolv_conf=self.config.resolv_conf, on_change=self._changed,
             persist=lambda worker: self.pods.persist(worker), forget=lambda uid: self.pods.forget(uid),
-            metrics=self.metrics,
+            metrics=self.metrics, agent_ready=asyncio.Event(),
         )
         eviction = eviction_memory_bytes(self.config.eviction_hard, node.memory_bytes)
         capacity = allocatable(node, eviction_memory=eviction, max_pods=self.config.max_pods)
@@ -189,6 +189,7 @@ class Agent:
                  len(self.pods.workers), restored, self.config.static_pod_path, self.config.nodeagent.socket,
                  (time.monotonic() - began) * 1000, since_exec * 1000)
         self.notifier.ready(self.status_line())
+        self.services.agent_ready.set()  # the pods taken back repair their cgroups and networks now
         self.on_ready()
         await self.pods.clean_orphan_networks()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from nodeagent.agent.clock import Clock
@@ -48,3 +49,11 @@ class NodeServices:
     persist: Callable[[PodWorker], None]  # save a worker's state (nodeagent.agent.snapshot), written in a thread
     forget: Callable[[str], Awaitable[None]]  # before a pod's directory goes: its state no longer written
     metrics: PodMetrics
+    # set once the agent said READY: a pod taken back after a restart repairs its cgroups and network only then
+    agent_ready: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    """An agent_ready for workers without an agent that says READY (tests): ready from the start."""
+    event.set()
+    return event

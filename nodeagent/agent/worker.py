@@ -177,11 +177,19 @@ class PodWorker(PodTerminator):
                     return
                 continue
             if actions.set_up:
-                if not await self._set_up():
+                adopting = any(slot.adoptable is not None for slot in self.slots.values())
+                # After an agent restart its containers run in their cgroups and network: READY waits for them
+                # taken back, not for those repaired (drifted values, a lost namespace), which follows READY.
+                repair_later = adopting and self.services.sandboxes is None
+                if not await self._set_up(adopting, node_side=not repair_later):
                     return
                 self._take_back(attempts)  # after an agent restart: what ran is taken back, what ended is known
                 for name in self.records:
                     self._resumed(name)
+                if repair_later:  # before the next decision, so before any container starts
+                    await self.services.agent_ready.wait()
+                    if not await self._set_up(adopting, pod_files=False):
+                        return
                 continue
             if actions.deadline_exceeded:
                 await self._exceed_deadline(attempts)
@@ -294,27 +302,16 @@ class PodWorker(PodTerminator):
         await self._wake.until(lambda: self.admitted or self.stopping)
         return self.admitted
 
-    async def _set_up(self) -> bool:
+    async def _set_up(self, adopting: bool, *, node_side: bool = True, pod_files: bool = True) -> bool:
         """Pod cgroup, network and volumes, retried (FailedCreatePodSandBox, FailedMount) until they work
-        or the pod is stopped."""
+        or the pod is stopped. `adopting`: containers of an earlier agent are to be taken back."""
         delay = SETUP_RETRY_SECONDS[0]
         while not self.stopping:
             try:
-                # conmon's cgroup too, unless the runtime monitors its containers itself (cri)
-                monitor = self.plan.monitor if self.services.sandboxes is None else None
-                await self.services.cgroups.apply([c for c in (self.plan.pod, monitor) if c is not None])
-                networks = self.services.networks
-                if self.context.own_network and networks is not None:
-                    # Containers taken back after a restart run in their network already: keep it as it is.
-                    to_adopt = any(slot.adoptable is not None for slot in self.slots.values())
-                    if not (to_adopt and networks.resume(self.pod.uid)):
-                        await networks.set_up(self.pod.uid, name=self.pod.name, namespace=self.pod.namespace,
-                                              host_ports=host_ports(self.pod))
-                    self._changed()  # the pod has its IP
-                if self.services.sandboxes is not None:
-                    self.sandbox = await self.services.sandboxes.run_pod_sandbox(self.context.sandbox_spec())
-                    self._changed()
-                self.volumes = await volumes.set_up(self.services.state_dir, self.pod, self.services.node)
+                if node_side:
+                    await self._set_up_node_side(adopting)
+                if pod_files:
+                    self.volumes = await volumes.set_up(self.services.state_dir, self.pod, self.services.node)
             except (NodeAgentError, OSError) as exc:
                 reason = "FailedMount" if isinstance(exc, volumes.VolumeError) else "FailedCreatePodSandBox"
                 self.services.events.record(self.object_ref(), WARNING, reason, str(exc))
@@ -327,6 +324,22 @@ class PodWorker(PodTerminator):
                 self._changed()
             return True
         return False
+
+    async def _set_up_node_side(self, adopting: bool) -> None:
+        """The pod's cgroups (conmon's too, unless the runtime monitors its containers itself: cri), its network
+        or sandbox."""
+        monitor = self.plan.monitor if self.services.sandboxes is None else None
+        await self.services.cgroups.apply([c for c in (self.plan.pod, monitor) if c is not None])
+        networks = self.services.networks
+        if self.context.own_network and networks is not None:
+            # Containers taken back after a restart run in their network already: keep it as it is.
+            if not (adopting and networks.resume(self.pod.uid)):
+                await networks.set_up(self.pod.uid, name=self.pod.name, namespace=self.pod.namespace,
+                                      host_ports=host_ports(self.pod))
+            self._changed()  # the pod has its IP
+        if self.services.sandboxes is not None:
+            self.sandbox = await self.services.sandboxes.run_pod_sandbox(self.context.sandbox_spec())
+            self._changed()
 
     async def _tear_down_until_done(self) -> None:
         """Tear the pod down, retried with a doubling delay (1 s to 30 s) while a part of it cannot be removed

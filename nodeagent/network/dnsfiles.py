@@ -9,6 +9,7 @@ Pure: text in, text out; the runtime writes the files and mounts them over the c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ def pod_dns(dns_policy: str, node_resolv_conf: str, config: PodDNS | None = None
     return PodDNS(tuple(nameservers), tuple(_fit_search(searches)), tuple(options), tuple(notes))
 
 
+@functools.lru_cache(maxsize=64)  # a pure function of small values: a restart builds it once per kind of pod
 def resolv_conf(dns_policy: str, node_resolv_conf: str, config: PodDNS | None = None) -> str:
     """/etc/resolv.conf for a pod without hostNetwork (pod_dns), its notes as comments."""
     dns = pod_dns(dns_policy, node_resolv_conf, config)

@@ -51,6 +51,7 @@ class PodNetworks:
                                "or white space)")
         self.bridge = bridge
         self.network = ipam.parse_pod_cidr(pod_cidr)
+        self._gateway = str(ipam.gateway(self.network))  # read for every container spec of a pod with its network
         self.node_netns = None if node_netns is None else namespaces.resolve_netns(node_netns)
         self.leases_path = leases_path(state_dir)
         self._table = load_leases(self.leases_path, self.network)
@@ -220,7 +221,7 @@ class PodNetworks:
 
     def _pod_network(self, lease: Lease) -> PodNetwork:
         return PodNetwork(uid=lease.uid, netns=netns_path(lease.uid), ip=str(lease.ip),
-                          gateway=str(ipam.gateway(self.network)), prefix_len=self.network.prefixlen)
+                          gateway=self._gateway, prefix_len=self.network.prefixlen)
 
     @property
     def _nft_table_name(self) -> str:

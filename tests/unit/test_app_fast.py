@@ -55,8 +55,10 @@ async def test_the_agent_runs_the_manifests_pods_and_stops_without_stopping_them
     agent, fakes = make_agent(tmp_path, ready.set)
     (tmp_path / "manifests" / "web.yaml").write_text(POD)
     (tmp_path / "manifests" / "bad.yaml").write_text("kind: Pod\nspec: [")
+    assert not agent.services.agent_ready.is_set()  # pods taken back repair their set-up after READY (worker.py)
     run = asyncio.create_task(agent.run())
     await asyncio.wait_for(ready.wait(), 10)
+    assert agent.services.agent_ready.is_set()
     await until(lambda: bool(agent.pods.pods()) and agent.pods.pods()[0].records["app"].state is State.RUNNING)
     assert agent.status_line() == "1 pods: 1 running, 0 waiting for admission"
     assert "InvalidManifest" in [e.reason for e in agent.events.events()]

@@ -25,7 +25,7 @@ from nodeagent.runtime.base import AdoptionRecord, ContainerExit
 from tests.fakes import clock as fake_clock
 from tests.fakes.clock import START, FakeClock
 from tests.fakes.pod import FakeNode
-from tests.fakes.runtime import Attempt
+from tests.fakes.runtime import Attempt, FakeRunning
 
 ROOMY = Allocatable(cpu_millis=4000, memory_bytes=8 * 1024**3, pods=110)
 
@@ -37,9 +37,11 @@ def pod(name: str, *, cpu: str = "", policy: str = "Always") -> StaticPod:
                         f"{resources}\n")
 
 
-def manager(node: FakeNode, capacity: Allocatable = ROOMY, store: PodStore | None = None) -> PodManager:
+def manager(node: FakeNode, capacity: Allocatable = ROOMY, store: PodStore | None = None,
+            ready: asyncio.Event | None = None) -> PodManager:
+    """ready: the agent's READY (nodeagent.agent.services.NodeServices.agent_ready), set from the start unless given."""
     services = dataclasses.replace(node.services, persist=lambda worker: pods.persist(worker),
-                                   forget=lambda uid: pods.forget(uid))
+                                   forget=lambda uid: pods.forget(uid), agent_ready=ready or node.services.agent_ready)
     pods = PodManager(services, store or PodStore(services.state_dir), capacity, node_name="node1")
     return pods
 
@@ -159,6 +161,40 @@ async def test_a_restarted_agent_restores_its_pods_and_adopts_their_containers(t
     await again.close()
 
 
+async def restored_while_running(tmp_path: Path, web: StaticPod, ready: asyncio.Event | None = None,
+                                 ) -> tuple[FakeNode, PodManager, FakeRunning]:
+    """An agent ran `web` and went away, its container running; a new agent restored it (its worker launched)."""
+    first = FakeNode(tmp_path)
+    pods = manager(first)
+    await pods.sync([web])
+    await first.clock.settle()
+    running = first.runtime.running["app"]
+    await pods.close()
+    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
+    second.runtime.adoptable[running.container_id] = running
+    again = manager(second, ready=ready)
+    await again.restore()
+    return second, again, running
+
+
+async def test_a_pod_taken_back_repairs_its_cgroups_after_ready_and_before_its_next_start(tmp_path: Path) -> None:
+    """READY promises the containers taken back, not their pod's cgroups re-applied (a repair of drift, ~10 % of a
+    1,000-pod restart): that follows READY, and comes before the pod's next container start."""
+    web = pod("web")
+    second, again, running = await restored_while_running(tmp_path, web, ready=asyncio.Event())
+    worker = again.workers[web.uid]
+    assert (pod_cgroup := worker.plan.pod) is not None
+    await second.clock.run_until(lambda: worker.running_container("app") is running)
+    running.exit(1)  # its restart waits for the repair
+    await second.clock.run_until(lambda: worker.records["app"].state is State.TERMINATED)
+    await second.clock.settle()
+    assert pod_cgroup.path not in second.cgroups.existing and second.runtime.starts == []
+    again.services.agent_ready.set()
+    await second.clock.run_until(lambda: len(second.runtime.starts) == 1)
+    assert pod_cgroup.path in second.cgroups.existing
+    await again.close()
+
+
 async def test_a_container_that_ended_while_the_agent_was_away_is_recorded(tmp_path: Path) -> None:
     first = FakeNode(tmp_path)
     pods = manager(first)
@@ -242,18 +278,9 @@ async def test_the_end_of_an_attempt_begun_after_the_last_save_is_read_from_the_
 async def test_a_pod_stopped_before_it_took_its_container_back_stops_it_gracefully(tmp_path: Path) -> None:
     """Its manifest gone while the agent was away: the container it never took back gets its preStop hook, SIGTERM
     and the grace period, as the kubelet's killContainer, not a SIGKILL through its cgroup's removal."""
-    first = FakeNode(tmp_path)
-    pods = manager(first)
     web = FakeNode.pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec:\n  containers:\n"
                        "  - {name: app, image: busybox, lifecycle: {preStop: {exec: {command: [bye]}}}}\n")
-    await pods.sync([web])
-    await first.clock.settle()
-    running = first.runtime.running["app"]
-    await pods.close()
-    second = FakeNode(tmp_path, clock=FakeClock(START + dt.timedelta(seconds=60)))
-    second.runtime.adoptable[running.container_id] = running
-    again = manager(second)
-    await again.restore()
+    second, again, running = await restored_while_running(tmp_path, web)
     await again.sync([])  # before the worker's set-up
     await second.clock.run_until(lambda: web.uid not in again.workers)
     assert running.signals == [signal.SIGTERM]
