@@ -187,8 +187,8 @@ class PodWorker(PodTerminator):
                 for name in self.records:
                     self._resumed(name)
                 if repair_later:  # before the next decision, so before any container starts
-                    await self.services.agent_ready.wait()
-                    if not await self._set_up(adopting, pod_files=False):
+                    await self._until_agent_ready()
+                    if not await self._set_up(adopting, pod_files=False):  # False once stopped: no repair
                         return
                 continue
             if actions.deadline_exceeded:
@@ -324,6 +324,17 @@ class PodWorker(PodTerminator):
                 self._changed()
             return True
         return False
+
+    async def _until_agent_ready(self) -> None:
+        """Until the agent's READY, or the pod is stopped: READY follows the first sync, which may stop it."""
+        ready = asyncio.ensure_future(self.services.agent_ready.wait())
+        stopped = asyncio.ensure_future(self._wake.until(lambda: self.stopping))
+        try:
+            await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (ready, stopped):
+                waiting.cancel()
+            await asyncio.gather(ready, stopped, return_exceptions=True)
 
     async def _set_up_node_side(self, adopting: bool) -> None:
         """The pod's cgroups (conmon's too, unless the runtime monitors its containers itself: cri), its network

@@ -141,7 +141,8 @@ class ProcessRuntime(conmon.ConmonBundles):
             namespace = await asyncio.to_thread(_write_bundle, spec, bundle, mount_plan(spec, bundle), script)
         except OSError as exc:
             conmon.abandon(self.layout, oci_id)  # its bundle: no process has it yet
-            raise RuntimeStartError("RunContainerError", f"preparing the container's mounts: {exc}") from exc
+            # the container could not be created (its bundle, its mounts): as the kubelet's CreateContainer failing
+            raise RuntimeStartError("CreateContainerError", f"preparing the container: {exc}") from exc
         try:
             return await self._run(spec, oci_id, bundle, namespace)
         finally:

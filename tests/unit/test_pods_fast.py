@@ -195,6 +195,17 @@ async def test_a_pod_taken_back_repairs_its_cgroups_after_ready_and_before_its_n
     await again.close()
 
 
+async def test_a_pod_taken_back_and_removed_before_ready_stops_without_waiting_for_it(tmp_path: Path) -> None:
+    """Its repair waits for READY, its stop does not (READY itself follows the first sync, which may stop it)."""
+    web = pod("web")
+    second, again, running = await restored_while_running(tmp_path, web, ready=asyncio.Event())
+    await second.clock.run_until(lambda: again.workers[web.uid].running_container("app") is running)
+    await again.sync([])
+    await second.clock.run_until(lambda: running.exited and web.uid not in again.workers)
+    assert not again.services.agent_ready.is_set()
+    await again.close()
+
+
 async def test_a_container_that_ended_while_the_agent_was_away_is_recorded(tmp_path: Path) -> None:
     first = FakeNode(tmp_path)
     pods = manager(first)
