@@ -180,17 +180,19 @@ async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits
             logs.relist(files())
         settle = set(logs.files) if round_ == 0 else failed if round_ % SETTLE_EVERY == 0 else set()
         paths = logs.to_check(every=every, settle=settle)
-        if paths:
+        over: set[str] = set()
+        unsettled: set[str] = set()
+        if paths:  # else no thread hop: an idle agent's usual round
             over, unsettled, sized = await asyncio.to_thread(_sweep, paths, limits, settle, logs.sizes)
             logs.seen(sized)
-            failed = (failed - settle) | unsettled
-            for path in over:
-                file = logs.files[path]
-                try:
-                    await bound(file, limits, clock())
-                except Exception as exc:  # a pod's log, whatever is wrong with it, never ends the rotation
-                    log.warning("rotating the log %s: %s", file.path, exc)
-                    failed.add(file.path)
+        failed = (failed - settle) | unsettled
+        for path in over:
+            file = logs.files[path]
+            try:
+                await bound(file, limits, clock())
+            except Exception as exc:  # a pod's log, whatever is wrong with it, never ends the rotation
+                log.warning("rotating the log %s: %s", file.path, exc)
+                failed.add(file.path)
         await asyncio.sleep(CHECK_SECONDS)
 
 
@@ -233,8 +235,8 @@ def _changing(sized: Sized) -> bool:
     return sized.unchanged < QUIET_CHECKS
 
 
-def _sweep(paths: list[str], limits: LogLimits, settle: set[str], sizes: dict[str, Sized],
-           ) -> tuple[set[str], set[str], dict[str, Sized]]:
+def _sweep(paths: list[str], limits: LogLimits, settle: set[str],
+           sizes: dict[str, Sized]) -> tuple[set[str], set[str], dict[str, Sized]]:
     """The logs over their size, those whose check or settling failed, and each log's size now (beside what
     `sizes` saw before); the rest of `settle` settled."""
     over, failed, seen = set(), set(), {}
