@@ -91,6 +91,7 @@ class Agent:
         self._reload = asyncio.Event()
         self.http_source: HttpSource | None = None
         self._status_scheduled = False
+        self._changes = 0  # _changed() calls: the log rotation lists the containers' logs again when it moves
         self._api_changed: Callable[[], None] = lambda: None
         self._started = dt.datetime.now(dt.UTC)
         self._restored: list[StaticPod] = []  # restored pods, for the first scan of the manifests
@@ -98,6 +99,7 @@ class Agent:
     def _changed(self) -> None:
         """Something about a pod changed: tell the embedder, the API's watches, and systemd's STATUS within a
         second."""
+        self._changes += 1
         self.on_change()
         self._api_changed()
         if self.notifier.enabled and not self._status_scheduled:
@@ -156,9 +158,9 @@ class Agent:
             async with asyncio.TaskGroup() as tasks:  # every task of the agent; a failure of one stops it
                 tasks.create_task(self._run_sources(), name="sources")
                 tasks.create_task(self._watchdog(), name="watchdog")
-                tasks.create_task(keep_bounded(  # every second: the workers as they are, unsorted
-                    lambda: [f for worker in self.pods.workers.values() for f in worker.log_files()], limits),
-                    name="log rotation")
+                tasks.create_task(keep_bounded(  # the workers as they are, unsorted, after a change
+                    lambda: [f for worker in self.pods.workers.values() for f in worker.log_files()], limits,
+                    version=lambda: self._changes), name="log rotation")
                 await self._wake.wait()  # the first sync, or stop()
                 if not self._stop.is_set():  # not cut short by stop(): a clean-up must not stop half-way
                     await self._become_ready(old_bundles, restored, began)

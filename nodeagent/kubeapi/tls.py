@@ -1,7 +1,9 @@
 """The API's PKI under stateDir/pki: a CA, the serving certificate it signs, client certificates on demand.
 
 Made on first start with `cryptography` (EC P-256, as kubeadm's defaults are RSA-2048 or ECDSA); the keys are
-0600. A client certificate's CN is the user and each O a group, as the API server reads them.
+0600. A client certificate's CN is the user and each O a group, as the API server reads them. The agent runs
+`python -m nodeagent.kubeapi.tls PKI_DIR HOST...` to make the CA and serving certificate, so that it never
+loads `cryptography` itself.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import sys
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -92,3 +95,7 @@ def _write(path: str, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)
+
+
+if __name__ == "__main__":
+    Pki(sys.argv[1]).ensure(sys.argv[2:])

@@ -12,7 +12,9 @@ until the next rotation; here a log that is being written is checked every secon
 trimmed and compressed, so a few seconds after a burst a container's logs take at most about maxSize x
 maxFiles, newest lines kept. A log whose size has not changed for QUIET_CHECKS checks is checked every
 QUIET_EVERY seconds, as the kubelet checks every log, until it grows again (1,000 sleeping pods' logs sized
-every second cost a quarter of the agent's idle CPU).
+every second cost a quarter of the agent's idle CPU). So a container writing as fast as it can takes at most
+maxSize plus what it writes in QUIET_EVERY seconds (in CHECK_SECONDS once it is known to grow) before its log
+is rotated; a new container's log is first checked in the round after it started.
 
 A file no runtime writes any more (its container has exited) is trimmed in place to its newest maxSize bytes
 instead, so that `logs --previous` still finds it.
@@ -118,7 +120,7 @@ def prune(path: str, keep: int) -> None:
 async def bound(file: LogFile, limits: LogLimits, now: dt.datetime) -> None:
     """One check of one log: rotate (or trim) it when it is over the size, compress and prune rotated files.
 
-    Every file operation runs in a thread: the check runs every second for every container's log."""
+    Every file operation runs in a thread: the check runs every second for a log being written."""
     path = file.path
     size = await asyncio.to_thread(_size, path)
     if size is None:
@@ -156,30 +158,41 @@ def _settle(path: str, limits: LogLimits) -> None:
     prune(path, limits.max_files - 1)
 
 
-async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits,
+async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits, *,
+                       version: Callable[[], int] = lambda: 0,
                        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
-    """Every CHECK_SECONDS, bound every log `files()` names; a failure is logged and retried next time.
+    """Every CHECK_SECONDS, bound the logs `files()` names; a failure is logged and retried next time.
     One thread sizes them all (two thread hops per log per second kept an agent with 1,000 pods at 20 % of a
-    core); only a log over its size is rotated. Every log's rotated files are settled in the first round (what
-    a crash left uncompressed or beyond maxFiles); afterwards only those of logs whose rotation or settling
-    failed, every SETTLE_EVERY rounds (listing every container's directory every 10 s cost 0.2 % of a core at
-    1,000 pods, to find nothing)."""
+    core); only a log over its size is rotated. `files()` is called again when `version()` changed (a
+    container started or ended) and every QUIET_EVERY rounds, and only the logs not quiet are sized in the
+    rounds between: listing and sizing 1,000 sleeping pods' logs every second was most of such an agent's
+    idle CPU. Every log's rotated files are settled in the first round (what a crash left uncompressed or
+    beyond maxFiles); afterwards only those of logs whose rotation or settling failed, every SETTLE_EVERY
+    rounds (listing every container's directory every 10 s cost 0.2 % of a core at 1,000 pods, to find
+    nothing)."""
     failed: set[str] = set()
-    sizes: dict[str, Sized] = {}
+    logs = Watched()
+    listed: int | None = None
     for round_ in itertools.count():
-        current = list(files())
-        paths = [file.path for file in current]
-        settle = set(paths) if round_ == 0 else failed if round_ % SETTLE_EVERY == 0 else set()
-        over, unsettled, sizes = await asyncio.to_thread(_sweep, paths, limits, settle, sizes,
-                                                         all_quiet=round_ % QUIET_EVERY == 0)
+        every = round_ % QUIET_EVERY == 0
+        if every or version() != listed:
+            listed = version()
+            logs.relist(files())
+        settle = set(logs.files) if round_ == 0 else failed if round_ % SETTLE_EVERY == 0 else set()
+        paths = logs.to_check(every=every, settle=settle)
+        over: set[str] = set()
+        unsettled: set[str] = set()
+        if paths:  # else no thread hop: an idle agent's usual round
+            over, unsettled, sized = await asyncio.to_thread(_sweep, paths, limits, settle, logs.sizes)
+            logs.seen(sized)
         failed = (failed - settle) | unsettled
-        for file in current:
-            if file.path in over:
-                try:
-                    await bound(file, limits, clock())
-                except Exception as exc:  # a pod's log, whatever is wrong with it, never ends the rotation
-                    log.warning("rotating the log %s: %s", file.path, exc)
-                    failed.add(file.path)
+        for path in over:
+            file = logs.files[path]
+            try:
+                await bound(file, limits, clock())
+            except Exception as exc:  # a pod's log, whatever is wrong with it, never ends the rotation
+                log.warning("rotating the log %s: %s", file.path, exc)
+                failed.add(file.path)
         await asyncio.sleep(CHECK_SECONDS)
 
 
@@ -189,16 +202,46 @@ class Sized:
     unchanged: int  # checks since it changed
 
 
-def _sweep(paths: list[str], limits: LogLimits, settle: set[str], sizes: dict[str, Sized], *,
-           all_quiet: bool) -> tuple[set[str], set[str], dict[str, Sized]]:
-    """The logs over their size, those whose check or settling failed, and every log's size as last seen; the
-    rest of `settle` settled. A quiet log is only checked with `all_quiet`."""
+class Watched:
+    """The logs as last listed, each one's size as last seen, and the active ones: those sized every round
+    (new, or changed within QUIET_CHECKS checks)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, LogFile] = {}
+        self.sizes: dict[str, Sized] = {}
+        self.active: set[str] = set()
+
+    def relist(self, files: Iterable[LogFile]) -> None:
+        self.files = {file.path: file for file in files}
+        self.sizes = {path: sized for path, sized in self.sizes.items() if path in self.files}
+        self.active = {path for path in self.files if path not in self.sizes or _changing(self.sizes[path])}
+
+    def to_check(self, *, every: bool, settle: set[str]) -> list[str]:
+        """Every log in a round that checks every log, else the active ones and those to settle."""
+        if every:
+            return list(self.files)
+        return sorted(path for path in self.active | settle if path in self.files)
+
+    def seen(self, sized: dict[str, Sized]) -> None:
+        self.sizes.update(sized)
+        for path, now in sized.items():
+            if _changing(now):
+                self.active.add(path)
+            else:
+                self.active.discard(path)
+
+
+def _changing(sized: Sized) -> bool:
+    return sized.unchanged < QUIET_CHECKS
+
+
+def _sweep(paths: list[str], limits: LogLimits, settle: set[str],
+           sizes: dict[str, Sized]) -> tuple[set[str], set[str], dict[str, Sized]]:
+    """The logs over their size, those whose check or settling failed, and each log's size now (beside what
+    `sizes` saw before); the rest of `settle` settled."""
     over, failed, seen = set(), set(), {}
     for path in paths:
         last = sizes.get(path)
-        if last is not None and last.unchanged >= QUIET_CHECKS and not all_quiet and path not in settle:
-            seen[path] = last
-            continue
         try:
             size = _size(path)
             seen[path] = Sized(size, last.unchanged + 1 if last is not None and last.size == size else 0)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from nodeagent.runtime import logrotate
 from tests.integration.containerd import BUSYBOX_IMAGE, Containerd, containerd, cri_images
 from tests.integration.harness import NODE, AgentHarness, wait_for
 from tests.integration.registry import Registry, auth_registry, registry
@@ -29,8 +30,9 @@ BURST_LINES = 250_000  # 100-byte lines: 25 MB of output at once, ~36 MB as CRI 
 LINE = "0123456789" * 10
 
 
-def burst_pod(name: str, lines: int = BURST_LINES, image: str = "busybox", then: str = "sleep 3600") -> str:
-    burst = f"yes {LINE} 2>/dev/null | head -n {lines}; echo the-last-line; {then}"
+def burst_pod(name: str, lines: int = BURST_LINES, image: str = "busybox", then: str = "sleep 3600",
+              first: str = "") -> str:
+    burst = f"{first}yes {LINE} 2>/dev/null | head -n {lines}; echo the-last-line; {then}"
     return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                            "spec": {"terminationGracePeriodSeconds": 1, "restartPolicy": "Never", "containers": [
                                {"name": "burst", "image": image, "command": ["/bin/sh", "-c", burst]}]}})
@@ -59,11 +61,11 @@ def newest_records(directory: Path) -> bytes:
     return newest + (directory / "0.log").read_bytes()
 
 
-def assert_burst_bounded(agent: AgentHarness, pod: str) -> None:
+def assert_burst_bounded(agent: AgentHarness, pod: str, within: float = 5) -> None:
     directory = container_log_dir(agent, pod, "burst")
     wait_for(lambda: b"the-last-line" in newest_records(directory), timeout=60, what="the burst's last line",
              interval=0.2)
-    wait_for(lambda: on_disk(directory) <= MAX_SIZE * MAX_FILES, timeout=5, what="the logs bounded on disk")
+    wait_for(lambda: on_disk(directory) <= MAX_SIZE * MAX_FILES, timeout=within, what="the logs bounded on disk")
     names = sorted(os.listdir(directory))
     assert names[0] == "0.log" and 2 <= len(names) <= MAX_FILES, names
     assert all(name.startswith("0.log.") and name.endswith(".gz") for name in names[1:]), names
@@ -80,6 +82,16 @@ def test_a_burst_is_bounded_within_seconds_with_the_newest_lines_kept(harness: A
     harness.start()
     harness.write("burst.yaml", burst_pod("burst"))
     assert_burst_bounded(harness, "burst")
+
+
+def test_a_burst_after_a_quiet_spell_is_bounded_by_the_next_check_of_every_log(harness: AgentHarness) -> None:
+    """A log unchanged for QUIET_CHECKS checks is sized only every QUIET_EVERY seconds (as the kubelet's every 10 s),
+    and the agent lists the logs again only after a change: a burst after a quiet spell is still bounded, at the
+    next check of every log at the latest."""
+    harness.configure(LIMITS)
+    harness.start()
+    harness.write("late.yaml", burst_pod("late", first=f"sleep {logrotate.QUIET_CHECKS + 2}; "))
+    assert_burst_bounded(harness, "late", within=logrotate.QUIET_EVERY * logrotate.CHECK_SECONDS + 5)
 
 
 def test_the_log_of_a_container_that_ended_is_trimmed_in_place(harness: AgentHarness) -> None:

@@ -212,31 +212,65 @@ async def test_a_log_whose_rotation_failed_is_settled_again(tmp_path: Path, monk
     assert sorted(name.endswith(".gz") for name in os.listdir(tmp_path)) == [False, True]  # 0.log and its .gz
 
 
-def test_a_quiet_log_is_checked_every_quiet_every_rounds_until_it_grows(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_quiet_log_is_checked_every_quiet_every_rounds_until_it_grows(tmp_path: Path) -> None:
     """1,000 sleeping pods' logs sized every second were a quarter of the idle agent's CPU: a log unchanged for
     QUIET_CHECKS checks is sized only in the rounds that check every log, as the kubelet's every 10 s."""
     paths = [str(tmp_path / f"{index}.log") for index in range(3)]
     for path in paths:
         Path(path).write_bytes(b"x")
     limits = LogLimits(max_size=1000, max_files=2)
-    sized: list[str] = []
-    real = logrotate._size
+    logs = logrotate.Watched()
+    logs.relist(LogFile(path, None) for path in paths)
 
-    def counting(path: str) -> int | None:
-        sized.append(os.path.basename(path))
-        return real(path)
+    def check(*, every: bool) -> tuple[list[str], set[str]]:
+        checked = logs.to_check(every=every, settle=set())
+        over, _, sized = logrotate._sweep(checked, limits, set(), logs.sizes)
+        logs.seen(sized)
+        return [os.path.basename(path) for path in checked], over
 
-    monkeypatch.setattr(logrotate, "_size", counting)
-    sizes: dict[str, logrotate.Sized] = {}
-    for _ in range(logrotate.QUIET_CHECKS + 1):
-        _, _, sizes = logrotate._sweep(paths, limits, set(), sizes, all_quiet=False)
+    for _ in range(logrotate.QUIET_CHECKS + 1):  # new, then unchanged
+        assert check(every=False) == (["0.log", "1.log", "2.log"], set())
     Path(paths[1]).write_bytes(b"x" * 2000)  # a burst in a quiet log
-    sized.clear()
-    over, _, sizes = logrotate._sweep(paths, limits, set(), sizes, all_quiet=False)
-    assert sized == [] and over == set()
-    over, _, sizes = logrotate._sweep(paths, limits, set(), sizes, all_quiet=True)
-    assert sized == ["0.log", "1.log", "2.log"] and over == {paths[1]}
-    sized.clear()
-    logrotate._sweep(paths, limits, set(), sizes, all_quiet=False)
-    assert sized == ["1.log"]  # it changed: checked every round again
+    assert check(every=False) == ([], set())
+    assert check(every=True) == (["0.log", "1.log", "2.log"], {paths[1]})
+    assert check(every=False)[0] == ["1.log"]  # it changed: checked every round again
+
+
+async def test_logs_are_listed_again_after_a_change_and_a_quiet_agent_sizes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing 1,000 sleeping pods' logs every second was most of the idle agent's CPU: the logs are listed
+    when the agent's version moved (a container started) or in a round that checks every log, and a round
+    with no log to size takes no thread hop."""
+    monkeypatch.setattr(logrotate, "CHECK_SECONDS", 0.001)
+    monkeypatch.setattr(logrotate, "QUIET_CHECKS", 2)
+    monkeypatch.setattr(logrotate, "QUIET_EVERY", 1000)
+    (tmp_path / "0.log").write_bytes(b"x")
+    files = [LogFile(str(tmp_path / "0.log"), None)]
+    listings, sweeps, version = [], [], [0]
+    real = logrotate._sweep
+
+    def listing() -> list[LogFile]:
+        listings.append(len(files))
+        return list(files)
+
+    def sweeping(paths: list[str], *args: Any) -> Any:
+        sweeps.append([os.path.basename(path) for path in paths])
+        return real(paths, *args)
+
+    monkeypatch.setattr(logrotate, "_sweep", sweeping)
+    task = asyncio.create_task(keep_bounded(listing, LogLimits(max_size=1000, max_files=2),
+                                            version=lambda: version[0]))
+    try:
+        await asyncio.sleep(0.1)
+        assert listings == [1] and sweeps == [["0.log"]] * 3  # new, then quiet after two unchanged checks
+        big = tmp_path / "1.log"
+        big.write_bytes(b"x" * 2000)  # a new container writing fast
+        files.append(LogFile(str(big), None))
+        version[0] += 1
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if big.stat().st_size <= 1000:
+                break
+    finally:
+        task.cancel()
+    assert listings == [1, 2] and sweeps[3] == ["1.log"] and big.stat().st_size <= 1000
