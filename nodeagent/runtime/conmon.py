@@ -172,12 +172,7 @@ def find_running(layout: ConmonLayout, pod_uid: str) -> list[FoundContainer]:
     process, which must be conmon's child, released (the process runtime's launcher names its bundle until
     then). Blocking: run it in a thread."""
     found = []
-    directory = os.path.join(layout.state_dir, "containers")
-    try:
-        entries = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []
-    for container_id in entries:
+    for container_id in sorted(bundles(layout)):
         bundle = layout.bundle(container_id)
         try:
             conmon_pid, pid = _read_pid(os.path.join(bundle, "conmon.pid")), _read_pid(os.path.join(bundle, "pidfile"))
@@ -202,12 +197,7 @@ def find_ended(layout: ConmonLayout, pod_uid: str, name: str, attempt: int) -> A
     """That attempt of the pod's container, if it ended under conmon and nobody has read its end yet: its
     bundle names its log file, conmon's exit file is there (written as conmon ends), and so is the container's
     pid file (the attempt began; its time is the start). What adopt() takes to say how it ended. Blocking."""
-    directory = os.path.join(layout.state_dir, "containers")
-    try:
-        entries = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return None
-    for container_id in entries:
+    for container_id in sorted(bundles(layout)):
         bundle = layout.bundle(container_id)
         try:
             with open(os.path.join(bundle, LOG_PATH_FILE)) as handle:
