@@ -1,11 +1,11 @@
 """The `process` runtime: containers as host processes, each in its own cgroup, session and mounts.
 
 Each container runs under conmon (nodeagent.runtime.conmon), with nodeagent's own minimal "OCI
-runtime" behind it: `create` starts the bundle's run script, which takes the container's environment
-and joins the mount namespace the agent prepared (nodeagent.runtime.mountns: volumes, a fresh /sys, a
-read-only /) and the pod's network, then waits on a FIFO in the bundle; the agent moves that process
-into its cgroups, sets its oom_score_adj and opens the FIFO; then the shell changes directory, drops to
-the container's user and execs the command: two execs from the go to the first instruction. So the
+runtime" behind it: `create` starts the bundle's run script, which joins the mount namespace the agent
+prepared (nodeagent.runtime.mountns: volumes, a fresh /sys, a read-only /) and the pod's network, then
+waits on a FIFO in the bundle; the agent moves that process into its cgroups, sets its oom_score_adj and
+opens the FIFO; then the shell changes directory, sets the container's exact environment (env -i), drops
+to the container's user and execs the command: three execs from the go to the first instruction. So the
 command's first instruction already runs in its cgroup, and conmon keeps its stdio, logs and exit code
 whether or not the agent is running.
 
