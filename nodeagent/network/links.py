@@ -119,9 +119,9 @@ async def plumb_pod(node: str | None, pod: str, *, bridge: str, host_veth: str, 
             await node_ipr.link("set", index=host_index, master=bridge_index, state="up")
         else:
             if host_index is not None:
-                await node_ipr.link("del", index=host_index)
+                await _delete(node_ipr, host_index)
             if pod_index is not None:
-                await pod_ipr.link("del", index=pod_index)
+                await _delete(pod_ipr, pod_index)
             # The pod end is made in the pod's namespace directly, so "eth0" never meets the node's eth0.
             await node_ipr.link("add", ifname=host_veth, kind="veth", master=bridge_index, state="up",
                                 peer={"ifname": POD_INTERFACE, "net_ns_fd": pod})
@@ -135,19 +135,26 @@ async def plumb_pod(node: str | None, pod: str, *, bridge: str, host_veth: str, 
 
 async def delete_link(node: str | None, name: str) -> bool:
     """Delete the link `name` (a veth takes its peer along); False when there was none."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
     async with _netlink(node, f"deleting {name}") as ipr:
         index = await _index(ipr, name)
-        if index is None:
+        return index is not None and await _delete(ipr, index)
+
+
+async def _delete(ipr: Any, index: int) -> bool:
+    """Delete the link `index`; False when it went meanwhile.
+
+    A deleted pod namespace takes its veth pair along asynchronously (the kernel's cleanup_net), so a link
+    just listed can be gone by the time it is deleted.
+    """
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        await ipr.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
             return False
-        try:
-            await ipr.link("del", index=index)
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:  # gone meanwhile (its pod namespace went)
-                return False
-            raise
-        return True
+        raise
+    return True
 
 
 async def bridge_ports(node: str | None, bridge: str) -> list[str]:

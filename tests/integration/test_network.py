@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nodeagent.network import links
 from nodeagent.network.errors import HostPortConflictError, LeaseFileError
 from nodeagent.network.model import HostPort, PodNetwork, host_veth_name, netns_name
 from nodeagent.network.namespaces import ip_forward_enabled
 from nodeagent.network.pods import PodNetworks
+from tests.integration.harness import wait_for
 from tests.integration.netns_fixtures import (
     NODE_IP,
     OUTSIDE_IP,
@@ -268,6 +271,31 @@ async def test_a_restarted_agent_resumes_a_living_network_and_rebuilds_a_lost_on
     in_netns(node.path, "ip", "netns", "delete", netns_name(pod.uid), check=False)
     assert restarted.resume(pod.uid) is None  # gone: the worker sets it up again
     again = await restarted.set_up(pod.uid, name="web", namespace="test", host_ports=[])
+    assert again == pod
+    node.serve(pod.netns, "TCP", 80, "web")
+    assert node.ask(node.path, "TCP", pod.ip, 80) == "web 10.88.0.1"
+
+
+async def test_a_lost_network_whose_old_veth_the_kernel_removes_meanwhile_is_rebuilt(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deleted namespace takes its veth pair along asynchronously (the kernel's cleanup_net): the agent can
+    find the old host end and see it vanish before its own delete, which then fails with ENODEV."""
+    pod = await set_up(node.networks(), node, "web")
+    in_netns(node.path, "ip", "netns", "delete", netns_name(pod.uid), check=False)
+    host_veth = host_veth_name(pod.uid)
+    wait_for(lambda: host_veth not in links_in(node.path), what="the kernel removing the old veth")
+    # a stand-in for an old host end that is still there when the agent looks
+    in_netns(node.path, "ip", "link", "add", host_veth, "type", "veth", "peer", "name", "natest-peer")
+    real_index = links._index
+
+    async def vanishing_after_lookup(ipr: Any, name: str) -> int | None:
+        index = await real_index(ipr, name)
+        if name == host_veth and index is not None:
+            in_netns(node.path, "ip", "link", "delete", host_veth)  # the kernel's cleanup wins the race
+        return index
+
+    monkeypatch.setattr(links, "_index", vanishing_after_lookup)
+    again = await node.networks().set_up(pod.uid, name="web", namespace="test", host_ports=[])
     assert again == pod
     node.serve(pod.netns, "TCP", 80, "web")
     assert node.ask(node.path, "TCP", pod.ip, 80) == "web 10.88.0.1"
