@@ -96,12 +96,17 @@ class MonitoredContainer:
         except NodeAgentError as exc:
             log.warning("container=%s: moving its conmon into the pod's cgroup: %s", self.spec.name, exc)
 
-    def watch(self) -> None:
+    def watch(self) -> bool:
+        """Watch conmon's exit and the cgroup's OOM kills; False if conmon is gone already (wait() says how the
+        container ended)."""
         self._watch_conmon()
+        if self._exited.done():
+            return False
         try:
             self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
         except NodeAgentError as exc:
             log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
+        return True
 
     def _watch_conmon(self) -> None:
         self._pidfd = self.monitored.conmon.pidfd()

@@ -177,10 +177,8 @@ class ProcessRuntime(conmon.ConmonBundles):
         """Take a container back after an agent restart: watch it if it runs, else say how it ended."""
         monitored, started_at = conmon.adopted(saved)
         container = self._container(spec, monitored, started_at)
-        if monitored.conmon.alive():
-            container.watch()
-            return container
-        return await container.wait()
+        # conmon's pidfd, opened against pid reuse, is the check that it lives: one read of its /proc entry
+        return container if container.watch() else await container.wait()
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)

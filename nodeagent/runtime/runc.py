@@ -131,10 +131,8 @@ class RuncRuntime(conmon.ConmonBundles):
         self._live.add(monitored.container_id)
         stop_signal = saved.details.get("imageStopSignal")
         container = self._container(spec, monitored, started_at, stop_signal if isinstance(stop_signal, int) else None)
-        if monitored.conmon.alive():
-            container.watch()
-            return container
-        return await container.wait()
+        # conmon's pidfd, opened against pid reuse, is the check that it lives: one read of its /proc entry
+        return container if container.watch() else await container.wait()
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         """The pod's containers under conmon that runc says run: one created and never started (a start cut
