@@ -33,7 +33,7 @@ from nodeagent.kubeapi.listener import api_settings
 from nodeagent.kubeapi.nodes import node_json
 from nodeagent.metrics import AgentMetrics
 from nodeagent.plan.settings import CgroupDriverName
-from nodeagent.runtime.base import PodSandboxes, RuntimeConnection, RuntimePreparation
+from nodeagent.runtime.base import PodSandboxes, ReadyNotice, RuntimeConnection, RuntimePreparation
 from nodeagent.runtime.logrotate import LogLimits, keep_bounded
 from nodeagent.sdnotify import Notifier
 from nodeagent.server import StatusServer
@@ -191,6 +191,8 @@ class Agent:
                  len(self.pods.workers), restored, self.config.static_pod_path, self.config.nodeagent.socket,
                  (time.monotonic() - began) * 1000, since_exec * 1000)
         self.notifier.ready(self.status_line())
+        if isinstance(self.runtime, ReadyNotice):
+            self.runtime.agent_ready()
         self.services.agent_ready.set()  # the pods taken back repair their cgroups and networks now
         self.on_ready()
         await self.pods.clean_orphan_networks()

@@ -284,6 +284,14 @@ class RuntimePreparation(Protocol):
 
 
 @runtime_checkable
+class ReadyNotice(Protocol):
+    """A runtime that defers work for the containers it takes back after a restart until the agent's READY
+    (process, runc: their OOM watches)."""
+
+    def agent_ready(self) -> None: ...
+
+
+@runtime_checkable
 class RuntimeConnection(Protocol):
     """A runtime reached over a connection (cri): connected before any pod, closed when the agent stops."""
 

@@ -96,17 +96,29 @@ class MonitoredContainer:
         except NodeAgentError as exc:
             log.warning("container=%s: moving its conmon into the pod's cgroup: %s", self.spec.name, exc)
 
-    def watch(self) -> bool:
-        """Watch conmon's exit and the cgroup's OOM kills; False if conmon is gone already (wait() says how the
-        container ended)."""
+    def watch(self, *, oom: bool = True) -> bool:
+        """Watch conmon's exit and (`oom`) the cgroup's OOM kills; False if conmon is gone already (wait() says
+        how the container ended)."""
         self._watch_conmon()
         if self._exited.done():
             return False
+        if oom:
+            self._watch_oom()
+        return True
+
+    def watch_oom_again(self) -> None:
+        """A container taken back: its OOM kills watched again, and one counted while nobody watched (the agent
+        away or starting) acted on now, as the watch would have."""
+        if self._exited.done() or self._oom_watch is not None:
+            return
+        self._watch_oom()
+        self._on_oom_event(rechecks=0)
+
+    def _watch_oom(self) -> None:
         try:
             self._oom_watch = self.cgroups.watch_oom(self.spec.cgroup.path, self._on_oom_event)
         except NodeAgentError as exc:
             log.warning("container=%s: cannot watch OOM events: %s", self.spec.name, exc)
-        return True
 
     def _watch_conmon(self) -> None:
         self._pidfd = self.monitored.conmon.pidfd()
@@ -203,3 +215,30 @@ def _mtime(path: str) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(os.stat(path).st_mtime, dt.UTC)
     except FileNotFoundError:
         return None
+
+
+class TakenBack:
+    """The containers a runtime takes back after an agent restart, their OOM watches armed from READY on.
+
+    A restart with 1,000 pods would register 1,000 OOM watches (on v1 an eventfd with each cgroup, ~40 us) before
+    READY. An OOM kill meanwhile is not lost: arming reads the cgroup's counter (watch_oom_again), and wait() has
+    the counter and the kernel log.
+    """
+
+    def __init__(self) -> None:
+        self._unwatched: list[MonitoredContainer] | None = []  # None once the agent is ready
+
+    def watch(self, container: MonitoredContainer) -> bool:
+        """Watch a container taken back; False if its conmon is gone already (wait() says how it ended)."""
+        if not container.watch(oom=False):
+            return False
+        if self._unwatched is None:
+            container.watch_oom_again()
+        else:
+            self._unwatched.append(container)
+        return True
+
+    def agent_ready(self) -> None:
+        unwatched, self._unwatched = self._unwatched or [], None
+        for container in unwatched:
+            container.watch_oom_again()

@@ -54,7 +54,7 @@ from nodeagent.runtime.base import (
     RunningContainer,
 )
 from nodeagent.runtime.execoutput import message, read_capped
-from nodeagent.runtime.monitored import MonitoredContainer, now
+from nodeagent.runtime.monitored import MonitoredContainer, TakenBack, now
 from nodeagent.runtime.oci_runtime import available_capabilities
 from nodeagent.runtime.podfiles import OomScoreAdj, bundle_path, write_bundle_files
 from nodeagent.runtime.security import refuse_unsupported, setpriv_argv, verify_run_as_non_root
@@ -106,6 +106,7 @@ class ProcessRuntime(conmon.ConmonBundles):
         self.oci_runtime = os.path.join(state_dir, "bin", "nodeagent-process-oci")
         self.capabilities = available_capabilities()
         self.oom_score_adj = OomScoreAdj(self.capabilities)
+        self.taken_back = TakenBack()
         self._install_oci_runtime()
 
     def _install_oci_runtime(self) -> None:
@@ -178,7 +179,10 @@ class ProcessRuntime(conmon.ConmonBundles):
         monitored, started_at = conmon.adopted(saved)
         container = self._container(spec, monitored, started_at)
         # conmon's pidfd, opened against pid reuse, is the check that it lives: one read of its /proc entry
-        return container if container.watch() else await container.wait()
+        return container if self.taken_back.watch(container) else await container.wait()
+
+    def agent_ready(self) -> None:
+        self.taken_back.agent_ready()
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         return await asyncio.to_thread(conmon.find_running, self.layout, pod_uid)

@@ -52,7 +52,7 @@ from nodeagent.runtime.base import (
 from nodeagent.runtime.devices import host_devices
 from nodeagent.runtime.execoutput import message, read_capped
 from nodeagent.runtime.image_user import resolve_user
-from nodeagent.runtime.monitored import MonitoredContainer, now
+from nodeagent.runtime.monitored import MonitoredContainer, TakenBack, now
 from nodeagent.runtime.oci_runtime import OCIRuntime, available_capabilities, find_oci_runtime, plain_message
 from nodeagent.runtime.oci_spec import ImageDefaults, Security, oci_spec, systemd_cgroups_path
 from nodeagent.runtime.podfiles import OomScoreAdj, write_bundle_files
@@ -81,6 +81,7 @@ class RuncRuntime(conmon.ConmonBundles):
         self.capabilities = available_capabilities()
         self._live: set[str] = set()  # containers this agent started or adopted and has not removed
         self.oom_score_adj = OomScoreAdj(self.capabilities)
+        self.taken_back = TakenBack()
         self._capabilities_warned = False
 
     # -- the Runtime protocol ---------------------------------------------------------------------------
@@ -132,7 +133,10 @@ class RuncRuntime(conmon.ConmonBundles):
         stop_signal = saved.details.get("imageStopSignal")
         container = self._container(spec, monitored, started_at, stop_signal if isinstance(stop_signal, int) else None)
         # conmon's pidfd, opened against pid reuse, is the check that it lives: one read of its /proc entry
-        return container if container.watch() else await container.wait()
+        return container if self.taken_back.watch(container) else await container.wait()
+
+    def agent_ready(self) -> None:
+        self.taken_back.agent_ready()
 
     async def find_running(self, pod_uid: str) -> list[FoundContainer]:
         """The pod's containers under conmon that runc says run: one created and never started (a start cut

@@ -209,3 +209,41 @@ def _commands(pids: list[int]) -> list[str]:
         except OSError:
             names.append("")
     return names
+
+
+# A container whose main process outlives an OOM kill in its cgroup: the whole container is OOMKilled for it
+# (memory.oom.group on v2; on v1 the agent's OOM watch kills the rest).
+SURVIVOR = ("kind: Pod\nmetadata: {name: survivor}\nspec:\n  restartPolicy: Never\n  containers: [{name: c, image: x, "
+            "resources: {limits: {memory: 64Mi}}, command: [sh, -c, 'while [ ! -e %s ]; do sleep 0.05; done; "
+            "stress --vm 1 --vm-bytes 256M --vm-hang 0; exec sleep 3600']}]\n")
+
+
+def oom_killed(agent: AgentHarness) -> dict[str, Any] | None:
+    terminated = container(agent, "survivor")["state"].get("terminated")
+    return terminated if terminated is not None and terminated["reason"] == "OOMKilled" else None
+
+
+def test_an_oom_kill_while_the_agent_was_away_ends_the_container_it_takes_back(agent: AgentHarness) -> None:
+    go = agent.root / "go"
+    agent.write("survivor.yaml", SURVIVOR % go)
+    wait_for(lambda: is_running(agent, "survivor"), what="running")
+    path = agent.cgroup_path("survivor", "c")
+    agent.stop(signal.SIGKILL)
+    go.touch()
+    wait_for(lambda: agent.cgroups.oom_kills(path) > 0, what="the OOM kill of stress's worker")
+    assert agent.cgroups.procs(path)  # the shell lives on, with nobody watching
+    agent.start()
+    terminated = wait_for(lambda: oom_killed(agent), what="OOMKilled once taken back")
+    assert terminated["exitCode"] == 137
+
+
+def test_an_oom_kill_after_a_restart_is_seen_by_the_watch_armed_at_ready(agent: AgentHarness) -> None:
+    go = agent.root / "go"
+    agent.write("survivor.yaml", SURVIVOR % go)
+    wait_for(lambda: is_running(agent, "survivor"), what="running")
+    agent.stop(signal.SIGKILL)
+    agent.start()
+    wait_for(lambda: agent.agent_log().count("nodeagent is running") == 2, what="READY again")
+    go.touch()
+    terminated = wait_for(lambda: oom_killed(agent), what="OOMKilled")
+    assert terminated["exitCode"] == 137
