@@ -7,20 +7,15 @@ was OOM-killed; these watches only make the agent hear about it within milliseco
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 from collections.abc import Callable
 
 from nodeagent.cgroups import files
 from nodeagent.errors import CgroupError
+from nodeagent.inotify import IN_MODIFY, Inotify
 
 log = logging.getLogger(__name__)
-
-_IN_MODIFY = 0x00000002
-_IN_NONBLOCK = os.O_NONBLOCK
-_IN_CLOEXEC = os.O_CLOEXEC
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class OOMWatch:
@@ -71,13 +66,14 @@ def watch_v1(memory_directory: str, notify: Callable[[], None]) -> OOMWatch:
 
 def watch_v2(directory: str, notify: Callable[[], None]) -> OOMWatch:
     """inotify IN_MODIFY on memory.events, which the kernel touches on every memory event."""
-    fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-    if fd < 0:
-        raise CgroupError(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
-    target = os.path.join(directory, "memory.events").encode()
-    if _libc.inotify_add_watch(fd, target, _IN_MODIFY) < 0:
-        error = ctypes.get_errno()
-        os.close(fd)
-        raise CgroupError(f"watching {target.decode()}: {os.strerror(error)}")
-    return OOMWatch(fd, notify, keep_open=[])
+    try:
+        watch = Inotify()
+    except OSError as exc:
+        raise CgroupError(exc.strerror or str(exc)) from exc
+    try:
+        watch.add(os.path.join(directory, "memory.events"), IN_MODIFY)
+    except OSError as exc:
+        watch.close()
+        raise CgroupError(exc.strerror or str(exc)) from exc
+    return OOMWatch(watch.fd, notify, keep_open=[])
 
