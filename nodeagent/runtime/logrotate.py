@@ -11,10 +11,11 @@ checks every 10 s and keeps the newest rotated file uncompressed and whole, so o
 until the next rotation; here a log that is being written is checked every second and every rotated file is
 trimmed and compressed, so a few seconds after a burst a container's logs take at most about maxSize x
 maxFiles, newest lines kept. A log whose size has not changed for QUIET_CHECKS checks is checked every
-QUIET_EVERY seconds, as the kubelet checks every log, until it grows again (1,000 sleeping pods' logs sized
-every second cost a quarter of the agent's idle CPU). So a container writing as fast as it can takes at most
-maxSize plus what it writes in QUIET_EVERY seconds (in CHECK_SECONDS once it is known to grow) before its log
-is rotated; a new container's log is first checked in the round after it started.
+QUIET_EVERY seconds, as the kubelet checks every log (1,000 sleeping pods' logs sized every second cost a
+quarter of the agent's idle CPU), and watched with inotify for its next write, which makes it checked every
+second again. So a container writing as fast as it can takes at most maxSize plus what it writes in about
+CHECK_SECONDS before its log is rotated (QUIET_EVERY seconds after a quiet spell where inotify has no
+watches left); a new container's log is first checked in the round after it started.
 
 A file no runtime writes any more (its container has exited) is trimmed in place to its newest maxSize bytes
 instead, so that `logs --previous` still finds it.
@@ -33,6 +34,8 @@ import re
 import shutil
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+
+from nodeagent.inotify import IN_MODIFY, IN_ONESHOT, IN_Q_OVERFLOW, Inotify
 
 log = logging.getLogger(__name__)
 
@@ -164,20 +167,35 @@ async def keep_bounded(files: Callable[[], Iterable[LogFile]], limits: LogLimits
     """Every CHECK_SECONDS, bound the logs `files()` names; a failure is logged and retried next time.
     One thread sizes them all (two thread hops per log per second kept an agent with 1,000 pods at 20 % of a
     core); only a log over its size is rotated. `files()` is called again when `version()` changed (a
-    container started or ended) and every QUIET_EVERY rounds, and only the logs not quiet are sized in the
-    rounds between: listing and sizing 1,000 sleeping pods' logs every second was most of such an agent's
-    idle CPU. Every log's rotated files are settled in the first round (what a crash left uncompressed or
-    beyond maxFiles); afterwards only those of logs whose rotation or settling failed, every SETTLE_EVERY
-    rounds (listing every container's directory every 10 s cost 0.2 % of a core at 1,000 pods, to find
-    nothing)."""
+    container started or ended) and every QUIET_EVERY rounds, and only the logs not quiet (or written since
+    they turned quiet: inotify) are sized in the rounds between: listing and sizing 1,000 sleeping pods'
+    logs every second was most of such an agent's idle CPU. Every log's rotated files are settled in the
+    first round (what a crash left uncompressed or beyond maxFiles); afterwards only those of logs whose
+    rotation or settling failed, every SETTLE_EVERY rounds (listing every container's directory every 10 s
+    cost 0.2 % of a core at 1,000 pods, to find nothing)."""
+    try:
+        inotify: Inotify | None = Inotify()
+    except OSError as exc:
+        log.warning("quiet logs are checked every %d s only: %s", QUIET_EVERY, exc)
+        inotify = None
+    logs = Watched(inotify)
+    try:
+        await _keep_bounded(logs, files, limits, version, clock)
+    finally:
+        if inotify is not None:
+            inotify.close()
+
+
+async def _keep_bounded(logs: Watched, files: Callable[[], Iterable[LogFile]], limits: LogLimits,
+                        version: Callable[[], int], clock: Callable[[], dt.datetime]) -> None:
     failed: set[str] = set()
-    logs = Watched()
     listed: int | None = None
     for round_ in itertools.count():
         every = round_ % QUIET_EVERY == 0
         if every or version() != listed:
             listed = version()
             logs.relist(files())
+        logs.woken()
         settle = set(logs.files) if round_ == 0 else failed if round_ % SETTLE_EVERY == 0 else set()
         paths = logs.to_check(every=every, settle=settle)
         over: set[str] = set()
@@ -204,12 +222,16 @@ class Sized:
 
 class Watched:
     """The logs as last listed, each one's size as last seen, and the active ones: those sized every round
-    (new, or changed within QUIET_CHECKS checks)."""
+    (new, or changed within QUIET_CHECKS checks). With `inotify`, a log that turns quiet is watched for its
+    next write (one event, polled each round), which makes it active again: a burst after a quiet spell is
+    sized within a round, not at the next check of every log."""
 
-    def __init__(self) -> None:
+    def __init__(self, inotify: Inotify | None = None) -> None:
         self.files: dict[str, LogFile] = {}
         self.sizes: dict[str, Sized] = {}
         self.active: set[str] = set()
+        self._inotify = inotify
+        self._quiet: dict[int, str] = {}  # the watches of quiet logs: watch descriptor -> path
 
     def relist(self, files: Iterable[LogFile]) -> None:
         self.files = {file.path: file for file in files}
@@ -227,8 +249,29 @@ class Watched:
         for path, now in sized.items():
             if _changing(now):
                 self.active.add(path)
-            else:
+            elif path in self.active:  # it turns quiet now
                 self.active.discard(path)
+                self._watch_quiet(path)
+
+    def woken(self) -> None:
+        """The quiet logs written since they turned quiet: active again."""
+        if self._inotify is None:
+            return
+        for wd, mask in self._inotify.read():
+            if mask & IN_Q_OVERFLOW:  # events lost: any quiet log may have grown
+                woken, self._quiet = set(self._quiet.values()), {}
+            else:  # the write, or the watch gone (IN_IGNORED: the file deleted, or after its one event)
+                path = self._quiet.pop(wd, None)
+                woken = {path} if path is not None and mask & IN_MODIFY else set()
+            self.active |= woken & self.files.keys()
+
+    def _watch_quiet(self, path: str) -> None:
+        if self._inotify is None:
+            return
+        try:
+            self._quiet[self._inotify.add(path, IN_MODIFY | IN_ONESHOT)] = path
+        except OSError as exc:  # gone, or out of watches (fs.inotify.max_user_watches): the 10 s check stands
+            log.debug("watching the quiet log %s: %s", path, exc)
 
 
 def _changing(sized: Sized) -> bool:

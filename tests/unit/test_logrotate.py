@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from nodeagent.inotify import Inotify
 from nodeagent.runtime import logrotate
 from nodeagent.runtime.logrotate import (
     LogFile,
@@ -274,3 +275,35 @@ async def test_logs_are_listed_again_after_a_change_and_a_quiet_agent_sizes_noth
     finally:
         task.cancel()
     assert listings == [1, 2] and sweeps[3] == ["1.log"] and big.stat().st_size <= 1000
+
+
+def test_a_quiet_log_written_again_is_checked_in_the_next_round(tmp_path: Path) -> None:
+    """A quiet log is watched (inotify) for its next write: a burst after a quiet spell is sized in the next
+    round, not QUIET_EVERY seconds later (a container writing flat out got ~5 GB past its limit meanwhile)."""
+    paths = [str(tmp_path / f"{index}.log") for index in range(3)]
+    for path in paths:
+        Path(path).write_bytes(b"x")
+    limits = LogLimits(max_size=1000, max_files=2)
+    inotify = Inotify()
+    logs = logrotate.Watched(inotify)
+    logs.relist(LogFile(path, None) for path in paths)
+
+    def check() -> tuple[list[str], set[str]]:
+        logs.woken()
+        checked = logs.to_check(every=False, settle=set())
+        over, _, sized = logrotate._sweep(checked, limits, set(), logs.sizes)
+        logs.seen(sized)
+        return [os.path.basename(path) for path in checked], over
+
+    try:
+        for _ in range(logrotate.QUIET_CHECKS + 1):  # new, then unchanged: quiet
+            assert check() == (["0.log", "1.log", "2.log"], set())
+        assert check() == ([], set())
+        with open(paths[1], "ab") as handle:  # a burst in a quiet log
+            handle.write(b"x" * 2000)
+        assert check() == (["1.log"], {paths[1]})
+        assert check()[0] == ["1.log"]  # it changed: checked every round again
+        Path(paths[2]).unlink()  # a quiet log deleted: its watch goes, and no write woke it
+        assert check()[0] == ["1.log"]
+    finally:
+        inotify.close()
