@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import gzip
 import itertools
 import logging
@@ -232,6 +233,7 @@ class Watched:
         self.active: set[str] = set()
         self._inotify = inotify
         self._quiet: dict[int, str] = {}  # the watches of quiet logs: watch descriptor -> path
+        self._out_of_watches = False  # said once
 
     def relist(self, files: Iterable[LogFile]) -> None:
         self.files = {file.path: file for file in files}
@@ -270,7 +272,11 @@ class Watched:
             return
         try:
             self._quiet[self._inotify.add(path, IN_MODIFY | IN_ONESHOT)] = path
-        except OSError as exc:  # gone, or out of watches (fs.inotify.max_user_watches): the 10 s check stands
+        except OSError as exc:  # gone, or out of watches: the check every QUIET_EVERY rounds stands
+            if exc.errno == errno.ENOSPC and not self._out_of_watches:
+                self._out_of_watches = True
+                log.warning("quiet logs beyond fs.inotify.max_user_watches are checked every %d s only: %s",
+                            QUIET_EVERY, exc)
             log.debug("watching the quiet log %s: %s", path, exc)
 
 
