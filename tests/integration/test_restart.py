@@ -231,7 +231,8 @@ def test_an_oom_kill_while_the_agent_was_away_ends_the_container_it_takes_back(a
     agent.stop(signal.SIGKILL)
     go.touch()
     wait_for(lambda: agent.cgroups.oom_kills(path) > 0, what="the OOM kill of stress's worker")
-    assert agent.cgroups.procs(path)  # the shell lives on, with nobody watching
+    if agent.cgroups.version == 1:  # no memory.oom.group: the shell lives on, with nobody watching
+        assert agent.cgroups.procs(path)
     agent.start()
     terminated = wait_for(lambda: oom_killed(agent), what="OOMKilled once taken back")
     assert terminated["exitCode"] == 137
