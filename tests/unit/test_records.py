@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from nodeagent.agent.records import ContainerRecord, State, Termination
+from nodeagent.agent.records import LOST, UNKNOWN, ContainerRecord, State, Termination
 
 T0 = dt.datetime(2026, 12, 4, 16, 0, tzinfo=dt.UTC)
 FIRST = Termination(1, "Error", T0, T0 + dt.timedelta(seconds=5), "process://a")
@@ -31,3 +31,21 @@ def test_a_container_taken_back_keeps_its_counts_and_last_termination() -> None:
     back = record.taken_back(T0, "process://c", 12, ready=True).with_ready(False)
     assert (back.state, back.restart_count, back.last_termination, back.container_id, back.ready) == (
         State.RUNNING, 3, FIRST, "process://c", False)
+
+
+
+def test_attempts_begun_after_the_last_save_end_unknown_and_the_one_before_the_newest_is_the_last() -> None:
+    """A state file saved while attempt 0 was still being created, then attempts 0 and 1 ran: attempt 0's end
+    is the last termination, lost (seen under a loaded CI, where the save of attempt 0 running came late)."""
+    now = T0 + dt.timedelta(minutes=1)
+    lost = Termination(137, UNKNOWN, None, now, None, LOST)
+    creating = ContainerRecord("c", "img", init=False)
+    caught = creating.caught_up(1, now)
+    assert (caught.restart_count, caught.terminated, caught.last_termination) == (1, lost, lost)
+    # the attempt the record knew running is the last one when the newest follows it
+    running = creating.started(T0, "process://a", 10, ready=True, attempt=0, image_id="img@sha256:0")
+    assert running.caught_up(1, now).last_termination == Termination(137, UNKNOWN, T0, now, "process://a", LOST)
+    # two attempts after it: the one before the newest began unrecorded
+    assert running.caught_up(2, now).last_termination == lost
+    # a record that knew attempt 0 ended: with attempt 1 the newest, attempt 0's end stays the last one
+    assert running.ended(FIRST).caught_up(1, now).last_termination == FIRST
