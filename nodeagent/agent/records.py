@@ -88,14 +88,16 @@ class ContainerRecord:
         so did `attempt`, unless it is found running and taken back (ContainerStatusUnknown, 137: the kubelet's
         words for a container whose end it lost). The last termination is the attempt before `attempt`: lost too
         if it began after that save (the record knew it waiting to start, or not at all)."""
-        last = self.terminated if self.terminated is not None else self.last_termination
-        if self.state is State.RUNNING:
-            last = Termination(137, UNKNOWN, self.started_at, now, self.container_id, LOST)
+        lost = Termination(137, UNKNOWN, None, now, None, LOST)
+        last: Termination | None
         if attempt - 1 >= self.next_attempt:
-            last = Termination(137, UNKNOWN, None, now, None, LOST)
+            last = lost
+        elif self.state is State.RUNNING:
+            last = Termination(137, UNKNOWN, self.started_at, now, self.container_id, LOST)
+        else:
+            last = self.terminated if self.terminated is not None else self.last_termination
         return replace(self, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
-                       restart_count=attempt, terminated=Termination(137, UNKNOWN, None, now, None, LOST),
-                       last_termination=last, ready=False)
+                       restart_count=attempt, terminated=lost, last_termination=last, ready=False)
 
     def ended(self, termination: Termination) -> ContainerRecord:
         return replace(self, state=State.TERMINATED, reason=None, message=None, started_at=None, pid=None,
