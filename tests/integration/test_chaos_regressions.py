@@ -70,9 +70,7 @@ def test_a_state_save_that_failed_for_lack_of_space_is_made_once_there_is_room(h
                 handle.write(b"\0" * 4096)
     except OSError:
         pass
-    for pid in harness.procs(harness.cgroup_path("steady", "c")):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # its restart is a change the agent cannot save now
+    harness.cgroups.kill(harness.cgroup_path("steady", "c"))  # its restart is a change the agent cannot save now
     second = wait_for(lambda: running_id(harness, "steady") not in (None, first) and running_id(harness, "steady"),
                       what="restarted")
     assert "No space left on device" in harness.agent_log()
@@ -302,9 +300,7 @@ def lose_a_save(agent: AgentHarness, container: str, while_down: Callable[[str],
     wait_for(lambda: first.rsplit("/", 1)[-1] in state_file.read_text(), what="attempt 0 saved running")
     stale, saved_at = state_file.read_bytes(), state_file.stat().st_mtime_ns
     cgroup_of = cgroup_of or (lambda _: agent.cgroup_path("steady", "c"))
-    for pid in agent.procs(cgroup_of(first)):
-        with contextlib.suppress(ProcessLookupError):  # a `sleep 0.1` of the loop may end first
-            os.kill(pid, signal.SIGKILL)
+    agent.cgroups.kill(cgroup_of(first))
     second = wait_for(lambda: running_id(agent, "steady") not in (None, first) and running_id(agent, "steady"),
                       timeout=30, what="restarted")
     cgroup = cgroup_of(second)
