@@ -223,10 +223,15 @@ class TakenBack:
     A restart with 1,000 pods would register 1,000 OOM watches (on v1 an eventfd with each cgroup, ~40 us) before
     READY. An OOM kill meanwhile is not lost: arming reads the cgroup's counter (watch_oom_again), and wait() has
     the counter and the kernel log.
+
+    From READY on, too, a conmon found still in the agent's own cgroup is moved into its pod's: the agent was
+    killed between conmon's start and that move, and `KillMode=process` spared conmon, which would otherwise stay
+    counted against the service, not the pod, as a left-over process of it.
     """
 
     def __init__(self) -> None:
         self._unwatched: list[MonitoredContainer] | None = []  # None once the agent is ready
+        self._moves: set[asyncio.Task[None]] = set()
 
     def watch(self, container: MonitoredContainer) -> bool:
         """Watch a container taken back; False if its conmon is gone already (wait() says how it ended)."""
@@ -234,6 +239,7 @@ class TakenBack:
             return False
         if self._unwatched is None:
             container.watch_oom_again()
+            self._monitors_to_their_pods([container])
         else:
             self._unwatched.append(container)
         return True
@@ -242,3 +248,34 @@ class TakenBack:
         unwatched, self._unwatched = self._unwatched or [], None
         for container in unwatched:
             container.watch_oom_again()
+        self._monitors_to_their_pods(unwatched)
+
+    def _monitors_to_their_pods(self, containers: list[MonitoredContainer]) -> None:
+        if not containers:
+            return
+        move = asyncio.get_running_loop().create_task(_move_stray_monitors(containers))
+        self._moves.add(move)
+        move.add_done_callback(self._moves.discard)
+
+
+async def _move_stray_monitors(containers: list[MonitoredContainer]) -> None:
+    """The containers whose conmon shares every cgroup of the agent's: into their pods' monitor cgroups."""
+    strays = await asyncio.to_thread(_in_the_agents_cgroups, containers)
+    for container in strays:
+        log.info("container=%s pod=%s/%s: its conmon was left in the agent's cgroup: moved into the pod's",
+                 container.spec.name, container.spec.pod_namespace, container.spec.pod_name)
+        await container.move_monitor_to_pod()
+
+
+def _in_the_agents_cgroups(containers: list[MonitoredContainer]) -> list[MonitoredContainer]:
+    own = _cgroups_of("self")
+    return [c for c in containers if own is not None and c.spec.monitor_cgroup is not None
+            and _cgroups_of(str(c.monitored.conmon.pid)) == own]
+
+
+def _cgroups_of(pid: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cgroup") as listing:
+            return listing.read()
+    except OSError:  # gone: its pidfd says so
+        return None

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nodeagent.cgroups.detect import detect_layout
 from nodeagent.errors import AgentUnavailableError
 from tests.integration.harness import NODE, AgentHarness, wait_for
 
@@ -183,6 +184,36 @@ def test_a_reused_pid_is_never_adopted(agent: AgentHarness) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_conmon_a_kill_left_in_the_agents_cgroup_is_moved_into_its_pod_once_taken_back(agent: AgentHarness) -> None:
+    """The agent killed between conmon's start and its move into the pod's cgroup leaves conmon where the agent
+    was (`KillMode=process` spares it): the agent that takes the container back moves it."""
+    agent.write("steady.yaml", SLEEPER % "steady")
+    wait_for(lambda: is_running(agent, "steady"), what="running")
+    monitor = agent.cgroup_path("steady") + "/_conmon"
+    conmon = wait_for(lambda: agent.procs(monitor), what="conmon in the pod's monitor cgroup")[0]
+    agent.stop(signal.SIGKILL)
+    into_the_cgroups_of(os.getpid(), conmon)  # where the agent, the test's child, started it
+    assert conmon not in agent.procs(monitor)
+    agent.start()
+    wait_for(lambda: conmon in agent.procs(monitor), what="conmon moved into its pod's monitor cgroup")
+    assert container(agent, "steady")["restartCount"] == 0
+
+
+def into_the_cgroups_of(owner: int, pid: int) -> None:
+    """Move `pid` into every cgroup `owner` is in (each v1 hierarchy, or the v2 one)."""
+    layout = detect_layout()
+    for line in Path(f"/proc/{owner}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if not controllers:
+            mount = layout.v2_mount
+        elif controllers.startswith("name="):
+            mount = f"/sys/fs/cgroup/{controllers.removeprefix('name=')}"
+        else:
+            mount = layout.v1_mounts[controllers.split(",")[0]]
+        assert mount is not None
+        Path(f"{mount}{path}/cgroup.procs").write_text(str(pid))
 
 
 def test_a_clean_stop_leaves_pods_running(agent: AgentHarness) -> None:
