@@ -10,7 +10,8 @@ The commands are run as written, with translations that keep the machine untouch
 - `scripts/nodeagent.sh run` runs in the background, in the harness's network namespace; it makes the
   clone's .venv first, which the test does beforehand in the machine's namespace, where pip reaches its index;
 - `apt-get install` lines are checked (the packages must be installed already) instead of run;
-- `watch -n1 CMD` becomes: run CMD until it shows the STATUS of the section's console block.
+- `watch -n1 CMD` becomes: run CMD until it shows the STATUS of the section's console block;
+- `nodeagent logs POD` is run until it shows a line, as read seconds after `watch` showed Running.
 The clone's commit is HEAD: commit before running these tests.
 """
 
@@ -84,6 +85,11 @@ class QuickStart:
                 watched = shlex.join(words[2:] if words[1].startswith("-n") else words[1:])
                 self.outputs[watched] = wait_for(functools.partial(self._shows, watched, status), timeout=90,
                                                  interval=1, what=f"{watched!r} to show {status}")
+            elif words[1:2] == ["logs"]:
+                # read after watch is stopped, seconds after Running shows: the container's first line can
+                # come later than that (its cpu limit, a loaded machine)
+                self.outputs[command] = wait_for(functools.partial(self._run, command), timeout=30, interval=0.5,
+                                                 what=f"{command!r} to show a line")
             else:
                 self.outputs[command] = self._run(command)
         return self.outputs
