@@ -76,7 +76,7 @@ class Agent:
             sandboxes=self.runtime if isinstance(self.runtime, PodSandboxes) else None,
             resolv_conf=self.config.resolv_conf, on_change=self._changed,
             persist=lambda worker: self.pods.persist(worker), forget=lambda uid: self.pods.forget(uid),
-            metrics=self.metrics, agent_ready=asyncio.Event(),
+            metrics=self.metrics, agent_ready=asyncio.Event(), attach_warmth=self.parts.attach_warmth,
         )
         eviction = eviction_memory_bytes(self.config.eviction_hard, node.memory_bytes)
         capacity = allocatable(node, eviction_memory=eviction, max_pods=self.config.max_pods)

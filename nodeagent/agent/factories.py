@@ -7,13 +7,14 @@ import contextlib
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from nodeagent.cgroups.detect import choose_driver, detect_layout, systemd_is_init
+from nodeagent.cgroups.detect import CgroupLayout, choose_driver, detect_layout, systemd_is_init
 from nodeagent.cgroups.driver import CgroupDriver, CgroupfsDriver
 from nodeagent.cgroups.fs1 import V1Hierarchy
 from nodeagent.cgroups.fs2 import V2Hierarchy
 from nodeagent.cgroups.kmsg import KernelLog
+from nodeagent.cgroups.warmth import AttachWarmth, kept_warm
 from nodeagent.config import KubeletConfig
 from nodeagent.errors import NodeAgentError
 from nodeagent.network.pods import PodNetworks
@@ -35,15 +36,18 @@ class NodeParts:
     node: NodeInfo
     address: str  # the node's address (status.hostIP)
     networks: PodNetworks | None
+    attach_warmth: AttachWarmth = field(default_factory=lambda: AttachWarmth(None))  # off on fakes
 
 
 def make_node_parts(config: KubeletConfig) -> NodeParts:
     """The state directory, the cgroup driver and runtime this node and configuration call for."""
     os.makedirs(config.nodeagent.state_dir, mode=0o700, exist_ok=True)
     kernel_log = KernelLog()
-    cgroups = make_cgroup_driver(config)
+    layout = detect_layout()
+    cgroups = make_cgroup_driver(config, layout)
     return NodeParts(cgroups=cgroups, runtime=make_runtime(config, cgroups, kernel_log), kernel_log=kernel_log,
-                     node=read_node_info(config), address=host_address(), networks=make_pod_networks(config))
+                     node=read_node_info(config), address=host_address(), networks=make_pod_networks(config),
+                     attach_warmth=kept_warm(layout))
 
 
 class StartError(NodeAgentError):
@@ -64,9 +68,8 @@ def preflight(config: KubeletConfig) -> None:
                              f"flag to false. /proc/swaps contained: {swaps}")
 
 
-def make_cgroup_driver(config: KubeletConfig) -> CgroupDriver:
+def make_cgroup_driver(config: KubeletConfig, layout: CgroupLayout) -> CgroupDriver:
     driver, why = choose_driver(config.cgroup_driver)
-    layout = detect_layout()
     log.info("cgroups: %s, driver %s (%s)", layout.name, driver, why)
     hierarchy: V1Hierarchy | V2Hierarchy
     if layout.version == 2:

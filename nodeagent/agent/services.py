@@ -11,6 +11,7 @@ from nodeagent.agent.clock import Clock
 from nodeagent.agent.env import PodAddresses
 from nodeagent.agent.events import EventRecorder
 from nodeagent.cgroups.driver import CgroupDriver
+from nodeagent.cgroups.warmth import AttachWarmth
 from nodeagent.network.pods import PodNetworks
 from nodeagent.plan.settings import NodeInfo, PlanSettings
 from nodeagent.runtime.base import PodSandboxes, Runtime
@@ -51,6 +52,7 @@ class NodeServices:
     metrics: PodMetrics
     # set once the agent said READY: a pod taken back after a restart repairs its cgroups and network only then
     agent_ready: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
+    attach_warmth: AttachWarmth = field(default_factory=lambda: AttachWarmth(None))  # kicked as a start begins
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:
