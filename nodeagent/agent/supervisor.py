@@ -240,14 +240,12 @@ class ContainerSupervisor:
         attempt = record.next_attempt
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
         services = self.services
-        services.attach_warmth.kick()  # its process's move into its cgroup comes in a few ms
         spec = await self._container_spec(container, attempt)
         pod_dir = self.context.pod_dir
         if self.volumes is not None:  # a new file per attempt, as the kubelet's makeMounts
             message = await asyncio.to_thread(termination_message.message_mount, pod_dir, container, attempt)
             spec = replace(spec, mounts=(*spec.mounts, message)) if message is not None else spec
         image_id = await ensure_image(services.runtime, services.events, self.object_ref(name), spec)
-        services.attach_warmth.kick()  # again, after a pull
         if self.volumes is not None:
             await self.volumes.prepare_subpaths(container)
         if services.runtime.host_mount_points and spec.mounts:
@@ -257,6 +255,7 @@ class ContainerSupervisor:
         if own_cgroup:
             await services.cgroups.remove([spec.cgroup.path])  # whatever an earlier attempt left behind
             await services.cgroups.apply([spec.cgroup])
+            services.attach_warmth.kick()  # after its mkdir, which the kick's first write would hold up
         try:
             running = await services.runtime.start(spec)
         except RuntimeStartError:

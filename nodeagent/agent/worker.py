@@ -339,8 +339,6 @@ class PodWorker(PodTerminator):
     async def _set_up_node_side(self, adopting: bool) -> None:
         """The pod's cgroups (conmon's too, unless the runtime monitors its containers itself: cri), its network
         or sandbox."""
-        if not adopting:  # its first container's move into its cgroup comes soon
-            self.services.attach_warmth.kick()
         monitor = self.plan.monitor if self.services.sandboxes is None else None
         await self.services.cgroups.apply([c for c in (self.plan.pod, monitor) if c is not None])
         networks = self.services.networks

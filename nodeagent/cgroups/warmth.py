@@ -6,11 +6,13 @@ the first writer after a quiet spell waits for an RCU grace period (8-20 ms on t
 the lock stays in its writer-friendly mode for one more grace period after the last writer is done.
 That wait was ~11 ms of `runc create`'s ~28 ms, on the path from a manifest to its container.
 
-So a start kicks AttachWarmth first: a thread of the agent moves the agent into the cgroup it is in
-already (a write that changes nothing) every few ms, until HOLD_SECONDS after the last kick. The
-grace period then passes while the agent makes the pod's cgroups, bundle and conmon, and the
-container's own move finds the lock ready. The price, for those 100 ms: each no-op write (~0.05 ms)
-holds off forks on the machine, and forks take the lock's slower shared path.
+So a start kicks AttachWarmth: a thread of the agent moves the agent into the cgroup it is in already
+(a write that changes nothing) every few ms, until HOLD_SECONDS after the last kick. The kernel waits
+for the grace period holding cgroup_mutex, which every cgroup mkdir takes too: the kick comes after the
+container's cgroup is made, so that the wait passes while the agent mounts the root, writes the bundle
+and starts conmon, and while runc starts up. The container's move then finds the lock ready. The
+price, for those 100 ms: each no-op write (~0.05 ms) holds off forks on the machine, and forks take
+the lock's slower shared path.
 """
 
 from __future__ import annotations
