@@ -178,6 +178,18 @@ class ImageStore:
         record = await asyncio.to_thread(self._find, parse_reference(image), remember=False)
         return None if record is None else self._image(record)
 
+    def lease_present(self, image: str, holder: str) -> Image | None:
+        """The image leased to `holder` if the store has all of it, else None (ensure() pulls it). Blocking: a
+        container's start calls it in the thread that makes its directories."""
+        fd = self._lock_shared()
+        try:
+            record = self._find(parse_reference(image), remember=True)
+            if record is not None:
+                self._used(record, holder)
+        finally:
+            self.layout.unlock(fd)
+        return None if record is None else self._image(record)
+
     async def size_bytes(self, image: Image) -> int:
         """The image's size in the store (blobs and unpacked layers), as `nodeagent images` shows it."""
         record = await asyncio.to_thread(self.layout.read_record, image.reference)

@@ -113,7 +113,6 @@ class RuncRuntime(conmon.ConmonBundles):
             raise RuntimeStartError(CONFIG_ERROR, "spec.shareProcessNamespace: the runc runtime cannot give a pod's "
                                                   "containers one PID namespace yet (nothing would hold it while "
                                                   "they restart); use the cri runtime")
-        await self._remove_orphans()
         oci_id = secrets.token_hex(32)
         self._live.add(oci_id)
         try:
@@ -124,6 +123,7 @@ class RuncRuntime(conmon.ConmonBundles):
         container = self._container(spec, monitored, now(), stop_signal)
         container.watch()
         await container.let_run(self.runc.start(oci_id, monitored.container), failures=(NodeAgentError,), what="")
+        await self._remove_orphans()  # after the start: off its path
         return container
 
     async def adopt(self, spec: ContainerSpec, saved: AdoptionRecord) -> RunningContainer | ContainerExit:
@@ -214,15 +214,15 @@ class RuncRuntime(conmon.ConmonBundles):
         bundle, root = self.layout.bundle(oci_id), os.path.join(self.rootfs_dir, oci_id)
         rootfs, upper, work = (os.path.join(root, name) for name in ("rootfs", "upper", "work"))
         try:
-            # before the lease: every lease has a directory that ends it
-            await asyncio.to_thread(_make_directories, bundle, root, (rootfs, upper, work))
             # ensure_image pulled for Always just before: taking it from the store now keeps the same digest
-            policy = PullPolicy.IF_NOT_PRESENT if spec.pull_policy == PullPolicy.ALWAYS.value else spec.pull_policy
-            image = await self.images.ensure(spec.image, policy, holder=oci_id)
+            image = await asyncio.to_thread(self._directories_and_lease, spec, oci_id, bundle, root,
+                                            (rootfs, upper, work))
+            if image is None:  # gone from the store since (a prune): pulled again, as its policy allows
+                policy = PullPolicy.IF_NOT_PRESENT if spec.pull_policy == PullPolicy.ALWAYS.value else spec.pull_policy
+                image = await self.images.ensure(spec.image, policy, holder=oci_id)
             verify_run_as_non_root(spec, image.user)
             await mount_rootfs(image.layers, upper, work, rootfs)
             await asyncio.to_thread(self._write_config, spec, image, bundle, rootfs)
-            await asyncio.to_thread(os.makedirs, os.path.dirname(spec.log_path), exist_ok=True)
         except ImageError as exc:
             raise RuntimeStartError(exc.reason, exc.message) from exc
         except OSError as exc:
@@ -235,6 +235,14 @@ class RuncRuntime(conmon.ConmonBundles):
         except RuntimeStartError as exc:  # conmon relays runc's own log record
             raise RuntimeStartError(exc.reason, plain_message(exc.message)) from exc
         return monitored, parse_signal(image.stop_signal) if image.stop_signal else None
+
+    def _directories_and_lease(self, spec: ContainerSpec, oci_id: str, bundle: str, root: str,
+                               parts: tuple[str, ...]) -> Image | None:
+        """The container's directories and its log's, then the image leased to it if the store has all of it
+        (blocking: one thread hop for what took eight). The directories first: every lease has one that ends it."""
+        _make_directories(bundle, root, parts)
+        os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+        return self.images.lease_present(spec.image, oci_id)
 
     def _write_config(self, spec: ContainerSpec, image: Image, bundle: str, rootfs: str) -> None:
         """config.json and the pod's /etc files, written into the bundle (blocking: run in a thread)."""

@@ -296,6 +296,21 @@ async def test_prune_keeps_images_in_use_and_shared_layers(store: ImageStore, re
     assert [summary.reference for summary in await store.list_images()] == [a.reference]
 
 
+async def test_lease_present_leases_only_an_image_the_store_has_whole(store: ImageStore,
+                                                                      registry: Registry) -> None:  # noqa: F811
+    """What a runc start takes in its directory thread: a lease that a prune respects, or None (it pulls)."""
+    present = push_image(registry, repository(), "1.0", [unique_layer("present")])
+    absent = push_image(registry, repository(), "1.0", [unique_layer("absent")])
+    pulled = await store.ensure(present.reference, PullPolicy.IF_NOT_PRESENT)
+    assert await asyncio.to_thread(store.lease_present, absent.reference, "container-absent") is None
+    leased = await asyncio.to_thread(store.lease_present, present.reference, "container-present")
+    assert leased == pulled
+    assert [lease.holder for lease in store.layout.read_leases()] == ["container-present"]
+    assert (await store.prune()).removed == ()  # leased
+    await store.release("container-present")
+    assert (await store.prune()).removed == (present.reference,)
+
+
 async def test_ensure_waits_for_a_prune_and_a_cancelled_wait_leaks_no_lock(store: ImageStore,
                                                                         registry: Registry) -> None:  # noqa: F811
     pushed = push_image(registry, repository(), "1.0", [busybox_layer()])
