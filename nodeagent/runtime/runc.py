@@ -344,13 +344,13 @@ def _make_directories(bundle: str, root: str, parts: tuple[str, ...]) -> None:
 
 
 def write_pod_files(spec: ContainerSpec, bundle: str) -> dict[str, str]:
-    """/etc/hostname, /etc/hosts, /etc/resolv.conf and the termination log as files in the bundle, for bind
-    mounts: {path in the container: file}. The pod's own, or the node's on the node's network, as the kubelet."""
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf as files in the bundle, for bind mounts: {path in the
+    container: file}. The pod's own, or the node's on the node's network, as the kubelet. (The termination
+    message file is a mount of the attempt's own, at the container's terminationMessagePath.)"""
     return write_bundle_files(bundle, {
         "/etc/hostname": f"{spec.hostname}\n",
         "/etc/hosts": spec.hosts_file if spec.hosts_file is not None else _read("/etc/hosts"),
         "/etc/resolv.conf": spec.resolv_conf if spec.resolv_conf is not None else _read("/etc/resolv.conf"),
-        "/dev/termination-log": "",
     })
 
 
