@@ -172,7 +172,8 @@ class StoreLayout:
     def write_lease(self, lease: Lease) -> None:
         data = {"version": VERSION, "holder": lease.holder, "digest": lease.digest, "blobs": list(lease.blobs),
                 "layers": list(lease.layers)}
-        write_atomically(self.lease_path(lease.holder), json.dumps(data).encode())
+        # not fsynced (on the path to every container's start): a power cut that empties it ends its container too
+        write_atomically(self.lease_path(lease.holder), json.dumps(data).encode(), sync=False)
 
     def remove_lease(self, holder: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -183,7 +184,10 @@ class StoreLayout:
         for name in _listdir(self.leases):
             try:
                 with open(os.path.join(self.leases, name), "rb") as handle:
-                    data = json.load(handle)
+                    body = handle.read()
+                if not body:  # cut short by a power cut (leases are not fsynced): its container ended with it
+                    continue
+                data = json.loads(body)
                 found.append(Lease(str(data["holder"]), str(data["digest"]), tuple(data["blobs"]),
                                    tuple(data["layers"])))
             except (OSError, ValueError, KeyError, TypeError) as exc:  # prune must not guess: stop

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from nodeagent.durable import write_atomically
 
 
@@ -42,3 +44,13 @@ def test_a_symlink_in_the_way_is_replaced_not_followed(tmp_path: Path) -> None:
     path.symlink_to(target)
     write_atomically(str(path), b"same")
     assert not path.is_symlink() and path.read_bytes() == b"same"
+
+
+def test_without_sync_the_file_is_whole_and_nothing_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    path = tmp_path / "lease.json"
+    write_atomically(str(path), b"leased", sync=False)
+    assert (path.read_bytes(), synced) == (b"leased", [])
+    write_atomically(str(path), b"durable")
+    assert path.read_bytes() == b"durable" and len(synced) == 2  # the file, then its directory
