@@ -1,7 +1,5 @@
-"""inotify(7) through libc, for the few files the agent watches itself (a cgroup's memory.events, quiet logs).
-
-The file source uses watchdog, which watches directories with a thread of its own; these watches are on
-single files and are read by the event loop, or polled, without a thread.
+"""inotify(7) through libc, for what the agent watches itself: a cgroup's memory.events, quiet logs, the manifest
+directory. Read by the event loop, or polled, without a thread.
 """
 
 from __future__ import annotations
@@ -11,7 +9,17 @@ import os
 import struct
 
 IN_MODIFY = 0x00000002
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_UNMOUNT = 0x00002000
 IN_Q_OVERFLOW = 0x00004000  # events were lost (wd -1)
+IN_IGNORED = 0x00008000  # the watch went (its file deleted, unmounted, or the watch removed)
+IN_ONLYDIR = 0x01000000  # watch the path only if it is a directory
+IN_ISDIR = 0x40000000  # the event's subject is a directory
 IN_ONESHOT = 0x80000000  # the watch goes after its first event
 
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then len bytes of name)
@@ -37,7 +45,11 @@ class Inotify:
 
     def read(self) -> list[tuple[int, int]]:
         """The events queued now, as (watch descriptor, mask), without blocking."""
-        events: list[tuple[int, int]] = []
+        return [(wd, mask) for wd, mask, _ in self.read_named()]
+
+    def read_named(self) -> list[tuple[int, int, str]]:
+        """The events queued now, as (watch descriptor, mask, name: the file's in a watched directory, else "")."""
+        events: list[tuple[int, int, str]] = []
         while True:
             try:
                 data = os.read(self.fd, 64 * 1024)  # whole events only
@@ -46,8 +58,10 @@ class Inotify:
             offset = 0
             while offset + _EVENT.size <= len(data):
                 wd, mask, _, length = _EVENT.unpack_from(data, offset)
-                events.append((wd, mask))
-                offset += _EVENT.size + length
+                start = offset + _EVENT.size
+                name = os.fsdecode(data[start:start + length].rstrip(b"\0"))
+                events.append((wd, mask, name))
+                offset = start + length
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1,8 +1,10 @@
 """The file source and the merge: which files are read, caching by content, and the rules for bad and duplicate manifests.
 
-Real files in pytest's tmp_path; FileSource.scan() is called directly (no watcher, no event loop).
+Real files in pytest's tmp_path; FileSource.scan() is called directly (no event loop), the watcher on its own
+on the test's event loop.
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -363,59 +365,84 @@ def test_a_duplicate_kept_from_a_last_good_version_still_loses_to_an_earlier_fil
     assert sorted(p.reason for p in after.problems) == ["DuplicateManifest", "InvalidManifest"]
 
 
-def test_the_watcher_hears_writes_renames_and_deletions_but_not_the_scans_own_reads(tmp_path: Path) -> None:
-    """inotify is asked only for what CHANGES names: reading every manifest at each scan wakes no thread."""
-    heard: list[str] = []
-    watcher = _Watcher(str(tmp_path), lambda: None)
-    watcher.on_any_event = lambda event: heard.append(event.event_type)  # type: ignore[method-assign]
+async def until_notified(notified: list[str], count: int = 1) -> None:
+    """The event loop runs (it reads the watch) until `notified` holds `count` wake-ups."""
+    deadline = time.monotonic() + 5
+    while len(notified) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert len(notified) >= count, notified
+
+
+async def test_the_watcher_hears_writes_renames_and_deletions_but_not_the_scans_own_reads(tmp_path: Path) -> None:
+    """inotify is asked only for what CHANGES names: reading every manifest at each scan wakes nothing."""
+    notified: list[str] = []
+    watcher = _Watcher(str(tmp_path), lambda: notified.append("woken"))
     (tmp_path / "a.yaml").write_text(manifest("a"))
     watcher.ensure_started()
     try:
         for _ in range(20):
             (tmp_path / "a.yaml").read_bytes()
-        time.sleep(0.3)
-        assert heard == []
-        (tmp_path / "b.yaml").write_text(manifest("b"))
-        os.replace(tmp_path / "b.yaml", tmp_path / "c.yaml")
-        (tmp_path / "a.yaml").unlink()
-        deadline = time.monotonic() + 5
-        while len(set(heard)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert {"closed", "moved", "deleted"} <= set(heard), heard
-        assert set(heard) <= {"closed", "moved", "deleted"}, heard
+        await asyncio.sleep(0.2)
+        assert notified == []
+        for change in (lambda: (tmp_path / "b.yaml").write_text(manifest("b")),
+                       lambda: os.replace(tmp_path / "b.yaml", tmp_path / "c.yaml"),
+                       lambda: (tmp_path / "a.yaml").unlink()):
+            change()
+            await until_notified(notified)
+            notified.clear()
     finally:
         watcher.stop()
 
 
-def test_a_dot_file_renamed_into_place_wakes_the_scan_once_it_is_a_manifest(tmp_path: Path) -> None:
+async def test_a_dot_file_renamed_into_place_wakes_the_scan_once_it_is_a_manifest(tmp_path: Path) -> None:
     """A careful writer's temporary dot file is no manifest: its close wakes nothing, its rename does (the
     scan used to wait a debounce for that rename after the dot file's close)."""
-    notified: list[float] = []
-    watcher = _Watcher(str(tmp_path), lambda: notified.append(time.monotonic()))
+    notified: list[str] = []
+    watcher = _Watcher(str(tmp_path), lambda: notified.append("woken"))
     watcher.ensure_started()
     try:
         (tmp_path / ".web.yaml.tmp").write_text(manifest("web"))
         (tmp_path / "notes.txt").write_text("not a manifest")
-        time.sleep(0.3)
+        await asyncio.sleep(0.2)
         assert notified == []
         os.replace(tmp_path / ".web.yaml.tmp", tmp_path / "web.yaml")
-        deadline = time.monotonic() + 5
-        while not notified and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(notified) == 1
+        await until_notified(notified)
+        assert len(notified) == 1  # the rename's two events, read together
     finally:
         watcher.stop()
 
 
-def test_the_file_named_as_staticpodpath_wakes_the_scan_whatever_its_name(tmp_path: Path) -> None:
-    notified: list[float] = []
-    watcher = _Watcher(str(tmp_path / "pod"), lambda: notified.append(time.monotonic()))
+async def test_the_file_named_as_staticpodpath_wakes_the_scan_whatever_its_name(tmp_path: Path) -> None:
+    notified: list[str] = []
+    watcher = _Watcher(str(tmp_path / "pod"), lambda: notified.append("woken"))
+    watcher.ensure_started()  # no such file yet: the periodic re-list finds it, and watches its directory
+    (tmp_path / "pod").write_text(manifest("web"))
     watcher.ensure_started()
     try:
+        (tmp_path / "elsewhere").write_text(manifest("web"))
+        await asyncio.sleep(0.2)
+        assert notified == []  # neither the file named nor a manifest name
         (tmp_path / "pod").write_text(manifest("web"))
-        deadline = time.monotonic() + 5
-        while not notified and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert notified
+        await until_notified(notified)
+    finally:
+        watcher.stop()
+
+
+async def test_a_directory_removed_and_made_again_is_watched_again(tmp_path: Path) -> None:
+    """Its removal wakes the scan and ends the watch; the scan's next ensure_started watches the new one."""
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    notified: list[str] = []
+    watcher = _Watcher(str(directory), lambda: notified.append("woken"))
+    watcher.ensure_started()
+    try:
+        directory.rmdir()
+        await until_notified(notified)
+        watcher.ensure_started()  # gone: nothing to watch, the periodic re-list looks again
+        directory.mkdir()
+        watcher.ensure_started()
+        notified.clear()
+        (directory / "web.yaml").write_text(manifest("web"))
+        await until_notified(notified)
     finally:
         watcher.stop()
