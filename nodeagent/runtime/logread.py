@@ -6,7 +6,9 @@
     limitBytes   the output stops after N bytes
     since        records older than this time are skipped (sinceSeconds / sinceTime)
     follow       at the end of the file, wait for more while the container runs; when a rotation has put
-                 a new file at the path, go on in that one (the old one is read to its end first)
+                 a new file at the path, go on in that one (the old one is read to its end first). Without
+                 it, the log ends where it ended when asked: a tail is N records even while the container
+                 writes on, and a container writing flat out cannot keep a read going
 
 Unlike the kubelet's ReadLogs, which reads only the current file (right after a rotation, an empty one),
 the rotated files come first: everything kept is shown, and a tail reaches back into them as far as needed.
@@ -43,10 +45,10 @@ class LogOptions:
     follow: bool = False
 
 
-def tail_start(handle: BinaryIO, lines: int) -> tuple[int, int]:
-    """(where the last `lines` complete records of the file begin, how many there are from there), reading
-    back in blocks from the end. Fewer than `lines` only when the file begins at that offset (0)."""
-    position = handle.seek(0, os.SEEK_END)
+def tail_start(handle: BinaryIO, lines: int, end: int | None = None) -> tuple[int, int]:
+    """(where the last `lines` complete records of the file (up to `end`) begin, how many there are from there),
+    reading back in blocks from the end. Fewer than `lines` only when the file begins at that offset (0)."""
+    position = handle.seek(0, os.SEEK_END) if end is None else end
     wanted = lines + 1  # the newline before the first wanted record
     while position > 0:
         start = max(0, position - BLOCK_BYTES)
@@ -99,16 +101,16 @@ def _count_records(path: str) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""))
 
 
-def earlier_files(handle: BinaryIO, path: str, tail_lines: int | None) -> list[tuple[str, int]]:
+def earlier_files(handle: BinaryIO, path: str, tail_lines: int | None, end: int | None) -> list[tuple[str, int]]:
     """The rotated files to read before the current one, oldest first, each with how many of its first records
     to skip: all of them whole, or for a tail as many of the newest as it reaches back to (the current file's
-    handle is left at the tail's start)."""
+    handle is left at the tail's start, counted back from `end`, or from its end now)."""
     rotated = rotated_files(path)
     if rotated and _replaced_since_opened(path, handle):  # rotated since it was opened: the newest one is it
         rotated.pop()
     if tail_lines is None:
         return [(name, 0) for name in rotated]
-    offset, found = tail_start(handle, tail_lines)
+    offset, found = tail_start(handle, tail_lines, end)
     handle.seek(line_start(handle, offset))
     chosen: list[tuple[str, int]] = []
     for name in reversed(rotated):
@@ -190,7 +192,8 @@ async def read_log(handle: BinaryIO, path: str, options: LogOptions,
 async def _rendered(handle: BinaryIO, path: str, options: LogOptions,
                     running: Callable[[], bool]) -> AsyncGenerator[bytes, None]:
     renderer = LogRenderer(timestamps=options.timestamps, since=options.since)
-    for name, skip in await asyncio.to_thread(earlier_files, handle, path, options.tail_lines):
+    end = None if options.follow else os.fstat(handle.fileno()).st_size  # without follow: the log as it is now
+    for name, skip in await asyncio.to_thread(earlier_files, handle, path, options.tail_lines, end):
         try:
             stream = await asyncio.to_thread(_open_rotated, name)
         except FileNotFoundError:  # pruned meanwhile
@@ -203,7 +206,7 @@ async def _rendered(handle: BinaryIO, path: str, options: LogOptions,
             stream.close()
 
     def next_chunk(current: BinaryIO) -> tuple[bytes, bool]:
-        data = current.read(CHUNK_BYTES)
+        data = current.read(CHUNK_BYTES if end is None else max(0, min(CHUNK_BYTES, end - current.tell())))
         return renderer.feed(data), bool(data)
 
     current = handle

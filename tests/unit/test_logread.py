@@ -51,6 +51,26 @@ def test_tail_start_is_the_kubelets(lines: list[bytes], unfinished: bool, tail: 
         logread.BLOCK_BYTES = original
 
 
+def test_without_follow_the_log_ends_where_it_ended_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kubectl logs --tail 1` of a container writing on: one line, not the one written meanwhile too (a CI run
+    saw two); and a container writing flat out never keeps a read without follow going."""
+    path = tmp_path / "0.log"
+    path.write_bytes(b"".join(record(i) for i in range(10)))
+    original = logread.earlier_files
+    written = iter(range(10, 100))
+
+    def then_written(*args: object) -> list[tuple[str, int]]:
+        found = original(*args)  # type: ignore[arg-type]
+        with open(path, "ab") as log:
+            log.write(record(next(written)))  # the container writes between the tail's search and the read
+        return found
+
+    monkeypatch.setattr(logread, "earlier_files", then_written)
+    assert read_all(path, LogOptions(tail_lines=1)) == b"line 9\n"
+    assert read_all(path, LogOptions()).count(b"\n") == 11  # the one written before this read began, not after
+    assert read_all(path, LogOptions(follow=True, tail_lines=1)) == b"line 11\nline 12\n"  # follow reads on
+
+
 def test_tail_limit_and_since(tmp_path: Path) -> None:
     path = tmp_path / "0.log"
     path.write_bytes(b"".join(record(i) for i in range(1000)))
