@@ -52,7 +52,8 @@ class NodeServices:
     metrics: PodMetrics
     # set once the agent said READY: a pod taken back after a restart repairs its cgroups and network only then
     agent_ready: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
-    attach_warmth: AttachWarmth = field(default_factory=lambda: AttachWarmth(None))  # kicked as a start begins
+    # kicked once a container's cgroup is made; off by default (fakes, tests)
+    attach_warmth: AttachWarmth = field(default_factory=lambda: AttachWarmth(None))
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:

@@ -239,8 +239,8 @@ class ContainerSupervisor:
         record = self.records[name]
         attempt = record.next_attempt
         refuse_unenforceable(self.pod.pod, container, host_has_apparmor)
-        services = self.services
         spec = await self._container_spec(container, attempt)
+        services = self.services
         pod_dir = self.context.pod_dir
         if self.volumes is not None:  # a new file per attempt, as the kubelet's makeMounts
             message = await asyncio.to_thread(termination_message.message_mount, pod_dir, container, attempt)
