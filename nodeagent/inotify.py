@@ -63,6 +63,10 @@ class Inotify:
                 events.append((wd, mask, name))
                 offset = start + length
 
+    def remove(self, wd: int) -> None:
+        """Stop a watch; one the kernel ended already (its file deleted: IN_IGNORED) is fine."""
+        _libc.inotify_rm_watch(self.fd, wd)
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)

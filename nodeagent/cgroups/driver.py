@@ -75,6 +75,7 @@ class CgroupfsDriver:
     def __init__(self, hierarchy: Hierarchy) -> None:
         self.hierarchy = hierarchy
         self.version = hierarchy.version
+        self._memory_events = oom.MemoryEventsWatches()  # v2: one inotify instance for every OOM watch
 
     async def apply(self, cgroups: Sequence[CgroupPlan]) -> None:
         await asyncio.to_thread(self._apply_all, list(cgroups))
@@ -135,7 +136,7 @@ class CgroupfsDriver:
     def watch_oom(self, path: str, notify: Callable[[], None]) -> oom.OOMWatch:
         if isinstance(self.hierarchy, V1Hierarchy):
             return oom.watch_v1(self.hierarchy.directory("memory", path), notify)
-        return oom.watch_v2(self.hierarchy.directory(path), notify)
+        return self._memory_events.watch(self.hierarchy.directory(path), notify)
 
     def kill(self, path: str) -> None:
         if isinstance(self.hierarchy, V2Hierarchy) and self.hierarchy.kill(path):
