@@ -43,7 +43,7 @@ def test_a_kick_writes_the_agents_pid_until_its_hold_ends_and_a_later_kick_start
     warmth.kick()
     wait_until_idle(warmth)
     first = warmth.writes
-    assert 3 <= first <= 25  # ~20 in 100 ms, fewer on a loaded machine
+    assert 1 <= first <= 21  # ~20 in 100 ms at most, fewer on a loaded machine
     assert procs.read_text() == str(os.getpid())
     time.sleep(0.05)
     assert warmth.writes == first  # the hold is over: no more writes
