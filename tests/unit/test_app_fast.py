@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from nodeagent.agent.records import State
 from nodeagent.config import parse_config
 from nodeagent.sdnotify import Notifier
 from tests.fakes.pod import NODE, FakeNode
+from tests.unit.waiting import until
 
 POD = """apiVersion: v1
 kind: Pod
@@ -41,13 +41,6 @@ def make_agent(tmp_path: Path, ready: Callable[[], None]) -> tuple[Agent, FakeNo
                       address="192.0.2.10", networks=None)
     agent = Agent(config, parts, str(config_file), notifier=Notifier({}), on_ready=ready)
     return agent, fakes
-
-
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_the_agent_runs_the_manifests_pods_and_stops_without_stopping_them(tmp_path: Path) -> None:

@@ -6,26 +6,17 @@ cgroup v2 tests (tests/vm) run the real ones.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from nodeagent.cgroups.oom import MemoryEventsWatches
+from tests.unit.waiting import until
 
 
 def inotify_instances() -> int:
     return sum(os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify" for fd in os.listdir("/proc/self/fd")
                if os.path.islink(f"/proc/self/fd/{fd}"))
-
-
-async def until(check: Callable[[], object], what: str) -> None:
-    for _ in range(200):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_two_hundred_watches_take_one_inotify_instance_and_wake_their_own(tmp_path: Path) -> None:
@@ -40,13 +31,13 @@ async def test_two_hundred_watches_take_one_inotify_instance_and_wake_their_own(
         opened.append(watches.watch(str(directory), functools.partial(woken.append, index)))
     assert inotify_instances() == before + 1  # not 200: fs.inotify.max_user_instances is 128 by default
     (tmp_path / "c7" / "memory.events").write_text("oom_kill 1\n")
-    await until(lambda: woken, "the watch of c7")
+    await until(lambda: woken, seconds=2, what="the watch of c7")
     assert set(woken) == {7}
     opened[7].close()
     woken.clear()
     (tmp_path / "c7" / "memory.events").write_text("oom_kill 2\n")  # closed: heard by nobody
     (tmp_path / "c8" / "memory.events").write_text("oom_kill 1\n")
-    await until(lambda: 8 in woken, "the watch of c8")
+    await until(lambda: 8 in woken, seconds=2, what="the watch of c8")
     assert set(woken) == {8}
 
 
@@ -58,5 +49,5 @@ async def test_a_removed_cgroup_ends_its_watch_and_closing_it_afterwards_is_fine
     watch = watches.watch(str(directory), lambda: None)
     (directory / "memory.events").unlink()
     directory.rmdir()
-    await until(lambda: not watches._notify, "the kernel's IN_IGNORED")
+    await until(lambda: not watches._notify, seconds=2, what="the kernel's IN_IGNORED")
     watch.close()

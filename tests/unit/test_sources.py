@@ -19,6 +19,7 @@ from nodeagent.api.manifest import StaticPod
 from nodeagent.sources.files import FileSource, ManifestFile, _Watcher, is_manifest_name
 from nodeagent.sources.merge import Desired, merge_files
 from tests.conftest import ReadableSource
+from tests.unit.waiting import until
 
 NODE = "node1"
 
@@ -365,12 +366,9 @@ def test_a_duplicate_kept_from_a_last_good_version_still_loses_to_an_earlier_fil
     assert sorted(p.reason for p in after.problems) == ["DuplicateManifest", "InvalidManifest"]
 
 
-async def until_notified(notified: list[str], count: int = 1) -> None:
-    """The event loop runs (it reads the watch) until `notified` holds `count` wake-ups."""
-    deadline = time.monotonic() + 5
-    while len(notified) < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert len(notified) >= count, notified
+async def until_notified(notified: list[str]) -> None:
+    """The event loop runs (it reads the watch) until the watcher has woken the scan."""
+    await until(lambda: notified, seconds=5, what="the watcher's wake-up")
 
 
 async def test_the_watcher_hears_writes_renames_and_deletions_but_not_the_scans_own_reads(tmp_path: Path) -> None:
